@@ -1,0 +1,459 @@
+//! The `DaskJob` resource: what to compute, where the data lives, where the result goes.
+//!
+//! Field docs become the CRD's descriptions (`kubectl explain daskjob.spec`).
+
+use indexmap::IndexMap;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+use crate::status::DaskJobStatus;
+
+/// Default size of one task's input (128 MiB).
+pub const DEFAULT_TARGET_TASK_BYTES: u64 = 128 * 1024 * 1024;
+/// Default size under which a merge's right side is broadcast to every task (64 MiB).
+pub const DEFAULT_BROADCAST_BYTES: u64 = 64 * 1024 * 1024;
+/// Default number of worker pods (local mode: concurrent tasks).
+pub const DEFAULT_WORKERS: u32 = 4;
+/// Default attempts per task after the first.
+pub const DEFAULT_RETRIES: u32 = 3;
+
+/// A partitioned data job: a dataframe pipeline (or, later, an array expression or a bag of
+/// records) over files in one object store, with the result written back to it.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "kask.dev",
+    version = "v1alpha1",
+    kind = "DaskJob",
+    namespaced,
+    status = "DaskJobStatus",
+    shortname = "dj",
+    category = "kask",
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Progress","type":"string","jsonPath":".status.progress"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DaskJobSpec {
+    /// The object store that holds inputs, scratch data and the output. Paths elsewhere in the
+    /// spec are relative to `storage.url`. Optional for `kask run`, which then uses the
+    /// directory of the job file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<Storage>,
+
+    /// A dataframe job: named table inputs and a pipeline of steps over them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataframe: Option<DataframeJob>,
+
+    /// An array job over Zarr inputs (reserved; not supported by this version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "reserved_schema")]
+    pub array: Option<serde_json::Value>,
+
+    /// A bag job over JSON-lines or text inputs (reserved; not supported by this version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "reserved_schema")]
+    pub bag: Option<serde_json::Value>,
+
+    /// Where and how the result is written.
+    pub output: Output,
+
+    /// The most worker pods running at once (in `kask run`: the most tasks at once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub workers: Option<u32>,
+
+    /// About how many input bytes one task reads (default 134217728, 128 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub target_task_bytes: Option<u64>,
+
+    /// A merge whose right input is smaller than this many bytes is a broadcast join; larger
+    /// ones shuffle both sides (default 67108864, 64 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broadcast_bytes: Option<u64>,
+
+    /// Number of reduce partitions after a shuffle (default: the number of map tasks, at most
+    /// 4 × workers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub shuffle_partitions: Option<u32>,
+
+    /// Attempts per task after the first failure (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
+}
+
+fn reserved_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true,
+        "description": "Reserved for a later version."
+    })
+}
+
+impl DaskJobSpec {
+    /// `workers`, or its default.
+    pub fn workers(&self) -> u32 {
+        self.workers.unwrap_or(DEFAULT_WORKERS).max(1)
+    }
+    /// `targetTaskBytes`, or its default.
+    pub fn target_task_bytes(&self) -> u64 {
+        self.target_task_bytes
+            .unwrap_or(DEFAULT_TARGET_TASK_BYTES)
+            .max(1)
+    }
+    /// `broadcastBytes`, or its default.
+    pub fn broadcast_bytes(&self) -> u64 {
+        self.broadcast_bytes.unwrap_or(DEFAULT_BROADCAST_BYTES)
+    }
+    /// `retries`, or its default.
+    pub fn retries(&self) -> u32 {
+        self.retries.unwrap_or(DEFAULT_RETRIES)
+    }
+}
+
+/// One object store: S3 (and S3-compatible servers), GCS, Azure Blob Storage or a local
+/// directory.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Storage {
+    /// `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix` or `file:///abs/dir`.
+    pub url: String,
+    /// A custom endpoint, e.g. `http://minio.minio:9000` for an S3-compatible server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// The region (S3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Allow plain-HTTP endpoints (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_http: Option<bool>,
+    /// A Secret in the job's namespace whose standard credential keys (`AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY`, ...) reach the worker pods as environment variables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretRef>,
+}
+
+/// A reference to a Secret in the job's own namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretRef {
+    /// The Secret's name.
+    pub name: String,
+}
+
+/// A dataframe job.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DataframeJob {
+    /// Named tables. Each name can be the pipeline's `source` or a `merge`'s `right`.
+    pub inputs: BTreeMap<String, Input>,
+    /// Steps applied in order; the first one is `source`.
+    pub pipeline: Vec<Step>,
+}
+
+/// One table: the files that a glob matches, all with the same columns.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Input {
+    /// A glob relative to `storage.url`, e.g. `orders/*.parquet` or `logs/**/*.csv`.
+    pub path: String,
+    /// The file format (default: from the glob's extension, else parquet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<Format>,
+    /// CSV options.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csv: Option<CsvOptions>,
+}
+
+impl Input {
+    /// The format, explicit or guessed from the glob's extension.
+    pub fn format(&self) -> Format {
+        self.format
+            .unwrap_or_else(|| Format::from_path(&self.path).unwrap_or(Format::Parquet))
+    }
+}
+
+/// A table file format.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// Apache Parquet.
+    Parquet,
+    /// Comma-separated values (or another delimiter).
+    Csv,
+    /// Newline-delimited JSON, one object per line.
+    Json,
+}
+
+impl Format {
+    /// The format a file name suggests.
+    pub fn from_path(path: &str) -> Option<Format> {
+        let p = path.trim_end_matches(".gz").to_ascii_lowercase();
+        if p.ends_with(".parquet") || p.ends_with(".pq") {
+            Some(Format::Parquet)
+        } else if p.ends_with(".csv") || p.ends_with(".tsv") {
+            Some(Format::Csv)
+        } else if p.ends_with(".json") || p.ends_with(".jsonl") || p.ends_with(".ndjson") {
+            Some(Format::Json)
+        } else {
+            None
+        }
+    }
+    /// The extension of files written in this format.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Parquet => "parquet",
+            Format::Csv => "csv",
+            Format::Json => "jsonl",
+        }
+    }
+}
+
+/// CSV reading options.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CsvOptions {
+    /// Whether the first line holds the column names (default true).
+    #[serde(default = "default_true")]
+    pub header: bool,
+    /// The field delimiter, one character (default `,`).
+    #[serde(default = "default_delimiter")]
+    pub delimiter: String,
+}
+
+impl Default for CsvOptions {
+    fn default() -> Self {
+        CsvOptions {
+            header: true,
+            delimiter: ",".into(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_delimiter() -> String {
+    ",".into()
+}
+
+/// One pipeline step. Exactly one field is set.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Step {
+    /// Start from this input (the first step, and only there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Keep the rows for which this SQL boolean expression is true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+    /// Keep only these columns, in this order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub select: Option<Vec<String>>,
+    /// Remove these columns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drop: Option<Vec<String>>,
+    /// Rename columns: `{old: new}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rename: Option<BTreeMap<String, String>>,
+    /// Add or replace columns: `{name: "<SQL expression>"}`, evaluated in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assign: Option<IndexMap<String, String>>,
+    /// Join with another input, pandas-style.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge: Option<Merge>,
+    /// Group rows and aggregate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groupby: Option<GroupBy>,
+    /// Sort all rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sort: Option<Sort>,
+    /// Keep the first N rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<u64>,
+    /// Drop duplicate rows (considering `subset` columns only, when given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distinct: Option<Distinct>,
+}
+
+/// A pandas-style merge with another input.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Merge {
+    /// The input to join with.
+    pub right: String,
+    /// inner (default), left, right or outer.
+    #[serde(default)]
+    pub how: How,
+    /// Key columns present on both sides under the same names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on: Option<Vec<String>>,
+    /// Key columns of the left side (with `rightOn`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub left_on: Option<Vec<String>>,
+    /// Key columns of the right side (with `leftOn`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub right_on: Option<Vec<String>>,
+    /// Suffixes for clashing column names (default `["_x", "_y"]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suffixes: Option<Vec<String>>,
+}
+
+/// How a merge keeps unmatched rows.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum How {
+    /// Only matching rows.
+    #[default]
+    Inner,
+    /// All left rows.
+    Left,
+    /// All right rows.
+    Right,
+    /// All rows of both sides.
+    Outer,
+}
+
+/// A groupby with aggregations.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GroupBy {
+    /// The key columns.
+    pub by: Vec<String>,
+    /// For each column, the aggregations; output columns are named `<col>_<agg>`.
+    pub aggs: IndexMap<String, Vec<Agg>>,
+    /// Drop groups whose key has a null (default true, as pandas).
+    #[serde(default = "default_true")]
+    pub dropna: bool,
+}
+
+/// An aggregation. Nulls are skipped, as in pandas.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Agg {
+    /// Number of non-null values.
+    Count,
+    /// Sum (0 for a group of nulls only, as pandas).
+    Sum,
+    /// Arithmetic mean.
+    Mean,
+    /// Smallest value.
+    Min,
+    /// Largest value.
+    Max,
+    /// Sample variance (ddof = 1).
+    Var,
+    /// Sample standard deviation (ddof = 1).
+    Std,
+    /// First non-null value.
+    First,
+    /// Last non-null value.
+    Last,
+    /// Number of distinct non-null values.
+    Nunique,
+    /// Median.
+    Median,
+}
+
+impl Agg {
+    /// The name used in output columns and YAML.
+    pub fn name(self) -> &'static str {
+        match self {
+            Agg::Count => "count",
+            Agg::Sum => "sum",
+            Agg::Mean => "mean",
+            Agg::Min => "min",
+            Agg::Max => "max",
+            Agg::Var => "var",
+            Agg::Std => "std",
+            Agg::First => "first",
+            Agg::Last => "last",
+            Agg::Nunique => "nunique",
+            Agg::Median => "median",
+        }
+    }
+}
+
+/// A global sort.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Sort {
+    /// The sort keys, most significant first.
+    pub by: Vec<String>,
+    /// `true`/`false` for all keys, or one boolean per key (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "descending_schema")]
+    pub descending: Option<Descending>,
+}
+
+/// `descending: true` or `descending: [true, false]`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(untagged)]
+pub enum Descending {
+    /// The same direction for every key.
+    All(bool),
+    /// One direction per key.
+    PerKey(Vec<bool>),
+}
+
+fn descending_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    // A structural CRD schema cannot say "boolean or list of booleans"; validation checks it.
+    schemars::json_schema!({
+        "x-kubernetes-preserve-unknown-fields": true,
+        "description": "true/false for all keys, or a list with one boolean per key (default false)."
+    })
+}
+
+impl Sort {
+    /// One direction per key (true = descending).
+    pub fn descending_per_key(&self) -> Vec<bool> {
+        match &self.descending {
+            None => vec![false; self.by.len()],
+            Some(Descending::All(d)) => vec![*d; self.by.len()],
+            Some(Descending::PerKey(v)) => v.clone(),
+        }
+    }
+}
+
+/// Drop duplicate rows, keeping the first.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Distinct {
+    /// Compare only these columns (default: all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subset: Option<Vec<String>>,
+}
+
+/// Where the result goes.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Output {
+    /// A prefix relative to `storage.url`; the result is `part-NNNNN.<ext>` files and a
+    /// `_SUCCESS` manifest under it.
+    pub path: String,
+    /// parquet (default), csv or json (JSON lines).
+    #[serde(default = "default_format")]
+    pub format: Format,
+    /// `error` (default) refuses to replace an existing result; `overwrite` replaces it when
+    /// the new one commits.
+    #[serde(default)]
+    pub mode: OutputMode,
+}
+
+fn default_format() -> Format {
+    Format::Parquet
+}
+
+/// What to do when the output already holds a result.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputMode {
+    /// Fail.
+    #[default]
+    Error,
+    /// Replace it at commit.
+    Overwrite,
+}

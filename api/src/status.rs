@@ -1,0 +1,107 @@
+//! The `DaskJob` status: where a job stands, written by the operator (and by `kask run` in its
+//! summary).
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Where a job stands.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DaskJobStatus {
+    /// Pending, Running, Succeeded, Failed or Suspended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// Conditions, with Kubernetes conventions (`Complete`, `Failed`, ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// One entry per stage, in plan order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<StageStatus>,
+    /// Tasks done out of all tasks, for the printer column, e.g. `12/40`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<String>,
+    /// When the first pod started (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<String>,
+    /// When the job ended (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<String>,
+    /// The path of the output's `_SUCCESS` manifest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    /// On failure: the stage, task and error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The spec generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// The phase of a job.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum Phase {
+    /// Accepted, no pod has run yet.
+    Pending,
+    /// Tasks are running.
+    Running,
+    /// The output is committed.
+    Succeeded,
+    /// The job ended without an output.
+    Failed,
+    /// Suspended; resuming continues from the current stage.
+    Suspended,
+}
+
+/// A condition, as Kubernetes objects carry them.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// The condition's type, e.g. `Complete`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    /// A CamelCase reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// A human-readable message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// When the status last changed (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<String>,
+    /// The generation the condition was set for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// Progress and cost of one stage.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StageStatus {
+    /// The stage's name, e.g. `scan-orders`.
+    pub name: String,
+    /// Number of tasks.
+    pub tasks: u32,
+    /// Tasks done.
+    #[serde(default)]
+    pub succeeded: u32,
+    /// Task attempts that failed.
+    #[serde(default)]
+    pub failed: u32,
+    /// Tasks running now.
+    #[serde(default)]
+    pub running: u32,
+    /// Rows read.
+    #[serde(default)]
+    pub rows_read: u64,
+    /// Rows written (to the shuffle or the output).
+    #[serde(default)]
+    pub rows_written: u64,
+    /// Bytes read.
+    #[serde(default)]
+    pub bytes_read: u64,
+    /// Bytes written.
+    #[serde(default)]
+    pub bytes_written: u64,
+}

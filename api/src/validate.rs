@@ -1,0 +1,485 @@
+//! Structural validation of a `DaskJobSpec`: pure, no schemas and no I/O. Every error carries
+//! the field path, and all errors are gathered rather than stopping at the first.
+//!
+//! Checks that need the inputs' columns (unknown columns, expression types) happen when the
+//! worker plans the job.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use crate::spec::{DaskJobSpec, DataframeJob, Descending, Format, Input, Step};
+
+/// One problem in a spec, at a field path such as `spec.dataframe.pipeline[3].merge.right`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    /// Where, as a path from `spec`.
+    pub path: String,
+    /// What is wrong, and what would be right.
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Every error found in a spec, in field order.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct ValidationErrors(pub Vec<FieldError>);
+
+impl fmt::Display for ValidationErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.len();
+        writeln!(
+            f,
+            "the job spec has {n} error{}:",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for e in &self.0 {
+            writeln!(f, "  {e}")?;
+        }
+        Ok(())
+    }
+}
+
+struct Errors(Vec<FieldError>);
+
+impl Errors {
+    fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+}
+
+/// The step kinds, in the order a step's single key is reported.
+pub const STEP_KINDS: [&str; 11] = [
+    "source", "filter", "select", "drop", "rename", "assign", "merge", "groupby", "sort", "head",
+    "distinct",
+];
+
+/// A pipeline step with its one field resolved.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum StepRef<'a> {
+    /// `source: input`
+    Source(&'a str),
+    /// `filter: expr`
+    Filter(&'a str),
+    /// `select: [..]`
+    Select(&'a [String]),
+    /// `drop: [..]`
+    Drop(&'a [String]),
+    /// `rename: {old: new}`
+    Rename(&'a BTreeMap<String, String>),
+    /// `assign: {name: expr}`
+    Assign(&'a indexmap::IndexMap<String, String>),
+    /// `merge: {..}`
+    Merge(&'a crate::spec::Merge),
+    /// `groupby: {..}`
+    GroupBy(&'a crate::spec::GroupBy),
+    /// `sort: {..}`
+    Sort(&'a crate::spec::Sort),
+    /// `head: n`
+    Head(u64),
+    /// `distinct: {..}`
+    Distinct(&'a crate::spec::Distinct),
+}
+
+impl Step {
+    /// The names of the fields that are set.
+    pub fn kinds_set(&self) -> Vec<&'static str> {
+        let set = [
+            self.source.is_some(),
+            self.filter.is_some(),
+            self.select.is_some(),
+            self.drop.is_some(),
+            self.rename.is_some(),
+            self.assign.is_some(),
+            self.merge.is_some(),
+            self.groupby.is_some(),
+            self.sort.is_some(),
+            self.head.is_some(),
+            self.distinct.is_some(),
+        ];
+        STEP_KINDS
+            .iter()
+            .zip(set)
+            .filter_map(|(k, s)| s.then_some(*k))
+            .collect()
+    }
+
+    /// The step's one field, or `None` when zero or several are set (validation reports that).
+    pub fn as_ref(&self) -> Option<StepRef<'_>> {
+        if self.kinds_set().len() != 1 {
+            return None;
+        }
+        Some(if let Some(s) = &self.source {
+            StepRef::Source(s)
+        } else if let Some(s) = &self.filter {
+            StepRef::Filter(s)
+        } else if let Some(s) = &self.select {
+            StepRef::Select(s)
+        } else if let Some(s) = &self.drop {
+            StepRef::Drop(s)
+        } else if let Some(s) = &self.rename {
+            StepRef::Rename(s)
+        } else if let Some(s) = &self.assign {
+            StepRef::Assign(s)
+        } else if let Some(s) = &self.merge {
+            StepRef::Merge(s)
+        } else if let Some(s) = &self.groupby {
+            StepRef::GroupBy(s)
+        } else if let Some(s) = &self.sort {
+            StepRef::Sort(s)
+        } else if let Some(n) = self.head {
+            StepRef::Head(n)
+        } else {
+            StepRef::Distinct(self.distinct.as_ref()?)
+        })
+    }
+}
+
+/// Checks a spec; `Ok` means every structural rule holds.
+pub fn validate(spec: &DaskJobSpec) -> Result<(), ValidationErrors> {
+    let mut e = Errors(Vec::new());
+
+    let kinds: Vec<&str> = [
+        ("dataframe", spec.dataframe.is_some()),
+        ("array", spec.array.is_some()),
+        ("bag", spec.bag.is_some()),
+    ]
+    .iter()
+    .filter_map(|(k, s)| s.then_some(*k))
+    .collect();
+    match kinds.as_slice() {
+        [] => e.add("spec", "one of dataframe, array or bag is required"),
+        [_] => {}
+        many => e.add(
+            "spec",
+            format!(
+                "only one of dataframe, array or bag may be set (found {})",
+                many.join(", ")
+            ),
+        ),
+    }
+    for (name, set) in [("array", spec.array.is_some()), ("bag", spec.bag.is_some())] {
+        if set {
+            e.add(
+                format!("spec.{name}"),
+                format!("{name} jobs are not supported by this version of kask (dataframe jobs are)"),
+            );
+        }
+    }
+
+    if let Some(storage) = &spec.storage {
+        check_storage_url(&storage.url, &mut e);
+        if let Some(ep) = &storage.endpoint
+            && !(ep.starts_with("http://") || ep.starts_with("https://"))
+        {
+            e.add(
+                "spec.storage.endpoint",
+                format!("{ep:?} is not an http:// or https:// URL"),
+            );
+        }
+        if let Some(s) = &storage.secret_ref
+            && s.name.trim().is_empty()
+        {
+            e.add("spec.storage.secretRef.name", "must not be empty");
+        }
+    }
+
+    if let Some(df) = &spec.dataframe {
+        check_dataframe(df, &mut e);
+    }
+
+    check_relative_path("spec.output.path", &spec.output.path, &mut e);
+    for (field, value) in [
+        ("workers", spec.workers.map(u64::from)),
+        ("targetTaskBytes", spec.target_task_bytes),
+        ("shufflePartitions", spec.shuffle_partitions.map(u64::from)),
+    ] {
+        if value == Some(0) {
+            e.add(format!("spec.{field}"), "must be at least 1");
+        }
+    }
+
+    if e.0.is_empty() {
+        Ok(())
+    } else {
+        Err(ValidationErrors(e.0))
+    }
+}
+
+fn check_storage_url(url: &str, e: &mut Errors) {
+    let path = "spec.storage.url";
+    let Some((scheme, rest)) = url.split_once("://") else {
+        e.add(
+            path,
+            format!("{url:?} is not a URL; expected s3://, gs://, az:// or file:///"),
+        );
+        return;
+    };
+    match scheme {
+        "s3" | "s3a" | "gs" | "az" | "abfs" | "abfss" => {
+            if rest.trim_matches('/').is_empty() {
+                e.add(path, format!("{url:?} names no bucket or container"));
+            }
+        }
+        "file" => {
+            if !rest.starts_with('/') {
+                e.add(
+                    path,
+                    format!("{url:?} is not an absolute path; write file:///abs/dir"),
+                );
+            }
+        }
+        other => e.add(
+            path,
+            format!("unsupported scheme {other:?} in {url:?}; expected s3, gs, az or file"),
+        ),
+    }
+}
+
+fn check_relative_path(path: &str, value: &str, e: &mut Errors) {
+    if value.trim().is_empty() {
+        e.add(path, "must not be empty");
+    } else if value.starts_with('/') || value.contains("://") {
+        e.add(
+            path,
+            format!("{value:?} must be relative to spec.storage.url"),
+        );
+    } else if value.split('/').any(|c| c == "..") {
+        e.add(path, format!("{value:?} must not contain \"..\""));
+    }
+}
+
+fn check_input(name: &str, input: &Input, e: &mut Errors) {
+    let at = format!("spec.dataframe.inputs.{name}");
+    if name.trim().is_empty() {
+        e.add(&at, "an input name must not be empty");
+    }
+    check_relative_path(&format!("{at}.path"), &input.path, e);
+    if let Some(csv) = &input.csv {
+        if input.format() != Format::Csv {
+            e.add(
+                format!("{at}.csv"),
+                "CSV options are only allowed with format: csv",
+            );
+        }
+        if csv.delimiter.len() != 1 {
+            e.add(
+                format!("{at}.csv.delimiter"),
+                format!(
+                    "{:?} must be exactly one ASCII character, e.g. \",\" or \"|\"",
+                    csv.delimiter
+                ),
+            );
+        }
+    }
+}
+
+fn input_names(df: &DataframeJob) -> String {
+    df.inputs.keys().cloned().collect::<Vec<_>>().join(", ")
+}
+
+fn check_input_ref(df: &DataframeJob, path: String, name: &str, e: &mut Errors) {
+    if !df.inputs.contains_key(name) {
+        e.add(
+            path,
+            format!("no input named {name:?} (inputs: {})", input_names(df)),
+        );
+    }
+}
+
+fn check_columns(path: String, cols: &[String], e: &mut Errors) {
+    if cols.is_empty() {
+        e.add(path, "needs at least one column");
+        return;
+    }
+    let mut seen = BTreeSet::new();
+    for (i, c) in cols.iter().enumerate() {
+        if c.is_empty() {
+            e.add(format!("{path}[{i}]"), "a column name must not be empty");
+        } else if !seen.insert(c) {
+            e.add(format!("{path}[{i}]"), format!("column {c:?} is listed twice"));
+        }
+    }
+}
+
+fn check_dataframe(df: &DataframeJob, e: &mut Errors) {
+    if df.inputs.is_empty() {
+        e.add("spec.dataframe.inputs", "needs at least one input");
+    }
+    for (name, input) in &df.inputs {
+        check_input(name, input, e);
+    }
+    if df.pipeline.is_empty() {
+        e.add(
+            "spec.dataframe.pipeline",
+            "needs at least one step, starting with `source: <input>`",
+        );
+        return;
+    }
+    for (i, step) in df.pipeline.iter().enumerate() {
+        let at = format!("spec.dataframe.pipeline[{i}]");
+        let Some(step) = step.as_ref() else {
+            let set = step.kinds_set();
+            if set.is_empty() {
+                e.add(
+                    at,
+                    format!("a step needs one of: {}", STEP_KINDS.join(", ")),
+                );
+            } else {
+                e.add(
+                    at,
+                    format!(
+                        "a step has exactly one of {} (found {})",
+                        STEP_KINDS.join(", "),
+                        set.join(", ")
+                    ),
+                );
+            }
+            continue;
+        };
+        if i == 0 && !matches!(step, StepRef::Source(_)) {
+            e.add(
+                &at,
+                "the first step must be `source: <input>`".to_string(),
+            );
+        }
+        check_step(df, &at, i, step, e);
+    }
+}
+
+fn check_step(df: &DataframeJob, at: &str, i: usize, step: StepRef<'_>, e: &mut Errors) {
+    match step {
+        StepRef::Source(name) => {
+            if i != 0 {
+                e.add(
+                    format!("{at}.source"),
+                    "only the first step can be a source; use merge to combine inputs",
+                );
+            }
+            check_input_ref(df, format!("{at}.source"), name, e);
+        }
+        StepRef::Filter(expr) => {
+            if expr.trim().is_empty() {
+                e.add(format!("{at}.filter"), "needs a SQL boolean expression");
+            }
+        }
+        StepRef::Select(cols) => check_columns(format!("{at}.select"), cols, e),
+        StepRef::Drop(cols) => check_columns(format!("{at}.drop"), cols, e),
+        StepRef::Rename(map) => {
+            if map.is_empty() {
+                e.add(format!("{at}.rename"), "needs at least one `old: new` pair");
+            }
+            let mut targets = BTreeMap::new();
+            for (old, new) in map {
+                if new.is_empty() {
+                    e.add(format!("{at}.rename.{old}"), "the new name must not be empty");
+                } else if let Some(prev) = targets.insert(new, old) {
+                    e.add(
+                        format!("{at}.rename.{old}"),
+                        format!("{prev:?} and {old:?} are both renamed to {new:?}"),
+                    );
+                }
+            }
+        }
+        StepRef::Assign(map) => {
+            if map.is_empty() {
+                e.add(
+                    format!("{at}.assign"),
+                    "needs at least one `column: expression` pair",
+                );
+            }
+            for (name, expr) in map {
+                if name.is_empty() {
+                    e.add(format!("{at}.assign"), "a column name must not be empty");
+                }
+                if expr.trim().is_empty() {
+                    e.add(format!("{at}.assign.{name}"), "needs a SQL expression");
+                }
+            }
+        }
+        StepRef::Merge(m) => {
+            let at = format!("{at}.merge");
+            check_input_ref(df, format!("{at}.right"), &m.right, e);
+            match (&m.on, &m.left_on, &m.right_on) {
+                (Some(on), None, None) => check_columns(format!("{at}.on"), on, e),
+                (None, Some(l), Some(r)) => {
+                    check_columns(format!("{at}.leftOn"), l, e);
+                    check_columns(format!("{at}.rightOn"), r, e);
+                    if l.len() != r.len() {
+                        e.add(
+                            format!("{at}.rightOn"),
+                            format!(
+                                "has {} columns but leftOn has {}; they pair up one to one",
+                                r.len(),
+                                l.len()
+                            ),
+                        );
+                    }
+                }
+                _ => e.add(
+                    at.clone(),
+                    "give either `on`, or both `leftOn` and `rightOn`",
+                ),
+            }
+            if let Some(s) = &m.suffixes
+                && (s.len() != 2 || s[0] == s[1])
+            {
+                e.add(
+                    format!("{at}.suffixes"),
+                    "needs two different suffixes, e.g. [\"_x\", \"_y\"]",
+                );
+            }
+        }
+        StepRef::GroupBy(g) => {
+            let at = format!("{at}.groupby");
+            check_columns(format!("{at}.by"), &g.by, e);
+            if g.aggs.is_empty() {
+                e.add(
+                    format!("{at}.aggs"),
+                    "needs at least one `column: [aggregation, ...]`",
+                );
+            }
+            let mut outputs = BTreeSet::new();
+            for (col, aggs) in &g.aggs {
+                if aggs.is_empty() {
+                    e.add(format!("{at}.aggs.{col}"), "needs at least one aggregation");
+                }
+                for a in aggs {
+                    if !outputs.insert((col, a.name())) {
+                        e.add(
+                            format!("{at}.aggs.{col}"),
+                            format!("{} is listed twice", a.name()),
+                        );
+                    }
+                }
+            }
+        }
+        StepRef::Sort(s) => {
+            check_columns(format!("{at}.sort.by"), &s.by, e);
+            if let Some(Descending::PerKey(d)) = &s.descending
+                && d.len() != s.by.len()
+            {
+                e.add(
+                    format!("{at}.sort.descending"),
+                    format!(
+                        "has {} entries but sort.by has {} columns",
+                        d.len(),
+                        s.by.len()
+                    ),
+                );
+            }
+        }
+        StepRef::Head(_) => {}
+        StepRef::Distinct(d) => {
+            if let Some(subset) = &d.subset {
+                check_columns(format!("{at}.distinct.subset"), subset, e);
+            }
+        }
+    }
+}

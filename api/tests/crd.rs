@@ -1,0 +1,47 @@
+//! The committed CRD is what the Rust types generate. Regenerate with
+//! `KASK_BLESS=1 cargo test -p kask-api --test crd`.
+
+use std::path::PathBuf;
+
+fn committed() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../crds/kask.dev_daskjobs.yaml")
+}
+
+#[test]
+fn committed_crd_matches_the_rust_types() {
+    let generated = kask_api::crd_yaml();
+    let path = committed();
+    if std::env::var_os("KASK_BLESS").is_some() {
+        std::fs::write(&path, &generated).expect("writing the CRD");
+    }
+    let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        on_disk == generated,
+        "{} differs from the CRD the Rust types generate; run `KASK_BLESS=1 cargo test -p kask-api --test crd` and commit it",
+        path.display()
+    );
+}
+
+#[test]
+fn crd_has_the_names_columns_and_subresources_kubectl_shows() {
+    let crd: serde_yaml::Value = serde_yaml::from_str(&kask_api::crd_yaml()).expect("CRD is YAML");
+    let spec = &crd["spec"];
+    assert_eq!(spec["group"], "kask.dev");
+    assert_eq!(spec["scope"], "Namespaced");
+    assert_eq!(spec["names"]["shortNames"][0], "dj");
+    assert_eq!(spec["names"]["categories"][0], "kask");
+    let version = &spec["versions"][0];
+    assert_eq!(version["name"], "v1alpha1");
+    assert!(version["subresources"]["status"].is_mapping());
+    let columns: Vec<&str> = version["additionalPrinterColumns"]
+        .as_sequence()
+        .expect("printer columns")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(columns, ["Phase", "Progress", "Age"]);
+    let props = &version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];
+    for field in ["storage", "dataframe", "array", "bag", "output", "workers", "targetTaskBytes", "retries"] {
+        assert!(props[field].is_mapping(), "spec.{field} is in the schema");
+    }
+}

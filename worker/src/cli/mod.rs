@@ -1,0 +1,189 @@
+//! The command line.
+
+mod explain;
+mod progress;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use kask_api::{DaskJob, load_job};
+use kask_worker::Error;
+use kask_worker::gen::{GenFormat, groupby::GroupbyGen, join::JoinGen};
+use kask_worker::runner::{self, Progress, RunOptions, job_dir};
+
+/// Kask runs Dask-style partitioned data jobs, described as DaskJob resources, on Kubernetes or
+/// on this machine.
+#[derive(Parser, Debug)]
+#[command(name = "kask", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a job on this machine.
+    Run {
+        /// The DaskJob YAML file.
+        job: PathBuf,
+        /// Storage URL to use instead of spec.storage.url (default without one: the job
+        /// file's directory).
+        #[arg(long)]
+        storage: Option<String>,
+        /// Most tasks at once (default: spec.workers, at most the number of cores).
+        #[arg(long)]
+        parallelism: Option<usize>,
+    },
+    /// Show the plan (stages, tasks, bytes per task, shuffles) without running it.
+    Explain {
+        /// The DaskJob YAML file.
+        job: PathBuf,
+        /// Storage URL to use instead of spec.storage.url.
+        #[arg(long)]
+        storage: Option<String>,
+    },
+    /// Check a job: every spec error, then the inputs' columns against the pipeline.
+    Validate {
+        /// The DaskJob YAML file.
+        job: PathBuf,
+        /// Storage URL to use instead of spec.storage.url.
+        #[arg(long)]
+        storage: Option<String>,
+        /// Check the spec only, without listing the inputs.
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Print the DaskJob CustomResourceDefinition.
+    Crd,
+    /// Generate db-benchmark data sets.
+    Gen {
+        #[command(subcommand)]
+        what: GenCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum GenCommand {
+    /// The groupby table G1_<rows>_<groups>_<nas>_0.
+    Groupby {
+        #[arg(long, default_value_t = 10_000_000)]
+        rows: u64,
+        #[arg(long, default_value_t = 100)]
+        groups: u64,
+        /// Percentage of nulls in every column.
+        #[arg(long, default_value_t = 0)]
+        nas: u32,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, default_value_t = 8)]
+        partitions: usize,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value_t = FormatArg::Parquet)]
+        format: FormatArg,
+    },
+    /// The join tables x, small, medium and big.
+    Join {
+        #[arg(long, default_value_t = 10_000_000)]
+        rows: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, default_value_t = 8)]
+        partitions: usize,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value_t = FormatArg::Parquet)]
+        format: FormatArg,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum FormatArg {
+    Parquet,
+    Csv,
+}
+
+impl From<FormatArg> for GenFormat {
+    fn from(f: FormatArg) -> Self {
+        match f {
+            FormatArg::Parquet => GenFormat::Parquet,
+            FormatArg::Csv => GenFormat::Csv,
+        }
+    }
+}
+
+/// Reads and validates a job file.
+fn read_job(path: &Path) -> Result<DaskJob, Error> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::spec(path.display().to_string(), format!("cannot read the job file: {e}")))?;
+    Ok(load_job(&path.display().to_string(), &text)?)
+}
+
+fn options(job: &Path, storage: Option<String>) -> RunOptions {
+    RunOptions { storage, base_dir: job_dir(job), parallelism: None }
+}
+
+/// Runs a command.
+pub async fn dispatch(cli: Cli) -> Result<(), Error> {
+    match cli.command {
+        Command::Run { job, storage, parallelism } => {
+            let dj = read_job(&job)?;
+            let mut opts = options(&job, storage);
+            opts.parallelism = parallelism;
+            let progress: Box<dyn Progress> = if std::io::stderr().is_terminal() {
+                Box::new(progress::Bars::new())
+            } else {
+                Box::new(progress::Lines::new())
+            };
+            let s = runner::run(&dj, &opts, progress.as_ref()).await?;
+            let resumed = if s.resumed > 0 { format!(", {} resumed from an earlier run", s.resumed) } else { String::new() };
+            println!(
+                "wrote {} rows to {} ({} file{}) in {:.2}s: {} stages, {} tasks{resumed}",
+                s.manifest.rows,
+                s.output_url,
+                s.manifest.files.len(),
+                if s.manifest.files.len() == 1 { "" } else { "s" },
+                s.seconds,
+                s.stages,
+                s.tasks,
+            );
+            Ok(())
+        }
+        Command::Explain { job, storage } => {
+            let dj = read_job(&job)?;
+            let (store, plan) = runner::prepare(&dj, &options(&job, storage)).await?;
+            print!("{}", explain::render(&plan, &store.url));
+            Ok(())
+        }
+        Command::Validate { job, storage, offline } => {
+            let dj = read_job(&job)?;
+            if offline {
+                println!("{}: OK", job.display());
+                return Ok(());
+            }
+            let (_, plan) = runner::prepare(&dj, &options(&job, storage)).await?;
+            println!("{}: OK ({} stages, {} tasks)", job.display(), plan.stages.len(), plan.total_tasks());
+            Ok(())
+        }
+        Command::Crd => {
+            print!("{}", kask_api::crd_yaml());
+            Ok(())
+        }
+        Command::Gen { what } => {
+            let started = std::time::Instant::now();
+            let dir = match what {
+                GenCommand::Groupby { rows, groups, nas, seed, partitions, out, format } => {
+                    GroupbyGen { rows, groups, nas, seed, partitions, format: format.into() }.write(&out)?
+                }
+                GenCommand::Join { rows, seed, partitions, out, format } => {
+                    let fmt = format.into();
+                    let g = JoinGen { rows, seed, partitions, format: fmt };
+                    tokio::task::block_in_place(|| g.write(&out))?
+                }
+            };
+            println!("wrote {} in {:.1}s", dir.display(), started.elapsed().as_secs_f64());
+            Ok(())
+        }
+    }
+}

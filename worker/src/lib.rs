@@ -1,0 +1,13 @@
+//! Kask's engine: the distributed planner, tasks on DataFusion, the shuffle, the exactly-once
+//! commit, and local mode. The `kask` binary (`main.rs`) is its command line.
+
+pub mod commit;
+pub mod error;
+pub mod gen;
+pub mod plan;
+pub mod runner;
+pub mod shuffle;
+pub mod store;
+pub mod task;
+
+pub use error::{Error, Result};

@@ -1,0 +1,286 @@
+//! The distributed plan: stages of tasks, what each stage reads, the operations its tasks run,
+//! and where they write. A plan is a pure function of the spec and the input listing
+//! ([`listing`] does the I/O, [`planner`] the rest), serialized as `plan.json` under the job's
+//! scratch prefix so that every worker runs the same plan.
+
+pub mod listing;
+pub mod planner;
+pub mod schema;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use kask_api::{CsvOptions, DaskJobSpec, DataframeJob, Format};
+pub use schema::PlanSchema;
+
+/// Bumped when the plan's JSON changes incompatibly.
+pub const PLAN_VERSION: u32 = 1;
+
+/// A job's plan.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    /// [`PLAN_VERSION`] of the kask that wrote it.
+    pub version: u32,
+    /// Names the job's scratch prefix: the Kubernetes UID, or in local mode a hash of the
+    /// plan, so that rerunning a failed job resumes from the tasks it had committed.
+    pub job_id: String,
+    /// The job's spec, with storage resolved.
+    pub spec: DaskJobSpec,
+    /// Every input with its files and schema.
+    pub inputs: BTreeMap<String, InputPlan>,
+    /// Stages in execution order; each reads only inputs and earlier stages.
+    pub stages: Vec<Stage>,
+}
+
+/// One input as listed at plan time.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct InputPlan {
+    /// File format.
+    pub format: Format,
+    /// CSV options (CSV only).
+    pub csv: CsvOptions,
+    /// The columns, as every task reads them.
+    pub schema: PlanSchema,
+    /// The matching files, sorted by path.
+    pub files: Vec<InputFile>,
+    /// Total bytes.
+    pub bytes: u64,
+}
+
+/// One input file.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct InputFile {
+    /// Path relative to the storage root.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// One stage: tasks that run the same operations on different partitions.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct Stage {
+    /// Index in [`Plan::stages`].
+    pub id: usize,
+    /// A DNS-safe name, e.g. `s0-scan-orders` or `s1-groupby`.
+    pub name: String,
+    /// What the stage's tasks read.
+    pub source: StageSource,
+    /// Operations applied, in order, to what was read.
+    pub ops: Vec<Op>,
+    /// Where the result goes.
+    pub sink: Sink,
+    /// Number of tasks.
+    pub tasks: usize,
+    /// For input stages, each task's byte ranges of files; empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fragments: Vec<Vec<Fragment>>,
+    /// Estimated input bytes per task (input stages).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub task_bytes: Vec<u64>,
+    /// The schema of what the sink writes.
+    pub output_schema: PlanSchema,
+    /// The schema entering a partial aggregation in the sink; the next stage's final
+    /// aggregation is built against it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sink_input_schema: Option<PlanSchema>,
+}
+
+/// What a stage reads.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+pub enum StageSource {
+    /// Byte ranges of an input's files ([`Stage::fragments`]).
+    Input {
+        /// The input's name.
+        input: String,
+    },
+    /// One reduce partition (the task's index) of an earlier stage's shuffle.
+    Shuffle {
+        /// The stage that wrote it.
+        stage: usize,
+    },
+    /// The same reduce partition of two shuffles, joined by a merge step.
+    Join {
+        /// The stage that shuffled the left side.
+        left: usize,
+        /// The stage that shuffled the right input.
+        right: usize,
+        /// The merge step's index in the pipeline.
+        step: usize,
+    },
+}
+
+/// An operation within a task.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+pub enum Op {
+    /// A row-wise step: filter, select, drop, rename or assign.
+    Step {
+        /// Pipeline index.
+        step: usize,
+    },
+    /// A merge whose right input every task reads whole (broadcast, or a one-task stage).
+    Merge {
+        /// Pipeline index.
+        step: usize,
+    },
+    /// A whole groupby inside one task.
+    GroupBy {
+        /// Pipeline index.
+        step: usize,
+    },
+    /// The final half of a groupby, over partial states from the shuffle.
+    FinalGroupBy {
+        /// Pipeline index.
+        step: usize,
+    },
+    /// A whole distinct inside one task.
+    Distinct {
+        /// Pipeline index.
+        step: usize,
+    },
+    /// The final half of a distinct, over the shuffle.
+    FinalDistinct {
+        /// Pipeline index.
+        step: usize,
+    },
+    /// A sort of everything the task holds.
+    Sort {
+        /// Pipeline index.
+        step: usize,
+    },
+    /// The first n rows.
+    Head {
+        /// Pipeline index.
+        step: usize,
+    },
+}
+
+/// Where a stage writes.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+pub enum Sink {
+    /// The job's output files.
+    Output,
+    /// A shuffle into `partitions` reduce partitions by a hash of `keys` (no keys: everything
+    /// to partition 0), after an optional partial operation.
+    Shuffle {
+        /// Number of reduce partitions.
+        partitions: usize,
+        /// Columns hashed to choose the partition.
+        keys: Vec<String>,
+        /// Hash these keys as float64 (a merge of an integer key with a float key).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        float_keys: Vec<bool>,
+        /// Work done before the shuffle to make it smaller.
+        partial: Partial,
+    },
+}
+
+/// The map-side half of a wide operation.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+pub enum Partial {
+    /// Rows as they are.
+    None,
+    /// Partial aggregation states of a groupby step.
+    GroupBy {
+        /// Pipeline index.
+        step: usize,
+    },
+    /// Rows made distinct within the task.
+    Distinct {
+        /// Pipeline index.
+        step: usize,
+        /// The columns entering the distinct, in order (filled in with the schemas).
+        #[serde(default)]
+        columns: Vec<String>,
+    },
+    /// The task's first n rows in sort order.
+    TopK {
+        /// Pipeline index of the sort.
+        step: usize,
+        /// n.
+        n: u64,
+    },
+    /// The task's first n rows.
+    Limit {
+        /// n.
+        n: u64,
+    },
+}
+
+/// A byte range of one file, `[start, end)`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Fragment {
+    /// Path relative to the storage root.
+    pub path: String,
+    /// File size.
+    pub size: u64,
+    /// First byte.
+    pub start: u64,
+    /// One past the last byte.
+    pub end: u64,
+}
+
+impl Fragment {
+    /// Whether this fragment is the whole file.
+    pub fn is_whole_file(&self) -> bool {
+        self.start == 0 && self.end >= self.size
+    }
+}
+
+impl Plan {
+    /// The dataframe part of the spec (validation guarantees it for dataframe jobs).
+    pub fn dataframe(&self) -> &DataframeJob {
+        self.spec
+            .dataframe
+            .as_ref()
+            .expect("a plan is only built for a dataframe job")
+    }
+
+    /// The job's scratch prefix: `<output>/_kask/<job id>`.
+    pub fn scratch(&self) -> String {
+        scratch_prefix(&self.spec.output.path, &self.job_id)
+    }
+
+    /// Where the plan itself is stored.
+    pub fn plan_path(&self) -> String {
+        format!("{}/plan.json", self.scratch())
+    }
+
+    /// A task's commit marker.
+    pub fn marker_path(&self, stage: usize, task: usize) -> String {
+        format!("{}/tasks/{stage}/{task}.json", self.scratch())
+    }
+
+    /// The prefix a task attempt writes its files under.
+    pub fn attempt_dir(&self, stage: usize, task: usize, attempt: &str) -> String {
+        format!("{}/attempts/{stage}/{task}/{attempt}", self.scratch())
+    }
+
+    /// The schema of the job's result.
+    pub fn output_schema(&self) -> datafusion::arrow::datatypes::SchemaRef {
+        self.stages
+            .last()
+            .map(|s| s.output_schema.schema())
+            .unwrap_or_else(|| std::sync::Arc::new(datafusion::arrow::datatypes::Schema::empty()))
+    }
+
+    /// Total number of tasks.
+    pub fn total_tasks(&self) -> usize {
+        self.stages.iter().map(|s| s.tasks).sum()
+    }
+}
+
+/// `<output>/_kask/<job id>`.
+pub fn scratch_prefix(output: &str, job_id: &str) -> String {
+    let out = output.trim_matches('/');
+    format!("{out}/_kask/{job_id}")
+}

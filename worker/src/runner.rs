@@ -1,0 +1,192 @@
+//! Local mode (`kask run`): the same plan, stages and task code as the worker pods, run inside
+//! one process with the tasks of a stage running concurrently.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use tracing::warn;
+
+use crate::commit::{Manifest, check_output_free, commit_job};
+use crate::error::{Error, Result};
+use crate::plan::listing::{Listing, list_inputs};
+use crate::plan::planner::plan_stages;
+use crate::plan::{Plan, Stage};
+use crate::store::Store;
+use crate::task::build::InputCache;
+use crate::task::tables::session;
+use crate::task::{TaskOutcome, run_task, schema::resolve};
+use kask_api::{DaskJob, Storage};
+
+/// What a run reports as it goes.
+pub trait Progress: Send + Sync {
+    /// The plan is ready.
+    fn planned(&self, _plan: &Plan) {}
+    /// A stage starts.
+    fn stage_started(&self, _stage: &Stage) {}
+    /// A task of a stage finished.
+    fn task_finished(&self, _stage: &Stage, _outcome: &TaskOutcome) {}
+    /// A stage finished.
+    fn stage_finished(&self, _stage: &Stage) {}
+}
+
+/// Reports nothing.
+pub struct Quiet;
+impl Progress for Quiet {}
+
+/// Where a local run finds its storage.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// `--storage URL`: overrides `spec.storage.url`.
+    pub storage: Option<String>,
+    /// The directory used as `file://` storage when the spec has none (the job file's).
+    pub base_dir: PathBuf,
+    /// Most tasks at once (default: `spec.workers`, at most the number of cores).
+    pub parallelism: Option<usize>,
+}
+
+/// The result of a run.
+#[derive(Clone, Debug)]
+pub struct RunSummary {
+    /// Where the result went (storage URL and output path).
+    pub output_url: String,
+    /// The committed manifest.
+    pub manifest: Manifest,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+    /// Tasks run.
+    pub tasks: usize,
+    /// Tasks found already committed by an earlier run of the same plan.
+    pub resumed: usize,
+    /// Stages.
+    pub stages: usize,
+}
+
+/// The storage a local run uses.
+pub fn resolve_storage(job: &DaskJob, opts: &RunOptions) -> Result<Storage> {
+    let mut storage = match &job.spec.storage {
+        Some(s) => s.clone(),
+        None => {
+            let abs = std::path::absolute(&opts.base_dir).map_err(|e| Error::Storage {
+                url: opts.base_dir.display().to_string(),
+                message: e.to_string(),
+            })?;
+            Storage { url: format!("file://{}", abs.display()), endpoint: None, region: None, allow_http: None, secret_ref: None }
+        }
+    };
+    if let Some(url) = &opts.storage {
+        storage.url = url.clone();
+    }
+    Ok(storage)
+}
+
+/// A stable 64-bit FNV-1a hash, so a local job's id survives restarts of kask.
+fn fnv1a(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for b in p.iter().chain(b"\x1f") {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// A local job's id: a hash of the spec and of the files it reads (names, sizes, modification
+/// times), so that rerunning a failed job resumes it, and changed inputs start afresh.
+pub fn local_job_id(job: &DaskJob, listing: &Listing) -> String {
+    let spec = serde_json::to_vec(&job.spec).unwrap_or_default();
+    let mut parts: Vec<Vec<u8>> = vec![spec];
+    for (name, input) in &listing.inputs {
+        parts.push(name.as_bytes().to_vec());
+        for f in &input.files {
+            parts.push(format!("{}:{}:{}", f.path, f.size, f.version).into_bytes());
+        }
+    }
+    let refs: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
+    format!("local-{:016x}", fnv1a(&refs))
+}
+
+/// Lists the inputs and plans the job, checking every column and expression.
+pub async fn prepare(job: &DaskJob, opts: &RunOptions) -> Result<(Store, Plan)> {
+    let storage = resolve_storage(job, opts)?;
+    let store = Store::from_storage(&storage)?;
+    let df = job
+        .spec
+        .dataframe
+        .as_ref()
+        .ok_or_else(|| Error::spec("spec", "this version of kask runs dataframe jobs only"))?;
+    let ctx = session(&store);
+    let listing = list_inputs(&store, df, &ctx).await?;
+    let id = local_job_id(job, &listing);
+    let mut spec = job.spec.clone();
+    spec.storage = Some(storage);
+    let mut plan = plan_stages(&id, &spec, &listing)?;
+    resolve(&mut plan, &store).await?;
+    Ok((store, plan))
+}
+
+/// Runs a whole job locally.
+pub async fn run(job: &DaskJob, opts: &RunOptions, progress: &dyn Progress) -> Result<RunSummary> {
+    let started = Instant::now();
+    let (store, plan) = prepare(job, opts).await?;
+    let output = &plan.spec.output;
+    check_output_free(&store, &output.path, output.mode).await?;
+    store.check_create_only(&plan.scratch()).await?;
+    let body = serde_json::to_vec_pretty(&plan).map_err(|e| Error::internal(e.to_string()))?;
+    store.put(&plan.plan_path(), Bytes::from(body)).await?;
+    progress.planned(&plan);
+
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let parallelism = opts.parallelism.unwrap_or_else(|| (plan.spec.workers() as usize).min(cores)).max(1);
+    let retries = plan.spec.retries();
+    let inputs = InputCache::default();
+    let mut resumed = 0;
+    for stage in &plan.stages {
+        progress.stage_started(stage);
+        let mut results = futures::stream::iter(0..stage.tasks)
+            .map(|t| run_with_retries(&store, &plan, &inputs, stage.id, t, retries))
+            .buffer_unordered(parallelism);
+        while let Some(outcome) = results.next().await {
+            let outcome = outcome?;
+            if outcome.skipped {
+                resumed += 1;
+            }
+            progress.task_finished(stage, &outcome);
+        }
+        progress.stage_finished(stage);
+    }
+    let manifest = commit_job(&store, &plan).await?;
+    Ok(RunSummary {
+        output_url: format!("{}/{}", store.url, output.path.trim_matches('/')),
+        manifest,
+        seconds: started.elapsed().as_secs_f64(),
+        tasks: plan.total_tasks(),
+        resumed,
+        stages: plan.stages.len(),
+    })
+}
+
+async fn run_with_retries(store: &Store, plan: &Plan, inputs: &InputCache, stage: usize, task: usize, retries: u32) -> Result<TaskOutcome> {
+    let mut attempt = 0;
+    loop {
+        match run_task(store, plan, inputs, stage, task).await {
+            Ok(o) => return Ok(o),
+            Err(e) if e.is_retryable() && attempt < retries => {
+                attempt += 1;
+                warn!(stage = %plan.stages[stage].name, task, attempt, error = %e, "task failed; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(200 * u64::from(attempt))).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The directory holding a job file, for `file://` storage by default.
+pub fn job_dir(job_file: &Path) -> PathBuf {
+    match job_file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}

@@ -1,0 +1,236 @@
+//! The shuffle: a map task hash-partitions its output into the stage's reduce partitions and
+//! writes one Arrow IPC object holding all of them, each an IPC stream at a byte range listed
+//! in the task's marker. A reducer fetches its range from every map task with ranged GETs:
+//! M objects per stage, not M × R.
+
+use std::io::Cursor;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use datafusion::arrow::array::{ArrayRef, RecordBatch, UInt32Array};
+use datafusion::arrow::compute::{cast, concat_batches, take_record_batch};
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::ipc::reader::StreamReader;
+use datafusion::arrow::ipc::writer::StreamWriter;
+use datafusion::common::hash_utils::{RandomState, create_hashes};
+use futures::{StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+
+use crate::commit::marker::read_marker;
+use crate::error::{Error, Result};
+use crate::plan::Plan;
+use crate::store::Store;
+
+/// Every process must send a key to the same partition, so the hash seed is fixed.
+const HASH_STATE: RandomState = RandomState::with_seed(0x6b61_736b_7368_7566);
+
+/// Reduce partitions get batches of at least this many rows, however finely a map task's
+/// batches were split.
+const MIN_BATCH_ROWS: usize = 16 * 1024;
+
+/// Where one reduce partition sits in a map task's shuffle object.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PartRange {
+    /// First byte.
+    pub offset: u64,
+    /// Length in bytes (0: no rows for this partition).
+    pub len: u64,
+    /// Rows.
+    pub rows: u64,
+}
+
+/// Splits a map task's output by key hash.
+pub struct Partitioner {
+    schema: SchemaRef,
+    keys: Vec<usize>,
+    float_keys: Vec<bool>,
+    parts: Vec<PartBuffer>,
+}
+
+#[derive(Default)]
+struct PartBuffer {
+    done: Vec<RecordBatch>,
+    pending: Vec<RecordBatch>,
+    pending_rows: usize,
+    rows: u64,
+}
+
+impl PartBuffer {
+    fn push(&mut self, batch: RecordBatch, schema: &SchemaRef) -> Result<()> {
+        self.rows += batch.num_rows() as u64;
+        self.pending_rows += batch.num_rows();
+        self.pending.push(batch);
+        if self.pending_rows >= MIN_BATCH_ROWS {
+            self.flush(schema)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, schema: &SchemaRef) -> Result<()> {
+        match self.pending.len() {
+            0 => {}
+            1 => self.done.append(&mut self.pending),
+            _ => {
+                let merged = concat_batches(schema, &self.pending).map_err(|e| Error::internal(e.to_string()))?;
+                self.pending.clear();
+                self.done.push(merged);
+            }
+        }
+        self.pending_rows = 0;
+        Ok(())
+    }
+}
+
+/// The value a key is hashed as: equal values of different integer, float or string types
+/// must land in the same partition.
+fn hashable(a: &ArrayRef, as_float: bool) -> Result<ArrayRef> {
+    let target = match a.data_type() {
+        _ if as_float => DataType::Float64,
+        dt if dt.is_integer() => DataType::Int64,
+        DataType::Float16 | DataType::Float32 => DataType::Float64,
+        DataType::Utf8 | DataType::LargeUtf8 => DataType::Utf8View,
+        DataType::Dictionary(_, v) => match v.as_ref() {
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => DataType::Utf8View,
+            dt if dt.is_integer() => DataType::Int64,
+            other => other.clone(),
+        },
+        _ => return Ok(a.clone()),
+    };
+    if a.data_type() == &target {
+        return Ok(a.clone());
+    }
+    cast(a, &target).map_err(|e| Error::internal(format!("hashing a shuffle key: {e}")))
+}
+
+impl Partitioner {
+    /// A partitioner into `partitions` by `keys` (no keys: everything to partition 0).
+    pub fn new(schema: SchemaRef, keys: &[String], float_keys: &[bool], partitions: usize) -> Result<Self> {
+        let keys = keys
+            .iter()
+            .map(|k| {
+                schema
+                    .index_of(k)
+                    .map_err(|_| Error::internal(format!("shuffle key {k:?} is not in the task's output")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let partitions = if keys.is_empty() { 1 } else { partitions.max(1) };
+        Ok(Partitioner {
+            schema,
+            float_keys: (0..keys.len()).map(|i| float_keys.get(i).copied().unwrap_or(false)).collect(),
+            keys,
+            parts: (0..partitions).map(|_| PartBuffer::default()).collect(),
+        })
+    }
+
+    /// Adds a batch.
+    pub fn push(&mut self, batch: RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let n = self.parts.len();
+        if n == 1 {
+            return self.parts[0].push(batch, &self.schema);
+        }
+        let arrays = self
+            .keys
+            .iter()
+            .zip(&self.float_keys)
+            .map(|(&i, &f)| hashable(batch.column(i), f))
+            .collect::<Result<Vec<_>>>()?;
+        let mut hashes = vec![0u64; batch.num_rows()];
+        create_hashes(&arrays, &HASH_STATE, &mut hashes).map_err(|e| Error::internal(e.to_string()))?;
+        let mut indices: Vec<Vec<u32>> = vec![Vec::new(); n];
+        for (row, h) in hashes.iter().enumerate() {
+            indices[(*h % n as u64) as usize].push(row as u32);
+        }
+        for (p, idx) in indices.into_iter().enumerate() {
+            if idx.is_empty() {
+                continue;
+            }
+            let part = if idx.len() == batch.num_rows() {
+                batch.clone()
+            } else {
+                take_record_batch(&batch, &UInt32Array::from(idx)).map_err(|e| Error::internal(e.to_string()))?
+            };
+            self.parts[p].push(part, &self.schema)?;
+        }
+        Ok(())
+    }
+
+    /// Rows added so far.
+    pub fn rows(&self) -> u64 {
+        self.parts.iter().map(|p| p.rows).sum()
+    }
+
+    /// The shuffle object and where each partition sits in it.
+    pub fn finish(mut self, partitions: usize) -> Result<(Bytes, Vec<PartRange>)> {
+        let mut out = Vec::new();
+        let mut ranges = vec![PartRange::default(); partitions.max(1)];
+        for (p, part) in self.parts.iter_mut().enumerate() {
+            part.flush(&self.schema)?;
+            if part.rows == 0 {
+                ranges[p].offset = out.len() as u64;
+                continue;
+            }
+            let offset = out.len() as u64;
+            let mut w = StreamWriter::try_new(&mut out, &self.schema).map_err(|e| Error::internal(e.to_string()))?;
+            for b in &part.done {
+                w.write(b).map_err(|e| Error::internal(e.to_string()))?;
+            }
+            w.finish().map_err(|e| Error::internal(e.to_string()))?;
+            drop(w);
+            ranges[p] = PartRange {
+                offset,
+                len: out.len() as u64 - offset,
+                rows: part.rows,
+            };
+        }
+        Ok((Bytes::from(out), ranges))
+    }
+}
+
+/// Decodes one IPC stream.
+pub fn decode(bytes: Bytes) -> Result<Vec<RecordBatch>> {
+    let reader = StreamReader::try_new(Cursor::new(bytes), None).map_err(|e| Error::internal(format!("corrupt shuffle data: {e}")))?;
+    reader
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::internal(format!("corrupt shuffle data: {e}")))
+}
+
+/// How many map outputs a reducer fetches at once.
+const FETCH_CONCURRENCY: usize = 8;
+
+/// Reads reduce partition `partition` of stage `from` from every map task's committed
+/// output, in map-task order. Returns the batches and the bytes fetched.
+pub async fn read_partition(store: &Store, plan: &Plan, from: usize, partition: usize) -> Result<(Vec<RecordBatch>, u64)> {
+    let tasks = plan.stages[from].tasks;
+    let parts: Vec<(Vec<RecordBatch>, u64)> = futures::stream::iter(0..tasks)
+        .map(|t| async move {
+            let marker = read_marker(store, plan, from, t).await?.ok_or_else(|| {
+                Error::internal(format!("stage {} task {t} has no commit marker but its stage is done", plan.stages[from].name))
+            })?;
+            let mut batches = Vec::new();
+            let mut bytes = 0;
+            for f in &marker.files {
+                let Some(range) = f.partitions.get(partition) else { continue };
+                if range.len == 0 {
+                    continue;
+                }
+                let data = store.get_range(&f.path, range.offset..range.offset + range.len).await?;
+                bytes += data.len() as u64;
+                batches.extend(decode(data)?);
+            }
+            Ok::<_, Error>((batches, bytes))
+        })
+        .buffered(FETCH_CONCURRENCY)
+        .try_collect()
+        .await?;
+    let bytes = parts.iter().map(|(_, b)| b).sum();
+    Ok((parts.into_iter().flat_map(|(b, _)| b).collect(), bytes))
+}
+
+/// The schema of a shuffle, for reducers that received no rows.
+pub fn schema_of(plan: &Plan, stage: usize) -> SchemaRef {
+    Arc::clone(&plan.stages[stage].output_schema.0)
+}

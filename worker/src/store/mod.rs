@@ -1,0 +1,272 @@
+//! Object stores from a job's `storage` section: S3 (and S3-compatible servers such as MinIO),
+//! GCS, Azure and local directories, all behind `object_store`.
+//!
+//! A [`Store`] is a store plus the prefix that `storage.url` names; every path in a spec is
+//! relative to that prefix.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+
+use crate::error::{Error, Result};
+use kask_api::Storage;
+
+/// An object store and the root prefix the job's paths are relative to.
+#[derive(Clone, Debug)]
+pub struct Store {
+    /// The URL the user gave, for messages (never carries credentials).
+    pub url: String,
+    /// The store itself.
+    pub inner: Arc<dyn ObjectStore>,
+    /// The prefix inside the store that `url` points at.
+    pub root: Path,
+}
+
+impl Store {
+    /// Builds the store for a `storage` section. Credentials come from the environment
+    /// (object_store's standard variables, e.g. `AWS_ACCESS_KEY_ID`), which is how the
+    /// operator passes a Secret's keys to worker pods.
+    pub fn from_storage(storage: &Storage) -> Result<Store> {
+        let url = storage.url.trim_end_matches('/').to_string();
+        let parsed = url::Url::parse(&url).map_err(|e| Error::Storage {
+            url: url.clone(),
+            message: format!("not a valid URL: {e}"),
+        })?;
+        let fail = |e: object_store::Error| Error::Storage {
+            url: url.clone(),
+            message: e.to_string(),
+        };
+        let prefix = parsed.path().trim_matches('/').to_string();
+        let inner: Arc<dyn ObjectStore> = match parsed.scheme() {
+            "file" => {
+                let dir = std::path::Path::new(parsed.path());
+                std::fs::create_dir_all(dir).map_err(|e| Error::Storage {
+                    url: url.clone(),
+                    message: format!("cannot create directory {}: {e}", dir.display()),
+                })?;
+                Arc::new(object_store::local::LocalFileSystem::new())
+            }
+            "s3" | "s3a" => {
+                let mut b = object_store::aws::AmazonS3Builder::from_env()
+                    .with_url(url.as_str())
+                    .with_conditional_put(object_store::aws::S3ConditionalPut::ETagMatch);
+                if let Some(ep) = &storage.endpoint {
+                    b = b.with_endpoint(ep);
+                }
+                if let Some(r) = &storage.region {
+                    b = b.with_region(r);
+                }
+                if let Some(h) = storage.allow_http {
+                    b = b.with_allow_http(h);
+                }
+                Arc::new(b.build().map_err(fail)?)
+            }
+            "gs" => {
+                let b = object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                    .with_url(url.as_str());
+                Arc::new(b.build().map_err(fail)?)
+            }
+            "az" | "abfs" | "abfss" => {
+                let mut b = object_store::azure::MicrosoftAzureBuilder::from_env()
+                    .with_url(url.as_str());
+                if let Some(h) = storage.allow_http {
+                    b = b.with_allow_http(h);
+                }
+                Arc::new(b.build().map_err(fail)?)
+            }
+            other => {
+                return Err(Error::Storage {
+                    url,
+                    message: format!("unsupported scheme {other:?}; expected s3, gs, az or file"),
+                });
+            }
+        };
+        // Bucket-style URLs carry the bucket in the host, so the path is the prefix; for
+        // file:// the whole path is the prefix inside the root file system.
+        Ok(Store {
+            url,
+            inner,
+            root: Path::from(prefix),
+        })
+    }
+
+    /// A local directory as a store.
+    pub fn local_dir(dir: &std::path::Path) -> Result<Store> {
+        let abs = std::path::absolute(dir).map_err(|e| Error::Storage {
+            url: dir.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Store::from_storage(&Storage {
+            url: format!("file://{}", abs.display()),
+            endpoint: None,
+            region: None,
+            allow_http: None,
+            secret_ref: None,
+        })
+    }
+
+    /// The full store path of a path relative to the root.
+    pub fn path(&self, rel: &str) -> Path {
+        let rel = rel.trim_matches('/');
+        if self.root.as_ref().is_empty() {
+            Path::from(rel)
+        } else if rel.is_empty() {
+            self.root.clone()
+        } else {
+            Path::from(format!("{}/{rel}", self.root.as_ref()))
+        }
+    }
+
+    /// The path relative to the root, for messages and plans.
+    pub fn rel(&self, full: &Path) -> String {
+        let root = self.root.as_ref();
+        let s = full.as_ref();
+        if root.is_empty() {
+            s.to_string()
+        } else {
+            s.strip_prefix(root)
+                .map(|r| r.trim_start_matches('/').to_string())
+                .unwrap_or_else(|| s.to_string())
+        }
+    }
+
+    /// Wraps an object_store error with this store's URL.
+    pub fn err(&self, what: impl std::fmt::Display, e: object_store::Error) -> Error {
+        Error::Storage {
+            url: self.url.clone(),
+            message: format!("{what}: {e}"),
+        }
+    }
+
+    /// Reads a whole object, or `None` when it does not exist.
+    pub async fn get_opt(&self, rel: &str) -> Result<Option<Bytes>> {
+        match self.inner.get(&self.path(rel)).await {
+            Ok(r) => Ok(Some(
+                r.bytes()
+                    .await
+                    .map_err(|e| self.err(format!("reading {rel}"), e))?,
+            )),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.err(format!("reading {rel}"), e)),
+        }
+    }
+
+    /// Reads a byte range of an object.
+    pub async fn get_range(&self, rel: &str, range: std::ops::Range<u64>) -> Result<Bytes> {
+        self.inner
+            .get_range(&self.path(rel), range)
+            .await
+            .map_err(|e| self.err(format!("reading {rel}"), e))
+    }
+
+    /// Writes an object, replacing any previous one.
+    pub async fn put(&self, rel: &str, data: Bytes) -> Result<()> {
+        self.inner
+            .put(&self.path(rel), PutPayload::from(data))
+            .await
+            .map_err(|e| self.err(format!("writing {rel}"), e))?;
+        Ok(())
+    }
+
+    /// Creates an object only if none exists: `Ok(true)` when this call created it,
+    /// `Ok(false)` when another writer got there first.
+    pub async fn put_create(&self, rel: &str, data: Bytes) -> Result<bool> {
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .inner
+            .put_opts(&self.path(rel), PutPayload::from(data), opts)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(self.err(format!("creating {rel}"), e)),
+        }
+    }
+
+    /// Deletes an object; a missing object is not an error.
+    pub async fn delete(&self, rel: &str) -> Result<()> {
+        match self.inner.delete(&self.path(rel)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.err(format!("deleting {rel}"), e)),
+        }
+    }
+
+    /// Copies an object within the store.
+    pub async fn copy(&self, from: &str, to: &str) -> Result<()> {
+        self.inner
+            .copy(&self.path(from), &self.path(to))
+            .await
+            .map_err(|e| self.err(format!("copying {from} to {to}"), e))
+    }
+
+    /// Lists every object under a relative prefix, recursively, as (relative path, size).
+    pub async fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
+        Ok(self
+            .list_versions(prefix)
+            .await?
+            .into_iter()
+            .map(|(p, s, _)| (p, s))
+            .collect())
+    }
+
+    /// Like [`Store::list`], with each object's version (ETag, else modification time).
+    pub async fn list_versions(&self, prefix: &str) -> Result<Vec<(String, u64, String)>> {
+        let full = self.path(prefix);
+        let metas: Vec<_> = self
+            .inner
+            .list(Some(&full))
+            .try_collect()
+            .await
+            .map_err(|e| self.err(format!("listing {prefix}"), e))?;
+        let mut out: Vec<(String, u64, String)> = metas
+            .into_iter()
+            .map(|m| {
+                let version = m.e_tag.clone().unwrap_or_else(|| m.last_modified.to_rfc3339());
+                (self.rel(&m.location), m.size, version)
+            })
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// Deletes every object under a relative prefix.
+    pub async fn delete_prefix(&self, prefix: &str) -> Result<()> {
+        for (rel, _) in self.list(prefix).await? {
+            self.delete(&rel).await?;
+        }
+        if self.url.starts_with("file://") {
+            // LocalFileSystem leaves empty directories behind; they are only clutter.
+            let dir = std::path::PathBuf::from(format!("/{}", self.path(prefix).as_ref()));
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        Ok(())
+    }
+
+    /// Refuses stores that do not honour create-only puts, on which the exactly-once output
+    /// protocol would silently let two task attempts both win.
+    pub async fn check_create_only(&self, scratch: &str) -> Result<()> {
+        let probe = format!(
+            "{}/probe-create-only-{:016x}",
+            scratch.trim_end_matches('/'),
+            rand::random::<u64>()
+        );
+        let first = self.put_create(&probe, Bytes::from_static(b"1")).await?;
+        let second = self.put_create(&probe, Bytes::from_static(b"2")).await;
+        self.delete(&probe).await?;
+        match (first, second) {
+            (true, Ok(false)) => Ok(()),
+            _ => Err(Error::Storage {
+                url: self.url.clone(),
+                message: "this store does not honour create-only (If-None-Match) puts, which \
+                          kask needs to commit each task exactly once"
+                    .into(),
+            }),
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! DataFusion sessions for tasks, and the tables a task's logical plan starts from: a scan of
+//! exactly the task's byte ranges, and an already-built physical plan.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::project_schema;
+use datafusion::datasource::TableType;
+use datafusion::datasource::file_format::FileFormat;
+use datafusion::datasource::file_format::csv::CsvFormat;
+use datafusion::datasource::file_format::file_compression_type::FileCompressionType;
+use datafusion::datasource::file_format::json::JsonFormat;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder};
+use datafusion::datasource::table_schema::TableSchema;
+use datafusion::error::Result as DfResult;
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::projection::ProjectionExec;
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+use crate::plan::{Fragment, InputPlan};
+use crate::plan::listing::input_compression;
+use crate::store::Store;
+use kask_api::Format;
+
+/// The URL under which a task's session knows the job's object store.
+pub const STORE_URL: &str = "kask://store";
+
+/// A session for one task: one partition (tasks are the parallelism), case-sensitive column
+/// names as pandas users expect, and the job's store registered.
+pub fn session(store: &Store) -> SessionContext {
+    let mut config = SessionConfig::new().with_target_partitions(1);
+    config.options_mut().sql_parser.enable_ident_normalization = false;
+    let ctx = SessionContext::new_with_config(config);
+    let url = url::Url::parse(STORE_URL).expect("STORE_URL is a valid URL");
+    ctx.register_object_store(&url, store.inner.clone());
+    ctx
+}
+
+/// A scan of some byte ranges of an input's files.
+#[derive(Debug)]
+pub struct ScanTable {
+    schema: SchemaRef,
+    format: Format,
+    delimiter: u8,
+    header: bool,
+    compression: FileCompressionType,
+    files: Vec<PartitionedFile>,
+}
+
+impl ScanTable {
+    /// The scan of `fragments` of `input`.
+    pub fn new(store: &Store, input: &InputPlan, fragments: &[Fragment]) -> crate::error::Result<Self> {
+        let paths: Vec<String> = input.files.iter().map(|f| f.path.clone()).collect();
+        let compression = match input.format {
+            Format::Parquet => FileCompressionType::UNCOMPRESSED,
+            _ => input_compression("", &paths)?,
+        };
+        let files = fragments
+            .iter()
+            .map(|f| {
+                let file = PartitionedFile::new(store.path(&f.path).to_string(), f.size);
+                if f.is_whole_file() {
+                    file
+                } else {
+                    file.with_range(f.start as i64, f.end as i64)
+                }
+            })
+            .collect();
+        Ok(ScanTable {
+            schema: input.schema.schema(),
+            format: input.format,
+            delimiter: input.csv.delimiter.as_bytes().first().copied().unwrap_or(b','),
+            header: input.csv.header,
+            compression,
+            files,
+        })
+    }
+
+    fn file_format(&self, state: &dyn Session) -> Arc<dyn FileFormat> {
+        match self.format {
+            Format::Parquet => Arc::new(
+                ParquetFormat::default().with_options(state.table_options().parquet.clone()),
+            ),
+            Format::Csv => Arc::new(
+                CsvFormat::default()
+                    .with_has_header(self.header)
+                    .with_delimiter(self.delimiter)
+                    .with_file_compression_type(self.compression),
+            ),
+            Format::Json => {
+                Arc::new(JsonFormat::default().with_file_compression_type(self.compression))
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl TableProvider for ScanTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        if self.files.is_empty() {
+            return Ok(Arc::new(EmptyExec::new(project_schema(
+                &self.schema,
+                projection,
+            )?)));
+        }
+        let format = self.file_format(state);
+        let source = format.file_source(TableSchema::from_file_schema(self.schema.clone()));
+        let conf = FileScanConfigBuilder::new(ObjectStoreUrl::parse(STORE_URL)?, source)
+            .with_projection_indices(projection.cloned())?
+            .with_file_group(FileGroup::new(self.files.clone()))
+            .with_limit(limit)
+            .with_file_compression_type(self.compression)
+            .build();
+        format.create_physical_plan(state, conf).await
+    }
+}
+
+/// A physical plan seen as a table, so that logical steps can continue after an operator we
+/// placed ourselves (a final aggregation over shuffled partial states).
+#[derive(Debug)]
+pub struct ExecTable {
+    plan: Arc<dyn ExecutionPlan>,
+}
+
+impl ExecTable {
+    /// Wraps a physical plan.
+    pub fn new(plan: Arc<dyn ExecutionPlan>) -> Self {
+        ExecTable { plan }
+    }
+}
+
+#[async_trait]
+impl TableProvider for ExecTable {
+    fn schema(&self) -> SchemaRef {
+        self.plan.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Temporary
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let Some(projection) = projection else {
+            return Ok(self.plan.clone());
+        };
+        let schema = self.plan.schema();
+        let exprs: Vec<(Arc<dyn datafusion::physical_expr::PhysicalExpr>, String)> = projection
+            .iter()
+            .map(|&i| {
+                let name = schema.field(i).name().clone();
+                (
+                    Arc::new(Column::new(&name, i)) as Arc<dyn datafusion::physical_expr::PhysicalExpr>,
+                    name,
+                )
+            })
+            .collect();
+        Ok(Arc::new(ProjectionExec::try_new(exprs, self.plan.clone())?))
+    }
+}

@@ -1,0 +1,9 @@
+//! Engine tests: local mode end to end on `file://` and on a real S3 server (MinIO), bad input,
+//! the exactly-once commit, and property tests against reference implementations. One test
+//! binary, so the engine is linked once.
+
+mod bad_input;
+mod commit;
+mod conformance;
+mod properties;
+mod support;
