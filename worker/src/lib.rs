@@ -3,7 +3,7 @@
 
 pub mod commit;
 pub mod error;
-pub mod gen;
+pub mod datagen;
 pub mod plan;
 pub mod runner;
 pub mod shuffle;

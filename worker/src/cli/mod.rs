@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use kask_api::{DaskJob, load_job};
 use kask_worker::Error;
-use kask_worker::gen::{GenFormat, groupby::GroupbyGen, join::JoinGen};
+use kask_worker::datagen::{GenFormat, groupby::GroupbyGen, join::JoinGen};
 use kask_worker::runner::{self, Progress, RunOptions, job_dir};
 
 /// Kask runs Dask-style partitioned data jobs, described as DaskJob resources, on Kubernetes or
@@ -139,14 +139,16 @@ pub async fn dispatch(cli: Cli) -> Result<(), Error> {
             let s = runner::run(&dj, &opts, progress.as_ref()).await?;
             let resumed = if s.resumed > 0 { format!(", {} resumed from an earlier run", s.resumed) } else { String::new() };
             println!(
-                "wrote {} rows to {} ({} file{}) in {:.2}s: {} stages, {} tasks{resumed}",
+                "wrote {} rows to {} ({} file{}) in {:.2}s: {} stage{}, {} task{}{resumed}",
                 s.manifest.rows,
                 s.output_url,
                 s.manifest.files.len(),
                 if s.manifest.files.len() == 1 { "" } else { "s" },
                 s.seconds,
                 s.stages,
+                if s.stages == 1 { "" } else { "s" },
                 s.tasks,
+                if s.tasks == 1 { "" } else { "s" },
             );
             Ok(())
         }

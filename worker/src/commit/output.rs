@@ -8,12 +8,12 @@ use datafusion::arrow::csv::WriterBuilder as CsvWriterBuilder;
 use datafusion::arrow::json::LineDelimitedWriter;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::arrow::AsyncArrowWriter;
-use datafusion::parquet::arrow::async_writer::ParquetObjectWriter;
 use datafusion::parquet::basic::Compression;
 use datafusion::parquet::file::properties::WriterProperties;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use futures::StreamExt;
 use object_store::ObjectStoreExt;
+use object_store::buffered::BufWriter;
 
 use super::marker::TaskFile;
 use crate::error::{Error, Result};
@@ -45,7 +45,7 @@ pub async fn write_output(
     let mut rows = 0u64;
     match format {
         Format::Parquet => {
-            let mut writer: Option<AsyncArrowWriter<ParquetObjectWriter>> = None;
+            let mut writer: Option<AsyncArrowWriter<BufWriter>> = None;
             while let Some(batch) = stream.next().await {
                 let batch = batch.map_err(on_error)?;
                 if batch.num_rows() == 0 {
@@ -57,7 +57,7 @@ pub async fn write_output(
                         .set_compression(Compression::SNAPPY)
                         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
                         .build();
-                    let sink = ParquetObjectWriter::new(Arc::clone(&store.inner), store.path(&path));
+                    let sink = BufWriter::new(Arc::clone(&store.inner), store.path(&path));
                     writer = Some(
                         AsyncArrowWriter::try_new(sink, schema.clone(), Some(props))
                             .map_err(|e| write_err(&path, e))?,

@@ -9,8 +9,8 @@ use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::csv::CsvFormat;
 use datafusion::datasource::file_format::file_compression_type::FileCompressionType;
 use datafusion::datasource::file_format::json::JsonFormat;
-use datafusion::parquet::arrow::arrow_reader::ArrowReaderMetadata;
-use datafusion::parquet::arrow::async_reader::ParquetObjectReader;
+use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
+use datafusion::parquet::arrow::parquet_to_arrow_schema;
 use datafusion::prelude::SessionContext;
 use futures::{StreamExt, TryStreamExt};
 use globset::GlobBuilder;
@@ -86,13 +86,17 @@ fn is_glob_char(c: char) -> bool {
 /// Files that an input's path names: a glob, a single file, or a directory.
 pub async fn matching_files(store: &Store, name: &str, pattern: &str) -> Result<Vec<(String, u64, String)>> {
     let pattern = pattern.trim_start_matches("./");
-    let literal: Vec<&str> = pattern
+    let is_glob = pattern.contains(is_glob_char);
+    let mut literal: Vec<&str> = pattern
         .split('/')
         .take_while(|c| !c.contains(is_glob_char))
         .collect();
+    if !is_glob {
+        // A plain path names a file or a directory: list its parent to find either.
+        literal.pop();
+    }
     let prefix = literal.join("/");
     let listed = store.list_versions(&prefix).await?;
-    let is_glob = pattern.contains(is_glob_char);
     let glob = GlobBuilder::new(pattern)
         .literal_separator(true)
         .build()
@@ -230,13 +234,22 @@ async fn parquet_file(
     path: String,
     size: u64,
 ) -> Result<(SchemaRef, Splits)> {
-    let mut reader =
-        ParquetObjectReader::new(store.inner.clone(), store.path(&path)).with_file_size(size);
-    let meta = ArrowReaderMetadata::load_async(&mut reader, Default::default())
+    let object = object_store::ObjectMeta {
+        location: store.path(&path),
+        last_modified: Default::default(),
+        size,
+        e_tag: None,
+        version: None,
+    };
+    let invalid = |e: String| Error::input(name, format!("{path} is not a valid Parquet file: {e}"));
+    let meta = DFParquetMetadata::new(store.inner.as_ref(), &object)
+        .fetch_metadata()
         .await
-        .map_err(|e| Error::input(name, format!("{path} is not a valid Parquet file: {e}")))?;
+        .map_err(|e| invalid(crate::task::df_message(&e)))?;
+    let file = meta.file_metadata();
+    let schema = parquet_to_arrow_schema(file.schema_descr(), file.key_value_metadata())
+        .map_err(|e| invalid(e.to_string()))?;
     let starts = meta
-        .metadata()
         .row_groups()
         .iter()
         .filter(|rg| rg.num_columns() > 0)
@@ -248,7 +261,7 @@ async fn parquet_file(
                 .max(0) as u64
         })
         .collect();
-    Ok((meta.schema().clone(), Splits::RowGroups(starts)))
+    Ok((Arc::new(schema), Splits::RowGroups(starts)))
 }
 
 #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename the list

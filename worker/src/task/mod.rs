@@ -87,18 +87,17 @@ fn leaf_rows(plan: &Arc<dyn ExecutionPlan>) -> u64 {
 async fn execute(store: &Store, plan: &Plan, inputs: &InputCache, stage: usize, task: usize, attempt: &str) -> Result<TaskMarker> {
     let st = &plan.stages[stage];
     let mut data = TaskData::default();
-    let mut bytes_in = 0u64;
     let mut shuffled_rows = None;
-    match &st.source {
+    let bytes_in = match &st.source {
         StageSource::Input { .. } => {
             data.fragments = st.fragments.get(task).cloned().unwrap_or_default();
-            bytes_in = data.fragments.iter().map(|f| f.end - f.start).sum();
+            data.fragments.iter().map(|f| f.end - f.start).sum()
         }
         StageSource::Shuffle { stage: from } => {
             let (b, n) = read_partition(store, plan, *from, task).await?;
             shuffled_rows = Some(b.iter().map(|b| b.num_rows() as u64).sum());
             data.left = b;
-            bytes_in = n;
+            n
         }
         StageSource::Join { left, right, .. } => {
             let (l, ln) = read_partition(store, plan, *left, task).await?;
@@ -106,9 +105,9 @@ async fn execute(store: &Store, plan: &Plan, inputs: &InputCache, stage: usize, 
             shuffled_rows = Some(l.iter().chain(&r).map(|b| b.num_rows() as u64).sum());
             data.left = l;
             data.right = r;
-            bytes_in = ln + rn;
+            ln + rn
         }
-    }
+    };
     let fragments = data.fragments.clone();
 
     let ctx = session(store);

@@ -3,7 +3,7 @@
 //! CAST, CASE, LIKE, IN, BETWEEN and IS NULL.
 
 use datafusion::common::{Column, DFSchema, DataFusionError, SchemaError};
-use datafusion::logical_expr::{Expr, LogicalPlanBuilder};
+use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlanBuilder};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};

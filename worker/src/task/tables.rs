@@ -126,7 +126,7 @@ impl TableProvider for ScanTable {
             )?)));
         }
         let format = self.file_format(state);
-        let source = format.file_source(TableSchema::from_file_schema(self.schema.clone()));
+        let source = format.file_source(TableSchema::from(self.schema.clone()));
         let conf = FileScanConfigBuilder::new(ObjectStoreUrl::parse(STORE_URL)?, source)
             .with_projection_indices(projection.cloned())?
             .with_file_group(FileGroup::new(self.files.clone()))
