@@ -35,7 +35,9 @@ pub enum LoadError {
         message: String,
     },
     /// The document is some other resource.
-    #[error("{source_name}: expected apiVersion {API_VERSION} and kind {KIND}, found apiVersion {api_version:?} and kind {kind:?}")]
+    #[error(
+        "{source_name}: expected apiVersion {API_VERSION} and kind {KIND}, found apiVersion {api_version:?} and kind {kind:?}"
+    )]
     WrongKind {
         /// The file.
         source_name: String,

@@ -168,7 +168,9 @@ pub fn validate(spec: &DaskJobSpec) -> Result<(), ValidationErrors> {
         if set {
             e.add(
                 format!("spec.{name}"),
-                format!("{name} jobs are not supported by this version of kask (dataframe jobs are)"),
+                format!(
+                    "{name} jobs are not supported by this version of kask (dataframe jobs are)"
+                ),
             );
         }
     }
@@ -303,7 +305,10 @@ fn check_columns(path: String, cols: &[String], e: &mut Errors) {
         if c.is_empty() {
             e.add(format!("{path}[{i}]"), "a column name must not be empty");
         } else if !seen.insert(c) {
-            e.add(format!("{path}[{i}]"), format!("column {c:?} is listed twice"));
+            e.add(
+                format!("{path}[{i}]"),
+                format!("column {c:?} is listed twice"),
+            );
         }
     }
 }
@@ -344,10 +349,7 @@ fn check_dataframe(df: &DataframeJob, e: &mut Errors) {
             continue;
         };
         if i == 0 && !matches!(step, StepRef::Source(_)) {
-            e.add(
-                &at,
-                "the first step must be `source: <input>`".to_string(),
-            );
+            e.add(&at, "the first step must be `source: <input>`".to_string());
         }
         check_step(df, &at, i, step, e);
     }
@@ -378,7 +380,10 @@ fn check_step(df: &DataframeJob, at: &str, i: usize, step: StepRef<'_>, e: &mut 
             let mut targets = BTreeMap::new();
             for (old, new) in map {
                 if new.is_empty() {
-                    e.add(format!("{at}.rename.{old}"), "the new name must not be empty");
+                    e.add(
+                        format!("{at}.rename.{old}"),
+                        "the new name must not be empty",
+                    );
                 } else if let Some(prev) = targets.insert(new, old) {
                     e.add(
                         format!("{at}.rename.{old}"),

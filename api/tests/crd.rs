@@ -41,7 +41,16 @@ fn crd_has_the_names_columns_and_subresources_kubectl_shows() {
         .collect();
     assert_eq!(columns, ["Phase", "Progress", "Age"]);
     let props = &version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];
-    for field in ["storage", "dataframe", "array", "bag", "output", "workers", "targetTaskBytes", "retries"] {
+    for field in [
+        "storage",
+        "dataframe",
+        "array",
+        "bag",
+        "output",
+        "workers",
+        "targetTaskBytes",
+        "retries",
+    ] {
         assert!(props[field].is_mapping(), "spec.{field} is in the schema");
     }
 }

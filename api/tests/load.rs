@@ -33,8 +33,18 @@ fn a_valid_job_loads_with_its_steps_in_order() {
     let df = job.spec.dataframe.expect("dataframe");
     assert_eq!(df.pipeline.len(), 5);
     assert_eq!(df.pipeline[3].kinds_set(), ["groupby"]);
-    let aggs: Vec<&String> = df.pipeline[3].groupby.as_ref().expect("groupby").aggs.keys().collect();
-    assert_eq!(aggs, ["amount", "order_id"], "aggregations keep the order written");
+    let aggs: Vec<&String> = df.pipeline[3]
+        .groupby
+        .as_ref()
+        .expect("groupby")
+        .aggs
+        .keys()
+        .collect();
+    assert_eq!(
+        aggs,
+        ["amount", "order_id"],
+        "aggregations keep the order written"
+    );
     assert_eq!(job.metadata.name.as_deref(), Some("revenue"));
 }
 
@@ -43,7 +53,9 @@ fn an_unknown_merge_input_is_named_with_its_field_path_and_the_known_inputs() {
     let yaml = GOOD.replace("right: regions", "right: regionz");
     assert_eq!(
         errors_of(&yaml),
-        [r#"spec.dataframe.pipeline[2].merge.right: no input named "regionz" (inputs: orders, regions)"#]
+        [
+            r#"spec.dataframe.pipeline[2].merge.right: no input named "regionz" (inputs: orders, regions)"#
+        ]
     );
 }
 
@@ -51,7 +63,10 @@ fn an_unknown_merge_input_is_named_with_its_field_path_and_the_known_inputs() {
 fn every_error_is_reported_not_just_the_first() {
     let yaml = GOOD
         .replace("source: orders", "source: order")
-        .replace("by: [amount_sum], descending: true", "by: [amount_sum], descending: [true, false]")
+        .replace(
+            "by: [amount_sum], descending: true",
+            "by: [amount_sum], descending: [true, false]",
+        )
         .replace("path: reports/revenue", "path: /abs/out");
     let errors = errors_of(&yaml);
     assert_eq!(errors.len(), 3, "{errors:#?}");
@@ -62,10 +77,16 @@ fn every_error_is_reported_not_just_the_first() {
 
 #[test]
 fn a_step_with_two_kinds_is_refused() {
-    let yaml = GOOD.replace("- filter: \"amount > 0\"", "- {filter: \"amount > 0\", head: 3}");
+    let yaml = GOOD.replace(
+        "- filter: \"amount > 0\"",
+        "- {filter: \"amount > 0\", head: 3}",
+    );
     let errors = errors_of(&yaml);
     assert_eq!(errors.len(), 1);
-    assert!(errors[0].contains("pipeline[1]: a step has exactly one of"), "{errors:?}");
+    assert!(
+        errors[0].contains("pipeline[1]: a step has exactly one of"),
+        "{errors:?}"
+    );
     assert!(errors[0].ends_with("(found filter, head)"), "{errors:?}");
 }
 
@@ -73,29 +94,57 @@ fn a_step_with_two_kinds_is_refused() {
 fn the_pipeline_must_start_with_a_source() {
     let yaml = GOOD.replace("- source: orders\n      - filter", "- filter");
     let errors = errors_of(&yaml);
-    assert!(errors.iter().any(|e| e == "spec.dataframe.pipeline[0]: the first step must be `source: <input>`"), "{errors:?}");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e == "spec.dataframe.pipeline[0]: the first step must be `source: <input>`"),
+        "{errors:?}"
+    );
 }
 
 #[test]
 fn array_and_bag_are_reserved_and_only_one_kind_may_be_set() {
     let yaml = GOOD.replace("  output:", "  bag: {steps: []}\n  output:");
     let errors = errors_of(&yaml);
-    assert!(errors.contains(&"spec: only one of dataframe, array or bag may be set (found dataframe, bag)".to_string()), "{errors:?}");
-    assert!(errors.iter().any(|e| e.starts_with("spec.bag: bag jobs are not supported")), "{errors:?}");
+    assert!(
+        errors.contains(
+            &"spec: only one of dataframe, array or bag may be set (found dataframe, bag)"
+                .to_string()
+        ),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("spec.bag: bag jobs are not supported")),
+        "{errors:?}"
+    );
 }
 
 #[test]
 fn merge_needs_on_or_both_left_on_and_right_on() {
     let yaml = GOOD.replace("on: [region_id]", "leftOn: [region_id]");
     let errors = errors_of(&yaml);
-    assert_eq!(errors, ["spec.dataframe.pipeline[2].merge: give either `on`, or both `leftOn` and `rightOn`"]);
+    assert_eq!(
+        errors,
+        ["spec.dataframe.pipeline[2].merge: give either `on`, or both `leftOn` and `rightOn`"]
+    );
 }
 
 #[test]
 fn invalid_yaml_reports_line_and_column() {
-    let err = parse_job("job.yaml", "apiVersion: kask.dev/v1alpha1\nkind: DaskJob\nspec:\n  output: {path: x\n").unwrap_err();
+    let err = parse_job(
+        "job.yaml",
+        "apiVersion: kask.dev/v1alpha1\nkind: DaskJob\nspec:\n  output: {path: x\n",
+    )
+    .expect_err("must fail");
     match err {
-        LoadError::Yaml { line, column, ref source_name, .. } => {
+        LoadError::Yaml {
+            line,
+            column,
+            ref source_name,
+            ..
+        } => {
             assert_eq!(source_name, "job.yaml");
             assert_eq!(line, 5, "{err}");
             assert!(column >= 1, "{err}");
@@ -108,7 +157,9 @@ fn invalid_yaml_reports_line_and_column() {
 #[test]
 fn a_misspelled_field_is_an_error_at_its_line() {
     let yaml = GOOD.replace("- filter: \"amount > 0\"", "- filtr: \"amount > 0\"");
-    let err = parse_job("job.yaml", &yaml).unwrap_err().to_string();
+    let err = parse_job("job.yaml", &yaml)
+        .expect_err("must fail")
+        .to_string();
     assert!(err.starts_with("job.yaml:12:"), "{err}");
     assert!(err.contains("unknown field `filtr`"), "{err}");
 }
@@ -116,14 +167,21 @@ fn a_misspelled_field_is_an_error_at_its_line() {
 #[test]
 fn another_kind_of_resource_is_refused() {
     let yaml = GOOD.replace("kind: DaskJob", "kind: Job");
-    let err = parse_job("job.yaml", &yaml).unwrap_err().to_string();
-    assert!(err.contains("expected apiVersion kask.dev/v1alpha1 and kind DaskJob"), "{err}");
+    let err = parse_job("job.yaml", &yaml)
+        .expect_err("must fail")
+        .to_string();
+    assert!(
+        err.contains("expected apiVersion kask.dev/v1alpha1 and kind DaskJob"),
+        "{err}"
+    );
 }
 
 #[test]
 fn unknown_aggregations_are_refused_with_the_allowed_list() {
     let yaml = GOOD.replace("[sum, mean]", "[sum, avg]");
-    let err = parse_job("job.yaml", &yaml).unwrap_err().to_string();
+    let err = parse_job("job.yaml", &yaml)
+        .expect_err("must fail")
+        .to_string();
     assert!(err.contains("unknown variant `avg`"), "{err}");
     assert!(err.contains("median"), "{err}");
 }

@@ -2,8 +2,8 @@
 //! commit, and local mode. The `kask` binary (`main.rs`) is its command line.
 
 pub mod commit;
-pub mod error;
 pub mod datagen;
+pub mod error;
 pub mod plan;
 pub mod runner;
 pub mod shuffle;

@@ -72,7 +72,13 @@ pub fn resolve_storage(job: &DaskJob, opts: &RunOptions) -> Result<Storage> {
                 url: opts.base_dir.display().to_string(),
                 message: e.to_string(),
             })?;
-            Storage { url: format!("file://{}", abs.display()), endpoint: None, region: None, allow_http: None, secret_ref: None }
+            Storage {
+                url: format!("file://{}", abs.display()),
+                endpoint: None,
+                region: None,
+                allow_http: None,
+                secret_ref: None,
+            }
         }
     };
     if let Some(url) = &opts.storage {
@@ -138,8 +144,13 @@ pub async fn run(job: &DaskJob, opts: &RunOptions, progress: &dyn Progress) -> R
     store.put(&plan.plan_path(), Bytes::from(body)).await?;
     progress.planned(&plan);
 
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let parallelism = opts.parallelism.unwrap_or_else(|| (plan.spec.workers() as usize).min(cores)).max(1);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let parallelism = opts
+        .parallelism
+        .unwrap_or_else(|| (plan.spec.workers() as usize).min(cores))
+        .max(1);
     let retries = plan.spec.retries();
     let inputs = InputCache::default();
     let mut resumed = 0;
@@ -168,7 +179,14 @@ pub async fn run(job: &DaskJob, opts: &RunOptions, progress: &dyn Progress) -> R
     })
 }
 
-async fn run_with_retries(store: &Store, plan: &Plan, inputs: &InputCache, stage: usize, task: usize, retries: u32) -> Result<TaskOutcome> {
+async fn run_with_retries(
+    store: &Store,
+    plan: &Plan,
+    inputs: &InputCache,
+    stage: usize,
+    task: usize,
+    retries: u32,
+) -> Result<TaskOutcome> {
     let mut attempt = 0;
     loop {
         match run_task(store, plan, inputs, stage, task).await {
@@ -176,7 +194,8 @@ async fn run_with_retries(store: &Store, plan: &Plan, inputs: &InputCache, stage
             Err(e) if e.is_retryable() && attempt < retries => {
                 attempt += 1;
                 warn!(stage = %plan.stages[stage].name, task, attempt, error = %e, "task failed; retrying");
-                tokio::time::sleep(std::time::Duration::from_millis(200 * u64::from(attempt))).await;
+                tokio::time::sleep(std::time::Duration::from_millis(200 * u64::from(attempt)))
+                    .await;
             }
             Err(e) => return Err(e),
         }

@@ -12,7 +12,11 @@ fn human(bytes: u64) -> String {
         v /= 1024.0;
         u += 1;
     }
-    if u == 0 { format!("{bytes} B") } else { format!("{v:.1} {}", units[u]) }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", units[u])
+    }
 }
 
 fn op_text(plan: &Plan, op: &Op) -> String {
@@ -38,16 +42,36 @@ fn op_text(plan: &Plan, op: &Op) -> String {
 pub fn render(plan: &Plan, store_url: &str) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "job {} on {store_url}", plan.job_id);
-    let _ = writeln!(s, "output {} ({:?}, mode {:?})", plan.spec.output.path, plan.spec.output.format, plan.spec.output.mode);
+    let _ = writeln!(
+        s,
+        "output {} ({:?}, mode {:?})",
+        plan.spec.output.path, plan.spec.output.format, plan.spec.output.mode
+    );
     for st in &plan.stages {
-        let _ = writeln!(s, "\nstage {} — {} task{}", st.name, st.tasks, if st.tasks == 1 { "" } else { "s" });
+        let _ = writeln!(
+            s,
+            "\nstage {} — {} task{}",
+            st.name,
+            st.tasks,
+            if st.tasks == 1 { "" } else { "s" }
+        );
         match &st.source {
             StageSource::Input { input } => {
                 let i = &plan.inputs[input];
-                let _ = writeln!(s, "  reads    input {input:?}: {} file(s), {}, {:?}", i.files.len(), human(i.bytes), i.format);
+                let _ = writeln!(
+                    s,
+                    "  reads    input {input:?}: {} file(s), {}, {:?}",
+                    i.files.len(),
+                    human(i.bytes),
+                    i.format
+                );
             }
             StageSource::Shuffle { stage } => {
-                let _ = writeln!(s, "  reads    one shuffle partition of {} per task", plan.stages[*stage].name);
+                let _ = writeln!(
+                    s,
+                    "  reads    one shuffle partition of {} per task",
+                    plan.stages[*stage].name
+                );
             }
             StageSource::Join { left, right, step } => {
                 let _ = writeln!(
@@ -65,7 +89,12 @@ pub fn render(plan: &Plan, store_url: &str) -> String {
             Sink::Output => {
                 let _ = writeln!(s, "  writes   the output");
             }
-            Sink::Shuffle { partitions, keys, partial, .. } => {
+            Sink::Shuffle {
+                partitions,
+                keys,
+                partial,
+                ..
+            } => {
                 let before = match partial {
                     Partial::None => String::new(),
                     Partial::GroupBy { step } => format!(" after partial groupby[{step}]"),
@@ -73,18 +102,42 @@ pub fn render(plan: &Plan, store_url: &str) -> String {
                     Partial::TopK { n, .. } => format!(" after a per-task top {n}"),
                     Partial::Limit { n } => format!(" after a per-task head {n}"),
                 };
-                let by = if keys.is_empty() { String::new() } else { format!(" by hash of [{}]", keys.join(", ")) };
-                let _ = writeln!(s, "  writes   a shuffle into {partitions} partition(s){by}{before}");
+                let by = if keys.is_empty() {
+                    String::new()
+                } else {
+                    format!(" by hash of [{}]", keys.join(", "))
+                };
+                let _ = writeln!(
+                    s,
+                    "  writes   a shuffle into {partitions} partition(s){by}{before}"
+                );
             }
         }
-        let cols: Vec<String> = st.output_schema.0.fields().iter().map(|f| format!("{}: {}", f.name(), f.data_type())).collect();
+        let cols: Vec<String> = st
+            .output_schema
+            .0
+            .fields()
+            .iter()
+            .map(|f| format!("{}: {}", f.name(), f.data_type()))
+            .collect();
         let _ = writeln!(s, "  columns  {}", cols.join(", "));
         for (t, frags) in st.fragments.iter().enumerate().take(20) {
             let parts: Vec<String> = frags
                 .iter()
-                .map(|f| if f.is_whole_file() { f.path.clone() } else { format!("{}[{}..{}]", f.path, f.start, f.end) })
+                .map(|f| {
+                    if f.is_whole_file() {
+                        f.path.clone()
+                    } else {
+                        format!("{}[{}..{}]", f.path, f.start, f.end)
+                    }
+                })
                 .collect();
-            let _ = writeln!(s, "  task {t:<4} {:>10}  {}", human(st.task_bytes.get(t).copied().unwrap_or(0)), parts.join(", "));
+            let _ = writeln!(
+                s,
+                "  task {t:<4} {:>10}  {}",
+                human(st.task_bytes.get(t).copied().unwrap_or(0)),
+                parts.join(", ")
+            );
         }
         if st.fragments.len() > 20 {
             let _ = writeln!(s, "  ... and {} more tasks", st.fragments.len() - 20);

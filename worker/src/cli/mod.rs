@@ -116,18 +116,31 @@ impl From<FormatArg> for GenFormat {
 
 /// Reads and validates a job file.
 fn read_job(path: &Path) -> Result<DaskJob, Error> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::spec(path.display().to_string(), format!("cannot read the job file: {e}")))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::spec(
+            path.display().to_string(),
+            format!("cannot read the job file: {e}"),
+        )
+    })?;
     Ok(load_job(&path.display().to_string(), &text)?)
 }
 
 fn options(job: &Path, storage: Option<String>) -> RunOptions {
-    RunOptions { storage, base_dir: job_dir(job), parallelism: None }
+    RunOptions {
+        storage,
+        base_dir: job_dir(job),
+        parallelism: None,
+    }
 }
 
 /// Runs a command.
 pub async fn dispatch(cli: Cli) -> Result<(), Error> {
     match cli.command {
-        Command::Run { job, storage, parallelism } => {
+        Command::Run {
+            job,
+            storage,
+            parallelism,
+        } => {
             let dj = read_job(&job)?;
             let mut opts = options(&job, storage);
             opts.parallelism = parallelism;
@@ -137,7 +150,11 @@ pub async fn dispatch(cli: Cli) -> Result<(), Error> {
                 Box::new(progress::Lines::new())
             };
             let s = runner::run(&dj, &opts, progress.as_ref()).await?;
-            let resumed = if s.resumed > 0 { format!(", {} resumed from an earlier run", s.resumed) } else { String::new() };
+            let resumed = if s.resumed > 0 {
+                format!(", {} resumed from an earlier run", s.resumed)
+            } else {
+                String::new()
+            };
             println!(
                 "wrote {} rows to {} ({} file{}) in {:.2}s: {} stage{}, {} task{}{resumed}",
                 s.manifest.rows,
@@ -158,14 +175,23 @@ pub async fn dispatch(cli: Cli) -> Result<(), Error> {
             print!("{}", explain::render(&plan, &store.url));
             Ok(())
         }
-        Command::Validate { job, storage, offline } => {
+        Command::Validate {
+            job,
+            storage,
+            offline,
+        } => {
             let dj = read_job(&job)?;
             if offline {
                 println!("{}: OK", job.display());
                 return Ok(());
             }
             let (_, plan) = runner::prepare(&dj, &options(&job, storage)).await?;
-            println!("{}: OK ({} stages, {} tasks)", job.display(), plan.stages.len(), plan.total_tasks());
+            println!(
+                "{}: OK ({} stages, {} tasks)",
+                job.display(),
+                plan.stages.len(),
+                plan.total_tasks()
+            );
             Ok(())
         }
         Command::Crd => {
@@ -175,16 +201,45 @@ pub async fn dispatch(cli: Cli) -> Result<(), Error> {
         Command::Gen { what } => {
             let started = std::time::Instant::now();
             let dir = match what {
-                GenCommand::Groupby { rows, groups, nas, seed, partitions, out, format } => {
-                    GroupbyGen { rows, groups, nas, seed, partitions, format: format.into() }.write(&out)?
+                GenCommand::Groupby {
+                    rows,
+                    groups,
+                    nas,
+                    seed,
+                    partitions,
+                    out,
+                    format,
+                } => GroupbyGen {
+                    rows,
+                    groups,
+                    nas,
+                    seed,
+                    partitions,
+                    format: format.into(),
                 }
-                GenCommand::Join { rows, seed, partitions, out, format } => {
+                .write(&out)?,
+                GenCommand::Join {
+                    rows,
+                    seed,
+                    partitions,
+                    out,
+                    format,
+                } => {
                     let fmt = format.into();
-                    let g = JoinGen { rows, seed, partitions, format: fmt };
+                    let g = JoinGen {
+                        rows,
+                        seed,
+                        partitions,
+                        format: fmt,
+                    };
                     tokio::task::block_in_place(|| g.write(&out))?
                 }
             };
-            println!("wrote {} in {:.1}s", dir.display(), started.elapsed().as_secs_f64());
+            println!(
+                "wrote {} in {:.1}s",
+                dir.display(),
+                started.elapsed().as_secs_f64()
+            );
             Ok(())
         }
     }

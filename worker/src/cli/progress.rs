@@ -19,16 +19,23 @@ pub struct Bars {
 impl Bars {
     /// Bars drawn on stderr.
     pub fn new() -> Self {
-        Bars { multi: MultiProgress::new(), bars: Mutex::new(HashMap::new()) }
+        Bars {
+            multi: MultiProgress::new(),
+            bars: Mutex::new(HashMap::new()),
+        }
     }
 }
 
 impl Progress for Bars {
     fn planned(&self, plan: &Plan) {
-        let style = ProgressStyle::with_template("{prefix:>18} [{bar:30.cyan/blue}] {pos}/{len} tasks {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> ");
-        let Ok(mut bars) = self.bars.lock() else { return };
+        let style = ProgressStyle::with_template(
+            "{prefix:>18} [{bar:30.cyan/blue}] {pos}/{len} tasks {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+        let Ok(mut bars) = self.bars.lock() else {
+            return;
+        };
         for s in &plan.stages {
             let bar = self.multi.add(ProgressBar::new(s.tasks as u64));
             bar.set_style(style.clone());
@@ -37,12 +44,22 @@ impl Progress for Bars {
         }
     }
     fn task_finished(&self, stage: &Stage, _: &TaskOutcome) {
-        if let Some(b) = self.bars.lock().ok().and_then(|b| b.get(&stage.id).cloned()) {
+        if let Some(b) = self
+            .bars
+            .lock()
+            .ok()
+            .and_then(|b| b.get(&stage.id).cloned())
+        {
             b.inc(1);
         }
     }
     fn stage_finished(&self, stage: &Stage) {
-        if let Some(b) = self.bars.lock().ok().and_then(|b| b.get(&stage.id).cloned()) {
+        if let Some(b) = self
+            .bars
+            .lock()
+            .ok()
+            .and_then(|b| b.get(&stage.id).cloned())
+        {
             b.finish_with_message("done");
         }
     }
@@ -56,7 +73,9 @@ pub struct Lines {
 impl Lines {
     /// Lines on stderr.
     pub fn new() -> Self {
-        Lines { started: Mutex::new(HashMap::new()) }
+        Lines {
+            started: Mutex::new(HashMap::new()),
+        }
     }
 }
 
@@ -76,7 +95,12 @@ impl Progress for Lines {
         }
     }
     fn stage_finished(&self, stage: &Stage) {
-        if let Some((t, rin, rout)) = self.started.lock().ok().and_then(|s| s.get(&stage.id).copied()) {
+        if let Some((t, rin, rout)) = self
+            .started
+            .lock()
+            .ok()
+            .and_then(|s| s.get(&stage.id).copied())
+        {
             eprintln!(
                 "stage {}: done in {:.2}s ({rin} rows in, {rout} rows out)",
                 stage.name,

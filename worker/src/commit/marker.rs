@@ -49,7 +49,12 @@ pub struct TaskMarker {
 }
 
 /// Reads a task's marker, if the task has committed.
-pub async fn read_marker(store: &Store, plan: &Plan, stage: usize, task: usize) -> Result<Option<TaskMarker>> {
+pub async fn read_marker(
+    store: &Store,
+    plan: &Plan,
+    stage: usize,
+    task: usize,
+) -> Result<Option<TaskMarker>> {
     let path = plan.marker_path(stage, task);
     match store.get_opt(&path).await? {
         None => Ok(None),
@@ -61,7 +66,11 @@ pub async fn read_marker(store: &Store, plan: &Plan, stage: usize, task: usize) 
 
 /// Commits a task attempt: `Ok(None)` when this attempt won, `Ok(Some(winner))` when
 /// another attempt had committed first (this attempt's files are then deleted).
-pub async fn commit_task(store: &Store, plan: &Plan, marker: &TaskMarker) -> Result<Option<TaskMarker>> {
+pub async fn commit_task(
+    store: &Store,
+    plan: &Plan,
+    marker: &TaskMarker,
+) -> Result<Option<TaskMarker>> {
     let path = plan.marker_path(marker.stage, marker.task);
     let body = serde_json::to_vec_pretty(marker).map_err(|e| Error::internal(e.to_string()))?;
     if store.put_create(&path, Bytes::from(body)).await? {

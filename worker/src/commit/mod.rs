@@ -78,10 +78,12 @@ pub async fn read_manifest(store: &Store, output: &str) -> Result<Option<Manifes
     let path = manifest_path(output);
     match store.get_opt(&path).await? {
         None => Ok(None),
-        Some(b) => serde_json::from_slice(&b).map(Some).map_err(|e| Error::Output {
-            path: output.to_string(),
-            message: format!("{path} is not a kask manifest: {e}"),
-        }),
+        Some(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|e| Error::Output {
+                path: output.to_string(),
+                message: format!("{path} is not a kask manifest: {e}"),
+            }),
     }
 }
 
@@ -116,7 +118,10 @@ pub async fn commit_job(store: &Store, plan: &Plan) -> Result<Manifest> {
     let mut winners = Vec::new();
     for t in 0..last.tasks {
         let m = read_marker(store, plan, last.id, t).await?.ok_or_else(|| {
-            Error::internal(format!("commit: stage {} task {t} has not committed", last.name))
+            Error::internal(format!(
+                "commit: stage {} task {t} has not committed",
+                last.name
+            ))
         })?;
         winners.extend(m.files);
     }
@@ -136,15 +141,33 @@ pub async fn commit_job(store: &Store, plan: &Plan) -> Result<Manifest> {
         let name = format!("part-{i:05}.{ext}");
         let target = format!("{out_dir}/{name}");
         move_file(store, &f.path, &target, f.bytes).await?;
-        files.push(ManifestFile { path: name, rows: f.rows, bytes: f.bytes });
+        files.push(ManifestFile {
+            path: name,
+            rows: f.rows,
+            bytes: f.bytes,
+        });
     }
     if files.is_empty() {
         let name = format!("part-00000.{ext}");
-        let bytes = output::write_empty(store, &format!("{out_dir}/{name}"), output.format, plan.output_schema()).await?;
-        files.push(ManifestFile { path: name, rows: 0, bytes });
+        let bytes = output::write_empty(
+            store,
+            &format!("{out_dir}/{name}"),
+            output.format,
+            plan.output_schema(),
+        )
+        .await?;
+        files.push(ManifestFile {
+            path: name,
+            rows: 0,
+            bytes,
+        });
     }
     if let Some(prev) = previous {
-        for old in prev.files.iter().filter(|o| !files.iter().any(|f| f.path == o.path)) {
+        for old in prev
+            .files
+            .iter()
+            .filter(|o| !files.iter().any(|f| f.path == o.path))
+        {
             store.delete(&format!("{out_dir}/{}", old.path)).await?;
         }
     }
@@ -168,7 +191,10 @@ pub async fn commit_job(store: &Store, plan: &Plan) -> Result<Manifest> {
         created_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
     };
     let body = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::internal(e.to_string()))?;
-    if !store.put_create(&manifest_path(&output.path), Bytes::from(body)).await? {
+    if !store
+        .put_create(&manifest_path(&output.path), Bytes::from(body))
+        .await?
+    {
         return Err(already_there(&output.path));
     }
     store.delete_prefix(&plan.scratch()).await?;
@@ -185,11 +211,17 @@ async fn move_file(store: &Store, from: &str, to: &str, bytes: u64) -> Result<()
     match store.inner.rename(&store.path(from), &store.path(to)).await {
         Ok(()) => Ok(()),
         Err(object_store::Error::NotFound { .. }) => {
-            let done = store.list(to).await?.iter().any(|(p, size)| p == to && *size == bytes);
+            let done = store
+                .list(to)
+                .await?
+                .iter()
+                .any(|(p, size)| p == to && *size == bytes);
             if done {
                 Ok(())
             } else {
-                Err(Error::internal(format!("commit: {from} is missing and {to} is not in place")))
+                Err(Error::internal(format!(
+                    "commit: {from} is missing and {to} is not in place"
+                )))
             }
         }
         Err(e) => Err(store.err(format!("moving {from} to {to}"), e)),

@@ -75,7 +75,12 @@ pub async fn write_output(
                 .await
                 .map_err(|e| store.err(format!("reading {path}"), e))?
                 .size;
-            Ok(vec![TaskFile { path, rows, bytes, partitions: vec![] }])
+            Ok(vec![TaskFile {
+                path,
+                rows,
+                bytes,
+                partitions: vec![],
+            }])
         }
         Format::Csv | Format::Json => {
             let mut batches: Vec<RecordBatch> = Vec::new();
@@ -92,13 +97,21 @@ pub async fn write_output(
             let buf = encode_text(format, &batches).map_err(|e| write_err(&path, e))?;
             let bytes = buf.len() as u64;
             store.put(&path, Bytes::from(buf)).await?;
-            Ok(vec![TaskFile { path, rows, bytes, partitions: vec![] }])
+            Ok(vec![TaskFile {
+                path,
+                rows,
+                bytes,
+                partitions: vec![],
+            }])
         }
     }
 }
 
 /// CSV (with a header) or JSON lines.
-pub fn encode_text(format: Format, batches: &[RecordBatch]) -> std::result::Result<Vec<u8>, String> {
+pub fn encode_text(
+    format: Format,
+    batches: &[RecordBatch],
+) -> std::result::Result<Vec<u8>, String> {
     let mut buf = Vec::new();
     if format == Format::Csv {
         let mut w = CsvWriterBuilder::new().with_header(true).build(&mut buf);
@@ -117,7 +130,12 @@ pub fn encode_text(format: Format, batches: &[RecordBatch]) -> std::result::Resu
 
 /// An output file holding no rows, only the schema, so that readers of an empty result still
 /// see its columns.
-pub async fn write_empty(store: &Store, path: &str, format: Format, schema: datafusion::arrow::datatypes::SchemaRef) -> Result<u64> {
+pub async fn write_empty(
+    store: &Store,
+    path: &str,
+    format: Format,
+    schema: datafusion::arrow::datatypes::SchemaRef,
+) -> Result<u64> {
     let buf = match format {
         Format::Parquet => {
             let mut buf = Vec::new();

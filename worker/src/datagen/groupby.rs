@@ -37,7 +37,13 @@ impl GroupbyGen {
     /// Writes the table under `out/<table name>/` and returns that directory.
     pub fn write(&self, out: &Path) -> Result<PathBuf> {
         if self.groups == 0 || self.rows == 0 || self.groups > self.rows {
-            return Err(Error::spec("--groups", format!("needs 1 <= groups <= rows (got groups {}, rows {})", self.groups, self.rows)));
+            return Err(Error::spec(
+                "--groups",
+                format!(
+                    "needs 1 <= groups <= rows (got groups {}, rows {})",
+                    self.groups, self.rows
+                ),
+            ));
         }
         let dir = out.join(self.table_name());
         let k = self.groups as i32;
@@ -55,7 +61,9 @@ impl GroupbyGen {
             Field::new("v2", DataType::Int32, true),
             Field::new("v3", DataType::Float64, true),
         ]));
-        let nulls = Nulls { pct: f64::from(self.nas) };
+        let nulls = Nulls {
+            pct: f64::from(self.nas),
+        };
         let ranges = row_ranges(self.rows, self.partitions);
         let results: Vec<Result<()>> = std::thread::scope(|scope| {
             let handles: Vec<_> = ranges
@@ -80,14 +88,18 @@ impl GroupbyGen {
                             nulls.ints(&mut rng, n, 1, 5),
                             nulls.floats(&mut rng, n),
                         ];
-                        let batch = RecordBatch::try_new(schema, columns).map_err(|e| Error::internal(e.to_string()))?;
+                        let batch = RecordBatch::try_new(schema, columns)
+                            .map_err(|e| Error::internal(e.to_string()))?;
                         write_file(&dir.join(part_name(p, format)), &batch, format)
                     })
                 })
                 .collect();
             handles
                 .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| Err(Error::internal("a generator thread panicked"))))
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(Error::internal("a generator thread panicked")))
+                })
                 .collect()
         });
         for r in results {

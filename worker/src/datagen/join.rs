@@ -50,11 +50,15 @@ fn keys(n: u64, rng: &mut StdRng) -> Keys {
 }
 
 fn sample(rng: &mut StdRng, from: &[i64], n: usize) -> Vec<i64> {
-    (0..n).map(|_| from[rng.random_range(0..from.len())]).collect()
+    (0..n)
+        .map(|_| from[rng.random_range(0..from.len())])
+        .collect()
 }
 
 fn floats(rng: &mut StdRng, n: usize) -> ArrayRef {
-    Arc::new(Float64Array::from_iter_values((0..n).map(|_| round6(rng.random::<f64>() * 100.0))))
+    Arc::new(Float64Array::from_iter_values(
+        (0..n).map(|_| round6(rng.random::<f64>() * 100.0)),
+    ))
 }
 
 fn field(name: &str, dt: DataType) -> Field {
@@ -70,7 +74,10 @@ impl JoinGen {
     /// Writes `out/J1_<rows>/{x,small,medium,big}/part-*.parquet` and returns the directory.
     pub fn write(&self, out: &Path) -> Result<PathBuf> {
         if self.rows < 1000 {
-            return Err(Error::spec("--rows", "the join data set needs at least 1000 rows"));
+            return Err(Error::spec(
+                "--rows",
+                "the join data set needs at least 1000 rows",
+            ));
         }
         let dir = out.join(self.name());
         let mut rng = StdRng::seed_from_u64(self.seed);
@@ -90,9 +97,16 @@ impl JoinGen {
             field("id6", DataType::Utf8),
             field("v1", DataType::Float64),
         ]));
-        for (p, range) in row_ranges(self.rows, self.partitions).into_iter().enumerate() {
+        for (p, range) in row_ranges(self.rows, self.partitions)
+            .into_iter()
+            .enumerate()
+        {
             let n = (range.end - range.start) as usize;
-            let (a, b, c) = (sample(&mut rng, &k1.left, n), sample(&mut rng, &k2.left, n), sample(&mut rng, &k3.left, n));
+            let (a, b, c) = (
+                sample(&mut rng, &k1.left, n),
+                sample(&mut rng, &k2.left, n),
+                sample(&mut rng, &k3.left, n),
+            );
             let batch = RecordBatch::try_new(
                 x_schema.clone(),
                 vec![
@@ -113,8 +127,16 @@ impl JoinGen {
         let mut ids = k1.right.clone();
         ids.shuffle(&mut rng);
         let batch = RecordBatch::try_new(
-            Arc::new(Schema::new(vec![field("id1", DataType::Int64), field("id4", DataType::Utf8), field("v2", DataType::Float64)])),
-            vec![int64s(ids.iter().copied()), id_strings(&ids), floats(&mut rng, ids.len())],
+            Arc::new(Schema::new(vec![
+                field("id1", DataType::Int64),
+                field("id4", DataType::Utf8),
+                field("v2", DataType::Float64),
+            ])),
+            vec![
+                int64s(ids.iter().copied()),
+                id_strings(&ids),
+                floats(&mut rng, ids.len()),
+            ],
         )
         .map_err(build)?;
         write_file(&dir.join("small").join(part_name(0, fmt)), &batch, fmt)?;
@@ -131,7 +153,13 @@ impl JoinGen {
                 field("id5", DataType::Utf8),
                 field("v2", DataType::Float64),
             ])),
-            vec![int64s(ids1.iter().copied()), int64s(ids2.iter().copied()), id_strings(&ids1), id_strings(&ids2), floats(&mut rng, ids2.len())],
+            vec![
+                int64s(ids1.iter().copied()),
+                int64s(ids2.iter().copied()),
+                id_strings(&ids1),
+                id_strings(&ids2),
+                floats(&mut rng, ids2.len()),
+            ],
         )
         .map_err(build)?;
         write_file(&dir.join("medium").join(part_name(0, fmt)), &batch, fmt)?;
@@ -148,10 +176,16 @@ impl JoinGen {
             field("id6", DataType::Utf8),
             field("v2", DataType::Float64),
         ]));
-        for (p, range) in row_ranges(ids3.len() as u64, self.partitions).into_iter().enumerate() {
+        for (p, range) in row_ranges(ids3.len() as u64, self.partitions)
+            .into_iter()
+            .enumerate()
+        {
             let c = &ids3[range.start as usize..range.end as usize];
             let n = c.len();
-            let (a, b) = (sample(&mut rng, &k1.right, n), sample(&mut rng, &k2.right, n));
+            let (a, b) = (
+                sample(&mut rng, &k1.right, n),
+                sample(&mut rng, &k2.right, n),
+            );
             let batch = RecordBatch::try_new(
                 big_schema.clone(),
                 vec![

@@ -7,7 +7,9 @@ pub mod join;
 use std::path::Path;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, Float64Builder, Int32Builder, Int64Builder, StringBuilder};
+use datafusion::arrow::array::{
+    ArrayRef, Float64Builder, Int32Builder, Int64Builder, StringBuilder,
+};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::Compression;
@@ -39,7 +41,10 @@ pub fn sci(n: u64) -> String {
 }
 
 fn io_err(path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::Output { path: path.display().to_string(), message: e.to_string() }
+    Error::Output {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
 }
 
 /// Writes one batch as one file.
@@ -50,8 +55,11 @@ pub fn write_file(path: &Path, batch: &RecordBatch, format: GenFormat) -> Result
     let file = std::fs::File::create(path).map_err(|e| io_err(path, e))?;
     match format {
         GenFormat::Parquet => {
-            let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
-            let mut w = ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(|e| io_err(path, e))?;
+            let props = WriterProperties::builder()
+                .set_compression(Compression::SNAPPY)
+                .build();
+            let mut w = ArrowWriter::try_new(file, batch.schema(), Some(props))
+                .map_err(|e| io_err(path, e))?;
             w.write(batch).map_err(|e| io_err(path, e))?;
             w.close().map_err(|e| io_err(path, e))?;
         }

@@ -84,7 +84,11 @@ fn is_glob_char(c: char) -> bool {
 }
 
 /// Files that an input's path names: a glob, a single file, or a directory.
-pub async fn matching_files(store: &Store, name: &str, pattern: &str) -> Result<Vec<(String, u64, String)>> {
+pub async fn matching_files(
+    store: &Store,
+    name: &str,
+    pattern: &str,
+) -> Result<Vec<(String, u64, String)>> {
     let pattern = pattern.trim_start_matches("./");
     let is_glob = pattern.contains(is_glob_char);
     let mut literal: Vec<&str> = pattern
@@ -128,10 +132,7 @@ pub async fn matching_files(store: &Store, name: &str, pattern: &str) -> Result<
     if files.is_empty() {
         return Err(Error::input(
             name,
-            format!(
-                "path {pattern:?} matches no files under {}",
-                store.url
-            ),
+            format!("path {pattern:?} matches no files under {}", store.url),
         ));
     }
     Ok(files)
@@ -241,7 +242,8 @@ async fn parquet_file(
         e_tag: None,
         version: None,
     };
-    let invalid = |e: String| Error::input(name, format!("{path} is not a valid Parquet file: {e}"));
+    let invalid =
+        |e: String| Error::input(name, format!("{path} is not a valid Parquet file: {e}"));
     let meta = DFParquetMetadata::new(store.inner.as_ref(), &object)
         .fetch_metadata()
         .await
@@ -302,7 +304,10 @@ async fn text_schema(
     result.map_err(|e| {
         Error::input(
             name,
-            format!("cannot read the columns of {path}: {}", crate::task::df_message(&e)),
+            format!(
+                "cannot read the columns of {path}: {}",
+                crate::task::df_message(&e)
+            ),
         )
     })
 }
@@ -367,7 +372,11 @@ fn merge_schemas(
         fields
             .into_iter()
             .map(|(n, dt, _)| {
-                let dt = if dt == DataType::Null { DataType::Utf8View } else { dt };
+                let dt = if dt == DataType::Null {
+                    DataType::Utf8View
+                } else {
+                    dt
+                };
                 Field::new(n, dt, true)
             })
             .collect::<Vec<_>>(),

@@ -11,19 +11,28 @@ use std::collections::BTreeMap;
 use kask_api::{DaskJobSpec, How, StepRef};
 
 use super::listing::{ListedInput, Listing, Splits};
-use super::{Fragment, InputFile, InputPlan, Op, PLAN_VERSION, Partial, Plan, PlanSchema, Sink, Stage, StageSource};
+use super::{
+    Fragment, InputFile, InputPlan, Op, PLAN_VERSION, Partial, Plan, PlanSchema, Sink, Stage,
+    StageSource,
+};
 use crate::error::{Error, Result};
 
 /// Builds the plan's stages; schemas are filled in by [`crate::task::schema::resolve`].
 pub fn plan_stages(job_id: &str, spec: &DaskJobSpec, listing: &Listing) -> Result<Plan> {
-    let df = spec
-        .dataframe
-        .as_ref()
-        .ok_or_else(|| Error::spec("spec.dataframe", "this version of kask runs dataframe jobs only"))?;
+    let df = spec.dataframe.as_ref().ok_or_else(|| {
+        Error::spec(
+            "spec.dataframe",
+            "this version of kask runs dataframe jobs only",
+        )
+    })?;
     let target = spec.target_task_bytes();
     let workers = spec.workers() as usize;
-    let partitions =
-        |n: usize| -> usize { spec.shuffle_partitions.map(|p| p as usize).unwrap_or(n.min(workers)).max(1) };
+    let partitions = |n: usize| -> usize {
+        spec.shuffle_partitions
+            .map(|p| p as usize)
+            .unwrap_or(n.min(workers))
+            .max(1)
+    };
 
     let inputs: BTreeMap<String, InputPlan> = listing
         .inputs
@@ -49,7 +58,12 @@ pub fn plan_stages(job_id: &str, spec: &DaskJobSpec, listing: &Listing) -> Resul
 
     let source = match df.pipeline.first().and_then(|s| s.as_ref()) {
         Some(StepRef::Source(s)) => s.to_string(),
-        _ => return Err(Error::spec("spec.dataframe.pipeline[0]", "the first step must be `source: <input>`")),
+        _ => {
+            return Err(Error::spec(
+                "spec.dataframe.pipeline[0]",
+                "the first step must be `source: <input>`",
+            ));
+        }
     };
     let mut cur = input_stage(&source, listed(&source)?, target);
 
@@ -61,15 +75,23 @@ pub fn plan_stages(job_id: &str, spec: &DaskJobSpec, listing: &Listing) -> Resul
             .ok_or_else(|| Error::internal(format!("pipeline[{i}] was not validated")))?;
         match step {
             StepRef::Source(_) => {
-                return Err(Error::spec(format!("spec.dataframe.pipeline[{i}]"), "only the first step can be a source"));
+                return Err(Error::spec(
+                    format!("spec.dataframe.pipeline[{i}]"),
+                    "only the first step can be a source",
+                ));
             }
-            StepRef::Filter(_) | StepRef::Select(_) | StepRef::Drop(_) | StepRef::Rename(_) | StepRef::Assign(_) => {
+            StepRef::Filter(_)
+            | StepRef::Select(_)
+            | StepRef::Drop(_)
+            | StepRef::Rename(_)
+            | StepRef::Assign(_) => {
                 cur.ops.push(Op::Step { step: i });
             }
             StepRef::Merge(m) => {
                 let right = listed(&m.right)?;
                 let right_bytes: u64 = right.files.iter().map(|f| f.size).sum();
-                let broadcast = matches!(m.how, How::Inner | How::Left) && right_bytes < spec.broadcast_bytes();
+                let broadcast =
+                    matches!(m.how, How::Inner | How::Left) && right_bytes < spec.broadcast_bytes();
                 if cur.tasks == 1 || broadcast {
                     cur.ops.push(Op::Merge { step: i });
                 } else {
@@ -78,7 +100,16 @@ pub fn plan_stages(job_id: &str, spec: &DaskJobSpec, listing: &Listing) -> Resul
                     let (lk, rk) = merge_keys(m);
                     let left = push(cur, shuffle(r, lk, Partial::None));
                     let right = push(right_stage, shuffle(r, rk, Partial::None));
-                    cur = reduce_stage("merge", StageSource::Join { left, right, step: i }, vec![], r);
+                    cur = reduce_stage(
+                        "merge",
+                        StageSource::Join {
+                            left,
+                            right,
+                            step: i,
+                        },
+                        vec![],
+                        r,
+                    );
                 }
             }
             StepRef::GroupBy(g) => {
@@ -87,7 +118,12 @@ pub fn plan_stages(job_id: &str, spec: &DaskJobSpec, listing: &Listing) -> Resul
                 } else {
                     let r = partitions(cur.tasks);
                     let from = push(cur, shuffle(r, g.by.clone(), Partial::GroupBy { step: i }));
-                    cur = reduce_stage("groupby", StageSource::Shuffle { stage: from }, vec![Op::FinalGroupBy { step: i }], r);
+                    cur = reduce_stage(
+                        "groupby",
+                        StageSource::Shuffle { stage: from },
+                        vec![Op::FinalGroupBy { step: i }],
+                        r,
+                    );
                 }
             }
             StepRef::Distinct(_) => {
@@ -96,8 +132,23 @@ pub fn plan_stages(job_id: &str, spec: &DaskJobSpec, listing: &Listing) -> Resul
                 } else {
                     let r = partitions(cur.tasks);
                     // The keys (the subset, or every column) are filled in with the schemas.
-                    let from = push(cur, shuffle(r, vec![], Partial::Distinct { step: i, columns: vec![] }));
-                    cur = reduce_stage("distinct", StageSource::Shuffle { stage: from }, vec![Op::FinalDistinct { step: i }], r);
+                    let from = push(
+                        cur,
+                        shuffle(
+                            r,
+                            vec![],
+                            Partial::Distinct {
+                                step: i,
+                                columns: vec![],
+                            },
+                        ),
+                    );
+                    cur = reduce_stage(
+                        "distinct",
+                        StageSource::Shuffle { stage: from },
+                        vec![Op::FinalDistinct { step: i }],
+                        r,
+                    );
                 }
             }
             StepRef::Sort(_) => {
@@ -110,7 +161,12 @@ pub fn plan_stages(job_id: &str, spec: &DaskJobSpec, listing: &Listing) -> Resul
                         _ => Partial::None,
                     };
                     let from = push(cur, shuffle(1, vec![], partial));
-                    cur = reduce_stage("sort", StageSource::Shuffle { stage: from }, vec![Op::Sort { step: i }], 1);
+                    cur = reduce_stage(
+                        "sort",
+                        StageSource::Shuffle { stage: from },
+                        vec![Op::Sort { step: i }],
+                        1,
+                    );
                 }
             }
             StepRef::Head(n) => {
@@ -118,7 +174,12 @@ pub fn plan_stages(job_id: &str, spec: &DaskJobSpec, listing: &Listing) -> Resul
                     cur.ops.push(Op::Head { step: i });
                 } else {
                     let from = push(cur, shuffle(1, vec![], Partial::Limit { n }));
-                    cur = reduce_stage("head", StageSource::Shuffle { stage: from }, vec![Op::Head { step: i }], 1);
+                    cur = reduce_stage(
+                        "head",
+                        StageSource::Shuffle { stage: from },
+                        vec![Op::Head { step: i }],
+                        1,
+                    );
                 }
             }
         }
@@ -153,7 +214,9 @@ fn merge_keys(m: &kask_api::Merge) -> (Vec<String>, Vec<String>) {
 }
 
 fn empty_schema() -> PlanSchema {
-    PlanSchema(std::sync::Arc::new(datafusion::arrow::datatypes::Schema::empty()))
+    PlanSchema(std::sync::Arc::new(
+        datafusion::arrow::datatypes::Schema::empty(),
+    ))
 }
 
 fn reduce_stage(kind: &str, source: StageSource, ops: Vec<Op>, tasks: usize) -> Stage {
@@ -214,7 +277,13 @@ fn input_plan(l: &ListedInput) -> InputPlan {
 pub fn dns_safe(name: &str) -> String {
     let s: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect();
     s.trim_matches('-').chars().take(40).collect()
 }

@@ -72,7 +72,8 @@ impl PartBuffer {
             0 => {}
             1 => self.done.append(&mut self.pending),
             _ => {
-                let merged = concat_batches(schema, &self.pending).map_err(|e| Error::internal(e.to_string()))?;
+                let merged = concat_batches(schema, &self.pending)
+                    .map_err(|e| Error::internal(e.to_string()))?;
                 self.pending.clear();
                 self.done.push(merged);
             }
@@ -105,19 +106,30 @@ fn hashable(a: &ArrayRef, as_float: bool) -> Result<ArrayRef> {
 
 impl Partitioner {
     /// A partitioner into `partitions` by `keys` (no keys: everything to partition 0).
-    pub fn new(schema: SchemaRef, keys: &[String], float_keys: &[bool], partitions: usize) -> Result<Self> {
+    pub fn new(
+        schema: SchemaRef,
+        keys: &[String],
+        float_keys: &[bool],
+        partitions: usize,
+    ) -> Result<Self> {
         let keys = keys
             .iter()
             .map(|k| {
-                schema
-                    .index_of(k)
-                    .map_err(|_| Error::internal(format!("shuffle key {k:?} is not in the task's output")))
+                schema.index_of(k).map_err(|_| {
+                    Error::internal(format!("shuffle key {k:?} is not in the task's output"))
+                })
             })
             .collect::<Result<Vec<_>>>()?;
-        let partitions = if keys.is_empty() { 1 } else { partitions.max(1) };
+        let partitions = if keys.is_empty() {
+            1
+        } else {
+            partitions.max(1)
+        };
         Ok(Partitioner {
             schema,
-            float_keys: (0..keys.len()).map(|i| float_keys.get(i).copied().unwrap_or(false)).collect(),
+            float_keys: (0..keys.len())
+                .map(|i| float_keys.get(i).copied().unwrap_or(false))
+                .collect(),
             keys,
             parts: (0..partitions).map(|_| PartBuffer::default()).collect(),
         })
@@ -139,7 +151,8 @@ impl Partitioner {
             .map(|(&i, &f)| hashable(batch.column(i), f))
             .collect::<Result<Vec<_>>>()?;
         let mut hashes = vec![0u64; batch.num_rows()];
-        create_hashes(&arrays, &HASH_STATE, &mut hashes).map_err(|e| Error::internal(e.to_string()))?;
+        create_hashes(&arrays, &HASH_STATE, &mut hashes)
+            .map_err(|e| Error::internal(e.to_string()))?;
         let mut indices: Vec<Vec<u32>> = vec![Vec::new(); n];
         for (row, h) in hashes.iter().enumerate() {
             indices[(*h % n as u64) as usize].push(row as u32);
@@ -151,7 +164,8 @@ impl Partitioner {
             let part = if idx.len() == batch.num_rows() {
                 batch.clone()
             } else {
-                take_record_batch(&batch, &UInt32Array::from(idx)).map_err(|e| Error::internal(e.to_string()))?
+                take_record_batch(&batch, &UInt32Array::from(idx))
+                    .map_err(|e| Error::internal(e.to_string()))?
             };
             self.parts[p].push(part, &self.schema)?;
         }
@@ -174,7 +188,8 @@ impl Partitioner {
                 continue;
             }
             let offset = out.len() as u64;
-            let mut w = StreamWriter::try_new(&mut out, &self.schema).map_err(|e| Error::internal(e.to_string()))?;
+            let mut w = StreamWriter::try_new(&mut out, &self.schema)
+                .map_err(|e| Error::internal(e.to_string()))?;
             for b in &part.done {
                 w.write(b).map_err(|e| Error::internal(e.to_string()))?;
             }
@@ -192,7 +207,8 @@ impl Partitioner {
 
 /// Decodes one IPC stream.
 pub fn decode(bytes: Bytes) -> Result<Vec<RecordBatch>> {
-    let reader = StreamReader::try_new(Cursor::new(bytes), None).map_err(|e| Error::internal(format!("corrupt shuffle data: {e}")))?;
+    let reader = StreamReader::try_new(Cursor::new(bytes), None)
+        .map_err(|e| Error::internal(format!("corrupt shuffle data: {e}")))?;
     reader
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| Error::internal(format!("corrupt shuffle data: {e}")))
@@ -203,21 +219,33 @@ const FETCH_CONCURRENCY: usize = 8;
 
 /// Reads reduce partition `partition` of stage `from` from every map task's committed
 /// output, in map-task order. Returns the batches and the bytes fetched.
-pub async fn read_partition(store: &Store, plan: &Plan, from: usize, partition: usize) -> Result<(Vec<RecordBatch>, u64)> {
+pub async fn read_partition(
+    store: &Store,
+    plan: &Plan,
+    from: usize,
+    partition: usize,
+) -> Result<(Vec<RecordBatch>, u64)> {
     let tasks = plan.stages[from].tasks;
     let parts: Vec<(Vec<RecordBatch>, u64)> = futures::stream::iter(0..tasks)
         .map(|t| async move {
             let marker = read_marker(store, plan, from, t).await?.ok_or_else(|| {
-                Error::internal(format!("stage {} task {t} has no commit marker but its stage is done", plan.stages[from].name))
+                Error::internal(format!(
+                    "stage {} task {t} has no commit marker but its stage is done",
+                    plan.stages[from].name
+                ))
             })?;
             let mut batches = Vec::new();
             let mut bytes = 0;
             for f in &marker.files {
-                let Some(range) = f.partitions.get(partition) else { continue };
+                let Some(range) = f.partitions.get(partition) else {
+                    continue;
+                };
                 if range.len == 0 {
                     continue;
                 }
-                let data = store.get_range(&f.path, range.offset..range.offset + range.len).await?;
+                let data = store
+                    .get_range(&f.path, range.offset..range.offset + range.len)
+                    .await?;
                 bytes += data.len() as u64;
                 batches.extend(decode(data)?);
             }

@@ -65,13 +65,13 @@ impl Store {
                 Arc::new(b.build().map_err(fail)?)
             }
             "gs" => {
-                let b = object_store::gcp::GoogleCloudStorageBuilder::from_env()
-                    .with_url(url.as_str());
+                let b =
+                    object_store::gcp::GoogleCloudStorageBuilder::from_env().with_url(url.as_str());
                 Arc::new(b.build().map_err(fail)?)
             }
             "az" | "abfs" | "abfss" => {
-                let mut b = object_store::azure::MicrosoftAzureBuilder::from_env()
-                    .with_url(url.as_str());
+                let mut b =
+                    object_store::azure::MicrosoftAzureBuilder::from_env().with_url(url.as_str());
                 if let Some(h) = storage.allow_http {
                     b = b.with_allow_http(h);
                 }
@@ -227,7 +227,10 @@ impl Store {
         let mut out: Vec<(String, u64, String)> = metas
             .into_iter()
             .map(|m| {
-                let version = m.e_tag.clone().unwrap_or_else(|| m.last_modified.to_rfc3339());
+                let version = m
+                    .e_tag
+                    .clone()
+                    .unwrap_or_else(|| m.last_modified.to_rfc3339());
                 (self.rel(&m.location), m.size, version)
             })
             .collect();

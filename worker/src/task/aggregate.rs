@@ -9,11 +9,13 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::functions::expr_fn::coalesce;
-use datafusion::functions_aggregate::{average, count, first_last, median, min_max, stddev, sum, variance};
+use datafusion::functions_aggregate::{
+    average, count, first_last, median, min_max, stddev, sum, variance,
+};
 use datafusion::logical_expr::{AggregateUDF, Expr, LogicalPlanBuilder, cast, lit};
+use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::{AggregateExprBuilder, AggregateFunctionExpr};
 use datafusion::physical_expr::expressions::Column as PhysicalColumn;
-use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode, PhysicalGroupBy};
 use datafusion::prelude::SessionContext;
@@ -64,7 +66,11 @@ impl GroupSpec {
                 })
             })
             .collect();
-        let output = g.by.iter().cloned().chain(aggs.iter().map(|a| a.alias.clone())).collect();
+        let output =
+            g.by.iter()
+                .cloned()
+                .chain(aggs.iter().map(|a| a.alias.clone()))
+                .collect();
         GroupSpec {
             keys: g.by.clone(),
             aggs,
@@ -130,7 +136,11 @@ fn prepare(lp: LogicalPlanBuilder, spec: &GroupSpec) -> Result<LogicalPlanBuilde
     let schema = lp.schema().clone();
     let mut key_exprs = Vec::new();
     for (i, k) in spec.keys.iter().enumerate() {
-        let field = if spec.at.ends_with("distinct") { "subset" } else { "by" };
+        let field = if spec.at.ends_with("distinct") {
+            "subset"
+        } else {
+            "by"
+        };
         key_exprs.push(column(&schema, k, &format!("{}.{field}[{i}]", spec.at))?);
     }
     let mut lp = lp;
@@ -174,7 +184,12 @@ fn physical_parts(
         spec.keys
             .iter()
             .enumerate()
-            .map(|(i, k)| (Arc::new(PhysicalColumn::new(k, i)) as Arc<dyn PhysicalExpr>, k.clone()))
+            .map(|(i, k)| {
+                (
+                    Arc::new(PhysicalColumn::new(k, i)) as Arc<dyn PhysicalExpr>,
+                    k.clone(),
+                )
+            })
             .collect(),
     );
     let n = spec.keys.len();
@@ -183,12 +198,16 @@ fn physical_parts(
         .iter()
         .enumerate()
         .map(|(i, a)| {
-            let arg: Arc<dyn PhysicalExpr> = Arc::new(PhysicalColumn::new(&format!("__arg{i}"), n + i));
+            let arg: Arc<dyn PhysicalExpr> =
+                Arc::new(PhysicalColumn::new(&format!("__arg{i}"), n + i));
             let b = AggregateExprBuilder::new(udaf(&a.func), vec![arg])
                 .schema(input_schema.clone())
                 .alias(&a.alias)
                 .with_distinct(matches!(a.func, Func::Agg(Agg::Nunique)))
-                .with_ignore_nulls(matches!(a.func, Func::Agg(Agg::First) | Func::Agg(Agg::Last)));
+                .with_ignore_nulls(matches!(
+                    a.func,
+                    Func::Agg(Agg::First) | Func::Agg(Agg::Last)
+                ));
             b.build().map(Arc::new).map_err(|e| {
                 Error::spec(
                     format!("{}.aggs.{}", spec.at, a.column),
@@ -291,7 +310,11 @@ fn finish(exec: Arc<dyn ExecutionPlan>, spec: &GroupSpec) -> Result<LogicalPlanB
                 .aggs
                 .iter()
                 .any(|a| &a.alias == name && matches!(a.func, Func::Agg(Agg::Sum)));
-            Ok(if sum { coalesce(vec![e, lit(0)]).alias(name) } else { e.alias(name) })
+            Ok(if sum {
+                coalesce(vec![e, lit(0)]).alias(name)
+            } else {
+                e.alias(name)
+            })
         })
         .collect::<Result<Vec<_>>>()?;
     lp.project(exprs).map_err(|e| spec.fail(e))

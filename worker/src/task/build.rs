@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::datasource::{MemTable, provider_as_source};
 use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::{MemTable, provider_as_source};
 use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder, SortExpr};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionContext;
@@ -48,10 +48,13 @@ pub struct Built {
     pub distinct_columns: Vec<String>,
 }
 
+/// One input's rows, loaded at most once.
+type InputCell = Arc<OnceCell<Arc<Vec<RecordBatch>>>>;
+
 /// Inputs read whole (the right side of a broadcast merge), loaded once per process.
 #[derive(Default)]
 pub struct InputCache {
-    cells: Mutex<HashMap<String, Arc<OnceCell<Arc<Vec<RecordBatch>>>>>>,
+    cells: Mutex<HashMap<String, InputCell>>,
 }
 
 /// Builds task plans for one plan and store.
@@ -70,7 +73,11 @@ fn step_path(i: usize) -> String {
     format!("spec.dataframe.pipeline[{i}]")
 }
 
-fn mem_plan(schema: SchemaRef, batches: Vec<RecordBatch>, name: &str) -> Result<LogicalPlanBuilder> {
+fn mem_plan(
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+    name: &str,
+) -> Result<LogicalPlanBuilder> {
     let table = MemTable::try_new(schema, vec![batches])
         .map_err(|e| Error::internal(format!("shuffle data does not match its schema: {e}")))?;
     LogicalPlanBuilder::scan(name, provider_as_source(Arc::new(table)), None)
@@ -84,7 +91,11 @@ impl Builder<'_> {
             .pipeline
             .get(i)
             .and_then(|s| s.as_ref())
-            .ok_or_else(|| Error::internal(format!("the plan names pipeline step {i}, which the spec lacks")))
+            .ok_or_else(|| {
+                Error::internal(format!(
+                    "the plan names pipeline step {i}, which the spec lacks"
+                ))
+            })
     }
 
     fn scan(&self, input: &str, fragments: &[Fragment]) -> Result<LogicalPlanBuilder> {
@@ -101,10 +112,16 @@ impl Builder<'_> {
     /// An input read whole, for a broadcast merge.
     async fn whole_input(&self, input: &str) -> Result<LogicalPlan> {
         let Some(cache) = self.inputs else {
-            return self.scan(input, &[])?.build().map_err(|e| Error::internal(e.to_string()));
+            return self
+                .scan(input, &[])?
+                .build()
+                .map_err(|e| Error::internal(e.to_string()));
         };
         let cell = {
-            let mut cells = cache.cells.lock().map_err(|_| Error::internal("input cache poisoned"))?;
+            let mut cells = cache
+                .cells
+                .lock()
+                .map_err(|_| Error::internal("input cache poisoned"))?;
             cells.entry(input.to_string()).or_default().clone()
         };
         let batches = cell
@@ -113,9 +130,17 @@ impl Builder<'_> {
                 let all: Vec<Fragment> = plan
                     .files
                     .iter()
-                    .map(|f| Fragment { path: f.path.clone(), size: f.size, start: 0, end: f.size })
+                    .map(|f| Fragment {
+                        path: f.path.clone(),
+                        size: f.size,
+                        start: 0,
+                        end: f.size,
+                    })
                     .collect();
-                let lp = self.scan(input, &all)?.build().map_err(|e| Error::internal(e.to_string()))?;
+                let lp = self
+                    .scan(input, &all)?
+                    .build()
+                    .map_err(|e| Error::internal(e.to_string()))?;
                 let df = self.ctx.execute_logical_plan(lp).await?;
                 df.collect()
                     .await
@@ -135,25 +160,35 @@ impl Builder<'_> {
     }
 
     fn sort(&self, lp: LogicalPlanBuilder, s: &Sort, at: &str) -> Result<LogicalPlanBuilder> {
-        let exprs = s
-            .by
-            .iter()
-            .zip(s.descending_per_key())
-            .enumerate()
-            .map(|(i, (c, desc))| {
-                // pandas puts missing values last in either direction.
-                Ok(SortExpr::new(column(lp.schema(), c, &format!("{at}.sort.by[{i}]"))?, !desc, false))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        lp.sort(exprs).map_err(|e| Error::spec(at, super::df_message(&e)))
+        let exprs =
+            s.by.iter()
+                .zip(s.descending_per_key())
+                .enumerate()
+                .map(|(i, (c, desc))| {
+                    // pandas puts missing values last in either direction.
+                    Ok(SortExpr::new(
+                        column(lp.schema(), c, &format!("{at}.sort.by[{i}]"))?,
+                        !desc,
+                        false,
+                    ))
+                })
+                .collect::<Result<Vec<_>>>()?;
+        lp.sort(exprs)
+            .map_err(|e| Error::spec(at, super::df_message(&e)))
     }
 
     fn head(lp: LogicalPlanBuilder, n: u64) -> Result<LogicalPlanBuilder> {
-        lp.limit(0, Some(n as usize)).map_err(|e| Error::internal(e.to_string()))
+        lp.limit(0, Some(n as usize))
+            .map_err(|e| Error::internal(e.to_string()))
     }
 
     /// The reduce side of a shuffle: plain rows, or the final half of an aggregation.
-    fn shuffle_source(&self, from: &Stage, first_op: Option<&Op>, batches: Vec<RecordBatch>) -> Result<(LogicalPlanBuilder, bool)> {
+    fn shuffle_source(
+        &self,
+        from: &Stage,
+        first_op: Option<&Op>,
+        batches: Vec<RecordBatch>,
+    ) -> Result<(LogicalPlanBuilder, bool)> {
         let schema = from.output_schema.schema();
         let final_spec = match first_op {
             Some(Op::FinalGroupBy { step }) => match self.step(*step)? {
@@ -161,9 +196,13 @@ impl Builder<'_> {
                 _ => None,
             },
             Some(Op::FinalDistinct { step }) => match (self.step(*step)?, &from.sink) {
-                (StepRef::Distinct(d), Sink::Shuffle { partial: Partial::Distinct { columns, .. }, .. }) => {
-                    Some(GroupSpec::distinct(d, columns, &step_path(*step)))
-                }
+                (
+                    StepRef::Distinct(d),
+                    Sink::Shuffle {
+                        partial: Partial::Distinct { columns, .. },
+                        ..
+                    },
+                ) => Some(GroupSpec::distinct(d, columns, &step_path(*step))),
                 _ => None,
             },
             _ => None,
@@ -174,7 +213,9 @@ impl Builder<'_> {
                 let input_schema = from
                     .sink_input_schema
                     .as_ref()
-                    .ok_or_else(|| Error::internal(format!("stage {} has no partial input schema", from.name)))?
+                    .ok_or_else(|| {
+                        Error::internal(format!("stage {} has no partial input schema", from.name))
+                    })?
                     .schema();
                 let states = MemorySourceConfig::try_new_exec(&[batches], schema, None)?;
                 Ok((aggregate::final_over(&spec, states, &input_schema)?, true))
@@ -199,17 +240,27 @@ impl Builder<'_> {
                 let StepRef::Merge(m) = self.step(*step)? else {
                     return Err(Error::internal(format!("step {step} is not a merge")));
                 };
-                let l = mem_plan(self.plan.stages[*left].output_schema.schema(), data.left, "t")?;
-                let r = mem_plan(self.plan.stages[*right].output_schema.schema(), data.right, "t")?
-                    .build()
-                    .map_err(|e| Error::internal(e.to_string()))?;
+                let l = mem_plan(
+                    self.plan.stages[*left].output_schema.schema(),
+                    data.left,
+                    "t",
+                )?;
+                let r = mem_plan(
+                    self.plan.stages[*right].output_schema.schema(),
+                    data.right,
+                    "t",
+                )?
+                .build()
+                .map_err(|e| Error::internal(e.to_string()))?;
                 merge::join(l, r, m, &format!("{}.merge", step_path(*step)))?
             }
         };
 
         for op in ops {
             lp = match op {
-                Op::Step { step } => steps::apply(self.ctx, lp, self.step(*step)?, &step_path(*step))?,
+                Op::Step { step } => {
+                    steps::apply(self.ctx, lp, self.step(*step)?, &step_path(*step))?
+                }
                 Op::Merge { step } => {
                     let StepRef::Merge(m) = self.step(*step)? else {
                         return Err(Error::internal(format!("step {step} is not a merge")));
@@ -221,14 +272,20 @@ impl Builder<'_> {
                     let StepRef::GroupBy(g) = self.step(*step)? else {
                         return Err(Error::internal(format!("step {step} is not a groupby")));
                     };
-                    aggregate::complete(self.ctx, lp, &GroupSpec::groupby(g, &step_path(*step))).await?
+                    aggregate::complete(self.ctx, lp, &GroupSpec::groupby(g, &step_path(*step)))
+                        .await?
                 }
                 Op::Distinct { step } | Op::FinalDistinct { step } => {
                     let StepRef::Distinct(d) = self.step(*step)? else {
                         return Err(Error::internal(format!("step {step} is not a distinct")));
                     };
                     let cols = aggregate::columns_of(&lp);
-                    aggregate::complete(self.ctx, lp, &GroupSpec::distinct(d, &cols, &step_path(*step))).await?
+                    aggregate::complete(
+                        self.ctx,
+                        lp,
+                        &GroupSpec::distinct(d, &cols, &step_path(*step)),
+                    )
+                    .await?
                 }
                 Op::Sort { step } => {
                     let StepRef::Sort(s) = self.step(*step)? else {

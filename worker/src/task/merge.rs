@@ -19,13 +19,22 @@ pub fn keys(m: &Merge) -> (Vec<String>, Vec<String>) {
     }
 }
 
-fn check_keys(plan: &LogicalPlan, keys: &[String], side: &str, field: &str, at: &str) -> Result<()> {
+fn check_keys(
+    plan: &LogicalPlan,
+    keys: &[String],
+    side: &str,
+    field: &str,
+    at: &str,
+) -> Result<()> {
     let cols = names(plan.schema());
     for (i, k) in keys.iter().enumerate() {
         if !cols.contains(k) {
             return Err(Error::spec(
                 format!("{at}.{field}[{i}]"),
-                format!("no column {k:?} on the {side} side (columns: {})", cols.join(", ")),
+                format!(
+                    "no column {k:?} on the {side} side (columns: {})",
+                    cols.join(", ")
+                ),
             ));
         }
     }
@@ -33,18 +42,37 @@ fn check_keys(plan: &LogicalPlan, keys: &[String], side: &str, field: &str, at: 
 }
 
 /// Joins `left` with `right` as `m` says. `at` is the merge's field path.
-pub fn join(left: LogicalPlanBuilder, right: LogicalPlan, m: &Merge, at: &str) -> Result<LogicalPlanBuilder> {
+pub fn join(
+    left: LogicalPlanBuilder,
+    right: LogicalPlan,
+    m: &Merge,
+    at: &str,
+) -> Result<LogicalPlanBuilder> {
     let (lk, rk) = keys(m);
-    let left = left.build().map_err(|e| Error::spec(at, super::df_message(&e)))?;
-    let (lfield, rfield) = if m.on.is_some() { ("on", "on") } else { ("leftOn", "rightOn") };
+    let left = left
+        .build()
+        .map_err(|e| Error::spec(at, super::df_message(&e)))?;
+    let (lfield, rfield) = if m.on.is_some() {
+        ("on", "on")
+    } else {
+        ("leftOn", "rightOn")
+    };
     check_keys(&left, &lk, "left", lfield, at)?;
     check_keys(&right, &rk, "right", rfield, at)?;
     let left_names = names(left.schema());
     let right_names = names(right.schema());
 
     let fail = |e: datafusion::error::DataFusionError| Error::spec(at, super::df_message(&e));
-    let l = LogicalPlanBuilder::from(left).alias("l").map_err(fail)?.build().map_err(fail)?;
-    let r = LogicalPlanBuilder::from(right).alias("r").map_err(fail)?.build().map_err(fail)?;
+    let l = LogicalPlanBuilder::from(left)
+        .alias("l")
+        .map_err(fail)?
+        .build()
+        .map_err(fail)?;
+    let r = LogicalPlanBuilder::from(right)
+        .alias("r")
+        .map_err(fail)?
+        .build()
+        .map_err(fail)?;
     let join_type = match m.how {
         How::Inner => JoinType::Inner,
         How::Left => JoinType::Left,
@@ -55,14 +83,28 @@ pub fn join(left: LogicalPlanBuilder, right: LogicalPlan, m: &Merge, at: &str) -
     let rcols: Vec<Column> = rk.iter().map(|k| Column::new(Some("r"), k)).collect();
     // pandas matches missing keys with each other, unlike SQL.
     let joined = LogicalPlanBuilder::from(l)
-        .join_detailed(r, join_type, (lcols, rcols), None, NullEquality::NullEqualsNull)
+        .join_detailed(
+            r,
+            join_type,
+            (lcols, rcols),
+            None,
+            NullEquality::NullEqualsNull,
+        )
         .map_err(fail)?;
 
     // Key pairs with the same name become one column, as in pandas.
-    let shared: Vec<&String> = lk.iter().zip(&rk).filter(|(a, b)| a == b).map(|(a, _)| a).collect();
+    let shared: Vec<&String> = lk
+        .iter()
+        .zip(&rk)
+        .filter(|(a, b)| a == b)
+        .map(|(a, _)| a)
+        .collect();
     let right_rest: Vec<&String> = right_names.iter().filter(|n| !shared.contains(n)).collect();
     let left_rest: Vec<&String> = left_names.iter().filter(|n| !shared.contains(n)).collect();
-    let suffixes = m.suffixes.clone().unwrap_or_else(|| vec!["_x".into(), "_y".into()]);
+    let suffixes = m
+        .suffixes
+        .clone()
+        .unwrap_or_else(|| vec!["_x".into(), "_y".into()]);
     let lcol = |n: &str| Expr::Column(Column::new(Some("l"), n));
     let rcol = |n: &str| Expr::Column(Column::new(Some("r"), n));
 

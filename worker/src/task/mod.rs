@@ -11,7 +11,6 @@ pub mod tables;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
 use datafusion::error::DataFusionError;
 use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use futures::StreamExt;
@@ -50,7 +49,13 @@ pub struct TaskOutcome {
 }
 
 /// Runs task `task` of stage `stage`, exactly once in effect.
-pub async fn run_task(store: &Store, plan: &Plan, inputs: &InputCache, stage: usize, task: usize) -> Result<TaskOutcome> {
+pub async fn run_task(
+    store: &Store,
+    plan: &Plan,
+    inputs: &InputCache,
+    stage: usize,
+    task: usize,
+) -> Result<TaskOutcome> {
     let st = &plan.stages[stage];
     let span = info_span!("task", job = %plan.job_id, stage = %st.name, task);
     async move {
@@ -84,7 +89,14 @@ fn leaf_rows(plan: &Arc<dyn ExecutionPlan>) -> u64 {
     children.into_iter().map(leaf_rows).sum()
 }
 
-async fn execute(store: &Store, plan: &Plan, inputs: &InputCache, stage: usize, task: usize, attempt: &str) -> Result<TaskMarker> {
+async fn execute(
+    store: &Store,
+    plan: &Plan,
+    inputs: &InputCache,
+    stage: usize,
+    task: usize,
+    attempt: &str,
+) -> Result<TaskMarker> {
     let st = &plan.stages[stage];
     let mut data = TaskData::default();
     let mut shuffled_rows = None;
@@ -111,15 +123,40 @@ async fn execute(store: &Store, plan: &Plan, inputs: &InputCache, stage: usize, 
     let fragments = data.fragments.clone();
 
     let ctx = session(store);
-    let built = Builder { ctx: &ctx, plan, store, inputs: Some(inputs) }.build(st, data).await?;
+    let built = Builder {
+        ctx: &ctx,
+        plan,
+        store,
+        inputs: Some(inputs),
+    }
+    .build(st, data)
+    .await?;
     let dir = plan.attempt_dir(stage, task, attempt);
-    let task_err = |e: DataFusionError| Error::Task { stage: st.name.clone(), task, message: df_message(&e) };
+    let task_err = |e: DataFusionError| Error::Task {
+        stage: st.name.clone(),
+        task,
+        message: df_message(&e),
+    };
     let stream = execute_stream(built.exec.clone(), ctx.task_ctx()).map_err(task_err)?;
 
     let result: Result<Vec<TaskFile>> = match &st.sink {
         Sink::Output => write_output(store, &dir, plan.spec.output.format, stream, &task_err).await,
-        Sink::Shuffle { partitions, keys, float_keys, .. } => {
-            shuffle_out(store, &dir, stream, keys, float_keys, *partitions, &task_err).await
+        Sink::Shuffle {
+            partitions,
+            keys,
+            float_keys,
+            ..
+        } => {
+            shuffle_out(
+                store,
+                &dir,
+                stream,
+                keys,
+                float_keys,
+                *partitions,
+                &task_err,
+            )
+            .await
         }
     };
     let files = match result {
@@ -127,8 +164,8 @@ async fn execute(store: &Store, plan: &Plan, inputs: &InputCache, stage: usize, 
         Err(e) => {
             let _ = store.delete_prefix(&dir).await;
             return Err(match (&st.source, e) {
-                (StageSource::Input { input }, Error::Task { message, .. }) => {
-                    diagnose(store, plan, &ctx, input, &fragments, message).await
+                (StageSource::Input { input }, e @ Error::Task { .. }) => {
+                    diagnose(store, plan, &ctx, input, &fragments, e).await
                 }
                 (_, e) => e,
             });
@@ -164,8 +201,13 @@ async fn shuffle_out(
     let (bytes, ranges) = p.finish(partitions)?;
     let path = format!("{dir}/shuffle.arrow");
     let n = bytes.len() as u64;
-    store.put(&path, Bytes::from(bytes)).await?;
-    Ok(vec![TaskFile { path, rows, bytes: n, partitions: ranges }])
+    store.put(&path, bytes).await?;
+    Ok(vec![TaskFile {
+        path,
+        rows,
+        bytes: n,
+        partitions: ranges,
+    }])
 }
 
 /// A task over several files failed while reading: find the file, and make line numbers
@@ -176,33 +218,49 @@ async fn diagnose(
     ctx: &datafusion::prelude::SessionContext,
     input: &str,
     fragments: &[crate::plan::Fragment],
-    message: String,
+    original: Error,
 ) -> Error {
     for f in fragments {
         let one = std::slice::from_ref(f);
-        let Ok(table) = tables::ScanTable::new(store, &plan.inputs[input], one) else { continue };
-        let Ok(df) = ctx.read_table(Arc::new(table)) else { continue };
+        let Ok(table) = tables::ScanTable::new(store, &plan.inputs[input], one) else {
+            continue;
+        };
+        let Ok(df) = ctx.read_table(Arc::new(table)) else {
+            continue;
+        };
         if let Err(e) = df.collect().await {
-            let mut msg = df_message(&e);
-            if f.start > 0 {
-                msg = absolute_lines(store, &f.path, f.start, &msg).await;
-            }
+            let msg = file_lines(store, &f.path, f.start, &df_message(&e)).await;
             return Error::input(input, format!("{}: {msg}", f.path));
         }
     }
-    Error::input(input, message)
+    // Reading alone succeeds: the failure is in the task's own operations.
+    original
 }
 
-/// Rewrites "line N" in a reader's message, counted from a range's start, into the line of
-/// the whole file.
-async fn absolute_lines(store: &Store, path: &str, start: u64, msg: &str) -> String {
-    let Some(i) = msg.find("line ") else { return msg.to_string() };
-    let digits: String = msg[i + 5..].chars().take_while(|c| c.is_ascii_digit()).collect();
-    let (Ok(n), Ok(prefix)) = (digits.parse::<u64>(), store.get_range(path, 0..start).await) else {
+/// Rewrites the CSV reader's "line N" (0-based, counted from where the task's byte range
+/// starts) into the 1-based line of the file that an editor shows.
+async fn file_lines(store: &Store, path: &str, start: u64, msg: &str) -> String {
+    let Some(i) = msg.find("at line ") else {
         return msg.to_string();
     };
-    // The reader skips the partial line the range starts in; it belongs to the line counted
-    // by the newlines before `start`.
-    let before = prefix.iter().filter(|&&b| b == b'\n').count() as u64;
-    format!("{}line {}{}", &msg[..i], before + n, &msg[i + 5 + digits.len()..])
+    let at = i + "at line ".len();
+    let digits: String = msg[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    let Ok(n) = digits.parse::<u64>() else {
+        return msg.to_string();
+    };
+    let line = if start == 0 {
+        n + 1
+    } else {
+        let Ok(prefix) = store.get_range(path, 0..start).await else {
+            return msg.to_string();
+        };
+        // The range begins by skipping the rest of the line `start` falls in, which the
+        // previous range reads.
+        let before = prefix.iter().filter(|&&b| b == b'\n').count() as u64;
+        before + n + 2
+    };
+    format!("{}{line}{}", &msg[..at], &msg[at + digits.len()..])
 }

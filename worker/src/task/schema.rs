@@ -45,7 +45,10 @@ fn set_float_keys(plan: &mut Plan, left: usize, right: usize) -> Result<()> {
         let st = &plan.stages[stage];
         let schema = st.output_schema.schema();
         let Sink::Shuffle { keys, .. } = &st.sink else {
-            return Err(Error::internal(format!("stage {} feeds a merge without a shuffle", st.name)));
+            return Err(Error::internal(format!(
+                "stage {} feeds a merge without a shuffle",
+                st.name
+            )));
         };
         keys.iter()
             .map(|k| {
@@ -57,7 +60,11 @@ fn set_float_keys(plan: &mut Plan, left: usize, right: usize) -> Result<()> {
             .collect()
     };
     let (lt, rt) = (key_types(left)?, key_types(right)?);
-    let floats: Vec<bool> = lt.iter().zip(&rt).map(|(a, b)| needs_float_hash(a, b)).collect();
+    let floats: Vec<bool> = lt
+        .iter()
+        .zip(&rt)
+        .map(|(a, b)| needs_float_hash(a, b))
+        .collect();
     for s in [left, right] {
         if let Sink::Shuffle { float_keys, .. } = &mut plan.stages[s].sink {
             *float_keys = floats.clone();

@@ -109,10 +109,7 @@ pub fn column(schema: &DFSchema, name: &str, at: &str) -> Result<Expr> {
         Ok((qualifier, _)) => Ok(Expr::Column(Column::new(qualifier.cloned(), name))),
         Err(_) => Err(Error::spec(
             at,
-            format!(
-                "no column {name:?} (columns: {})",
-                names(schema).join(", ")
-            ),
+            format!("no column {name:?} (columns: {})", names(schema).join(", ")),
         )),
     }
 }
@@ -161,7 +158,9 @@ pub fn unknown_column(e: &DataFusionError) -> Option<String> {
 /// The 1-based line and column of an identifier in a SQL expression.
 pub fn find_identifier(sql: &str, name: &str) -> Option<(u64, u64)> {
     let dialect = GenericDialect {};
-    let tokens = Tokenizer::new(&dialect, sql).tokenize_with_location().ok()?;
+    let tokens = Tokenizer::new(&dialect, sql)
+        .tokenize_with_location()
+        .ok()?;
     tokens.into_iter().find_map(|t| match &t.token {
         Token::Word(w) if w.value == name => Some((t.span.start.line, t.span.start.column)),
         _ => None,

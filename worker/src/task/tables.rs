@@ -25,8 +25,8 @@ use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
-use crate::plan::{Fragment, InputPlan};
 use crate::plan::listing::input_compression;
+use crate::plan::{Fragment, InputPlan};
 use crate::store::Store;
 use kask_api::Format;
 
@@ -57,7 +57,11 @@ pub struct ScanTable {
 
 impl ScanTable {
     /// The scan of `fragments` of `input`.
-    pub fn new(store: &Store, input: &InputPlan, fragments: &[Fragment]) -> crate::error::Result<Self> {
+    pub fn new(
+        store: &Store,
+        input: &InputPlan,
+        fragments: &[Fragment],
+    ) -> crate::error::Result<Self> {
         let paths: Vec<String> = input.files.iter().map(|f| f.path.clone()).collect();
         let compression = match input.format {
             Format::Parquet => FileCompressionType::UNCOMPRESSED,
@@ -77,7 +81,13 @@ impl ScanTable {
         Ok(ScanTable {
             schema: input.schema.schema(),
             format: input.format,
-            delimiter: input.csv.delimiter.as_bytes().first().copied().unwrap_or(b','),
+            delimiter: input
+                .csv
+                .delimiter
+                .as_bytes()
+                .first()
+                .copied()
+                .unwrap_or(b','),
             header: input.csv.header,
             compression,
             files,
@@ -177,7 +187,8 @@ impl TableProvider for ExecTable {
             .map(|&i| {
                 let name = schema.field(i).name().clone();
                 (
-                    Arc::new(Column::new(&name, i)) as Arc<dyn datafusion::physical_expr::PhysicalExpr>,
+                    Arc::new(Column::new(&name, i))
+                        as Arc<dyn datafusion::physical_expr::PhysicalExpr>,
                     name,
                 )
             })

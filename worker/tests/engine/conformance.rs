@@ -37,9 +37,21 @@ on_every_store!(
 
 fn orders() -> datafusion::arrow::array::RecordBatch {
     let n = 400;
-    let k: Vec<Option<i64>> = (0..n).map(|i| if i % 17 == 0 { None } else { Some(i % 7) }).collect();
-    let v: Vec<Option<f64>> = (0..n).map(|i| if i % 11 == 0 { None } else { Some((i as f64) * 0.5 - 40.0) }).collect();
-    let s: Vec<Option<&str>> = (0..n).map(|i| Some(["a", "b", "c"][i as usize % 3])).collect();
+    let k: Vec<Option<i64>> = (0..n)
+        .map(|i| if i % 17 == 0 { None } else { Some(i % 7) })
+        .collect();
+    let v: Vec<Option<f64>> = (0..n)
+        .map(|i| {
+            if i % 11 == 0 {
+                None
+            } else {
+                Some((i as f64) * 0.5 - 40.0)
+            }
+        })
+        .collect();
+    let s: Vec<Option<&str>> = (0..n)
+        .map(|i| Some(["a", "b", "c"][i as usize % 3]))
+        .collect();
     batch(vec![("k", ints(&k)), ("s", strs(&s)), ("v", floats(&v))])
 }
 
@@ -52,24 +64,68 @@ async fn groupby_across_tasks_matches_a_single_task(lab: &Lab) {
     };
     let many = lab.run(&job(600, "many")).await.expect("many tasks");
     let one = lab.run(&job(1 << 30, "one")).await.expect("one task");
-    assert!(many.stages >= 2 && many.tasks > 4, "the small target cuts the input into several tasks and a shuffle");
+    assert!(
+        many.stages >= 2 && many.tasks > 4,
+        "the small target cuts the input into several tasks and a shuffle"
+    );
     assert_eq!(one.stages, 1, "a single task needs no shuffle");
     let (names, a) = lab.result("many").await;
     let (_, b) = lab.result("one").await;
-    assert_eq!(names, ["k", "s", "v_count", "v_sum", "v_mean", "v_min", "v_max", "v_std", "v_median", "v_nunique"]);
+    assert_eq!(
+        names,
+        [
+            "k",
+            "s",
+            "v_count",
+            "v_sum",
+            "v_mean",
+            "v_min",
+            "v_max",
+            "v_std",
+            "v_median",
+            "v_nunique"
+        ]
+    );
     assert_eq!(sorted(a.clone()), sorted(b));
-    assert!(a.iter().all(|r| r[0] != V::Null), "dropna drops the null-key group");
-    let total: i64 = a.iter().map(|r| if let V::I(c) = r[2] { c } else { 0 }).sum();
-    let expected = (0..400).filter(|i| i % 17 != 0 && i % 11 != 0 && (*i as f64) * 0.5 - 40.0 > -30.0).count();
-    assert_eq!(total as usize, expected, "counts add up to the non-null values kept");
+    assert!(
+        a.iter().all(|r| r[0] != V::Null),
+        "dropna drops the null-key group"
+    );
+    let total: i64 = a
+        .iter()
+        .map(|r| if let V::I(c) = r[2] { c } else { 0 })
+        .sum();
+    let expected = (0..400)
+        .filter(|i| i % 17 != 0 && i % 11 != 0 && (*i as f64) * 0.5 - 40.0 > -30.0)
+        .count();
+    assert_eq!(
+        total as usize, expected,
+        "counts add up to the non-null values kept"
+    );
 }
 
 async fn shuffled_and_broadcast_merges_agree(lab: &Lab) {
     lab.put_partitioned("orders", &orders(), 3, 50).await;
     let regions = batch(vec![
-        ("k", ints(&[Some(0), Some(1), Some(2), Some(3), None, Some(9)])),
-        ("region", strs(&[Some("n"), Some("s"), Some("e"), Some("w"), Some("nullkey"), Some("nine")])),
-        ("s", strs(&[Some("x"), Some("y"), None, Some("x"), Some("y"), Some("z")])),
+        (
+            "k",
+            ints(&[Some(0), Some(1), Some(2), Some(3), None, Some(9)]),
+        ),
+        (
+            "region",
+            strs(&[
+                Some("n"),
+                Some("s"),
+                Some("e"),
+                Some("w"),
+                Some("nullkey"),
+                Some("nine"),
+            ]),
+        ),
+        (
+            "s",
+            strs(&[Some("x"), Some("y"), None, Some("x"), Some("y"), Some("z")]),
+        ),
     ]);
     lab.put_parquet("regions/r.parquet", &regions, 2).await;
     for how in ["inner", "left", "right", "outer"] {
@@ -78,19 +134,41 @@ async fn shuffled_and_broadcast_merges_agree(lab: &Lab) {
                 "  dataframe:\n    inputs:\n      o: {{path: \"orders/*.parquet\"}}\n      r: {{path: \"regions/*.parquet\"}}\n    pipeline:\n      - source: o\n      - merge: {{right: r, on: [k], how: {how}}}\n  targetTaskBytes: 2000\n  broadcastBytes: {broadcast}\n  output: {{path: {out}}}\n"
             )
         };
-        let shuffled = lab.run(&job(0, &format!("{how}-shuffled"))).await.expect("shuffled merge");
-        let broadcast = lab.run(&job(1 << 30, &format!("{how}-broadcast"))).await.expect("broadcast merge");
-        assert!(shuffled.stages == 3, "{how}: a shuffled merge has two map stages and a join stage");
+        let shuffled = lab
+            .run(&job(0, &format!("{how}-shuffled")))
+            .await
+            .expect("shuffled merge");
+        let broadcast = lab
+            .run(&job(1 << 30, &format!("{how}-broadcast")))
+            .await
+            .expect("broadcast merge");
+        assert!(
+            shuffled.stages == 3,
+            "{how}: a shuffled merge has two map stages and a join stage"
+        );
         if matches!(how, "inner" | "left") {
-            assert_eq!(broadcast.stages, 1, "{how}: a small right side is broadcast");
+            assert_eq!(
+                broadcast.stages, 1,
+                "{how}: a small right side is broadcast"
+            );
         }
         let (names, a) = lab.result(&format!("{how}-shuffled")).await;
         let (_, b) = lab.result(&format!("{how}-broadcast")).await;
-        assert_eq!(names, ["k", "s_x", "v", "region", "s_y"], "{how}: one key column, suffixes on the clash");
+        assert_eq!(
+            names,
+            ["k", "s_x", "v", "region", "s_y"],
+            "{how}: one key column, suffixes on the clash"
+        );
         assert_eq!(sorted(a.clone()), sorted(b), "{how}");
-        let null_key_rows = a.iter().filter(|r| r[0] == V::Null && r[3] == V::S("nullkey".into())).count();
+        let null_key_rows = a
+            .iter()
+            .filter(|r| r[0] == V::Null && r[3] == V::S("nullkey".into()))
+            .count();
         let left_nulls = (0..400).filter(|i| i % 17 == 0).count();
-        assert_eq!(null_key_rows, left_nulls, "{how}: null keys match each other, as in pandas");
+        assert_eq!(
+            null_key_rows, left_nulls,
+            "{how}: null keys match each other, as in pandas"
+        );
     }
 }
 
@@ -105,10 +183,19 @@ async fn csv_byte_ranges_lose_and_duplicate_no_line(lab: &Lab) {
         .run("  dataframe:\n    inputs:\n      c: {path: \"csv/*.csv\", format: csv}\n    pipeline:\n      - source: c\n      - groupby: {by: [name], aggs: {id: [count, sum]}}\n  targetTaskBytes: 4096\n  output: {path: out}\n")
         .await
         .expect("csv job");
-    assert!(s.tasks > 20, "4 KiB ranges cut each ~100 KiB file into many tasks");
+    assert!(
+        s.tasks > 20,
+        "4 KiB ranges cut each ~100 KiB file into many tasks"
+    );
     let (_, rows) = lab.result("out").await;
-    let count: i64 = rows.iter().map(|r| if let V::I(c) = r[1] { c } else { 0 }).sum();
-    let sum: i64 = rows.iter().map(|r| if let V::I(c) = r[2] { c } else { 0 }).sum();
+    let count: i64 = rows
+        .iter()
+        .map(|r| if let V::I(c) = r[1] { c } else { 0 })
+        .sum();
+    let sum: i64 = rows
+        .iter()
+        .map(|r| if let V::I(c) = r[2] { c } else { 0 })
+        .sum();
     assert_eq!(count, 10_000);
     assert_eq!(sum, 2 * (0..5000).sum::<i64>());
 }
@@ -121,7 +208,17 @@ async fn sort_then_head_takes_the_global_top(lab: &Lab) {
     let (_, rows) = lab.result("top").await;
     let vs: Vec<V> = rows.iter().map(|r| r[2].clone()).collect();
     // i = 396 is a multiple of 11, so 158.0 is null and comes last.
-    assert_eq!(vs, [V::F(159.5), V::F(159.0), V::F(158.5), V::F(157.5), V::F(157.0)], "in order, nulls last");
+    assert_eq!(
+        vs,
+        [
+            V::F(159.5),
+            V::F(159.0),
+            V::F(158.5),
+            V::F(157.5),
+            V::F(157.0)
+        ],
+        "in order, nulls last"
+    );
 }
 
 async fn output_mode_error_refuses_and_overwrite_replaces(lab: &Lab) {
@@ -132,17 +229,39 @@ async fn output_mode_error_refuses_and_overwrite_replaces(lab: &Lab) {
         )
     };
     let first = lab.run(&job("k = 1", "error")).await.expect("first");
-    let again = lab.run(&job("k = 2", "error")).await.expect_err("an existing result is refused");
-    assert!(again.to_string().contains("already holds a result"), "{again}");
-    assert_eq!(lab.manifest("res").await.expect("still there").rows, first.manifest.rows);
-    let second = lab.run(&job("k = 2 AND v > 0", "overwrite")).await.expect("overwrite");
+    let again = lab
+        .run(&job("k = 2", "error"))
+        .await
+        .expect_err("an existing result is refused");
+    assert!(
+        again.to_string().contains("already holds a result"),
+        "{again}"
+    );
+    assert_eq!(
+        lab.manifest("res").await.expect("still there").rows,
+        first.manifest.rows
+    );
+    let second = lab
+        .run(&job("k = 2 AND v > 0", "overwrite"))
+        .await
+        .expect("overwrite");
     let (_, rows) = lab.result("res").await;
     assert_eq!(rows.len() as u64, second.manifest.rows);
-    assert!(rows.iter().all(|r| r[0] == V::I(2)), "only the new result remains");
+    assert!(
+        rows.iter().all(|r| r[0] == V::I(2)),
+        "only the new result remains"
+    );
     let listed = lab.store.list("res").await.expect("list");
     let parts = listed.iter().filter(|(p, _)| p.contains("part-")).count();
-    assert_eq!(parts, second.manifest.files.len(), "no file of the old result is left: {listed:?}");
-    assert!(!listed.iter().any(|(p, _)| p.contains("_kask")), "scratch is gone after success");
+    assert_eq!(
+        parts,
+        second.manifest.files.len(),
+        "no file of the old result is left: {listed:?}"
+    );
+    assert!(
+        !listed.iter().any(|(p, _)| p.contains("_kask")),
+        "scratch is gone after success"
+    );
 }
 
 async fn distinct_keeps_one_row_per_subset_key(lab: &Lab) {
@@ -152,10 +271,17 @@ async fn distinct_keeps_one_row_per_subset_key(lab: &Lab) {
         .expect("distinct");
     let (names, rows) = lab.result("d").await;
     assert_eq!(names, ["k", "s", "v"], "columns keep their order");
-    let mut keys: Vec<String> = rows.iter().map(|r| format!("{:?}/{:?}", r[0], r[1])).collect();
+    let mut keys: Vec<String> = rows
+        .iter()
+        .map(|r| format!("{:?}/{:?}", r[0], r[1]))
+        .collect();
     let n = keys.len();
     keys.sort();
     keys.dedup();
     assert_eq!(keys.len(), n, "one row per key");
-    assert_eq!(n, 7 * 3 + 3, "7 keys × 3 strings, and the null key with each string");
+    assert_eq!(
+        n,
+        7 * 3 + 3,
+        "7 keys × 3 strings, and the null key with each string"
+    );
 }

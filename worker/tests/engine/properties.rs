@@ -32,20 +32,36 @@ fn row(key_domain: i64) -> impl Strategy<Value = Row> {
 
 fn table(max_rows: usize) -> impl Strategy<Value = Vec<Row>> {
     // Key domains from one group (all keys equal) to all-distinct keys.
-    prop_oneof![Just(1i64), Just(3), Just(1000)].prop_flat_map(move |d| prop::collection::vec(row(d), 0..max_rows))
+    prop_oneof![Just(1i64), Just(3), Just(1000)]
+        .prop_flat_map(move |d| prop::collection::vec(row(d), 0..max_rows))
 }
 
 fn layout() -> impl Strategy<Value = Layout> {
-    (1usize..4, 1usize..12, prop::sample::select(vec![1u64, 700, 1 << 30]), 1u32..4).prop_map(
-        |(files, rows_per_group, target_task_bytes, shuffle_partitions)| Layout { files, rows_per_group, target_task_bytes, shuffle_partitions },
+    (
+        1usize..4,
+        1usize..12,
+        prop::sample::select(vec![1u64, 700, 1 << 30]),
+        1u32..4,
     )
+        .prop_map(
+            |(files, rows_per_group, target_task_bytes, shuffle_partitions)| Layout {
+                files,
+                rows_per_group,
+                target_task_bytes,
+                shuffle_partitions,
+            },
+        )
 }
 
 fn to_batch(rows: &[Row], names: [&str; 3]) -> datafusion::arrow::array::RecordBatch {
     let k: Vec<Option<i64>> = rows.iter().map(|r| r.k).collect();
     let s: Vec<Option<&str>> = rows.iter().map(|r| r.s.as_deref()).collect();
     let v: Vec<Option<f64>> = rows.iter().map(|r| r.v).collect();
-    batch(vec![(names[0], ints(&k)), (names[1], strs(&s)), (names[2], floats(&v))])
+    batch(vec![
+        (names[0], ints(&k)),
+        (names[1], strs(&s)),
+        (names[2], floats(&v)),
+    ])
 }
 
 fn opt_i(x: Option<i64>) -> V {
@@ -68,11 +84,15 @@ fn run(f: impl std::future::Future<Output = ()>) {
 }
 
 async fn put(lab: &Lab, dir: &str, rows: &[Row], names: [&str; 3], l: &Layout) {
-    lab.put_partitioned(dir, &to_batch(rows, names), l.files, l.rows_per_group).await;
+    lab.put_partitioned(dir, &to_batch(rows, names), l.files, l.rows_per_group)
+        .await;
 }
 
 fn settings(l: &Layout) -> String {
-    format!("  targetTaskBytes: {}\n  shufflePartitions: {}\n", l.target_task_bytes, l.shuffle_partitions)
+    format!(
+        "  targetTaskBytes: {}\n  shufflePartitions: {}\n",
+        l.target_task_bytes, l.shuffle_partitions
+    )
 }
 
 // ---- reference implementations ----
@@ -83,7 +103,11 @@ fn median(mut xs: Vec<f64>) -> Option<f64> {
     }
     xs.sort_by(|a, b| a.total_cmp(b));
     let n = xs.len();
-    Some(if n % 2 == 1 { xs[n / 2] } else { (xs[n / 2 - 1] + xs[n / 2]) / 2.0 })
+    Some(if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+    })
 }
 
 fn var(xs: &[f64]) -> Option<f64> {
@@ -104,7 +128,11 @@ fn groupby_reference(rows: &[Row], dropna: bool) -> Vec<Vec<V>> {
     }
     keys.iter()
         .map(|k| {
-            let vs: Vec<f64> = rows.iter().filter(|r| r.k == *k).filter_map(|r| r.v).collect();
+            let vs: Vec<f64> = rows
+                .iter()
+                .filter(|r| r.k == *k)
+                .filter_map(|r| r.v)
+                .collect();
             let mut distinct = vs.clone();
             distinct.sort_by(|a, b| a.total_cmp(b));
             distinct.dedup();
@@ -113,7 +141,11 @@ fn groupby_reference(rows: &[Row], dropna: bool) -> Vec<Vec<V>> {
                 opt_i(*k),
                 V::I(vs.len() as i64),
                 V::F(sum),
-                if vs.is_empty() { V::Null } else { V::F(sum / vs.len() as f64) },
+                if vs.is_empty() {
+                    V::Null
+                } else {
+                    V::F(sum / vs.len() as f64)
+                },
                 opt_f(vs.iter().copied().reduce(f64::min)),
                 opt_f(vs.iter().copied().reduce(f64::max)),
                 opt_f(var(&vs)),
@@ -134,7 +166,9 @@ fn merge_reference(left: &[Row], right: &[Row], on_s: bool, how: &str) -> Vec<Ve
         let k = l.map(|l| l.k).or(r.map(|r| r.k)).flatten();
         let mut out = vec![opt_i(k)];
         if on_s {
-            out.push(opt_s(&l.map(|l| l.s.clone()).or(r.map(|r| r.s.clone())).flatten()));
+            out.push(opt_s(
+                &l.map(|l| l.s.clone()).or(r.map(|r| r.s.clone())).flatten(),
+            ));
             out.push(opt_f(l.and_then(|l| l.v)));
             out.push(opt_f(r.and_then(|r| r.v)));
         } else {

@@ -11,10 +11,10 @@ use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::file::properties::WriterProperties;
 
+use kask_worker::Error;
 use kask_worker::commit::{Manifest, read_manifest};
 use kask_worker::runner::{self, Quiet, RunOptions, RunSummary};
 use kask_worker::store::Store;
-use kask_worker::Error;
 
 /// A cell of a result, compared with a tolerance for floats.
 #[derive(Clone, Debug)]
@@ -105,7 +105,9 @@ fn value(a: &ArrayRef, r: usize) -> V {
 /// Parquet bytes of a batch, in row groups of `rows_per_group` rows.
 pub fn parquet_bytes(batch: &RecordBatch, rows_per_group: usize) -> Vec<u8> {
     let mut buf = Vec::new();
-    let props = WriterProperties::builder().set_max_row_group_row_count(Some(rows_per_group.max(1))).build();
+    let props = WriterProperties::builder()
+        .set_max_row_group_row_count(Some(rows_per_group.max(1)))
+        .build();
     let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props)).expect("writer");
     w.write(batch).expect("write");
     w.close().expect("close");
@@ -126,7 +128,11 @@ impl Lab {
     pub fn local() -> Lab {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::local_dir(dir.path()).expect("local store");
-        Lab { store, storage_yaml: None, dir }
+        Lab {
+            store,
+            storage_yaml: None,
+            dir,
+        }
     }
 
     /// A fresh prefix of the test bucket on the MinIO that `tests/minio/minio start` runs, or
@@ -155,7 +161,11 @@ impl Lab {
             "  storage: {{url: \"{}\", endpoint: \"{endpoint}\", region: us-east-1, allowHttp: true}}\n",
             storage.url
         );
-        Some(Lab { store, storage_yaml: Some(yaml), dir: tempfile::tempdir().expect("tempdir") })
+        Some(Lab {
+            store,
+            storage_yaml: Some(yaml),
+            dir: tempfile::tempdir().expect("tempdir"),
+        })
     }
 
     /// Writes a file.
@@ -169,12 +179,23 @@ impl Lab {
     }
 
     /// Writes a batch cut into `parts` Parquet files `<dir>/part-N.parquet`.
-    pub async fn put_partitioned(&self, dir: &str, batch: &RecordBatch, parts: usize, rows_per_group: usize) {
+    pub async fn put_partitioned(
+        &self,
+        dir: &str,
+        batch: &RecordBatch,
+        parts: usize,
+        rows_per_group: usize,
+    ) {
         let n = batch.num_rows();
         let parts = parts.max(1);
         for p in 0..parts {
             let (start, end) = (n * p / parts, n * (p + 1) / parts);
-            self.put_parquet(&format!("{dir}/part-{p}.parquet"), &batch.slice(start, end - start), rows_per_group).await;
+            self.put_parquet(
+                &format!("{dir}/part-{p}.parquet"),
+                &batch.slice(start, end - start),
+                rows_per_group,
+            )
+            .await;
         }
     }
 
@@ -190,9 +211,16 @@ impl Lab {
     pub async fn run(&self, spec_body: &str) -> Result<RunSummary, Error> {
         let yaml = self.job_yaml(spec_body);
         let job = kask_api::load_job("job.yaml", &yaml)?;
-        let opts = RunOptions { storage: None, base_dir: self.dir.path().to_path_buf(), parallelism: Some(2) };
+        let opts = RunOptions {
+            storage: None,
+            base_dir: self.dir.path().to_path_buf(),
+            parallelism: Some(2),
+        };
         let opts = if self.storage_yaml.is_none() {
-            RunOptions { storage: Some(self.store.url.clone()), ..opts }
+            RunOptions {
+                storage: Some(self.store.url.clone()),
+                ..opts
+            }
         } else {
             opts
         };
@@ -201,25 +229,48 @@ impl Lab {
 
     /// The manifest at an output path.
     pub async fn manifest(&self, out: &str) -> Option<Manifest> {
-        read_manifest(&self.store, out).await.expect("manifest readable")
+        read_manifest(&self.store, out)
+            .await
+            .expect("manifest readable")
     }
 
     /// The result at an output path (Parquet), as column names and rows.
     pub async fn result(&self, out: &str) -> (Vec<String>, Vec<Vec<V>>) {
-        let m = self.manifest(out).await.expect("the job committed a manifest");
+        let m = self
+            .manifest(out)
+            .await
+            .expect("the job committed a manifest");
         let mut names = Vec::new();
         let mut rows = Vec::new();
         for f in &m.files {
-            let bytes = self.store.get_opt(&format!("{out}/{}", f.path)).await.expect("read").expect("file listed in the manifest exists");
-            let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).expect("parquet").build().expect("reader");
+            let bytes = self
+                .store
+                .get_opt(&format!("{out}/{}", f.path))
+                .await
+                .expect("read")
+                .expect("file listed in the manifest exists");
+            let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+                .expect("parquet")
+                .build()
+                .expect("reader");
             let batches: Vec<RecordBatch> = reader.map(|b| b.expect("batch")).collect();
-            if names.is_empty() {
-                if let Some(b) = batches.first() {
-                    names = b.schema().fields().iter().map(|f| f.name().clone()).collect();
-                }
+            if names.is_empty()
+                && let Some(b) = batches.first()
+            {
+                names = b
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().clone())
+                    .collect();
             }
             let got = rows_of(&batches);
-            assert_eq!(got.len() as u64, f.rows, "the manifest's row count for {} is exact", f.path);
+            assert_eq!(
+                got.len() as u64,
+                f.rows,
+                "the manifest's row count for {} is exact",
+                f.path
+            );
             rows.extend(got);
         }
         if names.is_empty() {
