@@ -7,11 +7,12 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, SchemaRef};
 use datafusion::functions::expr_fn::coalesce;
 use datafusion::functions_aggregate::{
     average, count, first_last, median, min_max, stddev, sum, variance,
 };
+use datafusion::logical_expr::type_coercion::functions::fields_with_udf;
 use datafusion::logical_expr::{AggregateUDF, Expr, LogicalPlanBuilder, cast, lit};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::{AggregateExprBuilder, AggregateFunctionExpr};
@@ -164,12 +165,24 @@ fn prepare(lp: LogicalPlanBuilder, spec: &GroupSpec) -> Result<LogicalPlanBuilde
         let (_, field) = schema
             .qualified_field_with_unqualified_name(&a.column)
             .map_err(|e| spec.fail(e))?;
-        let e = match a.func {
-            Func::Agg(Agg::Median) if is_integer_or_decimal(field.data_type()) => {
-                cast(e, DataType::Float64)
-            }
-            _ => e,
-        };
+        let mut dt = field.data_type().clone();
+        let mut e = e;
+        if matches!(a.func, Func::Agg(Agg::Median)) && is_integer_or_decimal(&dt) {
+            // pandas' median of integers is a float.
+            dt = DataType::Float64;
+            e = cast(e, DataType::Float64);
+        }
+        // The logical planner would coerce arguments (sum of int32 computes in int64); the
+        // physical aggregation we build needs the same casts spelled out.
+        let arg = Arc::new(Field::new("arg", dt.clone(), true));
+        let coerced = fields_with_udf(&[arg], udaf(&a.func).as_ref()).map_err(|err| {
+            Error::spec(&at, format!("cannot compute {} of {} column {:?}: {}", a.alias, dt, a.column, super::df_message(&err)))
+        })?;
+        if let Some(target) = coerced.first().map(|f| f.data_type())
+            && *target != dt
+        {
+            e = cast(e, target.clone());
+        }
         exprs.push(e.alias(format!("__arg{i}")));
     }
     lp.project(exprs).map_err(|e| spec.fail(e))
