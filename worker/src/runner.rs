@@ -2,6 +2,7 @@
 //! one process with the tasks of a stage running concurrently.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -137,7 +138,7 @@ pub async fn prepare(job: &DaskJob, opts: &RunOptions) -> Result<(Store, Plan)> 
 pub async fn run(job: &DaskJob, opts: &RunOptions, progress: &dyn Progress) -> Result<RunSummary> {
     let started = Instant::now();
     let (store, plan) = prepare(job, opts).await?;
-    let output = &plan.spec.output;
+    let output = plan.spec.output.clone();
     check_output_free(&store, &output.path, output.mode).await?;
     store.check_create_only(&plan.scratch()).await?;
     let body = serde_json::to_vec_pretty(&plan).map_err(|e| Error::internal(e.to_string()))?;
@@ -152,15 +153,25 @@ pub async fn run(job: &DaskJob, opts: &RunOptions, progress: &dyn Progress) -> R
         .unwrap_or_else(|| (plan.spec.workers() as usize).min(cores))
         .max(1);
     let retries = plan.spec.retries();
-    let inputs = InputCache::default();
+    let shared = Arc::new((store, plan, InputCache::default()));
     let mut resumed = 0;
-    for stage in &plan.stages {
+    for stage in &shared.1.stages {
         progress.stage_started(stage);
+        // Spawned, so that tasks run on the runtime's worker threads in parallel rather than
+        // taking turns on the thread that drives the run.
         let mut results = futures::stream::iter(0..stage.tasks)
-            .map(|t| run_with_retries(&store, &plan, &inputs, stage.id, t, retries))
+            .map(|t| {
+                let shared = Arc::clone(&shared);
+                let stage = stage.id;
+                AbortOnDrop(tokio::spawn(async move {
+                    let (store, plan, inputs) = shared.as_ref();
+                    run_with_retries(store, plan, inputs, stage, t, retries).await
+                }))
+            })
             .buffer_unordered(parallelism);
-        while let Some(outcome) = results.next().await {
-            let outcome = outcome?;
+        while let Some(joined) = results.next().await {
+            let outcome =
+                joined.map_err(|e| Error::internal(format!("a task panicked: {e}")))??;
             if outcome.skipped {
                 resumed += 1;
             }
@@ -168,7 +179,8 @@ pub async fn run(job: &DaskJob, opts: &RunOptions, progress: &dyn Progress) -> R
         }
         progress.stage_finished(stage);
     }
-    let manifest = commit_job(&store, &plan).await?;
+    let (store, plan, _) = shared.as_ref();
+    let manifest = commit_job(store, plan).await?;
     Ok(RunSummary {
         output_url: format!("{}/{}", store.url, output.path.trim_matches('/')),
         manifest,
@@ -177,6 +189,25 @@ pub async fn run(job: &DaskJob, opts: &RunOptions, progress: &dyn Progress) -> R
         resumed,
         stages: plan.stages.len(),
     })
+}
+
+/// A spawned task that is cancelled when the run stops waiting for it (a sibling failed).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl<T> std::future::Future for AbortOnDrop<T> {
+    type Output = std::result::Result<T, tokio::task::JoinError>;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx)
+    }
 }
 
 async fn run_with_retries(

@@ -321,12 +321,17 @@ pub fn cut_input(listed: &ListedInput, target: u64) -> Vec<Vec<Fragment>> {
         }
     }
 
+    // As many tasks as the target size asks for, but of equal size: 200 MiB with a 128 MiB
+    // target makes two tasks of 100 MiB, not one of 128 and one of 72.
+    let total: u64 = units.iter().map(|u| u.end - u.start).sum();
+    let target = total.div_ceil(total.div_ceil(target.max(1)).max(1)).max(1);
     let mut tasks: Vec<Vec<Fragment>> = Vec::new();
     let mut current: Vec<Fragment> = Vec::new();
     let mut bytes = 0u64;
     for u in units {
         let len = u.end - u.start;
-        if !current.is_empty() && bytes + len > target {
+        // A little overshoot beats a tiny last task made of the remainder.
+        if !current.is_empty() && bytes + len > target + target / 8 {
             tasks.push(std::mem::take(&mut current));
             bytes = 0;
         }

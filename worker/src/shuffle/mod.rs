@@ -7,7 +7,7 @@ use std::io::Cursor;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use datafusion::arrow::array::{ArrayRef, RecordBatch, UInt32Array};
+use datafusion::arrow::array::{ArrayRef, AsArray, RecordBatch, UInt32Array};
 use datafusion::arrow::compute::{cast, concat_batches, take_record_batch};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::ipc::reader::StreamReader;
@@ -68,19 +68,37 @@ impl PartBuffer {
     }
 
     fn flush(&mut self, schema: &SchemaRef) -> Result<()> {
-        match self.pending.len() {
-            0 => {}
-            1 => self.done.append(&mut self.pending),
-            _ => {
-                let merged = concat_batches(schema, &self.pending)
-                    .map_err(|e| Error::internal(e.to_string()))?;
-                self.pending.clear();
-                self.done.push(merged);
-            }
+        if self.pending.is_empty() {
+            return Ok(());
         }
+        let merged =
+            concat_batches(schema, &self.pending).map_err(|e| Error::internal(e.to_string()))?;
+        self.pending.clear();
+        self.done.push(compact_views(merged)?);
         self.pending_rows = 0;
         Ok(())
     }
+}
+
+/// String views taken from a larger batch still point into all of its buffers, which IPC
+/// would write out whole for every partition: keep only the bytes the rows use.
+fn compact_views(batch: RecordBatch) -> Result<RecordBatch> {
+    let views = |dt: &DataType| matches!(dt, DataType::Utf8View | DataType::BinaryView);
+    if !batch.schema().fields().iter().any(|f| views(f.data_type())) {
+        return Ok(batch);
+    }
+    let columns: Vec<ArrayRef> = batch
+        .columns()
+        .iter()
+        .map(|c| -> ArrayRef {
+            match c.data_type() {
+                DataType::Utf8View => Arc::new(c.as_string_view().gc()),
+                DataType::BinaryView => Arc::new(c.as_binary_view().gc()),
+                _ => Arc::clone(c),
+            }
+        })
+        .collect();
+    RecordBatch::try_new(batch.schema(), columns).map_err(|e| Error::internal(e.to_string()))
 }
 
 /// The value a key is hashed as: equal values of different integer, float or string types

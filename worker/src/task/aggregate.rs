@@ -176,7 +176,16 @@ fn prepare(lp: LogicalPlanBuilder, spec: &GroupSpec) -> Result<LogicalPlanBuilde
         // physical aggregation we build needs the same casts spelled out.
         let arg = Arc::new(Field::new("arg", dt.clone(), true));
         let coerced = fields_with_udf(&[arg], udaf(&a.func).as_ref()).map_err(|err| {
-            Error::spec(&at, format!("cannot compute {} of {} column {:?}: {}", a.alias, dt, a.column, super::df_message(&err)))
+            Error::spec(
+                &at,
+                format!(
+                    "cannot compute {} of {} column {:?}: {}",
+                    a.alias,
+                    dt,
+                    a.column,
+                    super::df_message(&err)
+                ),
+            )
         })?;
         if let Some(target) = coerced.first().map(|f| f.data_type())
             && *target != dt

@@ -252,7 +252,13 @@ impl Builder<'_> {
                 )?
                 .build()
                 .map_err(|e| Error::internal(e.to_string()))?;
-                merge::join(l, r, m, &format!("{}.merge", step_path(*step)))?
+                merge::join(
+                    l,
+                    r,
+                    m,
+                    merge::Build::Auto,
+                    &format!("{}.merge", step_path(*step)),
+                )?
             }
         };
 
@@ -266,7 +272,13 @@ impl Builder<'_> {
                         return Err(Error::internal(format!("step {step} is not a merge")));
                     };
                     let right = self.whole_input(&m.right).await?;
-                    merge::join(lp, right, m, &format!("{}.merge", step_path(*step)))?
+                    merge::join(
+                        lp,
+                        right,
+                        m,
+                        merge::Build::Right,
+                        &format!("{}.merge", step_path(*step)),
+                    )?
                 }
                 Op::GroupBy { step } | Op::FinalGroupBy { step } => {
                     let StepRef::GroupBy(g) = self.step(*step)? else {

@@ -41,11 +41,21 @@ fn check_keys(
     Ok(())
 }
 
+/// Which input the hash join builds its table from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Build {
+    /// DataFusion chooses from the inputs' statistics.
+    Auto,
+    /// The right input (a broadcast side, known to be small).
+    Right,
+}
+
 /// Joins `left` with `right` as `m` says. `at` is the merge's field path.
 pub fn join(
     left: LogicalPlanBuilder,
     right: LogicalPlan,
     m: &Merge,
+    build: Build,
     at: &str,
 ) -> Result<LogicalPlanBuilder> {
     let (lk, rk) = keys(m);
@@ -81,16 +91,23 @@ pub fn join(
     };
     let lcols: Vec<Column> = lk.iter().map(|k| Column::new(Some("l"), k)).collect();
     let rcols: Vec<Column> = rk.iter().map(|k| Column::new(Some("r"), k)).collect();
-    // pandas matches missing keys with each other, unlike SQL.
-    let joined = LogicalPlanBuilder::from(l)
-        .join_detailed(
-            r,
-            join_type,
-            (lcols, rcols),
+    // pandas matches missing keys with each other, unlike SQL. DataFusion builds its hash
+    // table from the join's first input, so a small right side goes first; the projection
+    // below picks columns by side, whatever the order.
+    let nulls = NullEquality::NullEqualsNull;
+    let joined = match build {
+        Build::Auto => {
+            LogicalPlanBuilder::from(l).join_detailed(r, join_type, (lcols, rcols), None, nulls)
+        }
+        Build::Right => LogicalPlanBuilder::from(r).join_detailed(
+            l,
+            join_type.swap(),
+            (rcols, lcols),
             None,
-            NullEquality::NullEqualsNull,
-        )
-        .map_err(fail)?;
+            nulls,
+        ),
+    }
+    .map_err(fail)?;
 
     // Key pairs with the same name become one column, as in pandas.
     let shared: Vec<&String> = lk

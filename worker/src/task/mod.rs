@@ -68,7 +68,14 @@ pub async fn run_task(
         marker.seconds = started.elapsed().as_secs_f64();
         match commit_task(store, plan, &marker).await? {
             None => {
-                info!(rows_in = marker.rows_in, rows_out = marker.rows_out, seconds = marker.seconds, "task committed");
+                info!(
+                    rows_in = marker.rows_in,
+                    rows_out = marker.rows_out,
+                    bytes_in = marker.bytes_in,
+                    bytes_out = marker.bytes_out,
+                    seconds = marker.seconds,
+                    "task committed"
+                );
                 Ok(TaskOutcome { marker, skipped: false })
             }
             Some(winner) => {

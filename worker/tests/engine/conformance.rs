@@ -28,6 +28,7 @@ macro_rules! on_every_store {
 
 on_every_store!(
     groupby_across_tasks_matches_a_single_task,
+    narrow_integer_and_float_columns_aggregate_as_pandas_does,
     shuffled_and_broadcast_merges_agree,
     csv_byte_ranges_lose_and_duplicate_no_line,
     sort_then_head_takes_the_global_top,
@@ -102,6 +103,55 @@ async fn groupby_across_tasks_matches_a_single_task(lab: &Lab) {
         total as usize, expected,
         "counts add up to the non-null values kept"
     );
+}
+
+async fn narrow_integer_and_float_columns_aggregate_as_pandas_does(lab: &Lab) {
+    use datafusion::arrow::array::{Float32Array, Int32Array};
+    use std::sync::Arc;
+    let n = 300;
+    let t = batch(vec![
+        (
+            "g",
+            Arc::new(Int32Array::from_iter_values((0..n).map(|i| i % 3))),
+        ),
+        (
+            "a",
+            Arc::new(Int32Array::from_iter_values((0..n).map(|i| i32::MAX - i))) as _,
+        ),
+        (
+            "b",
+            Arc::new(Float32Array::from_iter_values(
+                (0..n).map(|i| i as f32 / 2.0),
+            )) as _,
+        ),
+    ]);
+    lab.put_partitioned("n", &t, 3, 50).await;
+    lab.run("  dataframe:\n    inputs:\n      n: {path: \"n/*.parquet\"}\n    pipeline:\n      - source: n\n      - groupby: {by: [g], aggs: {a: [sum, mean, median, min, var], b: [sum, mean, max]}}\n  targetTaskBytes: 600\n  output: {path: out}\n")
+        .await
+        .expect("int32 and float32 columns aggregate");
+    let (_, rows) = sorted_result(lab, "out").await;
+    let g0: Vec<i64> = (0..n)
+        .filter(|i| i % 3 == 0)
+        .map(|i| i64::from(i32::MAX - i))
+        .collect();
+    let sum: i64 = g0.iter().sum();
+    assert_eq!(rows[0][0], V::I(0));
+    assert_eq!(
+        rows[0][1],
+        V::I(sum),
+        "int32 sums do not overflow: they are int64, as in pandas"
+    );
+    assert_eq!(rows[0][2], V::F(sum as f64 / g0.len() as f64));
+    assert_eq!(
+        rows[0][3],
+        V::F((g0[49] + g0[50]) as f64 / 2.0),
+        "the median of integers is a float"
+    );
+}
+
+async fn sorted_result(lab: &Lab, out: &str) -> (Vec<String>, Vec<Vec<V>>) {
+    let (names, rows) = lab.result(out).await;
+    (names, sorted(rows))
 }
 
 async fn shuffled_and_broadcast_merges_agree(lab: &Lab) {
