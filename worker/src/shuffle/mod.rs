@@ -275,8 +275,3 @@ pub async fn read_partition(
     let bytes = parts.iter().map(|(_, b)| b).sum();
     Ok((parts.into_iter().flat_map(|(b, _)| b).collect(), bytes))
 }
-
-/// The schema of a shuffle, for reducers that received no rows.
-pub fn schema_of(plan: &Plan, stage: usize) -> SchemaRef {
-    Arc::clone(&plan.stages[stage].output_schema.0)
-}

@@ -318,23 +318,21 @@ impl Builder<'_> {
             Sink::Output => &Partial::None,
             Sink::Shuffle { partial, .. } => partial,
         };
-        let mut built = Built {
-            exec: Arc::new(datafusion::physical_plan::empty::EmptyExec::new(Arc::new(
-                datafusion::arrow::datatypes::Schema::empty(),
-            ))),
+        let plain = |exec| Built {
+            exec,
             sink_input_schema: None,
             group_keys: None,
             distinct_columns: vec![],
         };
-        built.exec = match partial {
-            Partial::None => self.physical(lp).await?,
-            Partial::Limit { n } => self.physical(Self::head(lp, *n)?).await?,
+        let built = match partial {
+            Partial::None => plain(self.physical(lp).await?),
+            Partial::Limit { n } => plain(self.physical(Self::head(lp, *n)?).await?),
             Partial::TopK { step, n } => {
                 let StepRef::Sort(s) = self.step(*step)? else {
                     return Err(Error::internal(format!("step {step} is not a sort")));
                 };
                 let sorted = self.sort(lp, s, &step_path(*step))?;
-                self.physical(Self::head(sorted, *n)?).await?
+                plain(self.physical(Self::head(sorted, *n)?).await?)
             }
             Partial::GroupBy { step } => {
                 let StepRef::GroupBy(g) = self.step(*step)? else {
@@ -342,9 +340,12 @@ impl Builder<'_> {
                 };
                 let spec = GroupSpec::groupby(g, &step_path(*step));
                 let (exec, input_schema) = aggregate::partial(self.ctx, lp, &spec).await?;
-                built.sink_input_schema = Some(input_schema);
-                built.group_keys = Some(spec.keys().to_vec());
-                exec
+                Built {
+                    exec,
+                    sink_input_schema: Some(input_schema),
+                    group_keys: Some(spec.keys().to_vec()),
+                    distinct_columns: vec![],
+                }
             }
             Partial::Distinct { step, .. } => {
                 let StepRef::Distinct(d) = self.step(*step)? else {
@@ -353,10 +354,12 @@ impl Builder<'_> {
                 let cols = aggregate::columns_of(&lp);
                 let spec = GroupSpec::distinct(d, &cols, &step_path(*step));
                 let (exec, input_schema) = aggregate::partial(self.ctx, lp, &spec).await?;
-                built.sink_input_schema = Some(input_schema);
-                built.group_keys = Some(spec.keys().to_vec());
-                built.distinct_columns = cols;
-                exec
+                Built {
+                    exec,
+                    sink_input_schema: Some(input_schema),
+                    group_keys: Some(spec.keys().to_vec()),
+                    distinct_columns: cols,
+                }
             }
         };
         Ok(built)

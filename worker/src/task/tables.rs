@@ -36,7 +36,9 @@ pub const STORE_URL: &str = "kask://store";
 /// A session for one task: one partition (tasks are the parallelism), case-sensitive column
 /// names as pandas users expect, and the job's store registered.
 pub fn session(store: &Store) -> SessionContext {
-    let mut config = SessionConfig::new().with_target_partitions(1);
+    let mut config = SessionConfig::new()
+        .with_target_partitions(1)
+        .with_batch_size(batch_size());
     config.options_mut().sql_parser.enable_ident_normalization = false;
     let ctx = SessionContext::new_with_config(config);
     let url = url::Url::parse(STORE_URL).expect("STORE_URL is a valid URL");
@@ -195,4 +197,14 @@ impl TableProvider for ExecTable {
             .collect();
         Ok(Arc::new(ProjectionExec::try_new(exprs, self.plan.clone())?))
     }
+}
+
+/// Rows per batch: `KASK_BATCH_SIZE`, else 65536. Measured on db-benchmark join q5 (2 cores):
+/// 8.6 s at DataFusion's default of 8192, 7.5 s at 65536; groupby questions unchanged.
+fn batch_size() -> usize {
+    std::env::var("KASK_BATCH_SIZE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n: &usize| n > 0)
+        .unwrap_or(65536)
 }
