@@ -133,6 +133,11 @@ fn options(job: &Path, storage: Option<String>) -> RunOptions {
     }
 }
 
+/// "1 task", "3 tasks".
+fn plural(n: usize, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
+}
+
 /// Runs a command.
 pub async fn dispatch(cli: Cli) -> Result<(), Error> {
     match cli.command {
@@ -156,16 +161,13 @@ pub async fn dispatch(cli: Cli) -> Result<(), Error> {
                 String::new()
             };
             println!(
-                "wrote {} rows to {} ({} file{}) in {:.2}s: {} stage{}, {} task{}{resumed}",
+                "wrote {} rows to {} ({}) in {:.2}s: {}, {}{resumed}",
                 s.manifest.rows,
                 s.output_url,
-                s.manifest.files.len(),
-                if s.manifest.files.len() == 1 { "" } else { "s" },
+                plural(s.manifest.files.len(), "file"),
                 s.seconds,
-                s.stages,
-                if s.stages == 1 { "" } else { "s" },
-                s.tasks,
-                if s.tasks == 1 { "" } else { "s" },
+                plural(s.stages, "stage"),
+                plural(s.tasks, "task"),
             );
             Ok(())
         }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, Float64Array};
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -61,6 +61,29 @@ fn floats(rng: &mut StdRng, n: usize) -> ArrayRef {
     ))
 }
 
+/// x and big: the three integer ids, the same ids as `"id<n>"` strings, and a value.
+fn three_ids(
+    schema: &SchemaRef,
+    a: &[i64],
+    b: &[i64],
+    c: &[i64],
+    v: ArrayRef,
+) -> Result<RecordBatch> {
+    RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            int64s(a.iter().copied()),
+            int64s(b.iter().copied()),
+            int64s(c.iter().copied()),
+            id_strings(a),
+            id_strings(b),
+            id_strings(c),
+            v,
+        ],
+    )
+    .map_err(|e| Error::internal(e.to_string()))
+}
+
 fn field(name: &str, dt: DataType) -> Field {
     Field::new(name, dt, false)
 }
@@ -107,19 +130,8 @@ impl JoinGen {
                 sample(&mut rng, &k2.left, n),
                 sample(&mut rng, &k3.left, n),
             );
-            let batch = RecordBatch::try_new(
-                x_schema.clone(),
-                vec![
-                    int64s(a.iter().copied()),
-                    int64s(b.iter().copied()),
-                    int64s(c.iter().copied()),
-                    id_strings(&a),
-                    id_strings(&b),
-                    id_strings(&c),
-                    floats(&mut rng, n),
-                ],
-            )
-            .map_err(build)?;
+            let v = floats(&mut rng, n);
+            let batch = three_ids(&x_schema, &a, &b, &c, v)?;
             write_file(&dir.join("x").join(part_name(p, fmt)), &batch, fmt)?;
         }
 
@@ -186,19 +198,8 @@ impl JoinGen {
                 sample(&mut rng, &k1.right, n),
                 sample(&mut rng, &k2.right, n),
             );
-            let batch = RecordBatch::try_new(
-                big_schema.clone(),
-                vec![
-                    int64s(a.iter().copied()),
-                    int64s(b.iter().copied()),
-                    int64s(c.iter().copied()),
-                    id_strings(&a),
-                    id_strings(&b),
-                    id_strings(c),
-                    floats(&mut rng, n),
-                ],
-            )
-            .map_err(build)?;
+            let v = floats(&mut rng, n);
+            let batch = three_ids(&big_schema, &a, &b, c, v)?;
             write_file(&dir.join("big").join(part_name(p, fmt)), &batch, fmt)?;
         }
         Ok(dir)

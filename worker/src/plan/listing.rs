@@ -229,19 +229,24 @@ async fn list_input(
     })
 }
 
+/// What DataFusion's readers need to know of a listed file.
+fn object_meta(store: &Store, path: &str, size: u64) -> object_store::ObjectMeta {
+    object_store::ObjectMeta {
+        location: store.path(path),
+        last_modified: Default::default(),
+        size,
+        e_tag: None,
+        version: None,
+    }
+}
+
 async fn parquet_file(
     store: &Store,
     name: &str,
     path: String,
     size: u64,
 ) -> Result<(SchemaRef, Splits)> {
-    let object = object_store::ObjectMeta {
-        location: store.path(&path),
-        last_modified: Default::default(),
-        size,
-        e_tag: None,
-        version: None,
-    };
+    let object = object_meta(store, &path, size);
     let invalid =
         |e: String| Error::input(name, format!("{path} is not a valid Parquet file: {e}"));
     let meta = DFParquetMetadata::new(store.inner.as_ref(), &object)
@@ -277,13 +282,7 @@ async fn text_schema(
     size: u64,
     ctx: &SessionContext,
 ) -> Result<SchemaRef> {
-    let meta = object_store::ObjectMeta {
-        location: store.path(&path),
-        last_modified: Default::default(),
-        size,
-        e_tag: None,
-        version: None,
-    };
+    let meta = object_meta(store, &path, size);
     let state = ctx.state();
     let result = match format {
         Format::Csv => {
