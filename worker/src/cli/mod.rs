@@ -189,10 +189,10 @@ pub async fn dispatch(cli: Cli) -> Result<(), Error> {
             }
             let (_, plan) = runner::prepare(&dj, &options(&job, storage)).await?;
             println!(
-                "{}: OK ({} stages, {} tasks)",
+                "{}: OK ({}, {})",
                 job.display(),
-                plan.stages.len(),
-                plan.total_tasks()
+                plural(plan.stages.len(), "stage"),
+                plural(plan.total_tasks(), "task")
             );
             Ok(())
         }
