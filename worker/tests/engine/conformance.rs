@@ -29,6 +29,7 @@ macro_rules! on_every_store {
 on_every_store!(
     groupby_across_tasks_matches_a_single_task,
     narrow_integer_and_float_columns_aggregate_as_pandas_does,
+    json_lines_in_and_csv_or_json_out,
     shuffled_and_broadcast_merges_agree,
     csv_byte_ranges_lose_and_duplicate_no_line,
     sort_then_head_takes_the_global_top,
@@ -147,6 +148,61 @@ async fn narrow_integer_and_float_columns_aggregate_as_pandas_does(lab: &Lab) {
         V::F((g0[49] + g0[50]) as f64 / 2.0),
         "the median of integers is a float"
     );
+}
+
+async fn json_lines_in_and_csv_or_json_out(lab: &Lab) {
+    let mut text = String::new();
+    for i in 0..3000 {
+        let city = if i % 10 == 0 {
+            "null".to_string()
+        } else {
+            format!("\"c{}\"", i % 4)
+        };
+        text.push_str(&format!(
+            "{{\"id\": {i}, \"city\": {city}, \"amount\": {}.5}}\n",
+            i % 50
+        ));
+    }
+    lab.put("events/a.jsonl", text.clone()).await;
+    lab.put("events/b.jsonl", text).await;
+    for format in ["json", "csv"] {
+        let s = lab
+            .run(&format!(
+                "  dataframe:\n    inputs:\n      e: {{path: \"events/*.jsonl\", format: json}}\n    pipeline:\n      - source: e\n      - filter: \"amount > 10\"\n      - groupby: {{by: [city], aggs: {{id: [count]}}, dropna: false}}\n      - sort: {{by: [city]}}\n  targetTaskBytes: 20000\n  output: {{path: {format}-out, format: {format}}}\n"
+            ))
+            .await
+            .expect("json job");
+        assert!(s.tasks > 4, "JSON lines are cut into byte ranges too");
+        let m = lab
+            .manifest(&format!("{format}-out"))
+            .await
+            .expect("manifest");
+        let text = String::from_utf8(
+            lab.store
+                .get_opt(&format!("{format}-out/{}", m.files[0].path))
+                .await
+                .expect("read")
+                .expect("part")
+                .to_vec(),
+        )
+        .expect("utf8");
+        let lines: Vec<&str> = text.lines().collect();
+        let expected_count = 2
+            * (0..3000)
+                .filter(|i| i % 50 > 10 && i % 10 != 0 && i % 4 == 0)
+                .count();
+        if format == "json" {
+            assert_eq!(lines.len(), 5, "four cities and the null city: {text}");
+            let first: serde_json::Value =
+                serde_json::from_str(lines[0]).expect("a JSON object per line");
+            assert_eq!(first["city"], "c0");
+            assert_eq!(first["id_count"], expected_count);
+        } else {
+            assert_eq!(lines[0], "city,id_count", "a header line");
+            assert_eq!(lines[1], format!("c0,{expected_count}"));
+            assert_eq!(lines.len(), 6);
+        }
+    }
 }
 
 async fn sorted_result(lab: &Lab, out: &str) -> (Vec<String>, Vec<Vec<V>>) {
