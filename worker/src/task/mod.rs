@@ -139,10 +139,17 @@ async fn execute(
     .build(st, data)
     .await?;
     let dir = plan.attempt_dir(stage, task, attempt);
-    let task_err = |e: DataFusionError| Error::Task {
-        stage: st.name.clone(),
-        task,
-        message: df_message(&e),
+    let task_err = |e: DataFusionError| match e.find_root() {
+        // The store failed under DataFusion's reader: worth another attempt, unlike bad data.
+        DataFusionError::ObjectStore(os) => Error::Storage {
+            url: store.url.clone(),
+            message: format!("stage {} task {task}: {os}", st.name),
+        },
+        _ => Error::Task {
+            stage: st.name.clone(),
+            task,
+            message: df_message(&e),
+        },
     };
     let stream = execute_stream(built.exec.clone(), ctx.task_ctx()).map_err(task_err)?;
 
