@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::plan::listing::{Listing, list_inputs};
 use crate::plan::planner::plan_stages;
 use crate::plan::{Plan, Stage};
-use crate::store::Store;
+use crate::store::{Store, local_storage};
 use crate::task::build::InputCache;
 use crate::task::tables::session;
 use crate::task::{TaskOutcome, run_task, schema::resolve};
@@ -68,19 +68,7 @@ pub struct RunSummary {
 pub fn resolve_storage(job: &DaskJob, opts: &RunOptions) -> Result<Storage> {
     let mut storage = match &job.spec.storage {
         Some(s) => s.clone(),
-        None => {
-            let abs = std::path::absolute(&opts.base_dir).map_err(|e| Error::Storage {
-                url: opts.base_dir.display().to_string(),
-                message: e.to_string(),
-            })?;
-            Storage {
-                url: format!("file://{}", abs.display()),
-                endpoint: None,
-                region: None,
-                allow_http: None,
-                secret_ref: None,
-            }
-        }
+        None => local_storage(&opts.base_dir)?,
     };
     if let Some(url) = &opts.storage {
         storage.url = url.clone();

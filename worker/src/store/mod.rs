@@ -14,6 +14,21 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 use crate::error::{Error, Result};
 use kask_api::Storage;
 
+/// The `storage` section of a local directory, as an absolute `file://` URL.
+pub fn local_storage(dir: &std::path::Path) -> Result<Storage> {
+    let abs = std::path::absolute(dir).map_err(|e| Error::Storage {
+        url: dir.display().to_string(),
+        message: e.to_string(),
+    })?;
+    Ok(Storage {
+        url: format!("file://{}", abs.display()),
+        endpoint: None,
+        region: None,
+        allow_http: None,
+        secret_ref: None,
+    })
+}
+
 /// An object store and the root prefix the job's paths are relative to.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -95,17 +110,7 @@ impl Store {
 
     /// A local directory as a store.
     pub fn local_dir(dir: &std::path::Path) -> Result<Store> {
-        let abs = std::path::absolute(dir).map_err(|e| Error::Storage {
-            url: dir.display().to_string(),
-            message: e.to_string(),
-        })?;
-        Store::from_storage(&Storage {
-            url: format!("file://{}", abs.display()),
-            endpoint: None,
-            region: None,
-            allow_http: None,
-            secret_ref: None,
-        })
+        Store::from_storage(&local_storage(dir)?)
     }
 
     /// The full store path of a path relative to the root.
