@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, Float64Array};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -61,31 +61,29 @@ fn floats(rng: &mut StdRng, n: usize) -> ArrayRef {
     ))
 }
 
-/// x and big: the three integer ids, the same ids as `"id<n>"` strings, and a value.
-fn three_ids(
-    schema: &SchemaRef,
-    a: &[i64],
-    b: &[i64],
-    c: &[i64],
+/// A join table: integer id columns named `int_names`, the same ids as `"id<n>"` strings in
+/// columns named `str_names`, and a float value column.
+fn id_table(
+    int_names: &[&str],
+    str_names: &[&str],
+    value: &str,
+    ids: &[&[i64]],
     v: ArrayRef,
 ) -> Result<RecordBatch> {
-    RecordBatch::try_new(
-        schema.clone(),
-        vec![
-            int64s(a.iter().copied()),
-            int64s(b.iter().copied()),
-            int64s(c.iter().copied()),
-            id_strings(a),
-            id_strings(b),
-            id_strings(c),
-            v,
-        ],
-    )
-    .map_err(|e| Error::internal(e.to_string()))
-}
-
-fn field(name: &str, dt: DataType) -> Field {
-    Field::new(name, dt, false)
+    let mut fields = Vec::new();
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    for (name, col) in int_names.iter().zip(ids) {
+        fields.push(Field::new(*name, DataType::Int64, false));
+        columns.push(int64s(col.iter().copied()));
+    }
+    for (name, col) in str_names.iter().zip(ids) {
+        fields.push(Field::new(*name, DataType::Utf8, false));
+        columns.push(id_strings(col));
+    }
+    fields.push(Field::new(value, DataType::Float64, false));
+    columns.push(v);
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+        .map_err(|e| Error::internal(e.to_string()))
 }
 
 impl JoinGen {
@@ -108,98 +106,60 @@ impl JoinGen {
         let k2 = keys((self.rows / 1_000).max(1), &mut rng);
         let k3 = keys(self.rows, &mut rng);
         let fmt = self.format;
-        let build = |e: datafusion::arrow::error::ArrowError| Error::internal(e.to_string());
 
         // x: every id sampled from the keys present in x.
-        let x_schema = Arc::new(Schema::new(vec![
-            field("id1", DataType::Int64),
-            field("id2", DataType::Int64),
-            field("id3", DataType::Int64),
-            field("id4", DataType::Utf8),
-            field("id5", DataType::Utf8),
-            field("id6", DataType::Utf8),
-            field("v1", DataType::Float64),
-        ]));
         for (p, range) in row_ranges(self.rows, self.partitions)
             .into_iter()
             .enumerate()
         {
             let n = (range.end - range.start) as usize;
-            let (a, b, c) = (
-                sample(&mut rng, &k1.left, n),
-                sample(&mut rng, &k2.left, n),
-                sample(&mut rng, &k3.left, n),
-            );
+            let a = sample(&mut rng, &k1.left, n);
+            let b = sample(&mut rng, &k2.left, n);
+            let c = sample(&mut rng, &k3.left, n);
             let v = floats(&mut rng, n);
-            let batch = three_ids(&x_schema, &a, &b, &c, v)?;
+            let batch = id_table(
+                &["id1", "id2", "id3"],
+                &["id4", "id5", "id6"],
+                "v1",
+                &[&a, &b, &c],
+                v,
+            )?;
             write_file(&dir.join("x").join(part_name(p, fmt)), &batch, fmt)?;
         }
 
         // small: one row per right key of the smallest cardinality.
         let mut ids = k1.right.clone();
         ids.shuffle(&mut rng);
-        let batch = RecordBatch::try_new(
-            Arc::new(Schema::new(vec![
-                field("id1", DataType::Int64),
-                field("id4", DataType::Utf8),
-                field("v2", DataType::Float64),
-            ])),
-            vec![
-                int64s(ids.iter().copied()),
-                id_strings(&ids),
-                floats(&mut rng, ids.len()),
-            ],
-        )
-        .map_err(build)?;
+        let v = floats(&mut rng, ids.len());
+        let batch = id_table(&["id1"], &["id4"], "v2", &[&ids], v)?;
         write_file(&dir.join("small").join(part_name(0, fmt)), &batch, fmt)?;
 
         // medium: one row per right key of the middle cardinality.
         let mut ids2 = k2.right.clone();
         ids2.shuffle(&mut rng);
         let ids1 = sample(&mut rng, &k1.right, ids2.len());
-        let batch = RecordBatch::try_new(
-            Arc::new(Schema::new(vec![
-                field("id1", DataType::Int64),
-                field("id2", DataType::Int64),
-                field("id4", DataType::Utf8),
-                field("id5", DataType::Utf8),
-                field("v2", DataType::Float64),
-            ])),
-            vec![
-                int64s(ids1.iter().copied()),
-                int64s(ids2.iter().copied()),
-                id_strings(&ids1),
-                id_strings(&ids2),
-                floats(&mut rng, ids2.len()),
-            ],
-        )
-        .map_err(build)?;
+        let v = floats(&mut rng, ids2.len());
+        let batch = id_table(&["id1", "id2"], &["id4", "id5"], "v2", &[&ids1, &ids2], v)?;
         write_file(&dir.join("medium").join(part_name(0, fmt)), &batch, fmt)?;
 
         // big: one row per right key of the largest cardinality.
         let mut ids3 = k3.right.clone();
         ids3.shuffle(&mut rng);
-        let big_schema = Arc::new(Schema::new(vec![
-            field("id1", DataType::Int64),
-            field("id2", DataType::Int64),
-            field("id3", DataType::Int64),
-            field("id4", DataType::Utf8),
-            field("id5", DataType::Utf8),
-            field("id6", DataType::Utf8),
-            field("v2", DataType::Float64),
-        ]));
         for (p, range) in row_ranges(ids3.len() as u64, self.partitions)
             .into_iter()
             .enumerate()
         {
             let c = &ids3[range.start as usize..range.end as usize];
-            let n = c.len();
-            let (a, b) = (
-                sample(&mut rng, &k1.right, n),
-                sample(&mut rng, &k2.right, n),
-            );
-            let v = floats(&mut rng, n);
-            let batch = three_ids(&big_schema, &a, &b, c, v)?;
+            let a = sample(&mut rng, &k1.right, c.len());
+            let b = sample(&mut rng, &k2.right, c.len());
+            let v = floats(&mut rng, c.len());
+            let batch = id_table(
+                &["id1", "id2", "id3"],
+                &["id4", "id5", "id6"],
+                "v2",
+                &[&a, &b, c],
+                v,
+            )?;
             write_file(&dir.join("big").join(part_name(p, fmt)), &batch, fmt)?;
         }
         Ok(dir)

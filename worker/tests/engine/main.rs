@@ -5,5 +5,6 @@
 mod bad_input;
 mod commit;
 mod conformance;
+mod datagen;
 mod properties;
 mod support;

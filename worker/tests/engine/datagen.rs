@@ -1,0 +1,114 @@
+//! `kask gen`: the db-benchmark data sets have the layout, sizes and key overlaps of the spec.
+
+use std::collections::HashSet;
+
+use datafusion::arrow::array::{Array, Int64Array, RecordBatch};
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use kask_worker::datagen::{GenFormat, groupby::GroupbyGen, join::JoinGen};
+
+fn read_dir(dir: &std::path::Path) -> Vec<RecordBatch> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .expect("dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .flat_map(|f| {
+            let r = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(f).expect("open"))
+                .expect("parquet");
+            r.build()
+                .expect("reader")
+                .map(|b| b.expect("batch"))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn ints(batches: &[RecordBatch], col: &str) -> Vec<i64> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            let a = b.column_by_name(col).expect("column");
+            let a = a
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .expect("int64")
+                .clone();
+            (0..a.len()).map(move |i| a.value(i)).collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn groupby_data_has_the_columns_rows_files_and_nulls_asked_for() {
+    let out = tempfile::tempdir().expect("tempdir");
+    let g = GroupbyGen {
+        rows: 20_000,
+        groups: 10,
+        nas: 5,
+        seed: 3,
+        partitions: 3,
+        format: GenFormat::Parquet,
+    };
+    let dir = g.write(out.path()).expect("gen");
+    assert!(dir.ends_with("G1_2e4_1e1_5_0"), "{}", dir.display());
+    assert_eq!(std::fs::read_dir(&dir).expect("dir").count(), 3);
+    let batches = read_dir(&dir);
+    let names: Vec<String> = batches[0]
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(
+        names,
+        ["id1", "id2", "id3", "id4", "id5", "id6", "v1", "v2", "v3"]
+    );
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    assert_eq!(rows, 20_000);
+    let nulls: usize = batches.iter().map(|b| b.column(6).null_count()).sum();
+    assert!(
+        (600..1400).contains(&nulls),
+        "about 5% nulls in v1: {nulls}"
+    );
+}
+
+#[test]
+fn join_keys_overlap_as_the_spec_says() {
+    let out = tempfile::tempdir().expect("tempdir");
+    let g = JoinGen {
+        rows: 10_000,
+        seed: 5,
+        partitions: 2,
+        format: GenFormat::Parquet,
+    };
+    let dir = g.write(out.path()).expect("gen");
+    let x = read_dir(&dir.join("x"));
+    let big = read_dir(&dir.join("big"));
+    let medium = read_dir(&dir.join("medium"));
+    assert_eq!(x.iter().map(|b| b.num_rows()).sum::<usize>(), 10_000);
+    assert_eq!(
+        medium.iter().map(|b| b.num_rows()).sum::<usize>(),
+        10,
+        "N/1e3 rows, one per key"
+    );
+    let big_keys: HashSet<i64> = ints(&big, "id3").into_iter().collect();
+    assert_eq!(
+        big_keys.len(),
+        big.iter().map(|b| b.num_rows()).sum::<usize>(),
+        "big has one row per id3 key"
+    );
+    assert_eq!(
+        big_keys.len(),
+        10_000,
+        "0.9n shared keys and 0.1n right-only keys"
+    );
+    let x_keys: HashSet<i64> = ints(&x, "id3").into_iter().collect();
+    let shared = x_keys.intersection(&big_keys).count() as f64 / x_keys.len() as f64;
+    assert!(
+        (0.85..0.95).contains(&shared),
+        "about 90% of x's keys are in big: {shared}"
+    );
+}
