@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::commit::{Manifest, check_output_free, commit_job};
 use crate::error::{Error, Result};
@@ -114,11 +114,14 @@ pub async fn prepare(job: &DaskJob, opts: &RunOptions) -> Result<(Store, Plan)> 
         .ok_or_else(|| Error::spec("spec", "this version of kask runs dataframe jobs only"))?;
     let ctx = session(&store);
     let listing = list_inputs(&store, df, &ctx).await?;
+    let files: usize = listing.inputs.values().map(|i| i.files.len()).sum();
+    info!(files, "listed the inputs");
     let id = local_job_id(job, &listing);
     let mut spec = job.spec.clone();
     spec.storage = Some(storage);
     let mut plan = plan_stages(&id, &spec, &listing)?;
     resolve(&mut plan, &store).await?;
+    info!(job = %plan.job_id, stages = plan.stages.len(), tasks = plan.total_tasks(), "planned");
     Ok((store, plan))
 }
 
@@ -166,9 +169,11 @@ pub async fn run(job: &DaskJob, opts: &RunOptions, progress: &dyn Progress) -> R
             progress.task_finished(stage, &outcome);
         }
         progress.stage_finished(stage);
+        info!(job = %shared.1.job_id, stage = %stage.name, "stage finished");
     }
     let (store, plan, _) = shared.as_ref();
     let manifest = commit_job(store, plan).await?;
+    info!(job = %plan.job_id, rows = manifest.rows, files = manifest.files.len(), "committed");
     Ok(RunSummary {
         output_url: format!("{}/{}", store.url, output.path.trim_matches('/')),
         manifest,

@@ -249,7 +249,10 @@ async fn parquet_file(
     let object = object_meta(store, &path, size);
     let invalid =
         |e: String| Error::input(name, format!("{path} is not a valid Parquet file: {e}"));
+    // Through the runtime's cache, so the tasks that scan the file later do not fetch it again.
+    let cache = store.runtime.cache_manager.get_file_metadata_cache();
     let meta = DFParquetMetadata::new(store.inner.as_ref(), &object)
+        .with_file_metadata_cache(Some(cache))
         .fetch_metadata()
         .await
         .map_err(|e| invalid(crate::task::df_message(&e)))?;

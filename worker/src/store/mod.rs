@@ -38,6 +38,10 @@ pub struct Store {
     pub inner: Arc<dyn ObjectStore>,
     /// The prefix inside the store that `url` points at.
     pub root: Path,
+    /// DataFusion's runtime for this store: the store registered under
+    /// [`crate::task::tables::STORE_URL`], and caches (Parquet footers) that every task of the
+    /// process shares instead of each reading the footers again.
+    pub runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
 }
 
 impl Store {
@@ -101,10 +105,17 @@ impl Store {
         };
         // Bucket-style URLs carry the bucket in the host, so the path is the prefix; for
         // file:// the whole path is the prefix inside the root file system.
+        let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+            .build_arc()
+            .map_err(|e| Error::internal(format!("starting DataFusion's runtime: {e}")))?;
+        let registry_url = url::Url::parse(crate::task::tables::STORE_URL)
+            .map_err(|e| Error::internal(e.to_string()))?;
+        runtime.register_object_store(&registry_url, Arc::clone(&inner));
         Ok(Store {
             url,
             inner,
             root: Path::from(prefix),
+            runtime,
         })
     }
 

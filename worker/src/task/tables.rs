@@ -34,16 +34,13 @@ use kask_api::Format;
 pub const STORE_URL: &str = "kask://store";
 
 /// A session for one task: one partition (tasks are the parallelism), case-sensitive column
-/// names as pandas users expect, and the job's store registered.
+/// names as pandas users expect, and the store's shared runtime.
 pub fn session(store: &Store) -> SessionContext {
     let mut config = SessionConfig::new()
         .with_target_partitions(1)
         .with_batch_size(batch_size());
     config.options_mut().sql_parser.enable_ident_normalization = false;
-    let ctx = SessionContext::new_with_config(config);
-    let url = url::Url::parse(STORE_URL).expect("STORE_URL is a valid URL");
-    ctx.register_object_store(&url, store.inner.clone());
-    ctx
+    SessionContext::new_with_config_rt(config, Arc::clone(&store.runtime))
 }
 
 /// A scan of some byte ranges of an input's files.
