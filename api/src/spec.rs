@@ -302,6 +302,17 @@ pub struct Merge {
     pub suffixes: Option<Vec<String>>,
 }
 
+impl Merge {
+    /// The key columns of the left and right sides (`on` for both, or `leftOn`/`rightOn`).
+    pub fn key_columns(&self) -> (Vec<String>, Vec<String>) {
+        match (&self.on, &self.left_on, &self.right_on) {
+            (Some(on), _, _) => (on.clone(), on.clone()),
+            (None, Some(l), Some(r)) => (l.clone(), r.clone()),
+            _ => (vec![], vec![]),
+        }
+    }
+}
+
 /// How a merge keeps unmatched rows.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "lowercase")]

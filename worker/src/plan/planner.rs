@@ -97,7 +97,7 @@ pub fn plan_stages(job_id: &str, spec: &DaskJobSpec, listing: &Listing) -> Resul
                 } else {
                     let right_stage = input_stage(&m.right, right, target);
                     let r = partitions(cur.tasks.max(right_stage.tasks));
-                    let (lk, rk) = merge_keys(m);
+                    let (lk, rk) = m.key_columns();
                     let left = push(cur, shuffle(r, lk, Partial::None));
                     let right = push(right_stage, shuffle(r, rk, Partial::None));
                     cur = reduce_stage(
@@ -202,14 +202,6 @@ fn shuffle(partitions: usize, keys: Vec<String>, partial: Partial) -> Sink {
         keys,
         float_keys: vec![],
         partial,
-    }
-}
-
-fn merge_keys(m: &kask_api::Merge) -> (Vec<String>, Vec<String>) {
-    match (&m.on, &m.left_on, &m.right_on) {
-        (Some(on), _, _) => (on.clone(), on.clone()),
-        (None, Some(l), Some(r)) => (l.clone(), r.clone()),
-        _ => (vec![], vec![]),
     }
 }
 

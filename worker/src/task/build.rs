@@ -73,15 +73,14 @@ fn step_path(i: usize) -> String {
     format!("spec.dataframe.pipeline[{i}]")
 }
 
-fn mem_plan(
-    schema: SchemaRef,
-    batches: Vec<RecordBatch>,
-    name: &str,
-) -> Result<LogicalPlanBuilder> {
+fn mem_plan(schema: SchemaRef, batches: Vec<RecordBatch>) -> Result<LogicalPlanBuilder> {
     let table = MemTable::try_new(schema, vec![batches])
         .map_err(|e| Error::internal(format!("shuffle data does not match its schema: {e}")))?;
-    LogicalPlanBuilder::scan(name, provider_as_source(Arc::new(table)), None)
-        .map_err(|e| Error::internal(e.to_string()))
+    Ok(LogicalPlanBuilder::scan(
+        "t",
+        provider_as_source(Arc::new(table)),
+        None,
+    )?)
 }
 
 impl Builder<'_> {
@@ -105,17 +104,17 @@ impl Builder<'_> {
             .get(input)
             .ok_or_else(|| Error::internal(format!("the plan has no input {input:?}")))?;
         let table = ScanTable::new(self.store, plan, fragments)?;
-        LogicalPlanBuilder::scan("t", provider_as_source(Arc::new(table)), None)
-            .map_err(|e| Error::internal(e.to_string()))
+        Ok(LogicalPlanBuilder::scan(
+            "t",
+            provider_as_source(Arc::new(table)),
+            None,
+        )?)
     }
 
     /// An input read whole, for a broadcast merge.
     async fn whole_input(&self, input: &str) -> Result<LogicalPlan> {
         let Some(cache) = self.inputs else {
-            return self
-                .scan(input, &[])?
-                .build()
-                .map_err(|e| Error::internal(e.to_string()));
+            return Ok(self.scan(input, &[])?.build()?);
         };
         let cell = {
             let mut cells = cache
@@ -137,10 +136,7 @@ impl Builder<'_> {
                         end: f.size,
                     })
                     .collect();
-                let lp = self
-                    .scan(input, &all)?
-                    .build()
-                    .map_err(|e| Error::internal(e.to_string()))?;
+                let lp = self.scan(input, &all)?.build()?;
                 let df = self.ctx.execute_logical_plan(lp).await?;
                 df.collect()
                     .await
@@ -149,13 +145,11 @@ impl Builder<'_> {
             })
             .await?;
         let schema = self.plan.inputs[input].schema.schema();
-        mem_plan(schema, batches.as_ref().clone(), "t")?
-            .build()
-            .map_err(|e| Error::internal(e.to_string()))
+        Ok(mem_plan(schema, batches.as_ref().clone())?.build()?)
     }
 
     async fn physical(&self, lp: LogicalPlanBuilder) -> Result<Arc<dyn ExecutionPlan>> {
-        let lp = lp.build().map_err(|e| Error::internal(e.to_string()))?;
+        let lp = lp.build()?;
         Ok(self.ctx.state().create_physical_plan(&lp).await?)
     }
 
@@ -178,8 +172,7 @@ impl Builder<'_> {
     }
 
     fn head(lp: LogicalPlanBuilder, n: u64) -> Result<LogicalPlanBuilder> {
-        lp.limit(0, Some(n as usize))
-            .map_err(|e| Error::internal(e.to_string()))
+        Ok(lp.limit(0, Some(n as usize))?)
     }
 
     /// The reduce side of a shuffle: plain rows, or the final half of an aggregation.
@@ -208,7 +201,7 @@ impl Builder<'_> {
             _ => None,
         };
         match final_spec {
-            None => Ok((mem_plan(schema, batches, "t")?, false)),
+            None => Ok((mem_plan(schema, batches)?, false)),
             Some(spec) => {
                 let input_schema = from
                     .sink_input_schema
@@ -240,18 +233,9 @@ impl Builder<'_> {
                 let StepRef::Merge(m) = self.step(*step)? else {
                     return Err(Error::internal(format!("step {step} is not a merge")));
                 };
-                let l = mem_plan(
-                    self.plan.stages[*left].output_schema.schema(),
-                    data.left,
-                    "t",
-                )?;
-                let r = mem_plan(
-                    self.plan.stages[*right].output_schema.schema(),
-                    data.right,
-                    "t",
-                )?
-                .build()
-                .map_err(|e| Error::internal(e.to_string()))?;
+                let l = mem_plan(self.plan.stages[*left].output_schema.schema(), data.left)?;
+                let r = mem_plan(self.plan.stages[*right].output_schema.schema(), data.right)?
+                    .build()?;
                 merge::join(
                     l,
                     r,

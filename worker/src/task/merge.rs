@@ -10,15 +10,6 @@ use super::steps::names;
 use crate::error::{Error, Result};
 use kask_api::{How, Merge};
 
-/// The key columns of each side.
-pub fn keys(m: &Merge) -> (Vec<String>, Vec<String>) {
-    match (&m.on, &m.left_on, &m.right_on) {
-        (Some(on), _, _) => (on.clone(), on.clone()),
-        (None, Some(l), Some(r)) => (l.clone(), r.clone()),
-        _ => (vec![], vec![]),
-    }
-}
-
 fn check_keys(
     plan: &LogicalPlan,
     keys: &[String],
@@ -58,7 +49,7 @@ pub fn join(
     build: Build,
     at: &str,
 ) -> Result<LogicalPlanBuilder> {
-    let (lk, rk) = keys(m);
+    let (lk, rk) = m.key_columns();
     let left = left
         .build()
         .map_err(|e| Error::spec(at, super::df_message(&e)))?;
