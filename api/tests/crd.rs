@@ -3,8 +3,14 @@
 
 use std::path::PathBuf;
 
+/// The checkout being tested. `cargo test` sets the variable at run time too, which matters:
+/// the compile-time value is the path of whichever clone built this binary, and CI clones
+/// share one target directory, where cargo reuses a binary built from another clone.
 fn committed() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../crds/kask.dev_daskjobs.yaml")
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest_dir.join("../crds/kask.dev_daskjobs.yaml")
 }
 
 #[test]
