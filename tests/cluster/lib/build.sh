@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Installs the Debian packages and builds the pinned binaries the test bed runs, from the Go
 # module proxy only. Sourced by tests/cluster/cluster; every function is idempotent and every
 # binary lands in the cache under a directory keyed by its version and the Go version, so a

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # OCI images without Docker or a registry: a root file system is packed into one uncompressed,
 # deterministic layer and written as an OCI image layout tarball, the format
 # `ctr images import` reads. Sourced by tests/cluster/cluster.

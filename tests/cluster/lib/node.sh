@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # The node's processes: each component is a background process with its log in $RUN/logs and
 # its pid in $RUN/pids, started in dependency order and checked before the next one starts.
 # Sourced by tests/cluster/cluster.

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # The test bed's PKI and kubeconfigs, made with openssl: one CA signs every serving and client
 # certificate, so pods can verify the API server with the kube-root-ca.crt they are given.
 # Sourced by tests/cluster/cluster; writes into $PKI.

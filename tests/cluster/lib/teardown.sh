@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Host preparation at `up` and the complete undo at `down`: processes, pods, network, mounts,
 # cgroups and sysctls. `down` works from whatever state a failed `up` or test left, and is
 # quiet about what is already gone. Sourced by tests/cluster/cluster.
