@@ -83,6 +83,31 @@ pub struct DaskJobSpec {
     /// Attempts per task after the first failure (default 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<u32>,
+
+    /// CPU and memory requests and limits of each worker pod, as in a container spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
+
+    /// The worker image (default: the one the operator is configured with).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+
+    /// Seconds the job may run, counted from its start; then it fails and its pods are stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub active_deadline_seconds: Option<i64>,
+
+    /// Seconds after the job succeeds or fails before the DaskJob and everything it created
+    /// are deleted (default: kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub ttl_seconds_after_finished: Option<i64>,
+
+    /// A suspended job creates no pods; suspending a running job stops its current stage's
+    /// pods, and resuming continues from that stage (the tasks it had committed stay done).
+    /// The only field that may change after creation. Queueing systems (Kueue) set it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspend: Option<bool>,
 }
 
 fn reserved_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
@@ -111,6 +136,12 @@ impl DaskJobSpec {
     /// `retries`, or its default.
     pub fn retries(&self) -> u32 {
         self.retries.unwrap_or(DEFAULT_RETRIES)
+    }
+    /// The job's scratch prefix, `<output>/_kask/<job id>`: the plan, shuffle files and task
+    /// markers live there until the commit removes it.
+    pub fn scratch_prefix(&self, job_id: &str) -> String {
+        let out = self.output.path.trim_matches('/');
+        format!("{out}/_kask/{job_id}")
     }
 }
 

@@ -35,6 +35,12 @@ pub struct DaskJobStatus {
     /// The spec generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The plan's URL, from the plan pod; every stage pod is given it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
+    /// Rows in the committed output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_rows: Option<u64>,
 }
 
 /// The phase of a job.
@@ -104,4 +110,16 @@ pub struct StageStatus {
     /// Bytes written.
     #[serde(default)]
     pub bytes_written: u64,
+    /// Task groups, one pod each (the stage Job's completions).
+    #[serde(default)]
+    pub groups: u32,
+    /// CPU seconds its pods used, summed.
+    #[serde(default)]
+    pub cpu_seconds: f64,
+    /// The largest peak resident memory of any of its pods, in bytes.
+    #[serde(default)]
+    pub peak_memory_bytes: u64,
+    /// Seconds from the stage's first pod start to its last pod's end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<f64>,
 }

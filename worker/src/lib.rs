@@ -5,6 +5,7 @@ pub mod commit;
 pub mod datagen;
 pub mod error;
 pub mod plan;
+pub mod pod;
 pub mod runner;
 pub mod shuffle;
 pub mod store;

@@ -103,8 +103,14 @@ pub fn local_job_id(job: &DaskJob, listing: &Listing) -> String {
     format!("local-{:016x}", fnv1a(&refs))
 }
 
-/// Lists the inputs and plans the job, checking every column and expression.
-pub async fn prepare(job: &DaskJob, opts: &RunOptions) -> Result<(Store, Plan)> {
+/// Lists the inputs and plans the job, checking every column and expression. `job_id` names
+/// the scratch prefix: the DaskJob's UID on a cluster; `None` in local mode, where a hash of
+/// the spec and inputs lets a rerun resume.
+pub async fn prepare(
+    job: &DaskJob,
+    opts: &RunOptions,
+    job_id: Option<&str>,
+) -> Result<(Store, Plan)> {
     let storage = resolve_storage(job, opts)?;
     let store = Store::from_storage(&storage)?;
     let df = job
@@ -116,7 +122,10 @@ pub async fn prepare(job: &DaskJob, opts: &RunOptions) -> Result<(Store, Plan)> 
     let listing = list_inputs(&store, df, &ctx).await?;
     let files: usize = listing.inputs.values().map(|i| i.files.len()).sum();
     info!(files, "listed the inputs");
-    let id = local_job_id(job, &listing);
+    let id = match job_id {
+        Some(id) => id.to_string(),
+        None => local_job_id(job, &listing),
+    };
     let mut spec = job.spec.clone();
     spec.storage = Some(storage);
     let mut plan = plan_stages(&id, &spec, &listing)?;
@@ -128,7 +137,7 @@ pub async fn prepare(job: &DaskJob, opts: &RunOptions) -> Result<(Store, Plan)> 
 /// Runs a whole job locally.
 pub async fn run(job: &DaskJob, opts: &RunOptions, progress: &dyn Progress) -> Result<RunSummary> {
     let started = Instant::now();
-    let (store, plan) = prepare(job, opts).await?;
+    let (store, plan) = prepare(job, opts, None).await?;
     let output = plan.spec.output.clone();
     check_output_free(&store, &output.path, output.mode).await?;
     store.check_create_only(&plan.scratch()).await?;
@@ -143,31 +152,16 @@ pub async fn run(job: &DaskJob, opts: &RunOptions, progress: &dyn Progress) -> R
         .parallelism
         .unwrap_or_else(|| (plan.spec.workers() as usize).min(cores))
         .max(1);
-    let retries = plan.spec.retries();
     let shared = Arc::new((store, plan, InputCache::default()));
     let mut resumed = 0;
     for stage in &shared.1.stages {
         progress.stage_started(stage);
-        // Spawned, so that tasks run on the runtime's worker threads in parallel rather than
-        // taking turns on the thread that drives the run.
-        let mut results = futures::stream::iter(0..stage.tasks)
-            .map(|t| {
-                let shared = Arc::clone(&shared);
-                let stage = stage.id;
-                AbortOnDrop(tokio::spawn(async move {
-                    let (store, plan, inputs) = shared.as_ref();
-                    run_with_retries(store, plan, inputs, stage, t, retries).await
-                }))
-            })
-            .buffer_unordered(parallelism);
-        while let Some(joined) = results.next().await {
-            let outcome =
-                joined.map_err(|e| Error::internal(format!("a task panicked: {e}")))??;
-            if outcome.skipped {
-                resumed += 1;
-            }
-            progress.task_finished(stage, &outcome);
-        }
+        let tasks: Vec<usize> = (0..stage.tasks).collect();
+        let outcomes = run_tasks(&shared, stage.id, tasks, parallelism, &|o| {
+            progress.task_finished(stage, o)
+        })
+        .await?;
+        resumed += outcomes.iter().filter(|o| o.skipped).count();
         progress.stage_finished(stage);
         info!(job = %shared.1.job_id, stage = %stage.name, "stage finished");
     }
@@ -182,6 +176,39 @@ pub async fn run(job: &DaskJob, opts: &RunOptions, progress: &dyn Progress) -> R
         resumed,
         stages: plan.stages.len(),
     })
+}
+
+/// What every task of a process shares: the store, the plan, and the inputs read so far.
+pub type Shared = Arc<(Store, Plan, InputCache)>;
+
+/// Runs `tasks` of stage `stage`, at most `parallelism` at once, each retried in place on
+/// retryable errors up to `spec.retries` times; the first error cancels the rest.
+pub async fn run_tasks(
+    shared: &Shared,
+    stage: usize,
+    tasks: Vec<usize>,
+    parallelism: usize,
+    on_done: &(dyn Fn(&TaskOutcome) + Sync),
+) -> Result<Vec<TaskOutcome>> {
+    let retries = shared.1.spec.retries();
+    // Spawned, so that tasks run on the runtime's worker threads in parallel rather than
+    // taking turns on the thread that drives the run.
+    let mut results = futures::stream::iter(tasks)
+        .map(|t| {
+            let shared = Arc::clone(shared);
+            AbortOnDrop(tokio::spawn(async move {
+                let (store, plan, inputs) = shared.as_ref();
+                run_with_retries(store, plan, inputs, stage, t, retries).await
+            }))
+        })
+        .buffer_unordered(parallelism.max(1));
+    let mut outcomes = Vec::new();
+    while let Some(joined) = results.next().await {
+        let outcome = joined.map_err(|e| Error::internal(format!("a task panicked: {e}")))??;
+        on_done(&outcome);
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
 }
 
 /// A spawned task that is cancelled when the run stops waiting for it (a sibling failed).

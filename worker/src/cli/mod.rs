@@ -1,7 +1,9 @@
 //! The command line.
 
+mod cluster;
 mod explain;
 mod progress;
+mod worker;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -61,6 +63,42 @@ enum Command {
     Gen {
         #[command(subcommand)]
         what: GenCommand,
+    },
+    /// Create a DaskJob on the cluster of the current kubeconfig.
+    Submit {
+        /// The DaskJob YAML file (checked before it is sent).
+        job: PathBuf,
+        /// Namespace (default: the kubeconfig context's).
+        #[arg(long, short = 'n')]
+        namespace: Option<String>,
+        /// Follow the job with a bar per stage until it ends; exit non-zero if it fails.
+        #[arg(long, short = 'w')]
+        watch: bool,
+    },
+    /// Show a DaskJob's status: phase, output, and per stage tasks, rows, CPU and memory.
+    Status {
+        /// The DaskJob's name.
+        name: String,
+        #[arg(long, short = 'n')]
+        namespace: Option<String>,
+    },
+    /// Print the logs of the pods that ran a DaskJob (or a stage, or a task).
+    Logs {
+        /// The DaskJob's name.
+        name: String,
+        #[arg(long, short = 'n')]
+        namespace: Option<String>,
+        /// Only this stage's pods (e.g. s0-scan-orders; `plan` and `commit` too).
+        #[arg(long)]
+        stage: Option<String>,
+        /// Only the pod that ran this task of the stage.
+        #[arg(long)]
+        task: Option<u32>,
+    },
+    /// The steps worker pods run (the operator's plan, stage, commit and cleanup pods).
+    Worker {
+        #[command(subcommand)]
+        what: worker::WorkerCommand,
     },
 }
 
@@ -173,7 +211,7 @@ pub async fn dispatch(cli: Cli) -> Result<(), Error> {
         }
         Command::Explain { job, storage } => {
             let dj = read_job(&job)?;
-            let (store, plan) = runner::prepare(&dj, &options(&job, storage)).await?;
+            let (store, plan) = runner::prepare(&dj, &options(&job, storage), None).await?;
             print!("{}", explain::render(&plan, &store.url));
             Ok(())
         }
@@ -187,7 +225,7 @@ pub async fn dispatch(cli: Cli) -> Result<(), Error> {
                 println!("{}: OK", job.display());
                 return Ok(());
             }
-            let (_, plan) = runner::prepare(&dj, &options(&job, storage)).await?;
+            let (_, plan) = runner::prepare(&dj, &options(&job, storage), None).await?;
             println!(
                 "{}: OK ({}, {})",
                 job.display(),
@@ -196,6 +234,22 @@ pub async fn dispatch(cli: Cli) -> Result<(), Error> {
             );
             Ok(())
         }
+        Command::Worker { what } => worker::dispatch(what).await,
+        Command::Submit {
+            job,
+            namespace,
+            watch,
+        } => {
+            let dj = read_job(&job)?;
+            cluster::submit(&dj, &job, namespace.as_deref(), watch).await
+        }
+        Command::Status { name, namespace } => cluster::status(&name, namespace.as_deref()).await,
+        Command::Logs {
+            name,
+            namespace,
+            stage,
+            task,
+        } => cluster::logs(&name, namespace.as_deref(), stage.as_deref(), task).await,
         Command::Crd => {
             print!("{}", kask_api::crd_yaml());
             Ok(())

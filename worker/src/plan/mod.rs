@@ -247,7 +247,7 @@ impl Plan {
 
     /// The job's scratch prefix: `<output>/_kask/<job id>`.
     pub fn scratch(&self) -> String {
-        scratch_prefix(&self.spec.output.path, &self.job_id)
+        self.spec.scratch_prefix(&self.job_id)
     }
 
     /// Where the plan itself is stored.
@@ -279,8 +279,3 @@ impl Plan {
     }
 }
 
-/// `<output>/_kask/<job id>`.
-pub fn scratch_prefix(output: &str, job_id: &str) -> String {
-    let out = output.trim_matches('/');
-    format!("{out}/_kask/{job_id}")
-}

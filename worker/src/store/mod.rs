@@ -170,6 +170,14 @@ impl Store {
         }
     }
 
+    /// Reads a whole object that must exist.
+    pub async fn get(&self, rel: &str) -> Result<Bytes> {
+        self.get_opt(rel).await?.ok_or_else(|| Error::Storage {
+            url: self.url.clone(),
+            message: format!("{rel} does not exist"),
+        })
+    }
+
     /// Reads a byte range of an object.
     pub async fn get_range(&self, rel: &str, range: std::ops::Range<u64>) -> Result<Bytes> {
         self.inner

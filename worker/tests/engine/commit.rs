@@ -27,7 +27,7 @@ async fn prepared(lab: &Lab) -> (kask_worker::store::Store, kask_worker::plan::P
         base_dir: lab.dir.path().to_path_buf(),
         parallelism: None,
     };
-    runner::prepare(&job, &opts).await.expect("plan")
+    runner::prepare(&job, &opts, None).await.expect("plan")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

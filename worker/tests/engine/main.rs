@@ -6,5 +6,6 @@ mod bad_input;
 mod commit;
 mod conformance;
 mod datagen;
+mod pods;
 mod properties;
 mod support;

@@ -1,0 +1,258 @@
+//! The batch/v1 Jobs a DaskJob runs as: plan, one Indexed Job per stage, commit, and the
+//! cleanup of a deleted job. Their pods run `kask worker ...` with the job's spec in the
+//! environment, the storage Secret's allow-listed keys, and a `restricted` security context.
+
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, PodSecurityContext,
+    PodSpec, PodTemplateSpec, SeccompProfile, SecretKeySelector, SecurityContext, Volume,
+    VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::{Resource, ResourceExt};
+
+use crate::error::{Error, Result};
+use crate::names;
+use kask_api::DaskJob;
+
+/// The storage Secret's keys a worker pod may see, under the names object_store reads. Only
+/// these: a Secret cannot inject other variables (say `LD_PRELOAD`) into the pods.
+pub const SECRET_KEYS: &[&str] = &[
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "GOOGLE_SERVICE_ACCOUNT",
+    "GOOGLE_SERVICE_ACCOUNT_KEY",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "AZURE_STORAGE_ACCOUNT_NAME",
+    "AZURE_STORAGE_ACCOUNT_KEY",
+    "AZURE_STORAGE_SAS_KEY",
+    "AZURE_STORAGE_CLIENT_ID",
+    "AZURE_STORAGE_CLIENT_SECRET",
+    "AZURE_STORAGE_TENANT_ID",
+];
+
+/// The user worker containers run as (the image's `kask` user).
+const WORKER_UID: i64 = 65532;
+
+/// What every child Job of one DaskJob shares.
+pub struct JobFactory<'a> {
+    dj: &'a DaskJob,
+    base: String,
+    image: String,
+}
+
+/// One step to run.
+pub enum Step<'a> {
+    /// List the inputs and write the plan.
+    Plan,
+    /// Stage `index` named `name`, in `groups` task groups.
+    Stage {
+        /// Index in the plan.
+        index: usize,
+        /// The stage's name.
+        name: &'a str,
+        /// Task groups (completions).
+        groups: u32,
+        /// The plan's URL.
+        plan: &'a str,
+    },
+    /// Name the output files and write the manifest.
+    Commit {
+        /// The plan's URL.
+        plan: &'a str,
+    },
+    /// Remove the scratch prefix of a deleted job.
+    Cleanup,
+}
+
+impl<'a> JobFactory<'a> {
+    /// The factory for `dj`'s children; `default_image` unless the spec names one.
+    pub fn new(dj: &'a DaskJob, default_image: &str) -> Result<JobFactory<'a>> {
+        let uid = dj.uid().ok_or_else(|| Error::Invariant("a DaskJob without a UID".into()))?;
+        Ok(JobFactory {
+            base: names::base(&dj.name_any(), &uid),
+            image: dj.spec.image.clone().unwrap_or_else(|| default_image.to_string()),
+            dj,
+        })
+    }
+
+    /// The children's name prefix.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The Job that runs `step`.
+    pub fn job(&self, step: &Step<'_>, suspend: bool) -> Result<Job> {
+        let spec = &self.dj.spec;
+        let retries = i32::try_from(spec.retries()).unwrap_or(i32::MAX);
+        let (name, stage, args, completions) = match step {
+            Step::Plan => (
+                names::plan_job(&self.base),
+                "plan".to_string(),
+                vec!["worker".into(), "plan".into()],
+                1,
+            ),
+            Step::Stage {
+                index,
+                name,
+                groups,
+                plan,
+            } => (
+                names::stage_job(&self.base, *index),
+                name.to_string(),
+                vec![
+                    "worker".into(),
+                    "run".into(),
+                    "--plan".into(),
+                    plan.to_string(),
+                    "--stage".into(),
+                    name.to_string(),
+                ],
+                i32::try_from(*groups).unwrap_or(i32::MAX).max(1),
+            ),
+            Step::Commit { plan } => (
+                names::commit_job(&self.base),
+                "commit".to_string(),
+                vec![
+                    "worker".into(),
+                    "commit".into(),
+                    "--plan".into(),
+                    plan.to_string(),
+                ],
+                1,
+            ),
+            Step::Cleanup => (
+                names::cleanup_job(&self.base),
+                "cleanup".to_string(),
+                vec!["worker".into(), "cleanup".into()],
+                1,
+            ),
+        };
+        let uid = self.dj.uid().unwrap_or_default();
+        let labels = names::labels(&self.base, &uid, &stage);
+        let indexed = matches!(step, Step::Stage { .. });
+        let workers = i32::try_from(spec.workers()).unwrap_or(i32::MAX);
+        let owner = self
+            .dj
+            .controller_owner_ref(&())
+            .ok_or_else(|| Error::Invariant("a DaskJob without a name or UID".into()))?;
+        Ok(Job {
+            metadata: ObjectMeta {
+                name: Some(name),
+                namespace: self.dj.namespace(),
+                labels: Some(labels.clone()),
+                owner_references: Some(vec![OwnerReference {
+                    block_owner_deletion: Some(true),
+                    ..owner
+                }]),
+                ..ObjectMeta::default()
+            },
+            spec: Some(JobSpec {
+                completions: Some(completions),
+                parallelism: Some(completions.min(workers)),
+                completion_mode: Some(if indexed { "Indexed" } else { "NonIndexed" }.into()),
+                // Indexed: each task group has its own retries, and one group out of them
+                // fails the stage at once instead of letting the others run on.
+                backoff_limit_per_index: indexed.then_some(retries),
+                max_failed_indexes: indexed.then_some(0),
+                backoff_limit: (!indexed).then_some(retries),
+                suspend: Some(suspend),
+                template: PodTemplateSpec {
+                    metadata: Some(ObjectMeta {
+                        labels: Some(labels),
+                        ..ObjectMeta::default()
+                    }),
+                    spec: Some(self.pod(args)?),
+                },
+                ..JobSpec::default()
+            }),
+            status: None,
+        })
+    }
+
+    fn pod(&self, args: Vec<String>) -> Result<PodSpec> {
+        let spec_json = serde_json::to_string(&self.dj.spec)
+            .map_err(|e| Error::Invariant(format!("serializing the spec: {e}")))?;
+        let plain = |name: &str, value: String| EnvVar {
+            name: name.into(),
+            value: Some(value),
+            value_from: None,
+        };
+        let mut env = vec![
+            plain("KASK_JOB_SPEC", spec_json),
+            plain("KASK_JOB_ID", self.dj.uid().unwrap_or_default()),
+            plain("KASK_LOG", "info".into()),
+            plain("KASK_LOG_FORMAT", "json".into()),
+        ];
+        // Resolved by the kubelet in the pod's (the DaskJob's) namespace: a job can only use
+        // its own namespace's Secrets, and the operator never reads them.
+        if let Some(secret) = self.dj.spec.storage.as_ref().and_then(|s| s.secret_ref.as_ref()) {
+            env.extend(SECRET_KEYS.iter().map(|key| EnvVar {
+                name: key.to_string(),
+                value: None,
+                value_from: Some(EnvVarSource {
+                    secret_key_ref: Some(SecretKeySelector {
+                        name: secret.name.clone(),
+                        key: key.to_string(),
+                        optional: Some(true),
+                    }),
+                    ..EnvVarSource::default()
+                }),
+            }));
+        }
+        Ok(PodSpec {
+            restart_policy: Some("Never".into()),
+            // Workers talk to object storage, never to the API server.
+            automount_service_account_token: Some(false),
+            enable_service_links: Some(false),
+            security_context: Some(PodSecurityContext {
+                run_as_non_root: Some(true),
+                run_as_user: Some(WORKER_UID),
+                run_as_group: Some(WORKER_UID),
+                seccomp_profile: Some(SeccompProfile {
+                    type_: "RuntimeDefault".into(),
+                    localhost_profile: None,
+                }),
+                ..PodSecurityContext::default()
+            }),
+            containers: vec![Container {
+                name: "kask".into(),
+                image: Some(self.image.clone()),
+                image_pull_policy: Some("IfNotPresent".into()),
+                args: Some(args),
+                env: Some(env),
+                resources: self.dj.spec.resources.clone(),
+                termination_message_policy: Some("FallbackToLogsOnError".into()),
+                security_context: Some(SecurityContext {
+                    allow_privilege_escalation: Some(false),
+                    read_only_root_filesystem: Some(true),
+                    run_as_non_root: Some(true),
+                    capabilities: Some(Capabilities {
+                        drop: Some(vec!["ALL".into()]),
+                        add: None,
+                    }),
+                    seccomp_profile: Some(SeccompProfile {
+                        type_: "RuntimeDefault".into(),
+                        localhost_profile: None,
+                    }),
+                    ..SecurityContext::default()
+                }),
+                volume_mounts: Some(vec![VolumeMount {
+                    name: "tmp".into(),
+                    mount_path: "/tmp".into(),
+                    ..VolumeMount::default()
+                }]),
+                ..Container::default()
+            }],
+            volumes: Some(vec![Volume {
+                name: "tmp".into(),
+                empty_dir: Some(EmptyDirVolumeSource::default()),
+                ..Volume::default()
+            }]),
+            ..PodSpec::default()
+        })
+    }
+}

@@ -1,0 +1,264 @@
+//! `kask submit`, `kask status` and `kask logs`: DaskJobs on the cluster of the current
+//! kubeconfig.
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams, LogParams, PostParams};
+use kube::{Client, ResourceExt};
+
+use kask_api::{DaskJob, DaskJobStatus, Phase};
+use kask_worker::Error;
+
+fn kube_err(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::spec("kubernetes", format!("{what}: {e}"))
+}
+
+async fn client() -> Result<Client, Error> {
+    Client::try_default()
+        .await
+        .map_err(|e| kube_err("cannot reach the cluster of the current kubeconfig", e))
+}
+
+async fn api(namespace: Option<&str>) -> Result<(Api<DaskJob>, Client), Error> {
+    let client = client().await?;
+    let api = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::default_namespaced(client.clone()),
+    };
+    Ok((api, client))
+}
+
+/// `kask submit`: creates the DaskJob, and with `watch` follows it to its end.
+pub async fn submit(job: &DaskJob, file: &Path, namespace: Option<&str>, watch: bool) -> Result<(), Error> {
+    if job.spec.storage.is_none() {
+        return Err(Error::spec(
+            format!("{}: spec.storage", file.display()),
+            "a job on Kubernetes needs a storage section (kask run uses the job file's directory)",
+        ));
+    }
+    let (api, _) = api(namespace).await?;
+    let created = api
+        .create(&PostParams::default(), job)
+        .await
+        .map_err(|e| kube_err(&format!("creating daskjob/{}", job.name_any()), e))?;
+    println!(
+        "daskjob/{} created in namespace {}",
+        created.name_any(),
+        created.namespace().unwrap_or_default()
+    );
+    if watch {
+        follow(&api, &created.name_any()).await
+    } else {
+        Ok(())
+    }
+}
+
+/// Polls the job's status, drawing a bar per stage, until it ends; fails with the status
+/// message when the job fails.
+async fn follow(api: &Api<DaskJob>, name: &str) -> Result<(), Error> {
+    let terminal = std::io::stderr().is_terminal();
+    let multi = MultiProgress::new();
+    let style = ProgressStyle::with_template("{prefix:>18} [{bar:30.cyan/blue}] {pos}/{len} tasks {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    let mut bars: Vec<ProgressBar> = Vec::new();
+    let mut last_line = String::new();
+    loop {
+        let dj = api
+            .get(name)
+            .await
+            .map_err(|e| kube_err(&format!("reading daskjob/{name}"), e))?;
+        let status = dj.status.unwrap_or_default();
+        if terminal {
+            for (i, s) in status.stages.iter().enumerate() {
+                if bars.len() <= i {
+                    let bar = multi.add(ProgressBar::new(u64::from(s.tasks)));
+                    bar.set_style(style.clone());
+                    bar.set_prefix(s.name.clone());
+                    bars.push(bar);
+                }
+                bars[i].set_position(u64::from(s.succeeded));
+                if s.running > 0 {
+                    bars[i].set_message(format!("({} running)", s.running));
+                } else {
+                    bars[i].set_message(String::new());
+                }
+            }
+        } else {
+            let line = format!(
+                "{}: {} {}",
+                name,
+                phase_name(&status),
+                status.progress.clone().unwrap_or_default()
+            );
+            if line != last_line {
+                eprintln!("{line}");
+                last_line = line;
+            }
+        }
+        match status.phase {
+            Some(Phase::Succeeded) => {
+                for b in &bars {
+                    b.finish();
+                }
+                println!(
+                    "daskjob/{name} succeeded: wrote {} rows to {}",
+                    status.output_rows.unwrap_or(0),
+                    status.output.unwrap_or_default()
+                );
+                return Ok(());
+            }
+            Some(Phase::Failed) => {
+                for b in &bars {
+                    b.abandon();
+                }
+                return Err(Error::spec(
+                    format!("daskjob/{name}"),
+                    format!("failed: {}", status.message.unwrap_or_default()),
+                ));
+            }
+            _ => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+}
+
+fn phase_name(status: &DaskJobStatus) -> String {
+    status
+        .phase
+        .map(|p| format!("{p:?}"))
+        .unwrap_or_else(|| "Pending".into())
+}
+
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// `kask status`: the job's status as a table.
+pub async fn status(name: &str, namespace: Option<&str>) -> Result<(), Error> {
+    let (api, _) = api(namespace).await?;
+    let dj = api
+        .get(name)
+        .await
+        .map_err(|e| kube_err(&format!("reading daskjob/{name}"), e))?;
+    let s = dj.status.clone().unwrap_or_default();
+    println!("Name:       {}", dj.name_any());
+    println!("Namespace:  {}", dj.namespace().unwrap_or_default());
+    println!("Phase:      {}", phase_name(&s));
+    println!("Progress:   {} tasks", s.progress.clone().unwrap_or_else(|| "-".into()));
+    if let Some(t) = &s.start_time {
+        println!("Started:    {t}");
+    }
+    if let Some(t) = &s.completion_time {
+        println!("Finished:   {t}");
+    }
+    if let Some(o) = &s.output {
+        println!("Output:     {o} ({} rows)", s.output_rows.unwrap_or(0));
+    }
+    if let Some(m) = &s.message {
+        println!("Message:    {m}");
+    }
+    if !s.stages.is_empty() {
+        println!();
+        println!(
+            "{:<22} {:>7} {:>7} {:>7} {:>6} {:>12} {:>12} {:>10} {:>10} {:>8} {:>8}",
+            "STAGE", "TASKS", "DONE", "RUNNING", "FAILED", "ROWS IN", "ROWS OUT", "BYTES IN",
+            "CPU-S", "PEAK MEM", "TIME"
+        );
+        for st in &s.stages {
+            println!(
+                "{:<22} {:>7} {:>7} {:>7} {:>6} {:>12} {:>12} {:>10} {:>10.1} {:>8} {:>8}",
+                st.name,
+                st.tasks,
+                st.succeeded,
+                st.running,
+                st.failed,
+                st.rows_read,
+                st.rows_written,
+                bytes(st.bytes_read),
+                st.cpu_seconds,
+                bytes(st.peak_memory_bytes),
+                st.seconds.map(|t| format!("{t:.1}s")).unwrap_or_else(|| "-".into()),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `kask logs`: the logs of the pods that ran the job, or one stage, or one task's group.
+pub async fn logs(
+    name: &str,
+    namespace: Option<&str>,
+    stage: Option<&str>,
+    task: Option<u32>,
+) -> Result<(), Error> {
+    let (api, client) = api(namespace).await?;
+    let dj = api
+        .get(name)
+        .await
+        .map_err(|e| kube_err(&format!("reading daskjob/{name}"), e))?;
+    let ns = dj.namespace().unwrap_or_default();
+    let uid = dj.uid().unwrap_or_default();
+    let status = dj.status.clone().unwrap_or_default();
+    let mut selector = format!("kask.dev/job-uid={uid}");
+    if let Some(stage) = stage {
+        selector.push_str(&format!(",kask.dev/stage={stage}"));
+    }
+    // A task runs in the pod of its task group.
+    let group = match (task, stage) {
+        (Some(t), Some(stage)) => {
+            let st = status
+                .stages
+                .iter()
+                .find(|s| s.name == stage)
+                .ok_or_else(|| Error::spec("--stage", format!("daskjob/{name} has no stage {stage:?}")))?;
+            let g = (0..st.groups)
+                .find(|g| kask_api::groups::group_tasks(st.tasks, st.groups, *g).contains(&t))
+                .ok_or_else(|| Error::spec("--task", format!("stage {stage} has {} tasks", st.tasks)))?;
+            Some(g.to_string())
+        }
+        (Some(_), None) => return Err(Error::spec("--task", "needs --stage")),
+        _ => None,
+    };
+    let pods: Api<Pod> = Api::namespaced(client, &ns);
+    let mut list = pods
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|e| kube_err("listing the job's pods", e))?
+        .items;
+    list.retain(|p| {
+        group.as_deref().is_none_or(|g| {
+            p.annotations().get("batch.kubernetes.io/job-completion-index").map(String::as_str) == Some(g)
+        })
+    });
+    list.sort_by_key(|p| p.metadata.creation_timestamp.clone());
+    if list.is_empty() {
+        return Err(Error::spec(
+            format!("daskjob/{name}"),
+            "no pods found (they are deleted with the job's Jobs)",
+        ));
+    }
+    for p in list {
+        let pod = p.name_any();
+        println!("==> pod/{pod} <==");
+        match pods.logs(&pod, &LogParams::default()).await {
+            Ok(text) => print!("{text}"),
+            Err(e) => println!("(no logs: {e})"),
+        }
+    }
+    Ok(())
+}

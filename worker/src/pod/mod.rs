@@ -1,0 +1,194 @@
+//! What worker pods run (`kask worker ...`): the operator's plan, stage and commit Jobs, and the
+//! cleanup pod of a deleted job. Each step is the local runner's code cut at the points where
+//! the operator takes over, and each returns the small report its pod leaves in its
+//! termination message.
+
+mod groups;
+mod usage;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use tracing::info;
+
+use crate::commit::{check_output_free, commit_job, manifest_path};
+use crate::error::{Error, Result};
+use crate::plan::Plan;
+use crate::runner::{RunOptions, Shared, prepare, run_tasks};
+use crate::store::Store;
+use crate::task::build::InputCache;
+use kask_api::report::{PlanReport, PlannedStage, TaskReport};
+use kask_api::{DaskJob, DaskJobSpec, Storage};
+
+pub use groups::task_groups;
+pub use usage::Usage;
+
+/// The environment variable carrying the job's spec (JSON) into every pod.
+pub const SPEC_ENV: &str = "KASK_JOB_SPEC";
+
+/// The spec from [`SPEC_ENV`].
+pub fn spec_from_env() -> Result<DaskJobSpec> {
+    let raw = std::env::var(SPEC_ENV)
+        .map_err(|_| Error::spec(SPEC_ENV, "is not set: worker pods get the job's spec there"))?;
+    serde_json::from_str(&raw).map_err(|e| Error::spec(SPEC_ENV, format!("is not a job spec: {e}")))
+}
+
+fn storage_of(spec: &DaskJobSpec) -> Result<&Storage> {
+    spec.storage
+        .as_ref()
+        .ok_or_else(|| Error::spec("spec.storage", "a job on Kubernetes needs a storage section"))
+}
+
+/// The path inside the store that `url` (a URL under the store's own) names.
+fn relative<'a>(store: &Store, url: &'a str) -> Result<&'a str> {
+    url.strip_prefix(store.url.as_str())
+        .and_then(|rest| rest.strip_prefix('/'))
+        .ok_or_else(|| {
+            Error::spec(
+                "--plan",
+                format!("{url} is not under the job's storage URL {}", store.url),
+            )
+        })
+}
+
+/// The plan pod: lists the inputs, plans the job and writes the plan under the scratch prefix.
+/// A retried plan pod finds the plan its predecessor wrote and reports that one, so every
+/// stage pod runs the same plan even if the inputs changed in between.
+pub async fn plan(spec: &DaskJobSpec, job_id: &str) -> Result<PlanReport> {
+    let storage = storage_of(spec)?;
+    let job = DaskJob::new("job", spec.clone());
+    let opts = RunOptions {
+        storage: Some(storage.url.clone()),
+        ..RunOptions::default()
+    };
+    let (store, mut plan) = prepare(&job, &opts, Some(job_id)).await?;
+    let path = plan.plan_path();
+    match store.get_opt(&path).await? {
+        Some(existing) => {
+            plan = parse_plan(&existing, &path)?;
+            info!(job = %job_id, "found the plan of an earlier attempt");
+        }
+        None => {
+            check_output_free(&store, &plan.spec.output.path, plan.spec.output.mode).await?;
+            store.check_create_only(&plan.scratch()).await?;
+            let body =
+                serde_json::to_vec_pretty(&plan).map_err(|e| Error::internal(e.to_string()))?;
+            if !store.put_create(&path, Bytes::from(body)).await? {
+                // Another attempt won the race: its plan is the job's.
+                let existing = store.get(&path).await?;
+                plan = parse_plan(&existing, &path)?;
+            }
+        }
+    }
+    let workers = plan.spec.workers() as usize;
+    Ok(PlanReport {
+        plan: format!("{}/{}", store.url, path),
+        stages: plan
+            .stages
+            .iter()
+            .map(|s| PlannedStage {
+                name: s.name.clone(),
+                tasks: s.tasks as u32,
+                groups: task_groups(s, workers).len() as u32,
+            })
+            .collect(),
+    })
+}
+
+fn parse_plan(body: &[u8], path: &str) -> Result<Plan> {
+    serde_json::from_slice(body).map_err(|e| Error::internal(format!("{path}: not a plan: {e}")))
+}
+
+/// Reads the plan at `plan_url`, with the store of the job's spec.
+pub async fn load_plan(spec: &DaskJobSpec, plan_url: &str) -> Result<(Store, Plan)> {
+    let store = Store::from_storage(storage_of(spec)?)?;
+    let path = relative(&store, plan_url)?.to_string();
+    let body = store.get(&path).await?;
+    let plan = parse_plan(&body, &path)?;
+    Ok((store, plan))
+}
+
+/// A stage pod: runs task group `group` of stage `stage` (by index or name), its tasks
+/// concurrently on the pod's cores.
+pub async fn run_stage(
+    spec: &DaskJobSpec,
+    plan_url: &str,
+    stage: &str,
+    group: usize,
+) -> Result<TaskReport> {
+    let started = Instant::now();
+    let (store, plan) = load_plan(spec, plan_url).await?;
+    let st = plan
+        .stages
+        .iter()
+        .find(|s| s.name == stage || s.id.to_string() == stage)
+        .ok_or_else(|| Error::spec("--stage", format!("the plan has no stage {stage:?}")))?;
+    let stage_id = st.id;
+    let groups = task_groups(st, plan.spec.workers() as usize);
+    let tasks = groups.get(group).cloned().ok_or_else(|| {
+        Error::spec(
+            "JOB_COMPLETION_INDEX",
+            format!("stage {} has {} task groups, not {}", st.name, groups.len(), group + 1),
+        )
+    })?;
+    info!(job = %plan.job_id, stage = %st.name, group, tasks = tasks.len(), "running a task group");
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let shared: Shared = Arc::new((store, plan, InputCache::default()));
+    let outcomes = run_tasks(&shared, stage_id, tasks, cores, &|_| {}).await?;
+    let mut report = TaskReport {
+        tasks: outcomes.len() as u32,
+        seconds: started.elapsed().as_secs_f64(),
+        ..TaskReport::default()
+    };
+    for o in &outcomes {
+        if o.skipped {
+            report.skipped += 1;
+        }
+        report.rows_in += o.marker.rows_in;
+        report.bytes_in += o.marker.bytes_in;
+        report.rows_out += o.marker.rows_out;
+        report.bytes_out += o.marker.bytes_out;
+    }
+    Usage::now().fill(&mut report);
+    Ok(report)
+}
+
+/// The commit pod: names the output files, writes the `_SUCCESS` manifest and removes the
+/// scratch prefix.
+pub async fn commit(spec: &DaskJobSpec, plan_url: &str) -> Result<TaskReport> {
+    let started = Instant::now();
+    let (store, plan) = load_plan(spec, plan_url).await?;
+    let manifest = commit_job(&store, &plan).await?;
+    let mut report = TaskReport {
+        rows_out: manifest.rows,
+        bytes_out: manifest.files.iter().map(|f| f.bytes).sum(),
+        seconds: started.elapsed().as_secs_f64(),
+        output: Some(format!(
+            "{}/{}",
+            store.url,
+            manifest_path(&plan.spec.output.path)
+        )),
+        ..TaskReport::default()
+    };
+    Usage::now().fill(&mut report);
+    Ok(report)
+}
+
+/// The cleanup pod of a deleted job: removes its scratch prefix (plan, shuffle files, markers,
+/// uncommitted attempts). The output, if committed, stays.
+pub async fn cleanup(spec: &DaskJobSpec, job_id: &str) -> Result<TaskReport> {
+    let started = Instant::now();
+    let store = Store::from_storage(storage_of(spec)?)?;
+    let scratch = spec.scratch_prefix(job_id);
+    store.delete_prefix(&scratch).await?;
+    info!(job = %job_id, scratch = %scratch, "removed the scratch prefix");
+    let mut report = TaskReport {
+        seconds: started.elapsed().as_secs_f64(),
+        ..TaskReport::default()
+    };
+    Usage::now().fill(&mut report);
+    Ok(report)
+}

@@ -1,0 +1,100 @@
+//! The worker pods' steps (`kask worker plan|run|commit|cleanup`) run one by one, as the
+//! operator's Jobs run them, give the same result as local mode; retried pods change nothing.
+
+use crate::support::{Lab, batch, floats, ints, sorted, strs};
+use kask_api::DaskJobSpec;
+use kask_worker::pod;
+use kask_worker::store::local_storage;
+
+const SPEC: &str = "  workers: 2\n  targetTaskBytes: 1\n  dataframe:\n    inputs:\n      t: {path: \"t/*.parquet\"}\n    pipeline:\n      - source: t\n      - filter: \"v >= 10\"\n      - groupby: {by: [k], aggs: {v: [sum, count]}}\n  output: {path: OUT}\n";
+
+async fn lab_with_input(lab: &Lab) {
+    let n = 2000;
+    let keys = ["a", "b", "c", "d", "e"];
+    let t = batch(vec![
+        ("id", ints(&(0..n).map(Some).collect::<Vec<_>>())),
+        (
+            "k",
+            strs(&(0..n).map(|i| Some(keys[i as usize % 5])).collect::<Vec<_>>()),
+        ),
+        (
+            "v",
+            floats(&(0..n).map(|i| Some(i as f64)).collect::<Vec<_>>()),
+        ),
+    ]);
+    lab.put_partitioned("t", &t, 3, 250).await;
+}
+
+fn spec(lab: &Lab, out: &str) -> DaskJobSpec {
+    let yaml = lab.job_yaml(&SPEC.replace("OUT", out));
+    let mut spec = kask_api::load_job("job.yaml", &yaml).expect("job").spec;
+    if spec.storage.is_none() {
+        spec.storage = Some(local_storage(lab.dir.path()).expect("storage"));
+    }
+    spec
+}
+
+async fn steps_match_local_mode(lab: Lab) {
+    lab_with_input(&lab).await;
+    let spec = spec(&lab, "by-pods");
+
+    let report = pod::plan(&spec, "uid-1").await.expect("plan");
+    assert_eq!(report.stages.len(), 2, "{report:?}");
+    assert_eq!(report.stages[0].tasks, 12, "one task per row group");
+    assert_eq!(report.stages[0].groups, 2, "at most `workers` groups");
+    let again = pod::plan(&spec, "uid-1").await.expect("plan again");
+    assert_eq!(again, report, "a retried plan pod reports the same plan");
+
+    for stage in &report.stages {
+        let mut tasks = 0;
+        for g in 0..stage.groups as usize {
+            let r = pod::run_stage(&spec, &report.plan, &stage.name, g)
+                .await
+                .expect("stage pod");
+            assert_eq!(r.skipped, 0);
+            assert!(r.cpu_seconds >= 0.0 && r.peak_memory_bytes > 0, "{r:?}");
+            tasks += r.tasks;
+        }
+        assert_eq!(tasks, stage.tasks, "the groups cover every task of {}", stage.name);
+        // A replacement pod of a finished group finds every task committed.
+        let r = pod::run_stage(&spec, &report.plan, &stage.name, 0)
+            .await
+            .expect("retried pod");
+        assert_eq!(r.skipped, r.tasks, "{r:?}");
+    }
+    let err = pod::run_stage(&spec, &report.plan, "s0", 7)
+        .await
+        .expect_err("no such group");
+    assert!(err.to_string().contains("has 2 task groups"), "{err}");
+
+    let committed = pod::commit(&spec, &report.plan).await.expect("commit");
+    assert_eq!(committed.rows_out, 5);
+    assert!(committed.output.as_deref().is_some_and(|o| o.ends_with("by-pods/_SUCCESS")));
+
+    lab.run(&SPEC.replace("OUT", "local")).await.expect("local run");
+    let (cols_pods, rows_pods) = lab.result("by-pods").await;
+    let (cols_local, rows_local) = lab.result("local").await;
+    assert_eq!(cols_pods, cols_local);
+    assert_eq!(sorted(rows_pods), sorted(rows_local));
+
+    // A job deleted after planning: the cleanup pod removes its scratch, and only that.
+    let other = spec.clone();
+    pod::plan(&other, "uid-2").await.expect("plan uid-2");
+    let scratch = other.scratch_prefix("uid-2");
+    assert!(!lab.store.list(&scratch).await.expect("list").is_empty());
+    pod::cleanup(&other, "uid-2").await.expect("cleanup");
+    assert!(lab.store.list(&scratch).await.expect("list").is_empty());
+    assert!(lab.manifest("by-pods").await.is_some(), "the committed output stays");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_steps_match_local_mode_on_a_local_directory() {
+    steps_match_local_mode(Lab::local()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_steps_match_local_mode_on_s3() {
+    if let Some(lab) = Lab::s3() {
+        steps_match_local_mode(lab).await;
+    }
+}
