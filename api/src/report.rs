@@ -102,7 +102,11 @@ mod tests {
             retryable: false,
         };
         let msg = termination_message(&report);
-        assert!(msg.len() <= TERMINATION_MESSAGE_LIMIT, "{} bytes", msg.len());
+        assert!(
+            msg.len() <= TERMINATION_MESSAGE_LIMIT,
+            "{} bytes",
+            msg.len()
+        );
         let back: FailureReport = serde_json::from_str(&msg).expect("valid JSON");
         assert!(back.error.ends_with("(truncated)"));
     }
@@ -115,6 +119,9 @@ mod tests {
             ..TaskReport::default()
         };
         let msg = termination_message(&report);
-        assert_eq!(serde_json::from_str::<TaskReport>(&msg).expect("json"), report);
+        assert_eq!(
+            serde_json::from_str::<TaskReport>(&msg).expect("json"),
+            report
+        );
     }
 }

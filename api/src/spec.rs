@@ -320,7 +320,10 @@ pub struct Merge {
     #[serde(default)]
     pub how: How,
     /// Key columns present on both sides under the same names.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    // YAML 1.1 readers (kubectl's among them) turn an unquoted `on:` key into `true:`, and the
+    // API server stores it so; accepting that spelling keeps `kubectl apply` of a pandas-style
+    // `on: [...]` working. Quoting the key ("on") avoids it in the first place.
+    #[serde(default, skip_serializing_if = "Option::is_none", alias = "true")]
     pub on: Option<Vec<String>>,
     /// Key columns of the left side (with `rightOn`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -185,3 +185,14 @@ fn unknown_aggregations_are_refused_with_the_allowed_list() {
     assert!(err.contains("unknown variant `avg`"), "{err}");
     assert!(err.contains("median"), "{err}");
 }
+
+#[test]
+fn a_merge_key_list_stored_by_kubectl_as_true_reads_as_on() {
+    // kubectl reads YAML 1.1, where an unquoted `on` key is the boolean true; the API server
+    // keeps the key as "true". The operator must read that object back as `on`.
+    let yaml = GOOD.replace("on: [region_id]", "\"true\": [region_id]");
+    let job = load_job("job.yaml", &yaml).expect("valid");
+    let df = job.spec.dataframe.expect("dataframe");
+    let merge = df.pipeline[2].merge.as_ref().expect("merge");
+    assert_eq!(merge.on.as_deref(), Some(&["region_id".to_string()][..]));
+}

@@ -67,9 +67,12 @@ impl Children {
     }
 
     fn pods_of<'a>(&'a self, job: &'a str) -> impl Iterator<Item = &'a Pod> + 'a {
-        self.pods
-            .iter()
-            .filter(move |p| p.labels().get("batch.kubernetes.io/job-name").map(String::as_str) == Some(job))
+        self.pods.iter().filter(move |p| {
+            p.labels()
+                .get("batch.kubernetes.io/job-name")
+                .map(String::as_str)
+                == Some(job)
+        })
     }
 
     /// The reports of the Job's succeeded pods, one per completion index (a replacement pod

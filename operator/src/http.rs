@@ -21,7 +21,9 @@ pub struct Health {
     pub ready: Arc<AtomicBool>,
 }
 
-async fn metrics(State(h): State<Health>) -> (StatusCode, [(&'static str, &'static str); 1], String) {
+async fn metrics(
+    State(h): State<Health>,
+) -> (StatusCode, [(&'static str, &'static str); 1], String) {
     (
         StatusCode::OK,
         [("content-type", "text/plain; version=0.0.4; charset=utf-8")],

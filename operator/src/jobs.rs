@@ -71,10 +71,16 @@ pub enum Step<'a> {
 impl<'a> JobFactory<'a> {
     /// The factory for `dj`'s children; `default_image` unless the spec names one.
     pub fn new(dj: &'a DaskJob, default_image: &str) -> Result<JobFactory<'a>> {
-        let uid = dj.uid().ok_or_else(|| Error::Invariant("a DaskJob without a UID".into()))?;
+        let uid = dj
+            .uid()
+            .ok_or_else(|| Error::Invariant("a DaskJob without a UID".into()))?;
         Ok(JobFactory {
             base: names::base(&dj.name_any(), &uid),
-            image: dj.spec.image.clone().unwrap_or_else(|| default_image.to_string()),
+            image: dj
+                .spec
+                .image
+                .clone()
+                .unwrap_or_else(|| default_image.to_string()),
             dj,
         })
     }
@@ -189,7 +195,13 @@ impl<'a> JobFactory<'a> {
         ];
         // Resolved by the kubelet in the pod's (the DaskJob's) namespace: a job can only use
         // its own namespace's Secrets, and the operator never reads them.
-        if let Some(secret) = self.dj.spec.storage.as_ref().and_then(|s| s.secret_ref.as_ref()) {
+        if let Some(secret) = self
+            .dj
+            .spec
+            .storage
+            .as_ref()
+            .and_then(|s| s.secret_ref.as_ref())
+        {
             env.extend(SECRET_KEYS.iter().map(|key| EnvVar {
                 name: key.to_string(),
                 value: None,

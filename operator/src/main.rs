@@ -53,7 +53,10 @@ fn main() -> ExitCode {
     } else {
         logs.init();
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             error!(error = %e, "cannot start the async runtime");
@@ -97,13 +100,19 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let djs: Api<DaskJob> = Api::all(client.clone());
     // Refuse to start against a cluster without the CRD, with a message that says so.
     if let Err(e) = djs.list(&kube::api::ListParams::default().limit(1)).await {
-        return Err(format!("cannot list DaskJobs (is the CRD installed? kubectl apply -f crds/): {e}").into());
+        return Err(format!(
+            "cannot list DaskJobs (is the CRD installed? kubectl apply -f crds/): {e}"
+        )
+        .into());
     }
     let jobs: Api<Job> = Api::all(client.clone());
     info!(worker_image = %args.worker_image, "watching DaskJobs in all namespaces");
     ready.store(true, Ordering::Relaxed);
     Controller::new(djs, watcher::Config::default())
-        .owns(jobs, watcher::Config::default().labels(names::LABEL_JOB_UID))
+        .owns(
+            jobs,
+            watcher::Config::default().labels(names::LABEL_JOB_UID),
+        )
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {

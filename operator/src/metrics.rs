@@ -131,7 +131,13 @@ mod tests {
         m.phase("b", None);
         let text = m.render();
         assert!(text.contains("kask_reconcile_total 1"), "{text}");
-        assert!(text.contains("kask_daskjobs{phase=\"Running\"} 1"), "{text}");
-        assert!(text.contains("kask_reconcile_duration_seconds_bucket"), "{text}");
+        assert!(
+            text.contains("kask_daskjobs{phase=\"Running\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("kask_reconcile_duration_seconds_bucket"),
+            "{text}"
+        );
     }
 }

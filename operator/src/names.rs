@@ -27,7 +27,11 @@ pub fn base(name: &str, uid: &str) -> String {
         cut -= 1;
     }
     let stem = name[..cut].trim_end_matches('-');
-    let tag: String = uid.chars().filter(char::is_ascii_alphanumeric).take(5).collect();
+    let tag: String = uid
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(5)
+        .collect();
     format!("{stem}-{tag}")
 }
 
@@ -57,8 +61,14 @@ pub fn labels(name: &str, uid: &str, stage: &str) -> BTreeMap<String, String> {
         (LABEL_JOB.to_string(), name.to_string()),
         (LABEL_JOB_UID.to_string(), uid.to_string()),
         (LABEL_STAGE.to_string(), stage.to_string()),
-        ("app.kubernetes.io/name".to_string(), "kask-worker".to_string()),
-        ("app.kubernetes.io/managed-by".to_string(), "kask-operator".to_string()),
+        (
+            "app.kubernetes.io/name".to_string(),
+            "kask-worker".to_string(),
+        ),
+        (
+            "app.kubernetes.io/managed-by".to_string(),
+            "kask-operator".to_string(),
+        ),
     ])
 }
 

@@ -130,7 +130,11 @@ impl<'a> Reconcile<'a> {
             self.status.start_time = Some(self.now());
         }
         if let Some(limit) = self.dj.spec.active_deadline_seconds
-            && let Some(start) = self.status.start_time.as_deref().and_then(|s| s.parse::<Timestamp>().ok())
+            && let Some(start) = self
+                .status
+                .start_time
+                .as_deref()
+                .and_then(|s| s.parse::<Timestamp>().ok())
         {
             let deadline = start + SignedDuration::from_secs(limit);
             if self.now >= deadline {
@@ -152,7 +156,8 @@ impl<'a> Reconcile<'a> {
                     .and_then(|s| s.parse::<Timestamp>().ok())
                     .unwrap_or(self.now);
                 let left = (start + SignedDuration::from_secs(limit)).duration_since(self.now);
-                let left = Duration::try_from(left).unwrap_or_default() + Duration::from_millis(200);
+                let left =
+                    Duration::try_from(left).unwrap_or_default() + Duration::from_millis(200);
                 Action::requeue(left.min(RESYNC))
             }
             _ => action,
@@ -170,14 +175,27 @@ impl<'a> Reconcile<'a> {
             match children.job(&job_name).map(job_state) {
                 None => {
                     self.create(&Step::Plan).await?;
-                    self.event(EventType::Normal, "Planning", "listing the inputs and planning the job")
-                        .await;
+                    if self.suspended() {
+                        return self.set_suspended().await;
+                    }
+                    self.event(
+                        EventType::Normal,
+                        "Planning",
+                        "listing the inputs and planning the job",
+                    )
+                    .await;
                     return self.set_running(Phase::Pending, "Planning").await;
                 }
                 Some(JobState::Complete) => {
-                    let Some(report) = children.reports::<PlanReport>(&job_name).into_iter().next() else {
+                    let Some(report) = children.reports::<PlanReport>(&job_name).into_iter().next()
+                    else {
                         return self
-                            .fail("PlanLost", format!("plan Job {job_name} completed but its pod's report is gone"))
+                            .fail(
+                                "PlanLost",
+                                format!(
+                                    "plan Job {job_name} completed but its pod's report is gone"
+                                ),
+                            )
                             .await;
                     };
                     self.status.stages = report
@@ -205,6 +223,9 @@ impl<'a> Reconcile<'a> {
                 }
                 Some(state) => {
                     self.sync_suspend(children, &job_name, &state).await?;
+                    if self.suspended() {
+                        return self.set_suspended().await;
+                    }
                     return self.set_running(Phase::Pending, "Planning").await;
                 }
             }
@@ -233,7 +254,10 @@ impl<'a> Reconcile<'a> {
                     self.event(
                         EventType::Normal,
                         "StageStarted",
-                        &format!("stage {}: {} tasks in {} pods", stage.name, stage.tasks, stage.groups),
+                        &format!(
+                            "stage {}: {} tasks in {} pods",
+                            stage.name, stage.tasks, stage.groups
+                        ),
                     )
                     .await;
                     return self.set_running(Phase::Running, "Running").await;
@@ -283,6 +307,9 @@ impl<'a> Reconcile<'a> {
             }
             Some(state) => {
                 self.sync_suspend(children, &job_name, &state).await?;
+                if self.suspended() {
+                    return self.set_suspended().await;
+                }
                 self.set_running(Phase::Running, "Committing").await
             }
         }
@@ -292,9 +319,14 @@ impl<'a> Reconcile<'a> {
     /// operator knows from the task and group counts alone.
     fn count(&mut self, children: &Children, i: usize, job_name: &str, state: &JobState) {
         let stage = &mut self.status.stages[i];
-        let size = |g: u32| kask_api::groups::group_tasks(stage.tasks, stage.groups, g).len() as u32;
+        let size =
+            |g: u32| kask_api::groups::group_tasks(stage.tasks, stage.groups, g).len() as u32;
         let reports = children.reports::<TaskReport>(job_name);
-        stage.succeeded = reports.iter().map(|r| r.tasks).sum::<u32>().min(stage.tasks);
+        stage.succeeded = reports
+            .iter()
+            .map(|r| r.tasks)
+            .sum::<u32>()
+            .min(stage.tasks);
         match state {
             JobState::Running { active, failed, .. } => {
                 // Groups are about equal; the first group is the largest.
@@ -308,7 +340,11 @@ impl<'a> Reconcile<'a> {
         stage.rows_written = reports.iter().map(|r| r.rows_out).sum();
         stage.bytes_written = reports.iter().map(|r| r.bytes_out).sum();
         stage.cpu_seconds = reports.iter().map(|r| r.cpu_seconds).sum();
-        stage.peak_memory_bytes = reports.iter().map(|r| r.peak_memory_bytes).max().unwrap_or(0);
+        stage.peak_memory_bytes = reports
+            .iter()
+            .map(|r| r.peak_memory_bytes)
+            .max()
+            .unwrap_or(0);
     }
 
     async fn finish_stage(&mut self, i: usize, job: &Job) {
@@ -336,7 +372,13 @@ impl<'a> Reconcile<'a> {
     }
 
     /// A failure message naming the step, the task group, the pod and the error line.
-    fn failure_message(&self, children: &Children, job_name: &str, step: &str, why: &str) -> String {
+    fn failure_message(
+        &self,
+        children: &Children,
+        job_name: &str,
+        step: &str,
+        why: &str,
+    ) -> String {
         match children.failure(job_name) {
             Some((pod, index, error)) if step != "plan" && step != "commit" => {
                 format!("stage {step}, task group {index} (pod {pod}): {error}")
@@ -347,7 +389,12 @@ impl<'a> Reconcile<'a> {
     }
 
     /// Suspends or resumes a running child Job to match `spec.suspend`.
-    async fn sync_suspend(&self, children: &Children, job_name: &str, state: &JobState) -> Result<()> {
+    async fn sync_suspend(
+        &self,
+        children: &Children,
+        job_name: &str,
+        state: &JobState,
+    ) -> Result<()> {
         let want = self.suspended();
         let has = children
             .job(job_name)
@@ -363,7 +410,10 @@ impl<'a> Reconcile<'a> {
                 )
                 .await?;
             let (reason, note) = if want {
-                ("Suspended", format!("suspended {job_name}; resuming continues from here"))
+                (
+                    "Suspended",
+                    format!("suspended {job_name}; resuming continues from here"),
+                )
             } else {
                 ("Resumed", format!("resumed {job_name}"))
             };
@@ -413,8 +463,24 @@ impl<'a> Reconcile<'a> {
         let generation = self.dj.metadata.generation;
         self.status.phase = Some(phase);
         self.status.progress = Some(self.progress());
-        conditions::set(&mut self.status, "Suspended", false, reason, "", generation, &now);
-        conditions::set(&mut self.status, "Complete", false, reason, "", generation, &now);
+        conditions::set(
+            &mut self.status,
+            "Suspended",
+            false,
+            reason,
+            "",
+            generation,
+            &now,
+        );
+        conditions::set(
+            &mut self.status,
+            "Complete",
+            false,
+            reason,
+            "",
+            generation,
+            &now,
+        );
         self.save().await?;
         Ok(Action::requeue(RESYNC))
     }
@@ -423,7 +489,12 @@ impl<'a> Reconcile<'a> {
         let now = self.now();
         let generation = self.dj.metadata.generation;
         if self.status.phase != Some(Phase::Suspended) {
-            self.event(EventType::Normal, "Suspended", "spec.suspend is true: no pods run").await;
+            self.event(
+                EventType::Normal,
+                "Suspended",
+                "spec.suspend is true: no pods run",
+            )
+            .await;
         }
         self.status.phase = Some(Phase::Suspended);
         for s in &mut self.status.stages {
@@ -454,8 +525,24 @@ impl<'a> Reconcile<'a> {
             self.status.output_rows.unwrap_or(0),
             self.status.output.clone().unwrap_or_default()
         );
-        conditions::set(&mut self.status, "Complete", true, "Succeeded", &msg, generation, &now);
-        conditions::set(&mut self.status, "Suspended", false, "Succeeded", "", generation, &now);
+        conditions::set(
+            &mut self.status,
+            "Complete",
+            true,
+            "Succeeded",
+            &msg,
+            generation,
+            &now,
+        );
+        conditions::set(
+            &mut self.status,
+            "Suspended",
+            false,
+            "Succeeded",
+            "",
+            generation,
+            &now,
+        );
         self.save().await?;
         self.event(EventType::Normal, "Succeeded", &msg).await;
         self.ctx.metrics.phase(&self.uid, Some(Phase::Succeeded));
@@ -473,8 +560,24 @@ impl<'a> Reconcile<'a> {
             s.running = 0;
         }
         self.status.progress = Some(self.progress());
-        conditions::set(&mut self.status, "Failed", true, reason, &message, generation, &now);
-        conditions::set(&mut self.status, "Complete", false, reason, "", generation, &now);
+        conditions::set(
+            &mut self.status,
+            "Failed",
+            true,
+            reason,
+            &message,
+            generation,
+            &now,
+        );
+        conditions::set(
+            &mut self.status,
+            "Complete",
+            false,
+            reason,
+            "",
+            generation,
+            &now,
+        );
         self.save().await?;
         self.event(EventType::Warning, reason, &message).await;
         self.ctx.metrics.phase(&self.uid, Some(Phase::Failed));
@@ -512,7 +615,9 @@ impl<'a> Reconcile<'a> {
 
     fn ttl_action(&self) -> Action {
         match self.dj.spec.ttl_seconds_after_finished {
-            Some(ttl) => Action::requeue(Duration::from_secs(u64::try_from(ttl).unwrap_or(0)) + Duration::from_millis(200)),
+            Some(ttl) => Action::requeue(
+                Duration::from_secs(u64::try_from(ttl).unwrap_or(0)) + Duration::from_millis(200),
+            ),
             None => Action::await_change(),
         }
     }
@@ -535,11 +640,17 @@ impl<'a> Reconcile<'a> {
                     self.stop_children().await?;
                     let job = self.factory.job(&Step::Cleanup, false)?;
                     match self.jobs.create(&PostParams::default(), &job).await {
-                        Ok(_) => {}
-                        Err(kube::Error::Api(e)) if e.code == 409 => {}
+                        Ok(_) => return Ok(Action::requeue(RESYNC)),
+                        Err(kube::Error::Api(e)) if e.code == 409 => {
+                            return Ok(Action::requeue(RESYNC));
+                        }
+                        // The namespace is being deleted, so no pod can run in it any more:
+                        // waiting would block the namespace's deletion for good.
+                        Err(kube::Error::Api(e)) if e.code == 403 => {
+                            warn!(job = %self.dj.name_any(), error = %e.message, "cannot run the cleanup pod; the scratch prefix stays");
+                        }
                         Err(e) => return Err(e.into()),
                     }
-                    return Ok(Action::requeue(RESYNC));
                 }
                 Some(JobState::Complete) => {}
                 Some(JobState::Failed(why)) => {

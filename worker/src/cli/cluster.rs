@@ -33,7 +33,12 @@ async fn api(namespace: Option<&str>) -> Result<(Api<DaskJob>, Client), Error> {
 }
 
 /// `kask submit`: creates the DaskJob, and with `watch` follows it to its end.
-pub async fn submit(job: &DaskJob, file: &Path, namespace: Option<&str>, watch: bool) -> Result<(), Error> {
+pub async fn submit(
+    job: &DaskJob,
+    file: &Path,
+    namespace: Option<&str>,
+    watch: bool,
+) -> Result<(), Error> {
     if job.spec.storage.is_none() {
         return Err(Error::spec(
             format!("{}: spec.storage", file.display()),
@@ -62,9 +67,10 @@ pub async fn submit(job: &DaskJob, file: &Path, namespace: Option<&str>, watch: 
 async fn follow(api: &Api<DaskJob>, name: &str) -> Result<(), Error> {
     let terminal = std::io::stderr().is_terminal();
     let multi = MultiProgress::new();
-    let style = ProgressStyle::with_template("{prefix:>18} [{bar:30.cyan/blue}] {pos}/{len} tasks {msg}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ");
+    let style =
+        ProgressStyle::with_template("{prefix:>18} [{bar:30.cyan/blue}] {pos}/{len} tasks {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
     let mut bars: Vec<ProgressBar> = Vec::new();
     let mut last_line = String::new();
     loop {
@@ -159,7 +165,10 @@ pub async fn status(name: &str, namespace: Option<&str>) -> Result<(), Error> {
     println!("Name:       {}", dj.name_any());
     println!("Namespace:  {}", dj.namespace().unwrap_or_default());
     println!("Phase:      {}", phase_name(&s));
-    println!("Progress:   {} tasks", s.progress.clone().unwrap_or_else(|| "-".into()));
+    println!(
+        "Progress:   {} tasks",
+        s.progress.clone().unwrap_or_else(|| "-".into())
+    );
     if let Some(t) = &s.start_time {
         println!("Started:    {t}");
     }
@@ -176,8 +185,17 @@ pub async fn status(name: &str, namespace: Option<&str>) -> Result<(), Error> {
         println!();
         println!(
             "{:<22} {:>7} {:>7} {:>7} {:>6} {:>12} {:>12} {:>10} {:>10} {:>8} {:>8}",
-            "STAGE", "TASKS", "DONE", "RUNNING", "FAILED", "ROWS IN", "ROWS OUT", "BYTES IN",
-            "CPU-S", "PEAK MEM", "TIME"
+            "STAGE",
+            "TASKS",
+            "DONE",
+            "RUNNING",
+            "FAILED",
+            "ROWS IN",
+            "ROWS OUT",
+            "BYTES IN",
+            "CPU-S",
+            "PEAK MEM",
+            "TIME"
         );
         for st in &s.stages {
             println!(
@@ -192,7 +210,9 @@ pub async fn status(name: &str, namespace: Option<&str>) -> Result<(), Error> {
                 bytes(st.bytes_read),
                 st.cpu_seconds,
                 bytes(st.peak_memory_bytes),
-                st.seconds.map(|t| format!("{t:.1}s")).unwrap_or_else(|| "-".into()),
+                st.seconds
+                    .map(|t| format!("{t:.1}s"))
+                    .unwrap_or_else(|| "-".into()),
             );
         }
     }
@@ -225,10 +245,14 @@ pub async fn logs(
                 .stages
                 .iter()
                 .find(|s| s.name == stage)
-                .ok_or_else(|| Error::spec("--stage", format!("daskjob/{name} has no stage {stage:?}")))?;
+                .ok_or_else(|| {
+                    Error::spec("--stage", format!("daskjob/{name} has no stage {stage:?}"))
+                })?;
             let g = (0..st.groups)
                 .find(|g| kask_api::groups::group_tasks(st.tasks, st.groups, *g).contains(&t))
-                .ok_or_else(|| Error::spec("--task", format!("stage {stage} has {} tasks", st.tasks)))?;
+                .ok_or_else(|| {
+                    Error::spec("--task", format!("stage {stage} has {} tasks", st.tasks))
+                })?;
             Some(g.to_string())
         }
         (Some(_), None) => return Err(Error::spec("--task", "needs --stage")),
@@ -242,7 +266,10 @@ pub async fn logs(
         .items;
     list.retain(|p| {
         group.as_deref().is_none_or(|g| {
-            p.annotations().get("batch.kubernetes.io/job-completion-index").map(String::as_str) == Some(g)
+            p.annotations()
+                .get("batch.kubernetes.io/job-completion-index")
+                .map(String::as_str)
+                == Some(g)
         })
     });
     list.sort_by_key(|p| p.metadata.creation_timestamp.clone());

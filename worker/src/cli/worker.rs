@@ -59,7 +59,10 @@ fn leave<T: Serialize>(report: &T) {
     if let Some(path) = termination_log()
         && let Err(e) = std::fs::write(&path, &msg)
     {
-        eprintln!("warning: cannot write the termination message to {}: {e}", path.display());
+        eprintln!(
+            "warning: cannot write the termination message to {}: {e}",
+            path.display()
+        );
     }
 }
 

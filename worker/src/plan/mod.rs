@@ -278,4 +278,3 @@ impl Plan {
         self.stages.iter().map(|s| s.tasks).sum()
     }
 }
-

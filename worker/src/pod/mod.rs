@@ -35,9 +35,12 @@ pub fn spec_from_env() -> Result<DaskJobSpec> {
 }
 
 fn storage_of(spec: &DaskJobSpec) -> Result<&Storage> {
-    spec.storage
-        .as_ref()
-        .ok_or_else(|| Error::spec("spec.storage", "a job on Kubernetes needs a storage section"))
+    spec.storage.as_ref().ok_or_else(|| {
+        Error::spec(
+            "spec.storage",
+            "a job on Kubernetes needs a storage section",
+        )
+    })
 }
 
 /// The path inside the store that `url` (a URL under the store's own) names.
@@ -129,7 +132,12 @@ pub async fn run_stage(
     let tasks = groups.get(group).cloned().ok_or_else(|| {
         Error::spec(
             "JOB_COMPLETION_INDEX",
-            format!("stage {} has {} task groups, not {}", st.name, groups.len(), group + 1),
+            format!(
+                "stage {} has {} task groups, not {}",
+                st.name,
+                groups.len(),
+                group + 1
+            ),
         )
     })?;
     info!(job = %plan.job_id, stage = %st.name, group, tasks = tasks.len(), "running a task group");

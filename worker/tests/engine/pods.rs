@@ -15,7 +15,11 @@ async fn lab_with_input(lab: &Lab) {
         ("id", ints(&(0..n).map(Some).collect::<Vec<_>>())),
         (
             "k",
-            strs(&(0..n).map(|i| Some(keys[i as usize % 5])).collect::<Vec<_>>()),
+            strs(
+                &(0..n)
+                    .map(|i| Some(keys[i as usize % 5]))
+                    .collect::<Vec<_>>(),
+            ),
         ),
         (
             "v",
@@ -55,7 +59,11 @@ async fn steps_match_local_mode(lab: Lab) {
             assert!(r.cpu_seconds >= 0.0 && r.peak_memory_bytes > 0, "{r:?}");
             tasks += r.tasks;
         }
-        assert_eq!(tasks, stage.tasks, "the groups cover every task of {}", stage.name);
+        assert_eq!(
+            tasks, stage.tasks,
+            "the groups cover every task of {}",
+            stage.name
+        );
         // A replacement pod of a finished group finds every task committed.
         let r = pod::run_stage(&spec, &report.plan, &stage.name, 0)
             .await
@@ -69,9 +77,16 @@ async fn steps_match_local_mode(lab: Lab) {
 
     let committed = pod::commit(&spec, &report.plan).await.expect("commit");
     assert_eq!(committed.rows_out, 5);
-    assert!(committed.output.as_deref().is_some_and(|o| o.ends_with("by-pods/_SUCCESS")));
+    assert!(
+        committed
+            .output
+            .as_deref()
+            .is_some_and(|o| o.ends_with("by-pods/_SUCCESS"))
+    );
 
-    lab.run(&SPEC.replace("OUT", "local")).await.expect("local run");
+    lab.run(&SPEC.replace("OUT", "local"))
+        .await
+        .expect("local run");
     let (cols_pods, rows_pods) = lab.result("by-pods").await;
     let (cols_local, rows_local) = lab.result("local").await;
     assert_eq!(cols_pods, cols_local);
@@ -84,7 +99,10 @@ async fn steps_match_local_mode(lab: Lab) {
     assert!(!lab.store.list(&scratch).await.expect("list").is_empty());
     pod::cleanup(&other, "uid-2").await.expect("cleanup");
     assert!(lab.store.list(&scratch).await.expect("list").is_empty());
-    assert!(lab.manifest("by-pods").await.is_some(), "the committed output stays");
+    assert!(
+        lab.manifest("by-pods").await.is_some(),
+        "the committed output stays"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
