@@ -50,6 +50,10 @@ pub enum Error {
         message: String,
     },
 
+    /// The process was told to stop (SIGTERM) before it finished.
+    #[error("stopped: {0}")]
+    Stopped(String),
+
     /// A task failed while running.
     #[error("stage {stage} task {task}: {message}")]
     Task {
@@ -88,7 +92,7 @@ impl Error {
     /// Whether retrying the same task could succeed (storage and transient faults), as opposed
     /// to a deterministic failure such as bad data.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::Storage { .. })
+        matches!(self, Error::Storage { .. } | Error::Stopped(_))
     }
 }
 

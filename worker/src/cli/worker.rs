@@ -66,9 +66,30 @@ fn leave<T: Serialize>(report: &T) {
     }
 }
 
-/// Runs a worker command.
+/// Resolves when the process gets SIGTERM. In a pod, `kask` is PID 1, which the kernel
+/// shields from signals it has no handler for: without this, a deleted pod (a suspended or
+/// deleted job, a drained node) would keep running to the end of its grace period.
+async fn terminated() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut s) => {
+            s.recv().await;
+        }
+        Err(e) => {
+            eprintln!("warning: cannot watch for SIGTERM: {e}");
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Runs a worker command; SIGTERM stops it at once. Whatever the task group had not
+/// committed is simply not there: the replacement pod runs it again.
 pub async fn dispatch(what: WorkerCommand) -> Result<(), Error> {
-    let result = run(what).await;
+    let result = tokio::select! {
+        r = run(what) => r,
+        () = terminated() => Err(Error::Stopped(
+            "SIGTERM (the pod was deleted, or its job suspended); uncommitted tasks run again in the next pod".into(),
+        )),
+    };
     if let Err(e) = &result {
         leave(&FailureReport {
             error: e.to_string().trim_end().to_string(),
