@@ -29,7 +29,7 @@ async fn lab_with_input(lab: &Lab) {
     lab.put_partitioned("t", &t, 3, 250).await;
 }
 
-fn spec(lab: &Lab, out: &str) -> DaskJobSpec {
+fn spec_for(lab: &Lab, out: &str) -> DaskJobSpec {
     let yaml = lab.job_yaml(&SPEC.replace("OUT", out));
     let mut spec = kask_api::load_job("job.yaml", &yaml).expect("job").spec;
     if spec.storage.is_none() {
@@ -40,11 +40,14 @@ fn spec(lab: &Lab, out: &str) -> DaskJobSpec {
 
 async fn steps_match_local_mode(lab: Lab) {
     lab_with_input(&lab).await;
-    let spec = spec(&lab, "by-pods");
+    let spec = spec_for(&lab, "by-pods");
 
     let report = pod::plan(&spec, "uid-1").await.expect("plan");
     assert_eq!(report.stages.len(), 2, "{report:?}");
-    assert_eq!(report.stages[0].tasks, 12, "one task per row group");
+    assert_eq!(
+        report.stages[0].tasks, 9,
+        "one task per row group: 3 files of 3 groups"
+    );
     assert_eq!(report.stages[0].groups, 2, "at most `workers` groups");
     let again = pod::plan(&spec, "uid-1").await.expect("plan again");
     assert_eq!(again, report, "a retried plan pod reports the same plan");
@@ -70,7 +73,7 @@ async fn steps_match_local_mode(lab: Lab) {
             .expect("retried pod");
         assert_eq!(r.skipped, r.tasks, "{r:?}");
     }
-    let err = pod::run_stage(&spec, &report.plan, "s0", 7)
+    let err = pod::run_stage(&spec, &report.plan, "0", 7)
         .await
         .expect_err("no such group");
     assert!(err.to_string().contains("has 2 task groups"), "{err}");
@@ -93,7 +96,7 @@ async fn steps_match_local_mode(lab: Lab) {
     assert_eq!(sorted(rows_pods), sorted(rows_local));
 
     // A job deleted after planning: the cleanup pod removes its scratch, and only that.
-    let other = spec.clone();
+    let other = spec_for(&lab, "other");
     pod::plan(&other, "uid-2").await.expect("plan uid-2");
     let scratch = other.scratch_prefix("uid-2");
     assert!(!lab.store.list(&scratch).await.expect("list").is_empty());
