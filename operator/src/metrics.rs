@@ -38,47 +38,53 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("kask");
         let jobs = Family::<PhaseLabel, Gauge>::default();
-        registry.register("daskjobs", "DaskJobs by phase", jobs.clone());
-        let m = Metrics {
-            jobs,
-            phases: Mutex::default(),
-            reconciles: Counter::default(),
-            reconcile_errors: Counter::default(),
-            reconcile_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
-            tasks_succeeded: Counter::default(),
-            tasks_failed: Counter::default(),
-            stage_seconds: Histogram::new(exponential_buckets(0.5, 2.0, 14)),
-            registry: Registry::default(),
-        };
-        registry.register("reconcile", "Reconciles run", m.reconciles.clone());
-        registry.register(
+        let reconciles = Counter::default();
+        let reconcile_errors = Counter::default();
+        let reconcile_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        let tasks_succeeded = Counter::default();
+        let tasks_failed = Counter::default();
+        let stage_seconds = Histogram::new(exponential_buckets(0.5, 2.0, 14));
+
+        let mut r = Registry::with_prefix("kask");
+        r.register("daskjobs", "DaskJobs by phase", jobs.clone());
+        r.register("reconcile", "Reconciles run", reconciles.clone());
+        r.register(
             "reconcile_errors",
             "Reconciles that failed",
-            m.reconcile_errors.clone(),
+            reconcile_errors.clone(),
         );
-        registry.register(
+        r.register(
             "reconcile_duration_seconds",
             "Seconds per reconcile",
-            m.reconcile_seconds.clone(),
+            reconcile_seconds.clone(),
         );
-        registry.register(
+        r.register(
             "tasks_succeeded",
             "Tasks of finished stages",
-            m.tasks_succeeded.clone(),
+            tasks_succeeded.clone(),
         );
-        registry.register(
+        r.register(
             "task_pods_failed",
             "Worker pods (task group attempts) that failed",
-            m.tasks_failed.clone(),
+            tasks_failed.clone(),
         );
-        registry.register(
+        r.register(
             "stage_duration_seconds",
             "Seconds per stage, first pod start to last pod end",
-            m.stage_seconds.clone(),
+            stage_seconds.clone(),
         );
-        Metrics { registry, ..m }
+        Metrics {
+            registry: r,
+            jobs,
+            phases: Mutex::default(),
+            reconciles,
+            reconcile_errors,
+            reconcile_seconds,
+            tasks_succeeded,
+            tasks_failed,
+            stage_seconds,
+        }
     }
 }
 

@@ -97,6 +97,43 @@ impl<'a> Reconcile<'a> {
         self.now.to_string()
     }
 
+    /// Sets a status condition, at this reconcile's time and for the spec's generation.
+    fn condition(&mut self, type_: &str, value: bool, reason: &str, message: &str) {
+        let now = self.now();
+        let generation = self.dj.metadata.generation;
+        conditions::set(
+            &mut self.status,
+            type_,
+            value,
+            reason,
+            message,
+            generation,
+            &now,
+        );
+    }
+
+    /// When `activeDeadlineSeconds` runs out, counted from the job's start.
+    fn deadline(&self) -> Option<Timestamp> {
+        let limit = self.dj.spec.active_deadline_seconds?;
+        let start = self
+            .status
+            .start_time
+            .as_deref()
+            .and_then(|s| s.parse::<Timestamp>().ok())
+            .unwrap_or(self.now);
+        Some(start + SignedDuration::from_secs(limit))
+    }
+
+    async fn set_finalizers(&self, finalizers: Vec<String>) -> Result<()> {
+        let patch = Patch::Merge(json!({"metadata": {"finalizers": finalizers}}));
+        tolerate(
+            self.api
+                .patch(&self.dj.name_any(), &PatchParams::default(), &patch)
+                .await,
+            &[404],
+        )
+    }
+
     fn suspended(&self) -> bool {
         self.dj.spec.suspend.unwrap_or(false)
     }
@@ -112,13 +149,7 @@ impl<'a> Reconcile<'a> {
             // The finalizer first: a job deleted from now on gets its scratch removed.
             let mut finalizers = self.dj.finalizers().to_vec();
             finalizers.push(FINALIZER.into());
-            self.api
-                .patch(
-                    &name,
-                    &PatchParams::default(),
-                    &Patch::Merge(json!({"metadata": {"finalizers": finalizers}})),
-                )
-                .await?;
+            self.set_finalizers(finalizers).await?;
             return Ok(Action::await_change());
         }
         let phase = self.status.phase;
@@ -129,40 +160,29 @@ impl<'a> Reconcile<'a> {
         if self.status.start_time.is_none() {
             self.status.start_time = Some(self.now());
         }
-        if let Some(limit) = self.dj.spec.active_deadline_seconds
-            && let Some(start) = self
-                .status
-                .start_time
-                .as_deref()
-                .and_then(|s| s.parse::<Timestamp>().ok())
+        if let Some(deadline) = self.deadline()
+            && self.now >= deadline
         {
-            let deadline = start + SignedDuration::from_secs(limit);
-            if self.now >= deadline {
-                self.stop_children().await?;
-                let msg = format!("the job ran longer than activeDeadlineSeconds ({limit}s)");
-                return self.fail("DeadlineExceeded", msg).await;
-            }
+            self.stop_children().await?;
+            let limit = self.dj.spec.active_deadline_seconds.unwrap_or_default();
+            let msg = format!("the job ran longer than activeDeadlineSeconds ({limit}s)");
+            return self.fail("DeadlineExceeded", msg).await;
         }
 
         let children = Children::load(&self.ctx.client, &self.namespace, &self.uid).await?;
         let action = self.advance(&children).await?;
-        let action = match self.dj.spec.active_deadline_seconds {
+        let running = !matches!(self.status.phase, Some(Phase::Succeeded | Phase::Failed));
+        match self.deadline() {
             // Wake up at the deadline even if nothing else happens.
-            Some(limit) if !matches!(self.status.phase, Some(Phase::Succeeded | Phase::Failed)) => {
-                let start = self
-                    .status
-                    .start_time
-                    .as_deref()
-                    .and_then(|s| s.parse::<Timestamp>().ok())
-                    .unwrap_or(self.now);
-                let left = (start + SignedDuration::from_secs(limit)).duration_since(self.now);
+            Some(deadline) if running => {
                 let left =
-                    Duration::try_from(left).unwrap_or_default() + Duration::from_millis(200);
-                Action::requeue(left.min(RESYNC))
+                    Duration::try_from(deadline.duration_since(self.now)).unwrap_or_default();
+                Ok(Action::requeue(
+                    (left + Duration::from_millis(200)).min(RESYNC),
+                ))
             }
-            _ => action,
-        };
-        Ok(action)
+            _ => Ok(action),
+        }
     }
 
     /// The next step from the current children: plan, the stages in order, commit.
@@ -424,12 +444,8 @@ impl<'a> Reconcile<'a> {
 
     async fn create(&self, step: &Step<'_>) -> Result<()> {
         let job = self.factory.job(step, self.suspended())?;
-        match self.jobs.create(&PostParams::default(), &job).await {
-            Ok(_) => Ok(()),
-            // Created by an earlier reconcile whose status write was lost: the same Job.
-            Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+        // 409: created by an earlier reconcile whose status write was lost; the same Job.
+        tolerate(self.jobs.create(&PostParams::default(), &job).await, &[409])
     }
 
     /// Deletes the DaskJob's unfinished Jobs, which stops their pods.
@@ -443,11 +459,7 @@ impl<'a> Reconcile<'a> {
             if matches!(job_state(job), JobState::Complete | JobState::Failed(_)) {
                 continue;
             }
-            match self.jobs.delete(&job.name_any(), &dp).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(e)) if e.code == 404 => {}
-                Err(e) => return Err(e.into()),
-            }
+            tolerate(self.jobs.delete(&job.name_any(), &dp).await, &[404])?;
         }
         Ok(())
     }
@@ -459,35 +471,15 @@ impl<'a> Reconcile<'a> {
     }
 
     async fn set_running(&mut self, phase: Phase, reason: &str) -> Result<Action> {
-        let now = self.now();
-        let generation = self.dj.metadata.generation;
         self.status.phase = Some(phase);
         self.status.progress = Some(self.progress());
-        conditions::set(
-            &mut self.status,
-            "Suspended",
-            false,
-            reason,
-            "",
-            generation,
-            &now,
-        );
-        conditions::set(
-            &mut self.status,
-            "Complete",
-            false,
-            reason,
-            "",
-            generation,
-            &now,
-        );
+        self.condition("Suspended", false, reason, "");
+        self.condition("Complete", false, reason, "");
         self.save().await?;
         Ok(Action::requeue(RESYNC))
     }
 
     async fn set_suspended(&mut self) -> Result<Action> {
-        let now = self.now();
-        let generation = self.dj.metadata.generation;
         if self.status.phase != Some(Phase::Suspended) {
             self.event(
                 EventType::Normal,
@@ -501,48 +493,22 @@ impl<'a> Reconcile<'a> {
             s.running = 0;
         }
         self.status.progress = Some(self.progress());
-        conditions::set(
-            &mut self.status,
-            "Suspended",
-            true,
-            "Suspended",
-            "spec.suspend is true",
-            generation,
-            &now,
-        );
+        self.condition("Suspended", true, "Suspended", "spec.suspend is true");
         self.save().await?;
         Ok(Action::await_change())
     }
 
     async fn succeed(&mut self) -> Result<Action> {
-        let now = self.now();
-        let generation = self.dj.metadata.generation;
         self.status.phase = Some(Phase::Succeeded);
-        self.status.completion_time = Some(now.clone());
+        self.status.completion_time = Some(self.now());
         self.status.progress = Some(self.progress());
         let msg = format!(
             "wrote {} rows to {}",
             self.status.output_rows.unwrap_or(0),
             self.status.output.clone().unwrap_or_default()
         );
-        conditions::set(
-            &mut self.status,
-            "Complete",
-            true,
-            "Succeeded",
-            &msg,
-            generation,
-            &now,
-        );
-        conditions::set(
-            &mut self.status,
-            "Suspended",
-            false,
-            "Succeeded",
-            "",
-            generation,
-            &now,
-        );
+        self.condition("Complete", true, "Succeeded", &msg);
+        self.condition("Suspended", false, "Succeeded", "");
         self.save().await?;
         self.event(EventType::Normal, "Succeeded", &msg).await;
         self.ctx.metrics.phase(&self.uid, Some(Phase::Succeeded));
@@ -550,34 +516,16 @@ impl<'a> Reconcile<'a> {
     }
 
     async fn fail(&mut self, reason: &str, message: String) -> Result<Action> {
-        let now = self.now();
-        let generation = self.dj.metadata.generation;
         warn!(job = %self.dj.name_any(), reason, message = %message, "job failed");
         self.status.phase = Some(Phase::Failed);
-        self.status.completion_time = Some(now.clone());
+        self.status.completion_time = Some(self.now());
         self.status.message = Some(message.clone());
         for s in &mut self.status.stages {
             s.running = 0;
         }
         self.status.progress = Some(self.progress());
-        conditions::set(
-            &mut self.status,
-            "Failed",
-            true,
-            reason,
-            &message,
-            generation,
-            &now,
-        );
-        conditions::set(
-            &mut self.status,
-            "Complete",
-            false,
-            reason,
-            "",
-            generation,
-            &now,
-        );
+        self.condition("Failed", true, reason, &message);
+        self.condition("Complete", false, reason, "");
         self.save().await?;
         self.event(EventType::Warning, reason, &message).await;
         self.ctx.metrics.phase(&self.uid, Some(Phase::Failed));
@@ -602,11 +550,7 @@ impl<'a> Reconcile<'a> {
                 propagation_policy: Some(PropagationPolicy::Background),
                 ..DeleteParams::default()
             };
-            match self.api.delete(&self.dj.name_any(), &dp).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(e)) if e.code == 404 => {}
-                Err(e) => return Err(e.into()),
-            }
+            tolerate(self.api.delete(&self.dj.name_any(), &dp).await, &[404])?;
             return Ok(Action::await_change());
         }
         let left = Duration::try_from(expiry.duration_since(self.now)).unwrap_or_default();
@@ -666,26 +610,14 @@ impl<'a> Reconcile<'a> {
                 Some(_) => return Ok(Action::requeue(RESYNC)),
             }
         }
-        let finalizers: Vec<String> = self
+        let finalizers = self
             .dj
             .finalizers()
             .iter()
             .filter(|f| *f != FINALIZER)
             .cloned()
             .collect();
-        match self
-            .api
-            .patch(
-                &self.dj.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(json!({"metadata": {"finalizers": finalizers}})),
-            )
-            .await
-        {
-            Ok(_) => {}
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => return Err(e.into()),
-        }
+        self.set_finalizers(finalizers).await?;
         Ok(Action::await_change())
     }
 
@@ -720,5 +652,15 @@ impl<'a> Reconcile<'a> {
         {
             warn!(error = %e, reason, "could not publish an event");
         }
+    }
+}
+
+/// An API call's result, with the status codes that mean "already so" (404 on a delete, 409 on
+/// a create) counted as success.
+fn tolerate<T>(result: kube::Result<T>, codes: &[u16]) -> Result<()> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if codes.contains(&e.code) => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }

@@ -5,11 +5,13 @@ use std::io::IsTerminal;
 use std::path::Path;
 use std::time::Duration;
 
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, LogParams, PostParams};
 use kube::{Client, ResourceExt};
 
+use super::human_bytes;
+use super::progress::stage_bar_style;
 use kask_api::{DaskJob, DaskJobStatus, Phase};
 use kask_worker::Error;
 
@@ -67,10 +69,7 @@ pub async fn submit(
 async fn follow(api: &Api<DaskJob>, name: &str) -> Result<(), Error> {
     let terminal = std::io::stderr().is_terminal();
     let multi = MultiProgress::new();
-    let style =
-        ProgressStyle::with_template("{prefix:>18} [{bar:30.cyan/blue}] {pos}/{len} tasks {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> ");
+    let style = stage_bar_style();
     let mut bars: Vec<ProgressBar> = Vec::new();
     let mut last_line = String::new();
     loop {
@@ -139,21 +138,6 @@ fn phase_name(status: &DaskJobStatus) -> String {
         .unwrap_or_else(|| "Pending".into())
 }
 
-fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
-
 /// `kask status`: the job's status as a table.
 pub async fn status(name: &str, namespace: Option<&str>) -> Result<(), Error> {
     let (api, _) = api(namespace).await?;
@@ -207,9 +191,9 @@ pub async fn status(name: &str, namespace: Option<&str>) -> Result<(), Error> {
                 st.failed,
                 st.rows_read,
                 st.rows_written,
-                bytes(st.bytes_read),
+                human_bytes(st.bytes_read),
                 st.cpu_seconds,
-                bytes(st.peak_memory_bytes),
+                human_bytes(st.peak_memory_bytes),
                 st.seconds
                     .map(|t| format!("{t:.1}s"))
                     .unwrap_or_else(|| "-".into()),

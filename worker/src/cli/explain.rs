@@ -2,22 +2,8 @@
 
 use std::fmt::Write;
 
+use super::human_bytes as human;
 use kask_worker::plan::{Op, Partial, Plan, Sink, StageSource};
-
-fn human(bytes: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < units.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", units[u])
-    }
-}
 
 fn op_text(plan: &Plan, op: &Op) -> String {
     let step = |i: &usize| {

@@ -10,6 +10,13 @@ use kask_worker::plan::{Plan, Stage};
 use kask_worker::runner::Progress;
 use kask_worker::task::TaskOutcome;
 
+/// The look of a stage's bar, in local runs and in `kask submit --watch`.
+pub fn stage_bar_style() -> ProgressStyle {
+    ProgressStyle::with_template("{prefix:>18} [{bar:30.cyan/blue}] {pos}/{len} tasks {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ")
+}
+
 /// One bar per stage.
 pub struct Bars {
     multi: MultiProgress,
@@ -28,11 +35,7 @@ impl Bars {
 
 impl Progress for Bars {
     fn planned(&self, plan: &Plan) {
-        let style = ProgressStyle::with_template(
-            "{prefix:>18} [{bar:30.cyan/blue}] {pos}/{len} tasks {msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ");
+        let style = stage_bar_style();
         let Ok(mut bars) = self.bars.lock() else {
             return;
         };
