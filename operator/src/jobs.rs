@@ -5,8 +5,8 @@
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, PodSecurityContext,
-    PodSpec, PodTemplateSpec, SeccompProfile, SecretKeySelector, SecurityContext, Volume,
-    VolumeMount,
+    PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile, SecretKeySelector,
+    SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::{Resource, ResourceExt};
@@ -42,6 +42,7 @@ pub struct JobFactory<'a> {
     dj: &'a DaskJob,
     base: String,
     image: String,
+    resources: Option<ResourceRequirements>,
 }
 
 /// One step to run.
@@ -68,9 +69,19 @@ pub enum Step<'a> {
     Cleanup,
 }
 
+/// What worker pods get when their DaskJob does not say: the operator's `--worker-image` and
+/// `--worker-resources`, set by the Helm chart's `worker` values.
+#[derive(Clone, Debug, Default)]
+pub struct WorkerDefaults {
+    /// The worker image.
+    pub image: String,
+    /// Requests and limits of a worker container.
+    pub resources: Option<ResourceRequirements>,
+}
+
 impl<'a> JobFactory<'a> {
-    /// The factory for `dj`'s children; `default_image` unless the spec names one.
-    pub fn new(dj: &'a DaskJob, default_image: &str) -> Result<JobFactory<'a>> {
+    /// The factory for `dj`'s children; `defaults` fill what its spec leaves out.
+    pub fn new(dj: &'a DaskJob, defaults: &WorkerDefaults) -> Result<JobFactory<'a>> {
         let uid = dj
             .uid()
             .ok_or_else(|| Error::Invariant("a DaskJob without a UID".into()))?;
@@ -80,7 +91,12 @@ impl<'a> JobFactory<'a> {
                 .spec
                 .image
                 .clone()
-                .unwrap_or_else(|| default_image.to_string()),
+                .unwrap_or_else(|| defaults.image.clone()),
+            resources: dj
+                .spec
+                .resources
+                .clone()
+                .or_else(|| defaults.resources.clone()),
             dj,
         })
     }
@@ -236,7 +252,7 @@ impl<'a> JobFactory<'a> {
                 image_pull_policy: Some("IfNotPresent".into()),
                 args: Some(args),
                 env: Some(env),
-                resources: self.dj.spec.resources.clone(),
+                resources: self.resources.clone(),
                 termination_message_policy: Some("FallbackToLogsOnError".into()),
                 security_context: Some(SecurityContext {
                     allow_privilege_escalation: Some(false),
@@ -266,5 +282,181 @@ impl<'a> JobFactory<'a> {
             }]),
             ..PodSpec::default()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+
+    const JOB: &str = r#"
+apiVersion: kask.dev/v1alpha1
+kind: DaskJob
+metadata: {name: revenue, namespace: team-a, uid: 0b6c-44d1}
+spec:
+  workers: 3
+  retries: 2
+  storage: {url: "s3://lake/x", secretRef: {name: lake}}
+  dataframe:
+    inputs: {orders: {path: "orders/*.csv", format: csv}}
+    pipeline: [{source: orders}]
+  output: {path: out}
+"#;
+
+    fn job(extra: &str) -> DaskJob {
+        let text = format!("{JOB}{extra}");
+        kask_api::load::parse_job("job.yaml", &text).expect("the test job parses")
+    }
+
+    fn defaults() -> WorkerDefaults {
+        WorkerDefaults {
+            image: "registry.example/kask:1".into(),
+            resources: Some(ResourceRequirements {
+                requests: Some([("cpu".to_string(), Quantity("500m".into()))].into()),
+                ..ResourceRequirements::default()
+            }),
+        }
+    }
+
+    fn container(job: &Job) -> &Container {
+        &job.spec
+            .as_ref()
+            .expect("set by the factory")
+            .template
+            .spec
+            .as_ref()
+            .expect("set by the factory")
+            .containers[0]
+    }
+
+    #[test]
+    fn a_stage_is_an_indexed_job_with_retries_per_index_and_at_most_workers_pods() {
+        let dj = job("");
+        let f = JobFactory::new(&dj, &defaults()).expect("set by the factory");
+        let step = Step::Stage {
+            index: 1,
+            name: "shuffle",
+            groups: 8,
+            plan: "s3://lake/x/_kask/plan.json",
+        };
+        let j = f.job(&step, false).expect("set by the factory");
+        assert_eq!(j.metadata.name.as_deref(), Some("revenue-s1"));
+        assert_eq!(j.metadata.namespace.as_deref(), Some("team-a"));
+        let spec = j.spec.as_ref().expect("set by the factory");
+        assert_eq!(spec.completion_mode.as_deref(), Some("Indexed"));
+        assert_eq!((spec.completions, spec.parallelism), (Some(8), Some(3)));
+        assert_eq!(spec.backoff_limit_per_index, Some(2));
+        assert_eq!(spec.max_failed_indexes, Some(0));
+        let labels = j.metadata.labels.as_ref().expect("set by the factory");
+        assert_eq!(labels["kask.dev/stage"], "shuffle");
+        assert_eq!(labels["kask.dev/job-uid"], "0b6c-44d1");
+        let owner = &j
+            .metadata
+            .owner_references
+            .as_ref()
+            .expect("set by the factory")[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.controller),
+            ("DaskJob", Some(true))
+        );
+        let args = container(&j).args.clone().expect("set by the factory");
+        assert_eq!(args[..2], ["worker".to_string(), "run".to_string()]);
+    }
+
+    #[test]
+    fn pods_pass_the_restricted_pod_security_standard() {
+        let dj = job("");
+        let j = JobFactory::new(&dj, &defaults())
+            .expect("set by the factory")
+            .job(&Step::Plan, false)
+            .expect("set by the factory");
+        let pod = j
+            .spec
+            .as_ref()
+            .expect("set by the factory")
+            .template
+            .spec
+            .as_ref()
+            .expect("set by the factory");
+        let psc = pod.security_context.as_ref().expect("set by the factory");
+        assert_eq!(psc.run_as_non_root, Some(true));
+        assert_eq!(
+            psc.seccomp_profile
+                .as_ref()
+                .expect("set by the factory")
+                .type_,
+            "RuntimeDefault"
+        );
+        assert_eq!(pod.automount_service_account_token, Some(false));
+        let sc = container(&j)
+            .security_context
+            .as_ref()
+            .expect("set by the factory");
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+        let caps = sc.capabilities.as_ref().expect("set by the factory");
+        assert_eq!(caps.drop.as_deref(), Some(&["ALL".to_string()][..]));
+        assert_eq!(caps.add, None);
+        assert!(pod.volumes.iter().flatten().all(|v| v.host_path.is_none()));
+    }
+
+    #[test]
+    fn only_allow_listed_secret_keys_reach_the_pod_from_the_jobs_own_secret() {
+        let dj = job("");
+        let j = JobFactory::new(&dj, &defaults())
+            .expect("set by the factory")
+            .job(&Step::Plan, false)
+            .expect("set by the factory");
+        let c = container(&j);
+        assert!(c.env_from.is_none(), "never the whole Secret");
+        let refs: Vec<_> = c
+            .env
+            .iter()
+            .flatten()
+            .filter_map(|e| Some((e, e.value_from.as_ref()?.secret_key_ref.as_ref()?)))
+            .collect();
+        assert_eq!(refs.len(), SECRET_KEYS.len());
+        for (env, r) in refs {
+            assert_eq!(r.name, "lake");
+            assert_eq!(env.name, r.key, "each key under its own name");
+            assert!(SECRET_KEYS.contains(&r.key.as_str()));
+            assert_eq!(r.optional, Some(true));
+        }
+    }
+
+    #[test]
+    fn the_operators_defaults_fill_what_the_spec_leaves_out() {
+        let dj = job("");
+        let plan = JobFactory::new(&dj, &defaults())
+            .expect("set by the factory")
+            .job(&Step::Plan, false)
+            .expect("set by the factory");
+        let c = container(&plan);
+        assert_eq!(c.image.as_deref(), Some("registry.example/kask:1"));
+        assert_eq!(c.resources, defaults().resources);
+
+        let own = job("  image: mine:2\n  resources: {limits: {memory: 1Gi}}\n");
+        let plan = JobFactory::new(&own, &defaults())
+            .expect("set by the factory")
+            .job(&Step::Plan, false)
+            .expect("set by the factory");
+        let c = container(&plan);
+        assert_eq!(c.image.as_deref(), Some("mine:2"));
+        let limits = c
+            .resources
+            .as_ref()
+            .expect("set by the factory")
+            .limits
+            .as_ref()
+            .expect("set by the factory");
+        assert_eq!(limits["memory"], Quantity("1Gi".into()));
+        assert!(
+            c.resources
+                .as_ref()
+                .expect("set by the factory")
+                .requests
+                .is_none()
+        );
     }
 }

@@ -7,6 +7,7 @@ mod conditions;
 mod error;
 mod http;
 mod jobs;
+mod leader;
 mod metrics;
 mod names;
 mod reconcile;
@@ -16,14 +17,16 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use clap::Parser;
+use clap::{ArgAction, Parser};
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::ResourceRequirements;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client};
 use tracing::{error, info, warn};
 
+use jobs::WorkerDefaults;
 use kask_api::DaskJob;
 use metrics::Metrics;
 use reconcile::{Ctx, error_policy, reconcile};
@@ -35,6 +38,29 @@ struct Args {
     /// The worker image for jobs that do not name one in spec.image.
     #[arg(long, env = "KASK_WORKER_IMAGE", default_value = concat!("localhost/kask:", env!("CARGO_PKG_VERSION")))]
     worker_image: String,
+    /// Requests and limits of worker containers for jobs without spec.resources, as the JSON
+    /// of a Kubernetes ResourceRequirements, e.g. '{"requests":{"cpu":"1","memory":"2Gi"}}'.
+    #[arg(long, env = "KASK_WORKER_RESOURCES")]
+    worker_resources: Option<String>,
+    /// Namespaces whose DaskJobs to run, comma-separated; all namespaces when empty.
+    #[arg(long, env = "KASK_WATCH_NAMESPACES", value_delimiter = ',')]
+    namespaces: Vec<String>,
+    /// Reconcile only while holding a coordination.k8s.io Lease, so that several replicas can
+    /// run with one active.
+    #[arg(long, env = "KASK_LEADER_ELECT", default_value_t = false, action = ArgAction::Set)]
+    leader_elect: bool,
+    /// The leader election Lease's name.
+    #[arg(long, env = "KASK_LEASE_NAME", default_value = "kask-operator")]
+    lease_name: String,
+    /// The Lease's namespace: the operator's own.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "kask-system")]
+    lease_namespace: String,
+    /// Seconds the leader holds the Lease without renewing it; a standby takes over after it.
+    #[arg(long, env = "KASK_LEASE_DURATION", default_value_t = 15)]
+    lease_duration: u64,
+    /// The leader renews the Lease this many seconds before it expires.
+    #[arg(long, env = "KASK_LEASE_GRACE", default_value_t = 5)]
+    lease_grace: u64,
     /// Address of the /metrics, /healthz and /readyz endpoints.
     #[arg(long, env = "KASK_HTTP_ADDR", default_value = "0.0.0.0:8080")]
     http_addr: SocketAddr,
@@ -73,6 +99,26 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    if args.lease_grace >= args.lease_duration {
+        return Err("--lease-grace must be shorter than --lease-duration".into());
+    }
+    let worker = WorkerDefaults {
+        image: args.worker_image.clone(),
+        resources: match &args.worker_resources {
+            Some(json) if !json.trim().is_empty() => Some(
+                serde_json::from_str::<ResourceRequirements>(json)
+                    .map_err(|e| format!("--worker-resources (KASK_WORKER_RESOURCES): {e}"))?,
+            ),
+            _ => None,
+        },
+    };
+    let namespaces: Vec<String> = args
+        .namespaces
+        .iter()
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty())
+        .collect();
+
     let client = Client::try_default().await?;
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
@@ -87,6 +133,49 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         }
     });
 
+    let scopes: Vec<Option<&str>> = if namespaces.is_empty() {
+        vec![None]
+    } else {
+        namespaces.iter().map(|n| Some(n.as_str())).collect()
+    };
+    // Refuse to start without the CRD or the rights, with a message that says which.
+    for scope in &scopes {
+        let djs: Api<DaskJob> = api(&client, *scope);
+        if let Err(e) = djs.list(&kube::api::ListParams::default().limit(1)).await {
+            let place = scope.map_or("in all namespaces".to_string(), |n| {
+                format!("in namespace {n}")
+            });
+            return Err(format!(
+                "cannot list DaskJobs {place} (is the CRD installed? kubectl apply -f crds/; \
+                 does the operator's RBAC cover this namespace?): {e}"
+            )
+            .into());
+        }
+    }
+    // A standby is ready too: it serves its endpoints and can take over at any moment.
+    ready.store(true, Ordering::Relaxed);
+
+    let leadership = if args.leader_elect {
+        let cfg = leader::LeaseConfig {
+            name: args.lease_name.clone(),
+            namespace: args.lease_namespace.clone(),
+            identity: std::env::var("POD_NAME")
+                .unwrap_or_else(|_| format!("kask-operator-{}", std::process::id())),
+            duration: args.lease_duration,
+            grace: args.lease_grace,
+        };
+        tokio::select! {
+            held = leader::acquire(client.clone(), &cfg) => Some(held?),
+            () = shutdown_signal() => {
+                info!("stopped before becoming the leader");
+                return Ok(());
+            }
+        }
+    } else {
+        None
+    };
+    metrics.leader.set(1);
+
     let reporter = Reporter {
         controller: "kask-operator".into(),
         instance: std::env::var("POD_NAME").ok(),
@@ -94,20 +183,53 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let ctx = Arc::new(Ctx {
         client: client.clone(),
         recorder: Recorder::new(client.clone(), reporter),
-        metrics,
-        worker_image: args.worker_image.clone(),
+        metrics: Arc::clone(&metrics),
+        worker,
     });
-    let djs: Api<DaskJob> = Api::all(client.clone());
-    // Refuse to start against a cluster without the CRD, with a message that says so.
-    if let Err(e) = djs.list(&kube::api::ListParams::default().limit(1)).await {
-        return Err(format!(
-            "cannot list DaskJobs (is the CRD installed? kubectl apply -f crds/): {e}"
-        )
-        .into());
+    info!(
+        worker_image = %args.worker_image,
+        namespaces = %if namespaces.is_empty() { "all".to_string() } else { namespaces.join(",") },
+        "watching DaskJobs"
+    );
+    let controllers = futures::future::join_all(
+        scopes
+            .iter()
+            .map(|scope| control(api(&client, *scope), api(&client, *scope), Arc::clone(&ctx))),
+    );
+    match leadership {
+        None => {
+            controllers.await;
+        }
+        Some(mut leadership) => {
+            tokio::select! {
+                _ = controllers => leadership.release().await,
+                () = leadership.lost() => {
+                    metrics.leader.set(0);
+                    // Another replica may already be reconciling: stop at once. The restart
+                    // campaigns again as a standby.
+                    return Err("lost the leader Lease; exiting".into());
+                }
+            }
+        }
     }
-    let jobs: Api<Job> = Api::all(client.clone());
-    info!(worker_image = %args.worker_image, "watching DaskJobs in all namespaces");
-    ready.store(true, Ordering::Relaxed);
+    info!("stopped");
+    Ok(())
+}
+
+/// The API of `K` in one namespace, or in all.
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// One controller: DaskJobs, and the Jobs they own, in one scope; until SIGTERM or Ctrl-C.
+async fn control(djs: Api<DaskJob>, jobs: Api<Job>, ctx: Arc<Ctx>) {
     Controller::new(djs, watcher::Config::default())
         .owns(
             jobs,
@@ -121,6 +243,20 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             }
         })
         .await;
-    info!("stopped");
-    Ok(())
+}
+
+/// SIGTERM (the kubelet stopping the pod) or Ctrl-C.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        () = term => {},
+    }
 }

@@ -34,6 +34,8 @@ pub struct Metrics {
     pub tasks_failed: Counter,
     /// Seconds per stage, first pod start to last pod end.
     pub stage_seconds: Histogram,
+    /// 1 while this replica reconciles (holds the Lease, or runs without election).
+    pub leader: Gauge,
 }
 
 impl Default for Metrics {
@@ -45,6 +47,7 @@ impl Default for Metrics {
         let tasks_succeeded = Counter::default();
         let tasks_failed = Counter::default();
         let stage_seconds = Histogram::new(exponential_buckets(0.5, 2.0, 14));
+        let leader = Gauge::default();
 
         let mut r = Registry::with_prefix("kask");
         r.register("daskjobs", "DaskJobs by phase", jobs.clone());
@@ -74,6 +77,11 @@ impl Default for Metrics {
             "Seconds per stage, first pod start to last pod end",
             stage_seconds.clone(),
         );
+        r.register(
+            "leader",
+            "1 while this replica reconciles: it holds the leader Lease, or runs without election",
+            leader.clone(),
+        );
         Metrics {
             registry: r,
             jobs,
@@ -84,6 +92,7 @@ impl Default for Metrics {
             tasks_succeeded,
             tasks_failed,
             stage_seconds,
+            leader,
         }
     }
 }

@@ -18,7 +18,7 @@ use tracing::{info, warn};
 use crate::children::{Children, JobState, job_state};
 use crate::conditions;
 use crate::error::{Error, Result};
-use crate::jobs::{JobFactory, Step};
+use crate::jobs::{JobFactory, Step, WorkerDefaults};
 use crate::metrics::Metrics;
 use crate::names::{self, FINALIZER};
 use kask_api::report::{PlanReport, TaskReport};
@@ -32,8 +32,8 @@ pub struct Ctx {
     pub recorder: Recorder,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
-    /// The worker image for jobs that do not name one.
-    pub worker_image: String,
+    /// The worker image and resources for jobs that do not name them.
+    pub worker: WorkerDefaults,
 }
 
 /// While a job runs, a reconcile at least this often (deadlines are checked then too; every
@@ -85,7 +85,7 @@ impl<'a> Reconcile<'a> {
             ctx,
             api: Api::namespaced(ctx.client.clone(), &namespace),
             jobs: Api::namespaced(ctx.client.clone(), &namespace),
-            factory: JobFactory::new(dj, &ctx.worker_image)?,
+            factory: JobFactory::new(dj, &ctx.worker)?,
             namespace,
             uid,
             status: dj.status.clone().unwrap_or_default(),
