@@ -1,30 +1,44 @@
 //! The committed CRD is what the Rust types generate. Regenerate with
-//! `KASK_BLESS=1 cargo test -p kask-api --test crd`.
+//! `KASK_BLESS=1 cargo test -p kask-api --test crd`, which also copies it into the Helm chart.
 
 use std::path::PathBuf;
 
 /// The checkout being tested. `cargo test` sets the variable at run time too, which matters:
 /// the compile-time value is the path of whichever clone built this binary, and CI clones
 /// share one target directory, where cargo reuses a binary built from another clone.
-fn committed() -> PathBuf {
+fn checkout() -> PathBuf {
     let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
-    manifest_dir.join("../crds/kask.dev_daskjobs.yaml")
+    manifest_dir.join("..")
 }
 
-#[test]
-fn committed_crd_matches_the_rust_types() {
-    let generated = kask_api::crd_yaml();
-    let path = committed();
+/// `path` (relative to the checkout) holds `generated`, or is rewritten with it under
+/// KASK_BLESS.
+fn assert_committed(path: &str, generated: &str) {
+    let path = checkout().join(path);
     if std::env::var_os("KASK_BLESS").is_some() {
-        std::fs::write(&path, &generated).expect("writing the CRD");
+        std::fs::write(&path, generated).expect("writing the CRD");
     }
     let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         on_disk == generated,
         "{} differs from the CRD the Rust types generate; run `KASK_BLESS=1 cargo test -p kask-api --test crd` and commit it",
         path.display()
+    );
+}
+
+#[test]
+fn committed_crd_matches_the_rust_types() {
+    assert_committed("crds/kask.dev_daskjobs.yaml", &kask_api::crd_yaml());
+}
+
+/// Helm installs the CRD from the chart's own crds/ folder: the same file.
+#[test]
+fn the_charts_crd_is_the_generated_one() {
+    assert_committed(
+        "charts/kask/crds/kask.dev_daskjobs.yaml",
+        &kask_api::crd_yaml(),
     );
 }
 

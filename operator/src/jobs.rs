@@ -4,35 +4,16 @@
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, PodSecurityContext,
-    PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile, SecretKeySelector,
-    SecurityContext, Volume, VolumeMount,
+    Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, ObjectFieldSelector,
+    PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile,
+    SecretKeySelector, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::{Resource, ResourceExt};
 
 use crate::error::{Error, Result};
 use crate::names;
-use kask_api::DaskJob;
-
-/// The storage Secret's keys a worker pod may see, under the names object_store reads. Only
-/// these: a Secret cannot inject other variables (say `LD_PRELOAD`) into the pods.
-pub const SECRET_KEYS: &[&str] = &[
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_REGION",
-    "AWS_DEFAULT_REGION",
-    "GOOGLE_SERVICE_ACCOUNT",
-    "GOOGLE_SERVICE_ACCOUNT_KEY",
-    "GOOGLE_APPLICATION_CREDENTIALS",
-    "AZURE_STORAGE_ACCOUNT_NAME",
-    "AZURE_STORAGE_ACCOUNT_KEY",
-    "AZURE_STORAGE_SAS_KEY",
-    "AZURE_STORAGE_CLIENT_ID",
-    "AZURE_STORAGE_CLIENT_SECRET",
-    "AZURE_STORAGE_TENANT_ID",
-];
+use kask_api::{DaskJob, SECRET_KEYS};
 
 /// The user worker containers run as (the image's `kask` user).
 const WORKER_UID: i64 = 65532;
@@ -208,6 +189,17 @@ impl<'a> JobFactory<'a> {
             plain("KASK_JOB_ID", self.dj.uid().unwrap_or_default()),
             plain("KASK_LOG", "info".into()),
             plain("KASK_LOG_FORMAT", "json".into()),
+            EnvVar {
+                name: "POD_NAMESPACE".into(),
+                value: None,
+                value_from: Some(EnvVarSource {
+                    field_ref: Some(ObjectFieldSelector {
+                        field_path: "metadata.namespace".into(),
+                        api_version: None,
+                    }),
+                    ..EnvVarSource::default()
+                }),
+            },
         ];
         // Resolved by the kubelet in the pod's (the DaskJob's) namespace: a job can only use
         // its own namespace's Secrets, and the operator never reads them.

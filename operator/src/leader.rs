@@ -60,15 +60,33 @@ pub async fn acquire(client: Client, cfg: &LeaseConfig) -> Result<Leadership, Le
         name: cfg.name.clone(),
         source,
     };
-    let manager = LeaseManagerBuilder::new(client, &cfg.name)
-        .with_namespace(&cfg.namespace)
-        .with_identity(&cfg.identity)
-        .with_duration(cfg.duration)
-        .with_grace(cfg.grace)
-        .with_create_mode(LeaseCreateMode::UseExistent)
-        .build()
-        .await
-        .map_err(lease_err)?;
+    // Applied manifests may create the Deployment before the Lease: wait for it, saying so.
+    let mut waited = 0u32;
+    let manager = loop {
+        let built = LeaseManagerBuilder::new(client.clone(), &cfg.name)
+            .with_namespace(&cfg.namespace)
+            .with_identity(&cfg.identity)
+            .with_duration(cfg.duration)
+            .with_grace(cfg.grace)
+            .with_create_mode(LeaseCreateMode::UseExistent)
+            .build()
+            .await;
+        match built {
+            Ok(m) => break m,
+            Err(LeaseManagerError::NonexistentLease(_)) => {
+                if waited.is_multiple_of(15) {
+                    warn!(
+                        lease = %cfg.name, namespace = %cfg.namespace,
+                        "the leader election Lease does not exist (yet); waiting for it \
+                         (the Helm chart creates it; or run with --leader-elect=false)"
+                    );
+                }
+                waited += 1;
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            Err(e) => return Err(lease_err(e)),
+        }
+    };
     let (mut state, task) = manager.watch().await;
     info!(lease = %cfg.name, identity = %cfg.identity, "waiting to become the leader");
     while !*state.borrow_and_update() {

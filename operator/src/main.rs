@@ -22,9 +22,9 @@ use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::{Controller, watcher};
+use kube::runtime::{Controller, controller, watcher};
 use kube::{Api, Client};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use jobs::WorkerDefaults;
 use kask_api::DaskJob;
@@ -238,8 +238,13 @@ async fn control(djs: Api<DaskJob>, jobs: Api<Job>, ctx: Arc<Ctx>) {
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {
-            if let Err(e) = res {
-                warn!(error = %e, "reconcile error");
+            match res {
+                // A DaskJob deleted between the event and its reconcile: nothing left to do.
+                Err(controller::Error::ObjectNotFound(obj)) => {
+                    debug!(object = %obj, "gone before its reconcile");
+                }
+                Err(e) => warn!(error = %e, "reconcile error"),
+                Ok(_) => {}
             }
         })
         .await;

@@ -1,24 +1,33 @@
 # shellcheck shell=bash
 # Kask on the running test bed: images built from the cargo build and imported, the CRD, and
-# the operator from deploy/. Sourced by tests/cluster/cluster.
+# the operator installed with the Helm chart (charts/kask) as release "kask" in kask-system.
+# Sourced by tests/cluster/cluster.
+
+readonly KASK_NAMESPACE=kask-system
 
 cmd_install_kask() {
   cluster_up || die "install-kask: the cluster is not up: run '$0 up'"
-  local image
+  local image tar digest=""
   for image in kask kask-operator; do
-    cmd_load_image "$(cmd_image "$image")"
+    tar=$(cmd_image "$image")
+    cmd_load_image "$tar"
+    digest+=$(sha256sum "$tar" | cut -c1-12)
   done
+  # Helm installs CRDs only once; applying them keeps a changed CRD current.
   admin_kubectl apply -f "$ROOT/crds/" >/dev/null
   admin_kubectl wait --for=condition=Established crd/daskjobs.kask.dev --timeout=60s >/dev/null
-  admin_kubectl apply -f "$ROOT/deploy/" >/dev/null
-  # A new image under the same tag: restart so the pod runs it.
-  admin_kubectl --namespace kask-system rollout restart deployment/kask-operator >/dev/null
-  if ! admin_kubectl --namespace kask-system rollout status deployment/kask-operator --timeout=120s >/dev/null; then
-    admin_kubectl --namespace kask-system get pods -o wide >&2 || true
-    admin_kubectl --namespace kask-system logs deployment/kask-operator --tail=30 >&2 || true
+  admin_kubectl create namespace "$KASK_NAMESPACE" --dry-run=client -o yaml | admin_kubectl apply -f - >/dev/null
+  admin_kubectl label namespace "$KASK_NAMESPACE" --overwrite \
+    pod-security.kubernetes.io/enforce=restricted >/dev/null
+  # New images under the same tags: the annotation changes with them, so the pods restart.
+  if ! KUBECONFIG="$RUN/kubeconfig" "$HELM_BIN/helm" upgrade --install kask "$ROOT/charts/kask" \
+    --namespace "$KASK_NAMESPACE" --wait --timeout 120s \
+    --set-string "podAnnotations.kask\.dev/images=$digest" "$@" >/dev/null; then
+    admin_kubectl --namespace "$KASK_NAMESPACE" get pods -o wide >&2 || true
+    admin_kubectl --namespace "$KASK_NAMESPACE" logs deployment/kask-operator --tail=30 >&2 || true
     die "install-kask: the operator did not become ready"
   fi
-  log "kask installed: CRD daskjobs.kask.dev, operator in namespace kask-system"
+  log "kask installed with Helm: CRD daskjobs.kask.dev, release kask in namespace $KASK_NAMESPACE"
 }
 
 cmd_uninstall_kask() {
@@ -27,7 +36,8 @@ cmd_uninstall_kask() {
   if admin_kubectl get crd daskjobs.kask.dev >/dev/null 2>&1; then
     admin_kubectl delete daskjobs --all --all-namespaces --timeout=120s >/dev/null || true
   fi
-  admin_kubectl delete -f "$ROOT/deploy/" --ignore-not-found --timeout=120s >/dev/null
+  KUBECONFIG="$RUN/kubeconfig" "$HELM_BIN/helm" uninstall kask --namespace "$KASK_NAMESPACE" \
+    --ignore-not-found --wait >/dev/null
   admin_kubectl delete -f "$ROOT/crds/" --ignore-not-found --timeout=60s >/dev/null
   log "kask uninstalled"
 }

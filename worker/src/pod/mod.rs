@@ -19,7 +19,7 @@ use crate::runner::{RunOptions, Shared, prepare, run_tasks};
 use crate::store::Store;
 use crate::task::build::InputCache;
 use kask_api::report::{PlanReport, PlannedStage, TaskReport};
-use kask_api::{DaskJob, DaskJobSpec, Storage};
+use kask_api::{DaskJob, DaskJobSpec, SECRET_KEYS, Storage};
 
 pub use groups::task_groups;
 pub use usage::Usage;
@@ -31,7 +31,33 @@ pub const SPEC_ENV: &str = "KASK_JOB_SPEC";
 pub fn spec_from_env() -> Result<DaskJobSpec> {
     let raw = std::env::var(SPEC_ENV)
         .map_err(|_| Error::spec(SPEC_ENV, "is not set: worker pods get the job's spec there"))?;
-    serde_json::from_str(&raw).map_err(|e| Error::spec(SPEC_ENV, format!("is not a job spec: {e}")))
+    let spec: DaskJobSpec = serde_json::from_str(&raw)
+        .map_err(|e| Error::spec(SPEC_ENV, format!("is not a job spec: {e}")))?;
+    check_credentials(&spec, |k| std::env::var(k).is_ok_and(|v| !v.is_empty()))?;
+    Ok(spec)
+}
+
+/// A job naming a storage Secret whose keys did not reach the pod fails with that, not with
+/// object_store's fallback to cloud metadata endpoints. The kubelet resolves the name in the
+/// pod's own namespace, with optional keys: a Secret that is missing there (perhaps it exists
+/// in another namespace, which a job cannot use) simply sets nothing.
+fn check_credentials(spec: &DaskJobSpec, is_set: impl Fn(&str) -> bool) -> Result<()> {
+    let Some(secret) = spec.storage.as_ref().and_then(|s| s.secret_ref.as_ref()) else {
+        return Ok(());
+    };
+    if SECRET_KEYS.iter().any(|k| is_set(k)) {
+        return Ok(());
+    }
+    let namespace = std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "the job's".into());
+    Err(Error::spec(
+        "spec.storage.secretRef",
+        format!(
+            "Secret {:?} gave the pod no credentials: it does not exist in namespace {namespace}, \
+             or has none of the keys {}; a job can only use a Secret in its own namespace",
+            secret.name,
+            SECRET_KEYS.join(", ")
+        ),
+    ))
 }
 
 fn storage_of(spec: &DaskJobSpec) -> Result<&Storage> {
@@ -199,4 +225,35 @@ pub async fn cleanup(spec: &DaskJobSpec, job_id: &str) -> Result<TaskReport> {
     };
     Usage::now().fill(&mut report);
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(secret: &str) -> DaskJobSpec {
+        let text = format!(
+            "apiVersion: kask.dev/v1alpha1\nkind: DaskJob\nmetadata: {{name: j}}\nspec:\n  \
+             storage: {{url: \"s3://lake/x\"{secret}}}\n  dataframe:\n    \
+             inputs: {{o: {{path: \"o/*.csv\", format: csv}}}}\n    pipeline: [{{source: o}}]\n  \
+             output: {{path: out}}\n"
+        );
+        kask_api::parse_job("job.yaml", &text)
+            .expect("the test job parses")
+            .spec
+    }
+
+    #[test]
+    fn a_storage_secret_that_set_no_key_is_an_error_naming_it() {
+        let named = spec(", secretRef: {name: lake}");
+        let err = check_credentials(&named, |_| false)
+            .expect_err("no key set")
+            .to_string();
+        assert!(err.contains("spec.storage.secretRef"), "{err}");
+        assert!(err.contains("\"lake\""), "{err}");
+        assert!(err.contains("AWS_ACCESS_KEY_ID"), "{err}");
+        assert!(check_credentials(&named, |k| k == "AWS_ACCESS_KEY_ID").is_ok());
+        // Without a secretRef, credentials come from wherever object_store finds them.
+        assert!(check_credentials(&spec(""), |_| false).is_ok());
+    }
 }

@@ -1,0 +1,124 @@
+# shellcheck shell=bash
+# Helpers of the tests that run DaskJobs on the test bed (tests/e2e/run, tests/chart/run):
+# results, MinIO through curl, DaskJobs as JSON, waits, and an example job checked against
+# `kask run`. The sourcing script sets KASK, NS, PREFIX, STORAGE_URL and WORK, and the
+# environment of `tests/cluster/cluster env`.
+# shellcheck disable=SC2034  # passed and failed are the caller's counters
+
+passed=0
+failed=0
+ok() {
+  printf '%s: ok    %s\n' "${SUITE:-e2e}" "$1"
+  passed=$((passed + 1))
+}
+fail() {
+  printf '%s: FAIL  %s: %s\n' "${SUITE:-e2e}" "$1" "$2"
+  kubectl --namespace "$NS" get daskjobs,jobs,pods -o wide 2>&1 | sed 's/^/    /'
+  kubectl --namespace kask-system logs deployment/kask-operator --tail=15 2>&1 | sed 's/^/    /'
+  failed=$((failed + 1))
+}
+
+# --- object storage through curl's SigV4 --------------------------------------------------------
+
+s3() {
+  curl -sS --fail --aws-sigv4 "aws:amz:$AWS_REGION:s3" \
+    --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" "$@"
+}
+s3_put() { # FILE KEY
+  s3 -H "x-amz-content-sha256: $(sha256sum "$1" | cut -d' ' -f1)" -X PUT --data-binary "@$1" \
+    "$KASK_S3_ENDPOINT/$KASK_S3_BUCKET/$2" >/dev/null
+}
+s3_keys() { # PREFIX: the keys under it, one per line
+  local enc
+  enc=$(jq -rn --arg p "$1" '$p | @uri')
+  s3 "$KASK_S3_ENDPOINT/$KASK_S3_BUCKET?list-type=2&max-keys=1000&prefix=$enc" |
+    grep -oE '<Key>[^<]+</Key>' | sed 's/<Key>//; s/<\/Key>//'
+}
+s3_get() { s3 "$KASK_S3_ENDPOINT/$KASK_S3_BUCKET/$1"; }
+# The rows of a committed CSV output under the storage prefix, sorted, without headers.
+output_rows() {
+  local key
+  for key in $(s3_keys "$PREFIX/$1/part-"); do
+    s3_get "$key" | tail -n +2
+  done | sort
+}
+committed() { s3_keys "$PREFIX/$1/_SUCCESS" | grep -q _SUCCESS; }
+
+upload_dir() { # LOCAL-DIR KEY-PREFIX
+  local f
+  while IFS= read -r f; do
+    s3_put "$1/$f" "$PREFIX/$2/$f" || return 1
+  done < <(cd "$1" && find . -type f -printf '%P\n')
+}
+
+# --- jobs ---------------------------------------------------------------------------------------
+
+# job_json FILE NAME OUTPUT [JQ-EXPR]: the DaskJob in FILE (YAML) as JSON, renamed, in the test
+# namespace, on MinIO with the storage Secret, writing CSV to OUTPUT, then JQ-EXPR applied.
+job_json() {
+  kubectl create --dry-run=client -o json -f "$1" | jq \
+    --arg name "$2" --arg ns "$NS" --arg out "$3" --arg url "$STORAGE_URL" \
+    --arg ep "$KASK_S3_ENDPOINT" "
+    .metadata = {name: \$name, namespace: \$ns}
+    | .spec.storage = {url: \$url, endpoint: \$ep, region: \"us-east-1\", allowHttp: true,
+                       secretRef: {name: \"lake\"}}
+    | .spec.output = {path: \$out, format: \"csv\", mode: \"overwrite\"}
+    | ${4:-.}"
+}
+
+dj_field() { kubectl --namespace "$NS" get daskjob "$1" -o jsonpath="$2" 2>/dev/null; }
+
+# Waits up to $2 seconds for DaskJob $1 to reach a phase matching $3 (a regex).
+wait_phase() {
+  local deadline=$((SECONDS + $2)) phase
+  while ((SECONDS < deadline)); do
+    phase=$(dj_field "$1" '{.status.phase}')
+    [[ "$phase" =~ ^($3)$ ]] && return 0
+    sleep 0.3
+  done
+  return 1
+}
+
+# Waits up to $3 seconds for a pod of DaskJob $1's stage $2 to be Running; prints its name.
+running_pod() {
+  local deadline=$((SECONDS + $3)) pod
+  while ((SECONDS < deadline)); do
+    pod=$(kubectl --namespace "$NS" get pods -l "kask.dev/job=$1,kask.dev/stage=$2" \
+      --field-selector=status.phase=Running -o name 2>/dev/null | head -n1)
+    [[ -n "$pod" ]] && { echo "$pod"; return 0; }
+    sleep 0.1
+  done
+  return 1
+}
+
+# The same job run by `kask run` on this host, writing to local/NAME; prints nothing, fails
+# on error.
+run_locally() { # JSON NAME
+  jq --arg out "local/$2" '.spec.output.path = $out | del(.spec.storage.secretRef)' \
+    <<<"$1" >"$WORK/$2.json"
+  "$KASK" run "$WORK/$2.json" >/dev/null
+}
+
+# An example job end to end: applied, Complete, and its output row for row the same as
+# `kask run`'s.
+example() { # FILE NAME
+  local name=$2 json start=$SECONDS
+  json=$(job_json "$1" "$name" "out/$name" '.spec.workers = 2 | .spec.targetTaskBytes = 4096')
+  kubectl apply -f - <<<"$json" >/dev/null || { fail "$name" "apply failed"; return; }
+  if ! kubectl --namespace "$NS" wait --for=condition=Complete "daskjob/$name" --timeout=180s >/dev/null; then
+    fail "example $1" "not Complete: $(dj_field "$name" '{.status.message}')"
+    return
+  fi
+  local took=$((SECONDS - start))
+  run_locally "$json" "$name" || { fail "example $1" "kask run failed"; return; }
+  output_rows "out/$name" >"$WORK/$name.cluster"
+  output_rows "local/$name" >"$WORK/$name.local"
+  local rows tasks
+  rows=$(wc -l <"$WORK/$name.cluster")
+  tasks=$(dj_field "$name" '{.status.progress}')
+  if [[ "$rows" -gt 0 ]] && cmp -s "$WORK/$name.cluster" "$WORK/$name.local"; then
+    ok "example $1: $rows rows, same as kask run (tasks $tasks, ${took}s)"
+  else
+    fail "example $1" "output differs from kask run ($rows rows): $(diff "$WORK/$name.cluster" "$WORK/$name.local" | head -n 5)"
+  fi
+}
