@@ -63,7 +63,6 @@ class Watch:
     """`kubectl get RESOURCE --watch` in one namespace, every event kept with its arrival time."""
 
     def __init__(self, resource: str, namespace: str) -> None:
-        self.resource = resource
         self.events: list[tuple[float, str, dict]] = []
         self.lock = threading.Lock()
         self.proc = subprocess.Popen(

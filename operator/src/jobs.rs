@@ -311,6 +311,13 @@ spec:
         }
     }
 
+    fn plan_job(dj: &DaskJob) -> Job {
+        JobFactory::new(dj, &defaults())
+            .expect("a factory for a valid DaskJob")
+            .job(&Step::Plan, false)
+            .expect("the plan Job builds")
+    }
+
     fn container(job: &Job) -> &Container {
         &job.spec
             .as_ref()
@@ -325,14 +332,14 @@ spec:
     #[test]
     fn a_stage_is_an_indexed_job_with_retries_per_index_and_at_most_workers_pods() {
         let dj = job("");
-        let f = JobFactory::new(&dj, &defaults()).expect("set by the factory");
+        let f = JobFactory::new(&dj, &defaults()).expect("a factory for a valid DaskJob");
         let step = Step::Stage {
             index: 1,
             name: "shuffle",
             groups: 8,
             plan: "s3://lake/x/_kask/plan.json",
         };
-        let j = f.job(&step, false).expect("set by the factory");
+        let j = f.job(&step, false).expect("the stage Job builds");
         assert_eq!(j.metadata.name.as_deref(), Some("revenue-s1"));
         assert_eq!(j.metadata.namespace.as_deref(), Some("team-a"));
         let spec = j.spec.as_ref().expect("set by the factory");
@@ -359,10 +366,7 @@ spec:
     #[test]
     fn pods_pass_the_restricted_pod_security_standard() {
         let dj = job("");
-        let j = JobFactory::new(&dj, &defaults())
-            .expect("set by the factory")
-            .job(&Step::Plan, false)
-            .expect("set by the factory");
+        let j = plan_job(&dj);
         let pod = j
             .spec
             .as_ref()
@@ -396,10 +400,7 @@ spec:
     #[test]
     fn only_allow_listed_secret_keys_reach_the_pod_from_the_jobs_own_secret() {
         let dj = job("");
-        let j = JobFactory::new(&dj, &defaults())
-            .expect("set by the factory")
-            .job(&Step::Plan, false)
-            .expect("set by the factory");
+        let j = plan_job(&dj);
         let c = container(&j);
         assert!(c.env_from.is_none(), "never the whole Secret");
         let refs: Vec<_> = c
@@ -420,19 +421,13 @@ spec:
     #[test]
     fn the_operators_defaults_fill_what_the_spec_leaves_out() {
         let dj = job("");
-        let plan = JobFactory::new(&dj, &defaults())
-            .expect("set by the factory")
-            .job(&Step::Plan, false)
-            .expect("set by the factory");
+        let plan = plan_job(&dj);
         let c = container(&plan);
         assert_eq!(c.image.as_deref(), Some("registry.example/kask:1"));
         assert_eq!(c.resources, defaults().resources);
 
         let own = job("  image: mine:2\n  resources: {limits: {memory: 1Gi}}\n");
-        let plan = JobFactory::new(&own, &defaults())
-            .expect("set by the factory")
-            .job(&Step::Plan, false)
-            .expect("set by the factory");
+        let plan = plan_job(&own);
         let c = container(&plan);
         assert_eq!(c.image.as_deref(), Some("mine:2"));
         let limits = c

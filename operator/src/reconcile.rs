@@ -112,15 +112,15 @@ impl<'a> Reconcile<'a> {
         );
     }
 
+    /// A status timestamp, or now when it is not set (yet) or unreadable.
+    fn time_or_now(&self, time: Option<&str>) -> Timestamp {
+        time.and_then(|s| s.parse().ok()).unwrap_or(self.now)
+    }
+
     /// When `activeDeadlineSeconds` runs out, counted from the job's start.
     fn deadline(&self) -> Option<Timestamp> {
         let limit = self.dj.spec.active_deadline_seconds?;
-        let start = self
-            .status
-            .start_time
-            .as_deref()
-            .and_then(|s| s.parse::<Timestamp>().ok())
-            .unwrap_or(self.now);
+        let start = self.time_or_now(self.status.start_time.as_deref());
         Some(start + SignedDuration::from_secs(limit))
     }
 
@@ -537,12 +537,7 @@ impl<'a> Reconcile<'a> {
         let Some(ttl) = self.dj.spec.ttl_seconds_after_finished else {
             return Ok(Action::await_change());
         };
-        let end = self
-            .status
-            .completion_time
-            .as_deref()
-            .and_then(|s| s.parse::<Timestamp>().ok())
-            .unwrap_or(self.now);
+        let end = self.time_or_now(self.status.completion_time.as_deref());
         let expiry = end + SignedDuration::from_secs(ttl);
         if self.now >= expiry {
             info!(job = %self.dj.name_any(), ttl, "deleting the job: its TTL after finishing has passed");

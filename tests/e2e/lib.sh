@@ -122,3 +122,36 @@ example() { # FILE NAME
     fail "example $1" "output differs from kask run ($rows rows): $(diff "$WORK/$name.cluster" "$WORK/$name.local" | head -n 5)"
   fi
 }
+
+# big_job ROWS PARTITIONS TASK-BYTES: a generated groupby table of ROWS rows in PARTITIONS CSV
+# files, uploaded under big/, and a DaskJob over it in tasks of TASK-BYTES, written to
+# $WORK/big.yaml: long enough that pods can be killed mid-stage. Sets big_rows.
+big_job() {
+  local rows=$1 parts=$2 task_bytes=$3 dir
+  "$KASK" gen groupby --rows "$rows" --groups 100 --partitions "$parts" --format csv \
+    --out "$WORK/big" >/dev/null || return 1
+  upload_dir "$WORK/big" big || return 1
+  dir=$(cd "$WORK/big" && dirname "$(find . -type f -printf '%P\n' | head -n1)")
+  rm -rf "$WORK/big"
+  big_rows=$rows
+  cat >"$WORK/big.yaml" <<EOF2
+apiVersion: kask.dev/v1alpha1
+kind: DaskJob
+metadata: {name: big}
+spec:
+  workers: 1
+  targetTaskBytes: $task_bytes
+  dataframe:
+    inputs:
+      g: {path: "big/$dir/*.csv", format: csv}
+    pipeline:
+      - source: g
+      - groupby: {by: [id1], aggs: {v1: [sum, count]}}
+  output: {path: out/big}
+EOF2
+}
+
+# The sum of the count column of the big job's output: every input row exactly once.
+counted_rows() { # OUTPUT
+  output_rows "$1" | awk -F, '{s += $NF} END {printf "%d", s}'
+}

@@ -20,7 +20,7 @@ cmd_install_kask() {
   admin_kubectl label namespace "$KASK_NAMESPACE" --overwrite \
     pod-security.kubernetes.io/enforce=restricted >/dev/null
   # New images under the same tags: the annotation changes with them, so the pods restart.
-  if ! KUBECONFIG="$RUN/kubeconfig" "$HELM_BIN/helm" upgrade --install kask "$ROOT/charts/kask" \
+  if ! admin_helm upgrade --install kask "$ROOT/charts/kask" \
     --namespace "$KASK_NAMESPACE" --wait --timeout 120s \
     --set-string "podAnnotations.kask\.dev/images=$digest" "$@" >/dev/null; then
     admin_kubectl --namespace "$KASK_NAMESPACE" get pods -o wide >&2 || true
@@ -36,7 +36,7 @@ cmd_uninstall_kask() {
   if admin_kubectl get crd daskjobs.kask.dev >/dev/null 2>&1; then
     admin_kubectl delete daskjobs --all --all-namespaces --timeout=120s >/dev/null || true
   fi
-  KUBECONFIG="$RUN/kubeconfig" "$HELM_BIN/helm" uninstall kask --namespace "$KASK_NAMESPACE" \
+  admin_helm uninstall kask --namespace "$KASK_NAMESPACE" \
     --ignore-not-found --wait >/dev/null
   admin_kubectl delete -f "$ROOT/crds/" --ignore-not-found --timeout=60s >/dev/null
   log "kask uninstalled"

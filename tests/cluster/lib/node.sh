@@ -42,6 +42,7 @@ wait_until() {
 }
 
 admin_kubectl() { kubectl --kubeconfig "$PKI/admin.kubeconfig" "$@"; }
+admin_helm() { "$HELM_BIN/helm" --kubeconfig "$PKI/admin.kubeconfig" "$@"; }
 
 start_etcd() {
   # Disposable data: no fsync, which is most of etcd's latency on a shared disk.
