@@ -1,6 +1,8 @@
 //! The `DaskJob` custom resource (`kask.dev/v1alpha1`): its types, reading it from YAML, and
 //! structural validation. Operator and worker both depend on this crate alone for the API.
 
+pub mod array;
+pub mod bag;
 pub mod groups;
 pub mod load;
 pub mod report;
@@ -8,6 +10,8 @@ pub mod spec;
 pub mod status;
 pub mod validate;
 
+pub use array::*;
+pub use bag::*;
 pub use load::{LoadError, load_job, parse_job};
 pub use spec::*;
 pub use status::*;

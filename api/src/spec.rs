@@ -8,6 +8,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+use crate::array::ArrayJob;
+use crate::bag::BagJob;
 use crate::status::DaskJobStatus;
 
 /// Default size of one task's input (128 MiB).
@@ -19,8 +21,8 @@ pub const DEFAULT_WORKERS: u32 = 4;
 /// Default attempts per task after the first.
 pub const DEFAULT_RETRIES: u32 = 3;
 
-/// A partitioned data job: a dataframe pipeline (or, later, an array expression or a bag of
-/// records) over files in one object store, with the result written back to it.
+/// A partitioned data job: a dataframe pipeline, an array expression or steps over a bag of
+/// records, over files in one object store, with the result written back to it.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "kask.dev",
@@ -46,15 +48,13 @@ pub struct DaskJobSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dataframe: Option<DataframeJob>,
 
-    /// An array job over Zarr inputs (reserved; not supported by this version).
+    /// An array job: a NumPy expression over Zarr arrays.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "reserved_schema")]
-    pub array: Option<serde_json::Value>,
+    pub array: Option<ArrayJob>,
 
-    /// A bag job over JSON-lines or text inputs (reserved; not supported by this version).
+    /// A bag job: steps over JSON-lines or text records.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "reserved_schema")]
-    pub bag: Option<serde_json::Value>,
+    pub bag: Option<BagJob>,
 
     /// Where and how the result is written.
     pub output: Output,
@@ -110,14 +110,6 @@ pub struct DaskJobSpec {
     pub suspend: Option<bool>,
 }
 
-fn reserved_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({
-        "type": "object",
-        "x-kubernetes-preserve-unknown-fields": true,
-        "description": "Reserved for a later version."
-    })
-}
-
 impl DaskJobSpec {
     /// `workers`, or its default.
     pub fn workers(&self) -> u32 {
@@ -136,6 +128,16 @@ impl DaskJobSpec {
     /// `retries`, or its default.
     pub fn retries(&self) -> u32 {
         self.retries.unwrap_or(DEFAULT_RETRIES)
+    }
+    /// The output format, explicit or the job kind's default.
+    pub fn output_format(&self) -> Format {
+        self.output.format.unwrap_or(if self.array.is_some() {
+            Format::Zarr
+        } else if self.bag.is_some() {
+            Format::Json
+        } else {
+            Format::Parquet
+        })
     }
     /// The job's scratch prefix, `<output>/_kask/<job id>`: the plan, shuffle files and task
     /// markers live there until the commit removes it.
@@ -236,6 +238,8 @@ pub enum Format {
     Csv,
     /// Newline-delimited JSON, one object per line.
     Json,
+    /// A Zarr v3 array (array jobs' output).
+    Zarr,
 }
 
 impl Format {
@@ -258,6 +262,7 @@ impl Format {
             Format::Parquet => "parquet",
             Format::Csv => "csv",
             Format::Json => "jsonl",
+            Format::Zarr => "zarr",
         }
     }
 }
@@ -495,20 +500,17 @@ pub struct Distinct {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Output {
-    /// A prefix relative to `storage.url`; the result is `part-NNNNN.<ext>` files and a
-    /// `_SUCCESS` manifest under it.
+    /// A prefix relative to `storage.url`; the result is `part-NNNNN.<ext>` files (for zarr,
+    /// a Zarr v3 array) and a `_SUCCESS` manifest under it.
     pub path: String,
-    /// parquet (default), csv or json (JSON lines).
-    #[serde(default = "default_format")]
-    pub format: Format,
+    /// parquet, csv or json (JSON lines); zarr for array jobs, which write nothing else.
+    /// Default: parquet for dataframe jobs, zarr for array jobs, json for bag jobs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<Format>,
     /// `error` (default) refuses to replace an existing result; `overwrite` replaces it when
     /// the new one commits.
     #[serde(default)]
     pub mode: OutputMode,
-}
-
-fn default_format() -> Format {
-    Format::Parquet
 }
 
 /// What to do when the output already holds a result.

@@ -43,10 +43,10 @@ impl fmt::Display for ValidationErrors {
     }
 }
 
-struct Errors(Vec<FieldError>);
+pub(crate) struct Errors(Vec<FieldError>);
 
 impl Errors {
-    fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+    pub(crate) fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.0.push(FieldError {
             path: path.into(),
             message: message.into(),
@@ -164,15 +164,27 @@ pub fn validate(spec: &DaskJobSpec) -> Result<(), ValidationErrors> {
             ),
         ),
     }
-    for (name, set) in [("array", spec.array.is_some()), ("bag", spec.bag.is_some())] {
-        if set {
-            e.add(
-                format!("spec.{name}"),
-                format!(
-                    "{name} jobs are not supported by this version of kask (dataframe jobs are)"
-                ),
-            );
-        }
+    let format = spec.output_format();
+    let (kind, allowed): (&str, &[Format]) = if spec.array.is_some() {
+        ("an array job", &[Format::Zarr])
+    } else if spec.bag.is_some() {
+        ("a bag job", &[Format::Json, Format::Parquet])
+    } else {
+        (
+            "a dataframe job",
+            &[Format::Parquet, Format::Csv, Format::Json],
+        )
+    };
+    if !allowed.contains(&format) {
+        let names: Vec<&str> = allowed.iter().map(|f| format_name(*f)).collect();
+        e.add(
+            "spec.output.format",
+            format!(
+                "{kind} cannot write {}; use {}",
+                format_name(format),
+                names.join(" or ")
+            ),
+        );
     }
 
     if let Some(storage) = &spec.storage {
@@ -194,6 +206,12 @@ pub fn validate(spec: &DaskJobSpec) -> Result<(), ValidationErrors> {
 
     if let Some(df) = &spec.dataframe {
         check_dataframe(df, &mut e);
+    }
+    if let Some(array) = &spec.array {
+        array.check(&mut e);
+    }
+    if let Some(bag) = &spec.bag {
+        bag.check(&mut e);
     }
 
     check_relative_path("spec.output.path", &spec.output.path, &mut e);
@@ -244,7 +262,16 @@ fn check_storage_url(url: &str, e: &mut Errors) {
     }
 }
 
-fn check_relative_path(path: &str, value: &str, e: &mut Errors) {
+fn format_name(f: Format) -> &'static str {
+    match f {
+        Format::Parquet => "parquet",
+        Format::Csv => "csv",
+        Format::Json => "json",
+        Format::Zarr => "zarr",
+    }
+}
+
+pub(crate) fn check_relative_path(path: &str, value: &str, e: &mut Errors) {
     if value.trim().is_empty() {
         e.add(path, "must not be empty");
     } else if value.starts_with('/') || value.contains("://") {
@@ -263,6 +290,12 @@ fn check_input(name: &str, input: &Input, e: &mut Errors) {
         e.add(&at, "an input name must not be empty");
     }
     check_relative_path(&format!("{at}.path"), &input.path, e);
+    if input.format == Some(Format::Zarr) {
+        e.add(
+            format!("{at}.format"),
+            "a dataframe input is parquet, csv or json; Zarr arrays are inputs of array jobs",
+        );
+    }
     if let Some(csv) = &input.csv {
         if input.format() != Format::Csv {
             e.add(

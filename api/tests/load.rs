@@ -103,8 +103,11 @@ fn the_pipeline_must_start_with_a_source() {
 }
 
 #[test]
-fn array_and_bag_are_reserved_and_only_one_kind_may_be_set() {
-    let yaml = GOOD.replace("  output:", "  bag: {steps: []}\n  output:");
+fn only_one_kind_may_be_set() {
+    let yaml = GOOD.replace(
+        "  output:",
+        "  bag: {inputs: {e: {path: e.jsonl}}, steps: [{source: e}]}\n  output:",
+    );
     let errors = errors_of(&yaml);
     assert!(
         errors.contains(
@@ -113,11 +116,89 @@ fn array_and_bag_are_reserved_and_only_one_kind_may_be_set() {
         ),
         "{errors:?}"
     );
-    assert!(
-        errors
-            .iter()
-            .any(|e| e.starts_with("spec.bag: bag jobs are not supported")),
-        "{errors:?}"
+}
+
+const ARRAY: &str = r#"
+apiVersion: kask.dev/v1alpha1
+kind: DaskJob
+metadata: {name: ab}
+spec:
+  array:
+    inputs:
+      a: {path: arrays/a.zarr}
+      b: {path: arrays/b.zarr, missingChunks: fill}
+    expr: "(a * b).sum(axis=0)"
+    chunks: [1000]
+  output: {path: results/ab.zarr}
+"#;
+
+#[test]
+fn an_array_job_loads_and_writes_zarr_by_default() {
+    let job = load_job("job.yaml", ARRAY).expect("valid");
+    let array = job.spec.array.as_ref().expect("array");
+    assert_eq!(array.inputs.len(), 2);
+    assert_eq!(array.chunks, Some(vec![1000]));
+    assert_eq!(job.spec.output_format(), kask_api::Format::Zarr);
+}
+
+#[test]
+fn an_array_job_names_its_bad_fields() {
+    let yaml = ARRAY
+        .replace("a: {path: arrays/a.zarr}", "a-1: {path: /abs/a.zarr}")
+        .replace("chunks: [1000]", "chunks: [0]")
+        .replace("{path: results/ab.zarr}", "{path: results/ab, format: parquet}");
+    assert_eq!(
+        errors_of(&yaml),
+        [
+            "spec.output.format: an array job cannot write parquet; use zarr",
+            r#"spec.array.inputs.a-1: "a-1" cannot be named in an expression; use letters, digits and _, not starting with a digit"#,
+            r#"spec.array.inputs.a-1.path: "/abs/a.zarr" must be relative to spec.storage.url"#,
+            "spec.array.chunks: every chunk length must be at least 1",
+        ]
+    );
+}
+
+const BAG: &str = r#"
+apiVersion: kask.dev/v1alpha1
+kind: DaskJob
+metadata: {name: countries}
+spec:
+  bag:
+    inputs:
+      events: {path: "events/*.jsonl"}
+    steps:
+      - source: events
+      - filter: "status = 'ok'"
+      - pluck: user.country
+      - distinct: {}
+    onBadRecord: skip
+  output: {path: results/countries}
+"#;
+
+#[test]
+fn a_bag_job_loads_and_writes_json_lines_by_default() {
+    let job = load_job("job.yaml", BAG).expect("valid");
+    let bag = job.spec.bag.as_ref().expect("bag");
+    assert_eq!(bag.steps[2].kinds_set(), ["pluck"]);
+    assert_eq!(bag.on_bad_record, kask_api::OnBadRecord::Skip);
+    assert_eq!(bag.inputs["events"].format(), kask_api::BagFormat::Json);
+    assert_eq!(job.spec.output_format(), kask_api::Format::Json);
+}
+
+#[test]
+fn a_bag_job_names_its_bad_steps() {
+    let yaml = BAG
+        .replace("- source: events", "- source: event")
+        .replace("- pluck: user.country", "- pluck: user..country\n      - topk: {k: 0}")
+        .replace("- distinct: {}", "- {distinct: {}, count: {}}");
+    assert_eq!(
+        errors_of(&yaml),
+        [
+            r#"spec.bag.steps[0].source: no input named "event" (inputs: events)"#,
+            r#"spec.bag.steps[2].pluck: "user..country" is not a field path; write names joined by dots, e.g. user.country"#,
+            "spec.bag.steps[3].topk.k: must be at least 1",
+            "spec.bag.steps[4]: a step has exactly one of source, map, pluck, filter, split, flatten, distinct, frequencies, count, topk (found distinct, count)",
+        ]
     );
 }
 

@@ -1,6 +1,8 @@
 //! Kask's engine: the distributed planner, tasks on DataFusion, the shuffle, the exactly-once
 //! commit, and local mode. The `kask` binary (`main.rs`) is its command line.
 
+pub mod array;
+pub mod bag;
 pub mod commit;
 pub mod datagen;
 pub mod error;

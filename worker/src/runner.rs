@@ -91,16 +91,22 @@ fn fnv1a(parts: &[&[u8]]) -> u64 {
 /// A local job's id: a hash of the spec and of the files it reads (names, sizes, modification
 /// times), so that rerunning a failed job resumes it, and changed inputs start afresh.
 pub fn local_job_id(job: &DaskJob, listing: &Listing) -> String {
-    let spec = serde_json::to_vec(&job.spec).unwrap_or_default();
-    let mut parts: Vec<Vec<u8>> = vec![spec];
+    let mut files = Vec::new();
     for (name, input) in &listing.inputs {
-        parts.push(name.as_bytes().to_vec());
+        files.push(name.clone());
         for f in &input.files {
-            parts.push(format!("{}:{}:{}", f.path, f.size, f.version).into_bytes());
+            files.push(format!("{}:{}:{}", f.path, f.size, f.version));
         }
     }
-    let refs: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
-    format!("local-{:016x}", fnv1a(&refs))
+    job_id_of(job, &files)
+}
+
+/// A local job's id from its spec and what identifies its inputs' contents.
+pub fn job_id_of(job: &DaskJob, inputs: &[String]) -> String {
+    let spec = serde_json::to_vec(&job.spec).unwrap_or_default();
+    let mut parts: Vec<&[u8]> = vec![&spec];
+    parts.extend(inputs.iter().map(|s| s.as_bytes()));
+    format!("local-{:016x}", fnv1a(&parts))
 }
 
 /// Lists the inputs and plans the job, checking every column and expression. `job_id` names
@@ -113,11 +119,40 @@ pub async fn prepare(
 ) -> Result<(Store, Plan)> {
     let storage = resolve_storage(job, opts)?;
     let store = Store::from_storage(&storage)?;
+    let mut spec = job.spec.clone();
+    spec.storage = Some(storage);
+    if let Some(array) = &job.spec.array {
+        let (inputs, fingerprint) = crate::array::planner::open_inputs(&store, array).await?;
+        info!(arrays = inputs.len(), "opened the inputs");
+        let id = match job_id {
+            Some(id) => id.to_string(),
+            None => job_id_of(job, &fingerprint),
+        };
+        let plan = crate::array::planner::plan(&id, &spec, inputs)?;
+        info!(job = %plan.job_id, stages = plan.stages.len(), tasks = plan.total_tasks(), "planned");
+        return Ok((store, plan));
+    }
+    if let Some(bag) = &job.spec.bag {
+        let (source, listed) = crate::bag::planner::list_source(&store, bag).await?;
+        info!(files = listed.files.len(), "listed the inputs");
+        let fingerprint: Vec<String> = listed
+            .files
+            .iter()
+            .map(|f| format!("{}:{}:{}", f.path, f.size, f.version))
+            .collect();
+        let id = match job_id {
+            Some(id) => id.to_string(),
+            None => job_id_of(job, &fingerprint),
+        };
+        let plan = crate::bag::planner::plan(&id, &spec, &source, &listed)?;
+        info!(job = %plan.job_id, stages = plan.stages.len(), tasks = plan.total_tasks(), "planned");
+        return Ok((store, plan));
+    }
     let df = job
         .spec
         .dataframe
         .as_ref()
-        .ok_or_else(|| Error::spec("spec", "this version of kask runs dataframe jobs only"))?;
+        .ok_or_else(|| Error::spec("spec", "one of dataframe, array or bag is required"))?;
     let ctx = session(&store);
     let listing = list_inputs(&store, df, &ctx).await?;
     let files: usize = listing.inputs.values().map(|i| i.files.len()).sum();
@@ -126,8 +161,6 @@ pub async fn prepare(
         Some(id) => id.to_string(),
         None => local_job_id(job, &listing),
     };
-    let mut spec = job.spec.clone();
-    spec.storage = Some(storage);
     let mut plan = plan_stages(&id, &spec, &listing)?;
     resolve(&mut plan, &store).await?;
     info!(job = %plan.job_id, stages = plan.stages.len(), tasks = plan.total_tasks(), "planned");

@@ -3,14 +3,18 @@
 use std::fmt::Write;
 
 use super::human_bytes as human;
+use kask_worker::array::ArrayStage;
 use kask_worker::plan::{Op, Partial, Plan, Sink, StageSource};
 
 fn op_text(plan: &Plan, op: &Op) -> String {
     let step = |i: &usize| {
-        plan.dataframe().pipeline[*i]
-            .kinds_set()
-            .first()
-            .map(|k| format!("{k}[{i}]"))
+        let kinds = match (&plan.spec.dataframe, &plan.spec.bag) {
+            (Some(df), _) => df.pipeline.get(*i).map(|s| s.kinds_set()),
+            (None, Some(bag)) => bag.steps.get(*i).map(|s| s.kinds_set()),
+            _ => None,
+        };
+        kinds
+            .and_then(|k| k.first().map(|k| format!("{k}[{i}]")))
             .unwrap_or_default()
     };
     match op {
@@ -20,7 +24,30 @@ fn op_text(plan: &Plan, op: &Op) -> String {
         Op::FinalGroupBy { step: i } => format!("{} (final: merge partial states)", step(i)),
         Op::Distinct { step: i } => format!("{} (whole, in one task)", step(i)),
         Op::FinalDistinct { step: i } => format!("{} (final)", step(i)),
-        Op::Sort { step: i } | Op::Head { step: i } => step(i),
+        Op::Sort { step: i } | Op::Head { step: i } | Op::BagRow { step: i } => step(i),
+        Op::BagWide { step: i } => format!("{} (whole, in one task)", step(i)),
+        Op::BagFinal { step: i } => format!("{} (final: merge the tasks' states)", step(i)),
+    }
+}
+
+fn array_text(a: &ArrayStage) -> String {
+    match a {
+        ArrayStage::Partials { node, block, grid } => {
+            format!("partial states of reduction n{node}, blocks of {block:?} ({grid:?} per axis)")
+        }
+        ArrayStage::Combine {
+            node,
+            block,
+            grid,
+            output,
+            ..
+        } => format!(
+            "reduction n{node} from its partials, blocks of {block:?} ({grid:?} per axis){}",
+            if *output { "" } else { ", kept in scratch" }
+        ),
+        ArrayStage::Blocks { block, grid } => {
+            format!("the expression, blocks of {block:?} ({grid:?} per axis)")
+        }
     }
 }
 
@@ -31,8 +58,24 @@ pub fn render(plan: &Plan, store_url: &str) -> String {
     let _ = writeln!(
         s,
         "output {} ({:?}, mode {:?})",
-        plan.spec.output.path, plan.spec.output.format, plan.spec.output.mode
+        plan.spec.output.path,
+        plan.spec.output_format(),
+        plan.spec.output.mode
     );
+    if let Some(a) = &plan.array {
+        let _ = writeln!(
+            s,
+            "array {} of shape {:?}, chunks {:?}",
+            a.dtype, a.shape, a.chunks
+        );
+        for (name, m) in &a.inputs {
+            let _ = writeln!(
+                s,
+                "input {name}: {} {} of shape {:?}, chunks {:?}",
+                m.path, m.dtype, m.shape, m.chunks
+            );
+        }
+    }
     for st in &plan.stages {
         let _ = writeln!(
             s,
@@ -59,6 +102,11 @@ pub fn render(plan: &Plan, store_url: &str) -> String {
                     plan.stages[*stage].name
                 );
             }
+            StageSource::Array => {
+                if let Some(a) = &st.array {
+                    let _ = writeln!(s, "  computes {}", array_text(a));
+                }
+            }
             StageSource::Join { left, right, step } => {
                 let _ = writeln!(
                     s,
@@ -75,6 +123,9 @@ pub fn render(plan: &Plan, store_url: &str) -> String {
             Sink::Output => {
                 let _ = writeln!(s, "  writes   the output");
             }
+            Sink::Scratch => {
+                let _ = writeln!(s, "  writes   scratch files for a later stage");
+            }
             Sink::Shuffle {
                 partitions,
                 keys,
@@ -87,6 +138,7 @@ pub fn render(plan: &Plan, store_url: &str) -> String {
                     Partial::Distinct { step, .. } => format!(" after partial distinct[{step}]"),
                     Partial::TopK { n, .. } => format!(" after a per-task top {n}"),
                     Partial::Limit { n } => format!(" after a per-task head {n}"),
+                    Partial::Bag { step } => format!(" after a per-task state of step [{step}]"),
                 };
                 let by = if keys.is_empty() {
                     String::new()
@@ -106,7 +158,9 @@ pub fn render(plan: &Plan, store_url: &str) -> String {
             .iter()
             .map(|f| format!("{}: {}", f.name(), f.data_type()))
             .collect();
-        let _ = writeln!(s, "  columns  {}", cols.join(", "));
+        if !cols.is_empty() {
+            let _ = writeln!(s, "  columns  {}", cols.join(", "));
+        }
         for (t, frags) in st.fragments.iter().enumerate().take(20) {
             let parts: Vec<String> = frags
                 .iter()

@@ -12,7 +12,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use kask_api::{DaskJob, load_job};
 use kask_worker::Error;
-use kask_worker::datagen::{GenFormat, groupby::GroupbyGen, join::JoinGen};
+use kask_worker::datagen::{
+    GenFormat, array::ArrayGen, groupby::GroupbyGen, join::JoinGen, text::TextGen,
+};
 use kask_worker::runner::{self, Progress, RunOptions, job_dir};
 
 /// Kask runs Dask-style partitioned data jobs, described as DaskJob resources, on Kubernetes or
@@ -59,7 +61,7 @@ enum Command {
     },
     /// Print the DaskJob CustomResourceDefinition.
     Crd,
-    /// Generate db-benchmark data sets.
+    /// Generate data: db-benchmark tables, Zarr arrays, text.
     Gen {
         #[command(subcommand)]
         what: GenCommand,
@@ -104,6 +106,38 @@ enum Command {
 
 #[derive(Subcommand, Debug)]
 enum GenCommand {
+    /// A Zarr v3 array of random values (floats in [0, 1), integers in [-100, 100)).
+    Array {
+        /// Shape, e.g. 1000,1000.
+        #[arg(long, value_delimiter = ',', required = true)]
+        shape: Vec<u64>,
+        /// Chunk shape, e.g. 250,250 (default: the shape).
+        #[arg(long, value_delimiter = ',')]
+        chunks: Option<Vec<u64>>,
+        /// bool, int32, int64, float32 or float64.
+        #[arg(long, default_value = "float64")]
+        dtype: String,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The array's directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Text files of words, for word counts.
+    Text {
+        /// Total bytes, about.
+        #[arg(long, default_value_t = 1 << 20)]
+        bytes: u64,
+        #[arg(long, default_value_t = 4)]
+        files: usize,
+        /// Distinct words.
+        #[arg(long, default_value_t = 10_000)]
+        vocabulary: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// The groupby table G1_<rows>_<groups>_<nas>_0.
     Groupby {
         #[arg(long, default_value_t = 10_000_000)]
@@ -214,9 +248,26 @@ pub async fn dispatch(cli: Cli) -> Result<(), Error> {
             } else {
                 String::new()
             };
+            let what = match (&s.manifest.array, dj.spec.bag.is_some()) {
+                (Some(a), _) => format!("a {} array of shape {:?}", a.dtype, a.shape),
+                (None, true) => format!("{} records", s.manifest.rows),
+                (None, false) => format!("{} rows", s.manifest.rows),
+            };
+            let skipped = if s.manifest.skipped_records > 0 {
+                format!(
+                    " (skipped {} malformed input {})",
+                    s.manifest.skipped_records,
+                    if s.manifest.skipped_records == 1 {
+                        "line"
+                    } else {
+                        "lines"
+                    }
+                )
+            } else {
+                String::new()
+            };
             println!(
-                "wrote {} rows to {} ({}) in {:.2}s: {}, {}{resumed}",
-                s.manifest.rows,
+                "wrote {what}{skipped} to {} ({}) in {:.2}s: {}, {}{resumed}",
                 s.output_url,
                 plural(s.manifest.files.len(), "file"),
                 s.seconds,
@@ -305,6 +356,49 @@ pub async fn dispatch(cli: Cli) -> Result<(), Error> {
                         format: fmt,
                     };
                     tokio::task::block_in_place(|| g.write(&out))?
+                }
+                GenCommand::Array {
+                    shape,
+                    chunks,
+                    dtype,
+                    seed,
+                    out,
+                } => {
+                    let dtype =
+                        kask_worker::array::zarr::dtype_from_name(&dtype).ok_or_else(|| {
+                            Error::spec(
+                                "--dtype",
+                                format!(
+                                    "{dtype:?} is not one of bool, int32, int64, float32, float64"
+                                ),
+                            )
+                        })?;
+                    let chunks = chunks.unwrap_or_else(|| shape.clone());
+                    ArrayGen {
+                        shape,
+                        chunks,
+                        dtype,
+                        seed,
+                    }
+                    .write(&out)
+                    .await?;
+                    out
+                }
+                GenCommand::Text {
+                    bytes,
+                    files,
+                    vocabulary,
+                    seed,
+                    out,
+                } => {
+                    let g = TextGen {
+                        bytes,
+                        files,
+                        vocabulary,
+                        seed,
+                    };
+                    tokio::task::block_in_place(|| g.write(&out))?;
+                    out
                 }
             };
             println!(

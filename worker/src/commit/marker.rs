@@ -46,6 +46,13 @@ pub struct TaskMarker {
     pub bytes_out: u64,
     /// Wall-clock seconds of the attempt.
     pub seconds: f64,
+    /// Input lines skipped as malformed (bag jobs with `onBadRecord: skip`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub skipped: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Reads a task's marker, if the task has committed.

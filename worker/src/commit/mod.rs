@@ -33,8 +33,14 @@ pub struct Manifest {
     pub rows: u64,
     /// The parts, in order.
     pub files: Vec<ManifestFile>,
-    /// The columns.
+    /// The columns (empty for an array).
     pub schema: Vec<ManifestColumn>,
+    /// Input lines skipped as malformed (bag jobs with `onBadRecord: skip`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub skipped_records: u64,
+    /// The array, for a Zarr output (whose files are its chunks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub array: Option<ManifestArray>,
     /// When it was committed (RFC 3339).
     pub created_at: String,
 }
@@ -51,6 +57,18 @@ pub struct ManifestFile {
     pub bytes: u64,
 }
 
+/// The shape of an array result.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ManifestArray {
+    /// Shape.
+    pub shape: Vec<u64>,
+    /// Chunk shape.
+    pub chunks: Vec<u64>,
+    /// NumPy dtype name.
+    pub dtype: String,
+}
+
 /// One column of the result.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -62,6 +80,10 @@ pub struct ManifestColumn {
     pub type_: String,
     /// Whether it may hold nulls.
     pub nullable: bool,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 fn output_dir(plan_output: &str) -> String {
@@ -105,16 +127,25 @@ fn already_there(output: &str) -> Error {
     }
 }
 
-/// Commits the job: final names, manifest, then scratch removal. Safe to run again after a
-/// crash part-way: files already moved are recognised.
-pub async fn commit_job(store: &Store, plan: &Plan) -> Result<Manifest> {
-    let output = &plan.spec.output;
-    let out_dir = output_dir(&output.path);
+/// A file the commit moves into the output.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Part {
+    /// Where the winning attempt wrote it.
+    pub from: String,
+    /// Its name under the output prefix.
+    pub name: String,
+    /// Rows (array elements) in it.
+    pub rows: u64,
+    /// Bytes.
+    pub bytes: u64,
+}
+
+/// The part files of a table output: the last stage's winning files as `part-NNNNN.<ext>`.
+async fn table_parts(store: &Store, plan: &Plan, ext: &str) -> Result<Vec<Part>> {
     let last = plan
         .stages
         .last()
         .ok_or_else(|| Error::internal("a plan without stages"))?;
-
     let mut winners = Vec::new();
     for t in 0..last.tasks {
         let m = read_marker(store, plan, last.id, t).await?.ok_or_else(|| {
@@ -125,6 +156,29 @@ pub async fn commit_job(store: &Store, plan: &Plan) -> Result<Manifest> {
         })?;
         winners.extend(m.files);
     }
+    Ok(winners
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| Part {
+            from: f.path,
+            name: format!("part-{i:05}.{ext}"),
+            rows: f.rows,
+            bytes: f.bytes,
+        })
+        .collect())
+}
+
+/// Commits the job: final names, manifest, then scratch removal. Safe to run again after a
+/// crash part-way: files already moved are recognised.
+pub async fn commit_job(store: &Store, plan: &Plan) -> Result<Manifest> {
+    let output = &plan.spec.output;
+    let out_dir = output_dir(&output.path);
+    let format = plan.spec.output_format();
+    let ext = format.extension();
+    let parts = match &plan.array {
+        Some(_) => crate::array::commit::parts(store, plan).await?,
+        None => table_parts(store, plan, ext).await?,
+    };
 
     let previous = read_manifest(store, &output.path).await?;
     if previous.is_some() {
@@ -134,25 +188,49 @@ pub async fn commit_job(store: &Store, plan: &Plan) -> Result<Manifest> {
         // The old result stops being one before its files are replaced.
         store.delete(&manifest_path(&output.path)).await?;
     }
+    if plan.array.is_some() {
+        // An array's chunk keys may clash with what an earlier array left there as file and
+        // directory (a 1-d array's `c/0` under a 2-d array's `c/0/0`), and stray chunks would
+        // read as part of the new array: clear the directory, except the scratch prefix,
+        // before the chunks move in. No manifest names it any more, so nothing is lost.
+        let scratch = format!("{out_dir}/_kask/");
+        for (path, _) in store.list(&out_dir).await? {
+            if !path.starts_with(&scratch) {
+                store.delete(&path).await?;
+            }
+        }
+        store.prune_empty_dirs(&out_dir);
+    }
 
-    let ext = output.format.extension();
     let mut files = Vec::new();
-    for (i, f) in winners.iter().enumerate() {
-        let name = format!("part-{i:05}.{ext}");
-        let target = format!("{out_dir}/{name}");
-        move_file(store, &f.path, &target, f.bytes).await?;
+    for p in &parts {
+        move_file(store, &p.from, &format!("{out_dir}/{}", p.name), p.bytes).await?;
         files.push(ManifestFile {
-            path: name,
-            rows: f.rows,
-            bytes: f.bytes,
+            path: p.name.clone(),
+            rows: p.rows,
+            bytes: p.bytes,
         });
     }
-    if files.is_empty() {
+    let array = match &plan.array {
+        Some(a) => {
+            let meta = crate::array::commit::metadata(store, &out_dir, a)?;
+            store
+                .put(&format!("{out_dir}/zarr.json"), Bytes::from(meta))
+                .await?;
+            Some(ManifestArray {
+                shape: a.shape.clone(),
+                chunks: a.chunks.clone(),
+                dtype: a.dtype.clone(),
+            })
+        }
+        None => None,
+    };
+    if files.is_empty() && array.is_none() {
         let name = format!("part-00000.{ext}");
         let bytes = output::write_empty(
             store,
             &format!("{out_dir}/{name}"),
-            output.format,
+            format,
             plan.output_schema(),
         )
         .await?;
@@ -162,7 +240,7 @@ pub async fn commit_job(store: &Store, plan: &Plan) -> Result<Manifest> {
             bytes,
         });
     }
-    if let Some(prev) = previous {
+    if let (Some(prev), None) = (previous, &plan.array) {
         for old in prev
             .files
             .iter()
@@ -172,11 +250,21 @@ pub async fn commit_job(store: &Store, plan: &Plan) -> Result<Manifest> {
         }
     }
 
+    let mut skipped_records = 0;
+    if plan.spec.bag.is_some()
+        && let Some(first) = plan.stages.first()
+    {
+        for t in 0..first.tasks {
+            if let Some(m) = read_marker(store, plan, first.id, t).await? {
+                skipped_records += m.skipped;
+            }
+        }
+    }
     let schema = plan.output_schema();
     let manifest = Manifest {
         version: 1,
         job_id: plan.job_id.clone(),
-        format: output.format,
+        format,
         rows: files.iter().map(|f| f.rows).sum(),
         files,
         schema: schema
@@ -188,6 +276,8 @@ pub async fn commit_job(store: &Store, plan: &Plan) -> Result<Manifest> {
                 nullable: f.is_nullable(),
             })
             .collect(),
+        skipped_records,
+        array,
         created_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
     };
     let body = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::internal(e.to_string()))?;

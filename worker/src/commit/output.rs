@@ -44,6 +44,7 @@ pub async fn write_output(
     let schema = stream.schema();
     let mut rows = 0u64;
     match format {
+        Format::Zarr => Err(Error::internal("a table written as Zarr")),
         Format::Parquet => {
             let mut writer: Option<AsyncArrowWriter<BufWriter>> = None;
             while let Some(batch) = stream.next().await {
@@ -150,6 +151,7 @@ pub async fn write_empty(
             format!("{}\n", header.join(",")).into_bytes()
         }
         Format::Json => Vec::new(),
+        Format::Zarr => return Err(Error::internal("a table written as Zarr")),
     };
     let n = buf.len() as u64;
     store.put(path, Bytes::from(buf)).await?;

@@ -1,8 +1,10 @@
 //! `kask gen`: the db-benchmark data sets (see `shared/bench/dbbench.md`), written as Parquet
 //! or CSV files of contiguous rows.
 
+pub mod array;
 pub mod groupby;
 pub mod join;
+pub mod text;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -183,6 +183,12 @@ async fn list_input(
     let format = input.format();
     let csv = input.csv.clone().unwrap_or_default();
     let (schemas, splits): (Vec<SchemaRef>, Vec<Splits>) = match format {
+        Format::Zarr => {
+            return Err(Error::spec(
+                format!("spec.dataframe.inputs.{name}.format"),
+                "Zarr arrays are inputs of array jobs",
+            ));
+        }
         Format::Parquet => {
             let results: Vec<(SchemaRef, Splits)> = futures::stream::iter(files.clone())
                 .map(|(path, size, _)| parquet_file(store, name, path, size))

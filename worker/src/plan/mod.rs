@@ -32,6 +32,9 @@ pub struct Plan {
     pub inputs: BTreeMap<String, InputPlan>,
     /// Stages in execution order; each reads only inputs and earlier stages.
     pub stages: Vec<Stage>,
+    /// An array job's inputs and output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub array: Option<crate::array::ArrayPlan>,
 }
 
 /// One input as listed at plan time.
@@ -88,6 +91,9 @@ pub struct Stage {
     /// aggregation is built against it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sink_input_schema: Option<PlanSchema>,
+    /// An array stage's work (its source is [`StageSource::Array`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub array: Option<crate::array::ArrayStage>,
 }
 
 /// What a stage reads.
@@ -113,6 +119,8 @@ pub enum StageSource {
         /// The merge step's index in the pipeline.
         step: usize,
     },
+    /// Blocks of arrays, as [`Stage::array`] says.
+    Array,
 }
 
 /// An operation within a task.
@@ -159,6 +167,21 @@ pub enum Op {
         /// Pipeline index.
         step: usize,
     },
+    /// A row-wise bag step (map, pluck, filter, split, flatten).
+    BagRow {
+        /// Index in `spec.bag.steps`.
+        step: usize,
+    },
+    /// A whole wide bag step inside one task.
+    BagWide {
+        /// Index in `spec.bag.steps`.
+        step: usize,
+    },
+    /// The final half of a wide bag step, over the states from the shuffle.
+    BagFinal {
+        /// Index in `spec.bag.steps`.
+        step: usize,
+    },
 }
 
 /// Where a stage writes.
@@ -167,6 +190,9 @@ pub enum Op {
 pub enum Sink {
     /// The job's output files.
     Output,
+    /// Files under the scratch prefix that a later stage reads (an array reduction's partial
+    /// states or intermediate result).
+    Scratch,
     /// A shuffle into `partitions` reduce partitions by a hash of `keys` (no keys: everything
     /// to partition 0), after an optional partial operation.
     Shuffle {
@@ -212,6 +238,11 @@ pub enum Partial {
     Limit {
         /// n.
         n: u64,
+    },
+    /// A wide bag step's state within the task.
+    Bag {
+        /// Index in `spec.bag.steps`.
+        step: usize,
     },
 }
 

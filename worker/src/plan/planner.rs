@@ -193,6 +193,7 @@ pub fn plan_stages(job_id: &str, spec: &DaskJobSpec, listing: &Listing) -> Resul
         spec: spec.clone(),
         inputs,
         stages,
+        array: None,
     })
 }
 
@@ -223,6 +224,7 @@ fn reduce_stage(kind: &str, source: StageSource, ops: Vec<Op>, tasks: usize) -> 
         task_bytes: vec![],
         output_schema: empty_schema(),
         sink_input_schema: None,
+        array: None,
     }
 }
 
@@ -245,6 +247,7 @@ fn input_stage(name: &str, listed: &ListedInput, target: u64) -> Stage {
         task_bytes,
         output_schema: empty_schema(),
         sink_input_schema: None,
+        array: None,
     }
 }
 

@@ -149,6 +149,29 @@ impl Store {
         }
     }
 
+    /// On a `file://` store, removes the empty directories under `rel` that deleting files
+    /// leaves behind (object stores have no directories; a local one keeps them, and an
+    /// empty directory blocks a file of the same name).
+    pub fn prune_empty_dirs(&self, rel: &str) {
+        let Some(root) = self.url.strip_prefix("file://") else {
+            return;
+        };
+        fn prune(dir: &std::path::Path) -> bool {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return false;
+            };
+            let mut empty = true;
+            for e in entries.flatten() {
+                let p = e.path();
+                if !(p.is_dir() && prune(&p) && std::fs::remove_dir(&p).is_ok()) {
+                    empty = false;
+                }
+            }
+            empty
+        }
+        let _ = prune(&std::path::Path::new(root).join(rel.trim_matches('/')));
+    }
+
     /// Wraps an object_store error with this store's URL.
     pub fn err(&self, what: impl std::fmt::Display, e: object_store::Error) -> Error {
         Error::Storage {

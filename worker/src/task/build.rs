@@ -229,6 +229,9 @@ impl Builder<'_> {
                 }
                 lp
             }
+            StageSource::Array => {
+                return Err(Error::internal("an array stage in the dataframe engine"));
+            }
             StageSource::Join { left, right, step } => {
                 let StepRef::Merge(m) = self.step(*step)? else {
                     return Err(Error::internal(format!("step {step} is not a merge")));
@@ -295,11 +298,14 @@ impl Builder<'_> {
                     };
                     Self::head(lp, n)?
                 }
+                Op::BagRow { .. } | Op::BagWide { .. } | Op::BagFinal { .. } => {
+                    return Err(Error::internal("a bag step in the dataframe engine"));
+                }
             };
         }
 
         let partial = match &stage.sink {
-            Sink::Output => &Partial::None,
+            Sink::Output | Sink::Scratch => &Partial::None,
             Sink::Shuffle { partial, .. } => partial,
         };
         let plain = |exec| Built {
@@ -311,6 +317,9 @@ impl Builder<'_> {
         let built = match partial {
             Partial::None => plain(self.physical(lp).await?),
             Partial::Limit { n } => plain(self.physical(Self::head(lp, *n)?).await?),
+            Partial::Bag { .. } => {
+                return Err(Error::internal("a bag state in the dataframe engine"));
+            }
             Partial::TopK { step, n } => {
                 let StepRef::Sort(s) = self.step(*step)? else {
                     return Err(Error::internal(format!("step {step} is not a sort")));

@@ -105,6 +105,24 @@ async fn execute(
     attempt: &str,
 ) -> Result<TaskMarker> {
     let st = &plan.stages[stage];
+    if plan.array.is_some() || plan.spec.bag.is_some() {
+        let dir = plan.attempt_dir(stage, task, attempt);
+        let result = if plan.array.is_some() {
+            crate::array::task::execute(store, plan, stage, task, &dir).await
+        } else {
+            crate::bag::task::execute(store, plan, stage, task, &dir).await
+        };
+        return match result {
+            Ok(mut m) => {
+                m.attempt = attempt.to_string();
+                Ok(m)
+            }
+            Err(e) => {
+                let _ = store.delete_prefix(&dir).await;
+                Err(e)
+            }
+        };
+    }
     let mut data = TaskData::default();
     let mut shuffled_rows = None;
     let bytes_in = match &st.source {
@@ -118,6 +136,7 @@ async fn execute(
             data.left = b;
             n
         }
+        StageSource::Array => return Err(Error::internal("an array stage without array work")),
         StageSource::Join { left, right, .. } => {
             let (l, ln) = read_partition(store, plan, *left, task).await?;
             let (r, rn) = read_partition(store, plan, *right, task).await?;
@@ -154,7 +173,10 @@ async fn execute(
     let stream = execute_stream(built.exec.clone(), ctx.task_ctx()).map_err(task_err)?;
 
     let result: Result<Vec<TaskFile>> = match &st.sink {
-        Sink::Output => write_output(store, &dir, plan.spec.output.format, stream, &task_err).await,
+        Sink::Output => {
+            write_output(store, &dir, plan.spec.output_format(), stream, &task_err).await
+        }
+        Sink::Scratch => Err(Error::internal("a dataframe stage with a scratch sink")),
         Sink::Shuffle {
             partitions,
             keys,
@@ -195,6 +217,7 @@ async fn execute(
         bytes_out: files.iter().map(|f| f.bytes).sum(),
         files,
         seconds: 0.0,
+        skipped: 0,
     })
 }
 

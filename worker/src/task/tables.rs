@@ -104,7 +104,8 @@ impl ScanTable {
                     .with_delimiter(self.delimiter)
                     .with_file_compression_type(self.compression),
             ),
-            Format::Json => {
+            // Listing refuses Zarr inputs for tables, so a scan never sees one.
+            Format::Json | Format::Zarr => {
                 Arc::new(JsonFormat::default().with_file_compression_type(self.compression))
             }
         }
