@@ -106,6 +106,9 @@ impl Reader<'_> {
     async fn fetch_lines(&self, frag: &Fragment) -> Result<(Vec<u8>, u64)> {
         let from = frag.start.saturating_sub(1);
         let mut fetched_to = (frag.end + TAIL).min(frag.size);
+        if from >= fetched_to {
+            return Ok((Vec::new(), frag.start));
+        }
         let mut buf = self
             .store
             .get_range(&frag.path, from..fetched_to)

@@ -2,7 +2,9 @@
 //! the exactly-once commit, and property tests against reference implementations. One test
 //! binary, so the engine is linked once.
 
+mod arrays;
 mod bad_input;
+mod bags;
 mod commit;
 mod conformance;
 mod datagen;

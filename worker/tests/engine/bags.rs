@@ -1,0 +1,347 @@
+//! Bag jobs against plain references: every step over random records (missing fields, nulls,
+//! lists) cut into random files, tasks and shuffle partitions; text and `.gz` inputs; and
+//! malformed lines with and without `onBadRecord: skip`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+use crate::support::Lab;
+
+fn run(f: impl std::future::Future<Output = ()>) {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(f)
+}
+
+#[derive(Clone, Debug)]
+struct Layout {
+    files: usize,
+    task_bytes: u64,
+    partitions: u32,
+}
+
+fn layout() -> impl Strategy<Value = Layout> {
+    (
+        1usize..4,
+        prop::sample::select(vec![40u64, 300, 1 << 30]),
+        1u32..4,
+    )
+        .prop_map(|(files, task_bytes, partitions)| Layout {
+            files,
+            task_bytes,
+            partitions,
+        })
+}
+
+fn record() -> impl Strategy<Value = Value> {
+    (
+        prop::option::of(0i64..5),
+        prop::option::of(prop::sample::select(vec!["ok", "error", "slow"])),
+        prop::option::of(prop::sample::select(vec!["pt", "de", "fr"])),
+        prop::collection::vec(prop::sample::select(vec!["a", "b", "c"]), 0..3),
+    )
+        .prop_map(|(k, status, country, tags)| {
+            let mut m = serde_json::Map::new();
+            if let Some(k) = k {
+                m.insert("k".into(), json!(k));
+            }
+            if let Some(s) = status {
+                m.insert("status".into(), json!(s));
+            }
+            if let Some(c) = country {
+                m.insert("user".into(), json!({"country": c}));
+            }
+            m.insert("tags".into(), json!(tags));
+            Value::Object(m)
+        })
+}
+
+async fn put_records(lab: &Lab, records: &[Value], files: usize) {
+    let n = records.len();
+    for f in 0..files {
+        let part = &records[n * f / files..n * (f + 1) / files];
+        let text: String = part.iter().map(|r| format!("{r}\n")).collect();
+        lab.put(&format!("in/part-{f}.jsonl"), text.into_bytes())
+            .await;
+    }
+}
+
+fn job(steps: &str, l: &Layout) -> String {
+    format!(
+        "  bag:\n    inputs:\n      r: {{path: \"in/*.jsonl\"}}\n    steps:\n      - source: r\n{steps}  targetTaskBytes: {}\n  shufflePartitions: {}\n  output: {{path: out}}\n",
+        l.task_bytes, l.partitions
+    )
+}
+
+/// The committed JSON lines, in part order.
+async fn output(lab: &Lab) -> Vec<Value> {
+    let m = lab.manifest("out").await.expect("committed");
+    let mut out = Vec::new();
+    for f in &m.files {
+        let bytes = lab
+            .store
+            .get(&format!("out/{}", f.path))
+            .await
+            .expect("part");
+        for line in String::from_utf8(bytes.to_vec()).expect("utf8").lines() {
+            out.push(serde_json::from_str(line).expect("every output line is JSON"));
+        }
+    }
+    assert_eq!(
+        m.rows as usize,
+        out.len(),
+        "the manifest counts the records"
+    );
+    out
+}
+
+fn canonical(v: &Value) -> String {
+    kask_worker::bag::canonical(v)
+}
+
+fn get<'a>(v: &'a Value, path: &str) -> &'a Value {
+    let mut cur = v;
+    for p in path.split('.') {
+        match cur.get(p) {
+            Some(x) => cur = x,
+            None => return &Value::Null,
+        }
+    }
+    cur
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn pluck_then_distinct_gives_each_value_once(records in prop::collection::vec(record(), 0..40), l in layout()) {
+        let want: BTreeSet<String> = records.iter().map(|r| canonical(get(r, "user.country"))).collect();
+        run(async {
+            let lab = Lab::local();
+            put_records(&lab, &records, l.files).await;
+            lab.run(&job("      - pluck: user.country\n      - distinct: {}\n", &l)).await.expect("runs");
+            let got: Vec<String> = output(&lab).await.iter().map(canonical).collect();
+            let set: BTreeSet<String> = got.iter().cloned().collect();
+            assert_eq!(set.len(), got.len(), "no duplicates: {got:?}");
+            assert_eq!(set, want);
+        });
+    }
+
+    #[test]
+    fn frequencies_count_every_value(records in prop::collection::vec(record(), 0..40), l in layout()) {
+        let mut want: BTreeMap<String, i64> = BTreeMap::new();
+        for r in &records {
+            *want.entry(canonical(get(r, "status"))).or_default() += 1;
+        }
+        run(async {
+            let lab = Lab::local();
+            put_records(&lab, &records, l.files).await;
+            lab.run(&job("      - pluck: status\n      - frequencies: {}\n", &l)).await.expect("runs");
+            let got: BTreeMap<String, i64> = output(&lab)
+                .await
+                .iter()
+                .map(|r| (canonical(&r["value"]), r["count"].as_i64().expect("count")))
+                .collect();
+            assert_eq!(got, want);
+        });
+    }
+
+    #[test]
+    fn filter_map_flatten_and_count_agree_with_the_reference(records in prop::collection::vec(record(), 0..40), l in layout()) {
+        let kept: Vec<&Value> = records.iter().filter(|r| get(r, "k").as_i64().is_some_and(|k| k >= 2)).collect();
+        let want = kept.iter().map(|r| get(r, "tags").as_array().map_or(0, Vec::len)).sum::<usize>();
+        run(async {
+            let lab = Lab::local();
+            put_records(&lab, &records, l.files).await;
+            let steps = "      - filter: \"k >= 2\"\n      - map: {t: \"tags\", k2: \"k * 2\"}\n      - flatten: t\n      - count: {}\n";
+            lab.run(&job(steps, &l)).await.expect("runs");
+            assert_eq!(output(&lab).await, [json!(want)]);
+        });
+    }
+
+    #[test]
+    fn topk_keeps_the_largest_records(records in prop::collection::vec(record(), 0..40), l in layout(), k in 1u64..5) {
+        let mut keys: Vec<i64> = records.iter().filter_map(|r| get(r, "k").as_i64()).collect();
+        keys.sort_unstable_by(|a, b| b.cmp(a));
+        let nulls = records.len() - keys.len();
+        run(async {
+            let lab = Lab::local();
+            put_records(&lab, &records, l.files).await;
+            lab.run(&job(&format!("      - topk: {{k: {k}, by: k}}\n"), &l)).await.expect("runs");
+            let got: Vec<Value> = output(&lab).await.iter().map(|r| get(r, "k").clone()).collect();
+            let mut want: Vec<Value> = keys.iter().take(k as usize).map(|k| json!(k)).collect();
+            // Records without k sort lowest, after every number.
+            want.extend(std::iter::repeat_n(Value::Null, nulls).take(k as usize - want.len().min(k as usize)));
+            assert_eq!(got, want);
+        });
+    }
+
+    #[test]
+    fn word_count_over_text_matches_a_counter(
+        lines in prop::collection::vec(prop::collection::vec(prop::sample::select(vec!["x", "yy", "zzz", "w"]), 0..6), 0..30),
+        l in layout(),
+    ) {
+        let mut want: BTreeMap<String, i64> = BTreeMap::new();
+        for line in &lines {
+            for w in line {
+                *want.entry((*w).to_string()).or_default() += 1;
+            }
+        }
+        run(async {
+            let lab = Lab::local();
+            let text: Vec<String> = lines.iter().map(|l| l.join("  ")).collect();
+            let n = text.len();
+            for f in 0..l.files {
+                let body: String = text[n * f / l.files..n * (f + 1) / l.files].iter().map(|t| format!("{t}\n")).collect();
+                lab.put(&format!("in/part-{f}.txt"), body.into_bytes()).await;
+            }
+            let body = job("      - split: {}\n      - frequencies: {}\n", &l).replace("in/*.jsonl", "in/*.txt");
+            lab.run(&body).await.expect("runs");
+            let got: BTreeMap<String, i64> = output(&lab)
+                .await
+                .iter()
+                .map(|r| (r["value"].as_str().expect("word").to_string(), r["count"].as_i64().expect("n")))
+                .collect();
+            assert_eq!(got, want);
+        });
+    }
+}
+
+#[test]
+fn gzip_inputs_are_read_whole() {
+    run(async {
+        let lab = Lab::local();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(b"{\"b\": \"x\"}\n{\"b\": \"y\"}\n{\"b\": \"x\"}\n")
+            .expect("gzip");
+        lab.put("in/a.jsonl.gz", gz.finish().expect("gzip")).await;
+        lab.put("in/b.jsonl", b"{\"b\": \"z\"}\n".to_vec()).await;
+        let l = Layout {
+            files: 1,
+            task_bytes: 8,
+            partitions: 2,
+        };
+        let body = job("      - pluck: b\n      - distinct: {}\n", &l)
+            .replace("{path: \"in/*.jsonl\"}", "{path: \"in/*\", format: json}");
+        lab.run(&body).await.expect("runs");
+        let got: BTreeSet<String> = output(&lab).await.iter().map(canonical).collect();
+        let want: BTreeSet<String> = ["\"x\"", "\"y\"", "\"z\""]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(got, want);
+    });
+}
+
+#[test]
+fn a_malformed_line_is_named_by_file_and_line_unless_skipped() {
+    run(async {
+        let lab = Lab::local();
+        let mut text = String::new();
+        for i in 0..50 {
+            text.push_str(&format!("{{\"n\": {i}}}\n"));
+        }
+        text.push_str("{\"n\": oops}\n{\"n\": 51}\n");
+        lab.put("in/part-0.jsonl", text.into_bytes()).await;
+        // Small tasks, so the bad line sits in a byte range that does not start the file.
+        let l = Layout {
+            files: 1,
+            task_bytes: 100,
+            partitions: 1,
+        };
+        let err = lab
+            .run(&job("      - count: {}\n", &l))
+            .await
+            .expect_err("fails")
+            .to_string();
+        assert!(
+            err.starts_with("input \"r\": in/part-0.jsonl line 51: not valid JSON"),
+            "{err}"
+        );
+        assert!(err.contains("onBadRecord: skip"), "{err}");
+        let skip = job("      - count: {}\n", &l).replace(
+            "  targetTaskBytes",
+            "    onBadRecord: skip\n  targetTaskBytes",
+        );
+        let summary = lab.run(&skip).await.expect("skips");
+        assert_eq!(summary.manifest.skipped_records, 1);
+        assert_eq!(output(&lab).await, [json!(51)]);
+    });
+}
+
+#[test]
+fn a_bad_expression_fails_at_plan_time_with_its_position() {
+    run(async {
+        let lab = Lab::local();
+        lab.put("in/part-0.jsonl", b"{\"a\": 1}\n".to_vec()).await;
+        let l = Layout {
+            files: 1,
+            task_bytes: 1 << 20,
+            partitions: 1,
+        };
+        let err = lab
+            .run(&job("      - map: {x: \"frob(a) + 1\"}\n", &l))
+            .await
+            .expect_err("fails")
+            .to_string();
+        assert!(
+            err.starts_with("spec.bag.steps[1].map.x: at column 1: unknown function"),
+            "{err}"
+        );
+        let err = lab
+            .run(&job("      - filter: \"a + 'x' > 1\"\n", &l))
+            .await
+            .expect_err("fails")
+            .to_string();
+        assert!(err.starts_with("spec.bag.steps[1].filter: "), "{err}");
+        assert!(err.contains("{\"a\":1}"), "names the record: {err}");
+    });
+}
+
+#[test]
+fn bag_jobs_run_on_s3_too() {
+    let Some(lab) = Lab::s3() else { return };
+    run(async move {
+        let records: Vec<Value> = (0..30)
+            .map(|i| {
+                let b = ["x", "y", "z"][i % 3];
+                json!({ "b": b })
+            })
+            .collect();
+        put_records(&lab, &records, 2).await;
+        let l = Layout {
+            files: 2,
+            task_bytes: 64,
+            partitions: 2,
+        };
+        lab.run(&job("      - pluck: b\n      - frequencies: {}\n", &l))
+            .await
+            .expect("runs on MinIO");
+        let got: BTreeMap<String, i64> = output(&lab)
+            .await
+            .iter()
+            .map(|r| {
+                (
+                    r["value"].as_str().expect("s").to_string(),
+                    r["count"].as_i64().expect("n"),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("x".to_string(), 10),
+                ("y".to_string(), 10),
+                ("z".to_string(), 10)
+            ]
+            .into_iter()
+            .collect()
+        );
+    });
+}
