@@ -155,3 +155,38 @@ EOF2
 counted_rows() { # OUTPUT
   output_rows "$1" | awk -F, '{s += $NF} END {printf "%d", s}'
 }
+
+# The files of a committed output under the storage prefix (names relative to it, with their
+# SHA-256), without the manifest, which records the job id and time.
+output_files() { # OUTPUT
+  local key
+  for key in $(s3_keys "$PREFIX/$1/"); do
+    case "$key" in */_SUCCESS | */_kask/*) continue ;; esac
+    printf '%s %s\n' "${key#"$PREFIX/$1/"}" "$(s3_get "$key" | sha256sum | cut -d' ' -f1)"
+  done | sort
+}
+
+# An array or bag example end to end through worker pods: Complete, and every output file
+# (Zarr chunks and zarr.json, or JSON-lines parts) byte for byte the same as `kask run`'s.
+example_files() { # FILE NAME
+  local name=$2 json start=$SECONDS
+  json=$(job_json "$1" "$name" "out/$name" \
+    ".spec.workers = 2 | .spec.output.format = \"$3\" | .spec.targetTaskBytes = ${4:-4096}")
+  kubectl apply -f - <<<"$json" >/dev/null || { fail "$name" "apply failed"; return; }
+  if ! kubectl --namespace "$NS" wait --for=condition=Complete "daskjob/$name" --timeout=180s >/dev/null; then
+    fail "example $1" "not Complete: $(dj_field "$name" '{.status.message}')"
+    return
+  fi
+  local took=$((SECONDS - start))
+  run_locally "$json" "$name" || { fail "example $1" "kask run failed"; return; }
+  output_files "out/$name" >"$WORK/$name.cluster"
+  output_files "local/$name" >"$WORK/$name.local"
+  local files tasks
+  files=$(wc -l <"$WORK/$name.cluster")
+  tasks=$(dj_field "$name" '{.status.progress}')
+  if [[ "$files" -gt 0 ]] && cmp -s "$WORK/$name.cluster" "$WORK/$name.local"; then
+    ok "example $1: $files files, byte for byte as kask run (tasks $tasks, ${took}s)"
+  else
+    fail "example $1" "output differs from kask run: $(diff "$WORK/$name.cluster" "$WORK/$name.local" | head -n 5)"
+  fi
+}

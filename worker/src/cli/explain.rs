@@ -87,12 +87,15 @@ pub fn render(plan: &Plan, store_url: &str) -> String {
         match &st.source {
             StageSource::Input { input } => {
                 let i = &plan.inputs[input];
+                let format = match plan.spec.bag.as_ref().and_then(|b| b.inputs.get(input)) {
+                    Some(b) => format!("{:?} lines", b.format()),
+                    None => format!("{:?}", i.format),
+                };
                 let _ = writeln!(
                     s,
-                    "  reads    input {input:?}: {} file(s), {}, {:?}",
+                    "  reads    input {input:?}: {} file(s), {}, {format}",
                     i.files.len(),
                     human(i.bytes),
-                    i.format
                 );
             }
             StageSource::Shuffle { stage } => {
