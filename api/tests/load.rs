@@ -146,7 +146,10 @@ fn an_array_job_names_its_bad_fields() {
     let yaml = ARRAY
         .replace("a: {path: arrays/a.zarr}", "a-1: {path: /abs/a.zarr}")
         .replace("chunks: [1000]", "chunks: [0]")
-        .replace("{path: results/ab.zarr}", "{path: results/ab, format: parquet}");
+        .replace(
+            "{path: results/ab.zarr}",
+            "{path: results/ab, format: parquet}",
+        );
     assert_eq!(
         errors_of(&yaml),
         [
@@ -189,7 +192,10 @@ fn a_bag_job_loads_and_writes_json_lines_by_default() {
 fn a_bag_job_names_its_bad_steps() {
     let yaml = BAG
         .replace("- source: events", "- source: event")
-        .replace("- pluck: user.country", "- pluck: user..country\n      - topk: {k: 0}")
+        .replace(
+            "- pluck: user.country",
+            "- pluck: user..country\n      - topk: {k: 0}",
+        )
         .replace("- distinct: {}", "- {distinct: {}, count: {}}");
     assert_eq!(
         errors_of(&yaml),

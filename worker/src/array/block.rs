@@ -248,25 +248,25 @@ impl Block {
         self.len() == 0
     }
 
-    /// A 0-d block holding a scalar of `dtype`.
+    /// A 0-d block holding a scalar of `dtype` (the checker has already fitted it).
     pub fn scalar(value: Scalar, dtype: DType) -> Block {
-        let f = match value {
+        fn one<T: Clone>(x: T) -> ArrayD<T> {
+            ArrayD::from_elem(IxDyn(&[]), x)
+        }
+        let float = match value {
             Scalar::Bool(b) => f64::from(u8::from(b)),
             Scalar::Int(i) => i as f64,
             Scalar::Float(f) => f,
         };
-        let shape = IxDyn(&[]);
         match (dtype, value) {
-            (DType::Bool, v) => Block::Bool(ArrayD::from_elem(
-                shape,
-                f != 0.0 || matches!(v, Scalar::Float(x) if x.is_nan()),
-            )),
-            (DType::I32, Scalar::Int(i)) => Block::I32(ArrayD::from_elem(shape, i as i32)),
-            (DType::I64, Scalar::Int(i)) => Block::I64(ArrayD::from_elem(shape, i)),
-            (DType::I32, _) => Block::I32(ArrayD::from_elem(shape, f as i32)),
-            (DType::I64, _) => Block::I64(ArrayD::from_elem(shape, f as i64)),
-            (DType::F32, _) => Block::F32(ArrayD::from_elem(shape, f as f32)),
-            (DType::F64, _) => Block::F64(ArrayD::from_elem(shape, f)),
+            (DType::Bool, Scalar::Bool(b)) => Block::Bool(one(b)),
+            (DType::Bool, _) => Block::Bool(one(float != 0.0)),
+            (DType::I32, Scalar::Int(i)) => Block::I32(one(i as i32)),
+            (DType::I64, Scalar::Int(i)) => Block::I64(one(i)),
+            (DType::I32, _) => Block::I32(one(float as i32)),
+            (DType::I64, _) => Block::I64(one(float as i64)),
+            (DType::F32, _) => Block::F32(one(float as f32)),
+            (DType::F64, _) => Block::F64(one(float)),
         }
     }
 

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::future::BoxFuture;
 use ndarray::{Slice, SliceInfoElem};
@@ -25,6 +26,7 @@ pub struct Evaluator<'a> {
     scratch: String,
     order: Vec<&'a Expr>,
     opened: Mutex<HashMap<String, Arc<ZarrArray>>>,
+    read: AtomicU64,
 }
 
 /// The nodes of an expression in pre-order; a node's index is its id in the plan.
@@ -80,7 +82,25 @@ impl<'a> Evaluator<'a> {
             scratch,
             order: preorder(root),
             opened: Mutex::new(HashMap::new()),
+            read: AtomicU64::new(0),
         }
+    }
+
+    /// Elements read from arrays so far.
+    pub fn elements_read(&self) -> u64 {
+        self.read.load(Ordering::Relaxed)
+    }
+
+    async fn read_leaf(
+        &self,
+        array: &ZarrArray,
+        name: &str,
+        region: &[Range<u64>],
+        dtype: super::expr::DType,
+    ) -> Result<Block> {
+        let block = zarr::read(array, name, region, dtype).await?;
+        self.read.fetch_add(block.len() as u64, Ordering::Relaxed);
+        Ok(block)
     }
 
     /// A node's pre-order id.
@@ -127,13 +147,14 @@ impl<'a> Evaluator<'a> {
                         .get(name)
                         .ok_or_else(|| Error::internal(format!("no input {name}")))?;
                     let array = self.open(name, &meta.path).await?;
-                    zarr::read(&array, name, &region, meta.dtype()?).await
+                    self.read_leaf(&array, name, &region, meta.dtype()?).await
                 }
                 Kind::Reduce { .. } => {
                     let id = self.id(e)?;
                     let dir = intermediate_dir(&self.scratch, id);
                     let array = self.open(&format!("n{id}"), &dir).await?;
-                    zarr::read(&array, &format!("reduction n{id}"), &region, e.dtype).await
+                    self.read_leaf(&array, &format!("reduction n{id}"), &region, e.dtype)
+                        .await
                 }
                 Kind::Scalar(v) => Ok(Block::scalar(*v, e.dtype)),
                 Kind::Cast(a) => Ok(self.eval(a, region).await?.cast(e.dtype)),

@@ -3,7 +3,7 @@
 //! kernels (AVX2/FMA when the CPU has them); integers through ndarray's generic product.
 
 use ndarray::linalg::{general_mat_mul, general_mat_vec_mul};
-use ndarray::{ArrayD, Ix1, Ix2, IxDyn, LinalgScalar};
+use ndarray::{ArrayD, Ix1, Ix2, LinalgScalar};
 
 use super::block::Block;
 use crate::error::{Error, Result};
@@ -92,9 +92,4 @@ pub fn zeros(dtype: super::expr::DType, shape: &[usize]) -> Block {
 /// The finished tile in the product's dtype.
 pub fn finish(tile: Block, dtype: super::expr::DType) -> Block {
     tile.cast(dtype)
-}
-
-/// An empty placeholder shape for a 0-d product.
-pub fn scalar_shape() -> IxDyn {
-    IxDyn(&[])
 }

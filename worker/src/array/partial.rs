@@ -287,6 +287,21 @@ pub fn finish(op: ReduceOp, state: State, ddof: u64) -> Result<Block> {
 
 const MAGIC: &[u8; 8] = b"KASKPRT1";
 
+impl State {
+    /// Result elements the state covers.
+    pub fn len(&self) -> usize {
+        match self {
+            State::Value(b) => b.len(),
+            State::Moments { mean, .. } => mean.len(),
+        }
+    }
+
+    /// Whether it covers none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Serializes a state: a magic, a JSON header line, then little-endian element bytes.
 pub fn encode(state: &State) -> Vec<u8> {
     let mut out = MAGIC.to_vec();

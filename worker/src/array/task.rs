@@ -64,7 +64,6 @@ pub async fn execute(
             let path = format!("{dir}/partial.bin");
             let bytes = body.len() as u64;
             store.put(&path, Bytes::from(body)).await?;
-            marker.rows_in = elements(&r);
             marker.bytes_out = bytes;
             marker.files = vec![TaskFile {
                 path,
@@ -111,6 +110,7 @@ pub async fn execute(
                 for f in &m.files {
                     let s = partial::decode(&store.get(&f.path).await?)?;
                     read += f.bytes;
+                    marker.rows_in += s.len() as u64;
                     state = Some(match state {
                         None => s,
                         Some(prev) => partial::merge(*op, prev, s)?,
@@ -143,6 +143,7 @@ pub async fn execute(
             marker.files = write_chunks(store, dir, &ap.shape, &ap.chunks, &r, values).await?;
         }
     }
+    marker.rows_in = marker.rows_in.max(ev.elements_read());
     marker.bytes_out = marker.files.iter().map(|f| f.bytes).sum();
     Ok(marker)
 }

@@ -140,7 +140,10 @@ impl Row {
                 };
                 match sep {
                     None => {
-                        for w in text.split_whitespace() {
+                        // Python's str.isspace() also counts the information separators
+                        // \x1c-\x1f, which Rust's whitespace does not.
+                        let space = |c: char| c.is_whitespace() || ('\x1c'..='\x1f').contains(&c);
+                        for w in text.split(space).filter(|w| !w.is_empty()) {
                             out(Value::String(w.to_string()))?;
                         }
                     }
