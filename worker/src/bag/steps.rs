@@ -104,6 +104,19 @@ fn set_path(record: &mut Value, path: &[&str], value: Value) {
     }
 }
 
+/// The words of a string as `split` cuts them: Python's `str.split()` without a separator
+/// (runs of whitespace, empty words dropped; Python's whitespace also counts the information
+/// separators \x1c-\x1f, which Rust's does not), `str.split(sep)` with one.
+pub fn words<'a>(text: &'a str, sep: Option<&'a str>) -> Box<dyn Iterator<Item = &'a str> + 'a> {
+    match sep {
+        None => Box::new(
+            text.split(|c: char| c.is_whitespace() || ('\x1c'..='\x1f').contains(&c))
+                .filter(|w| !w.is_empty()),
+        ),
+        Some(sep) => Box::new(text.split(sep)),
+    }
+}
+
 impl Row {
     /// Applies the step to one record, passing what it makes to `out`.
     pub fn apply(&self, item: Value, out: &mut dyn FnMut(Value) -> Result<()>) -> Result<()> {
@@ -138,20 +151,8 @@ impl Row {
                         ));
                     }
                 };
-                match sep {
-                    None => {
-                        // Python's str.isspace() also counts the information separators
-                        // \x1c-\x1f, which Rust's whitespace does not.
-                        let space = |c: char| c.is_whitespace() || ('\x1c'..='\x1f').contains(&c);
-                        for w in text.split(space).filter(|w| !w.is_empty()) {
-                            out(Value::String(w.to_string()))?;
-                        }
-                    }
-                    Some(sep) => {
-                        for w in text.split(sep.as_str()) {
-                            out(Value::String(w.to_string()))?;
-                        }
-                    }
+                for w in words(text, sep.as_deref()) {
+                    out(Value::String(w.to_string()))?;
                 }
                 Ok(())
             }

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use super::read::Reader;
-use super::steps::{self, Row};
+use super::steps::{self, Row, RowOp};
 use super::wide::{Wide, shuffle_schema};
 use crate::commit::marker::{TaskFile, TaskMarker};
 use crate::error::{Error, Result};
@@ -77,6 +77,17 @@ fn push(
             let row = rows[at]
                 .as_ref()
                 .ok_or_else(|| Error::internal("an uncompiled bag step"))?;
+            // A split straight into a wide step (the word count) folds the words in as they
+            // are cut, without a JSON value per word.
+            if let (RowOp::Split(sep), Value::String(text)) = (&row.op, &item)
+                && let Some(wide) = wide_at(ops, states, out, at + 1)
+            {
+                let mut scratch = String::new();
+                for w in steps::words(text, sep.as_deref()) {
+                    wide.push_str(w, &mut scratch);
+                }
+                return Ok(());
+            }
             row.apply(item, &mut |v| push(ops, rows, states, out, at + 1, v))
         }
         Op::BagWide { .. } | Op::BagFinal { .. } => {
@@ -87,6 +98,23 @@ fn push(
             Ok(())
         }
         other => Err(Error::internal(format!("{other:?} in a bag stage"))),
+    }
+}
+
+/// The wide state that records reaching step `at` go into, if they go into one directly.
+fn wide_at<'s>(
+    ops: &[Op],
+    states: &'s mut [Option<Wide>],
+    out: &'s mut Out,
+    at: usize,
+) -> Option<&'s mut Wide> {
+    match ops.get(at) {
+        Some(Op::BagWide { .. } | Op::BagFinal { .. }) => states[at].as_mut(),
+        Some(_) => None,
+        None => match out {
+            Out::Shuffle(w) => Some(w),
+            Out::Output { .. } => None,
+        },
     }
 }
 

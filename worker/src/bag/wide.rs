@@ -24,13 +24,17 @@ pub fn shuffle_schema() -> SchemaRef {
     ]))
 }
 
+/// States keyed by canonical JSON, with a hasher much faster than SipHash: keys are the
+/// job's own data, hashed within one task, so there is no one to mount a collision attack.
+pub type Map<V> = HashMap<String, V, ahash::RandomState>;
+
 /// The state of a wide step.
 #[derive(Debug)]
 pub enum Wide {
     /// Distinct records, by canonical JSON.
-    Distinct(HashMap<String, ()>),
+    Distinct(Map<()>),
     /// Counts by canonical JSON.
-    Frequencies(HashMap<String, i64>),
+    Frequencies(Map<i64>),
     /// A count.
     Count(i64),
     /// Candidates for the k largest.
@@ -48,8 +52,8 @@ impl Wide {
     /// The empty state of wide step `i`.
     pub fn new(job: &BagJob, i: usize) -> Result<Wide> {
         match job.steps.get(i).and_then(|s| s.as_ref()) {
-            Some(BagStepRef::Distinct) => Ok(Wide::Distinct(HashMap::new())),
-            Some(BagStepRef::Frequencies) => Ok(Wide::Frequencies(HashMap::new())),
+            Some(BagStepRef::Distinct) => Ok(Wide::Distinct(Map::default())),
+            Some(BagStepRef::Frequencies) => Ok(Wide::Frequencies(Map::default())),
             Some(BagStepRef::Count) => Ok(Wide::Count(0)),
             Some(BagStepRef::TopK(t)) => Ok(Wide::TopK {
                 k: usize::try_from(t.k).unwrap_or(usize::MAX),
@@ -80,6 +84,30 @@ impl Wide {
                     keep_top(items, *k);
                 }
             }
+        }
+    }
+
+    /// Folds in a string record, without a JSON value for it: the word count's inner loop.
+    /// `scratch` is reused for the canonical JSON, so a word seen before costs no allocation.
+    pub fn push_str(&mut self, word: &str, scratch: &mut String) {
+        match self {
+            Wide::Frequencies(m) => {
+                canonical_str(word, scratch);
+                match m.get_mut(scratch.as_str()) {
+                    Some(n) => *n += 1,
+                    None => {
+                        m.insert(scratch.clone(), 1);
+                    }
+                }
+            }
+            Wide::Distinct(m) => {
+                canonical_str(word, scratch);
+                if !m.contains_key(scratch.as_str()) {
+                    m.insert(scratch.clone(), ());
+                }
+            }
+            Wide::Count(n) => *n += 1,
+            Wide::TopK { .. } => self.push(Value::String(word.to_string())),
         }
     }
 
@@ -163,6 +191,18 @@ impl Wide {
             }
         }
         Ok(())
+    }
+}
+
+/// A string's canonical JSON (its JSON text) into `out`.
+fn canonical_str(s: &str, out: &mut String) {
+    out.clear();
+    if s.chars().any(|c| c == '"' || c == '\\' || c < ' ') {
+        out.push_str(&Value::String(s.to_string()).to_string());
+    } else {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
     }
 }
 
