@@ -8,11 +8,13 @@
 //! whatever its lines hold: fields may be missing or differ in type from record to record.
 
 pub mod expr;
+pub mod keys;
 pub mod planner;
 pub mod read;
 pub mod steps;
 pub mod task;
 pub mod wide;
+pub mod words;
 
 use std::cmp::Ordering;
 use std::fmt::Write;

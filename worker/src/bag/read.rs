@@ -160,7 +160,7 @@ impl Reader<'_> {
         if data.is_empty() {
             return Ok(stats);
         }
-        for (i, raw) in body.split(|&b| b == b'\n').enumerate() {
+        for (i, raw) in split_lines(body).enumerate() {
             let n = i as u64 + 1;
             stats.lines += 1;
             let line = raw.strip_suffix(b"\r").unwrap_or(raw);
@@ -187,4 +187,16 @@ impl Reader<'_> {
         }
         Ok(stats)
     }
+}
+
+/// The lines of `body`, split at each `\n` (memchr finds them many bytes at a time).
+fn split_lines(body: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut start = 0;
+    let mut ends = memchr::memchr_iter(b'\n', body).chain(std::iter::once(body.len()));
+    std::iter::from_fn(move || {
+        let end = ends.next()?;
+        let line = &body[start..end];
+        start = end + 1;
+        Some(line)
+    })
 }

@@ -105,14 +105,10 @@ fn set_path(record: &mut Value, path: &[&str], value: Value) {
 }
 
 /// The words of a string as `split` cuts them: Python's `str.split()` without a separator
-/// (runs of whitespace, empty words dropped; Python's whitespace also counts the information
-/// separators \x1c-\x1f, which Rust's does not), `str.split(sep)` with one.
+/// (see [`super::words`]), `str.split(sep)` with one.
 pub fn words<'a>(text: &'a str, sep: Option<&'a str>) -> Box<dyn Iterator<Item = &'a str> + 'a> {
     match sep {
-        None => Box::new(
-            text.split(|c: char| c.is_whitespace() || ('\x1c'..='\x1f').contains(&c))
-                .filter(|w| !w.is_empty()),
-        ),
+        None => Box::new(super::words::Words::new(text)),
         Some(sep) => Box::new(text.split(sep)),
     }
 }

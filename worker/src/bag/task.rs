@@ -82,9 +82,8 @@ fn push(
             if let (RowOp::Split(sep), Value::String(text)) = (&row.op, &item)
                 && let Some(wide) = wide_at(ops, states, out, at + 1)
             {
-                let mut scratch = String::new();
                 for w in steps::words(text, sep.as_deref()) {
-                    wide.push_str(w, &mut scratch);
+                    wide.push_str(w);
                 }
                 return Ok(());
             }

@@ -3,7 +3,6 @@
 //! and the next stage folds those rows into the same kind of state before emitting the
 //! results, in a deterministic order.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Int64Array, StringArray};
@@ -12,6 +11,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use serde_json::Value;
 
 use super::expr::lookup;
+use super::keys::Keys;
 use super::{canonical, compare};
 use crate::error::{Error, Result};
 use kask_api::{BagJob, BagStepRef};
@@ -24,17 +24,13 @@ pub fn shuffle_schema() -> SchemaRef {
     ]))
 }
 
-/// States keyed by canonical JSON, with a hasher much faster than SipHash: keys are the
-/// job's own data, hashed within one task, so there is no one to mount a collision attack.
-pub type Map<V> = HashMap<String, V, ahash::RandomState>;
-
 /// The state of a wide step.
 #[derive(Debug)]
 pub enum Wide {
     /// Distinct records, by canonical JSON.
-    Distinct(Map<()>),
+    Distinct(Keys<()>),
     /// Counts by canonical JSON.
-    Frequencies(Map<i64>),
+    Frequencies(Keys<i64>),
     /// A count.
     Count(i64),
     /// Candidates for the k largest.
@@ -52,8 +48,8 @@ impl Wide {
     /// The empty state of wide step `i`.
     pub fn new(job: &BagJob, i: usize) -> Result<Wide> {
         match job.steps.get(i).and_then(|s| s.as_ref()) {
-            Some(BagStepRef::Distinct) => Ok(Wide::Distinct(Map::default())),
-            Some(BagStepRef::Frequencies) => Ok(Wide::Frequencies(Map::default())),
+            Some(BagStepRef::Distinct) => Ok(Wide::Distinct(Keys::default())),
+            Some(BagStepRef::Frequencies) => Ok(Wide::Frequencies(Keys::default())),
             Some(BagStepRef::Count) => Ok(Wide::Count(0)),
             Some(BagStepRef::TopK(t)) => Ok(Wide::TopK {
                 k: usize::try_from(t.k).unwrap_or(usize::MAX),
@@ -72,10 +68,8 @@ impl Wide {
     /// Folds in one record.
     pub fn push(&mut self, item: Value) {
         match self {
-            Wide::Distinct(m) => {
-                m.insert(canonical(&item), ());
-            }
-            Wide::Frequencies(m) => *m.entry(canonical(&item)).or_insert(0) += 1,
+            Wide::Distinct(m) => m.update_value(&item, |_| ()),
+            Wide::Frequencies(m) => m.update_value(&item, |n| *n += 1),
             Wide::Count(n) => *n += 1,
             Wide::TopK { k, by, items } => {
                 let key = sort_key(by.as_deref(), &item);
@@ -88,24 +82,10 @@ impl Wide {
     }
 
     /// Folds in a string record, without a JSON value for it: the word count's inner loop.
-    /// `scratch` is reused for the canonical JSON, so a word seen before costs no allocation.
-    pub fn push_str(&mut self, word: &str, scratch: &mut String) {
+    pub fn push_str(&mut self, word: &str) {
         match self {
-            Wide::Frequencies(m) => {
-                canonical_str(word, scratch);
-                match m.get_mut(scratch.as_str()) {
-                    Some(n) => *n += 1,
-                    None => {
-                        m.insert(scratch.clone(), 1);
-                    }
-                }
-            }
-            Wide::Distinct(m) => {
-                canonical_str(word, scratch);
-                if !m.contains_key(scratch.as_str()) {
-                    m.insert(scratch.clone(), ());
-                }
-            }
+            Wide::Frequencies(m) => m.update_str(word, |n| *n += 1),
+            Wide::Distinct(m) => m.update_str(word, |_| ()),
             Wide::Count(n) => *n += 1,
             Wide::TopK { .. } => self.push(Value::String(word.to_string())),
         }
@@ -127,10 +107,8 @@ impl Wide {
         for i in 0..batch.num_rows() {
             let (k, n) = (keys.value(i), counts.value(i));
             match self {
-                Wide::Distinct(m) => {
-                    m.insert(k.to_string(), ());
-                }
-                Wide::Frequencies(m) => *m.entry(k.to_string()).or_insert(0) += n,
+                Wide::Distinct(m) => m.update_canonical(k, |_| ()),
+                Wide::Frequencies(m) => m.update_canonical(k, |c| *c += n),
                 Wide::Count(c) => *c += n,
                 Wide::TopK { .. } => self.push(parse(k)?),
             }
@@ -141,8 +119,8 @@ impl Wide {
     /// The state as shuffle rows.
     pub fn into_rows(self) -> Result<RecordBatch> {
         let (k, n): (Vec<String>, Vec<i64>) = match self {
-            Wide::Distinct(m) => m.into_keys().map(|k| (k, 1)).unzip(),
-            Wide::Frequencies(m) => m.into_iter().unzip(),
+            Wide::Distinct(m) => m.into_map().into_keys().map(|k| (k, 1)).unzip(),
+            Wide::Frequencies(m) => m.into_map().into_iter().unzip(),
             Wide::Count(c) => (vec![String::new()], vec![c]),
             Wide::TopK { k, mut items, .. } => {
                 keep_top(&mut items, k);
@@ -164,14 +142,14 @@ impl Wide {
     pub fn emit(self, out: &mut dyn FnMut(Value) -> Result<()>) -> Result<()> {
         match self {
             Wide::Distinct(m) => {
-                let mut keys: Vec<String> = m.into_keys().collect();
+                let mut keys: Vec<String> = m.into_map().into_keys().collect();
                 keys.sort();
                 for k in keys {
                     out(parse(&k)?)?;
                 }
             }
             Wide::Frequencies(m) => {
-                let mut pairs: Vec<(String, i64)> = m.into_iter().collect();
+                let mut pairs: Vec<(String, i64)> = m.into_map().into_iter().collect();
                 pairs.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
                 for (k, n) in pairs {
                     let mut record = serde_json::Map::new();
@@ -191,18 +169,6 @@ impl Wide {
             }
         }
         Ok(())
-    }
-}
-
-/// A string's canonical JSON (its JSON text) into `out`.
-fn canonical_str(s: &str, out: &mut String) {
-    out.clear();
-    if s.chars().any(|c| c == '"' || c == '\\' || c < ' ') {
-        out.push_str(&Value::String(s.to_string()).to_string());
-    } else {
-        out.push('"');
-        out.push_str(s);
-        out.push('"');
     }
 }
 
