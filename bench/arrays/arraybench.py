@@ -121,15 +121,16 @@ def engines_of(case):
 # Data: made once with `kask gen`, named after its parameters, reused while it is there.
 # ---------------------------------------------------------------------------------------------
 
-def array_name(n, chunk, seed):
-    return f"float64-{n}x{n}-chunks{chunk}-seed{seed}.zarr"
+def array_name(n, chunk, seed, codec="zstd"):
+    raw = "" if codec == "zstd" else "-raw"
+    return f"float64-{n}x{n}-chunks{chunk}-seed{seed}{raw}.zarr"
 
 
 def text_name(p, seed):
     return f"text-{p['bytes']}B-{p['files']}files-vocab{p['vocabulary']}-seed{seed}"
 
 
-def case_inputs(case, size):
+def case_inputs(case, size, codec="zstd"):
     """{input name: (directory name in the data dir, the `kask gen` arguments that make it)}."""
     p = SIZES[size][case]
     out = {}
@@ -139,9 +140,9 @@ def case_inputs(case, size):
             out[name] = (text_name(p, seed), ["text", "--bytes", str(p["bytes"]), "--files", str(p["files"]),
                                               "--vocabulary", str(p["vocabulary"]), "--seed", str(seed)])
         else:
-            out[name] = (array_name(p["n"], p["chunk"], seed),
+            out[name] = (array_name(p["n"], p["chunk"], seed, codec),
                          ["array", "--shape", f"{p['n']},{p['n']}", "--chunks", f"{p['chunk']},{p['chunk']}",
-                          "--dtype", "float64", "--seed", str(seed)])
+                          "--dtype", "float64", "--seed", str(seed), "--codec", codec])
     return out
 
 
@@ -534,7 +535,8 @@ def throughput(case, size, input_bytes, t):
 
 def build_report(meta, results):
     lines = [
-        f"# Kask arrays and bags benchmark ({meta['sizes']} sizes)",
+        f"# Kask arrays and bags benchmark ({meta['sizes']} sizes, "
+        f"input arrays {'zstd level 1' if meta.get('codec', 'zstd') == 'zstd' else 'uncompressed'})",
         "",
         f"{meta['machine']['cores']} cores ({meta['machine']['cpu']}), {meta['machine']['memory']}; "
         f"{meta['started']}; kask: {meta['kask_version'] or meta['kask']}; "
@@ -670,6 +672,8 @@ def parse_args(argv):
                     help="spec.workers of the Kask jobs (default: the number of cores)")
     ap.add_argument("--data", default=os.path.join(CACHE, "bench-data", "arrays"),
                     help="data directory (default: ${KASK_CACHE:-$HOME/.cache/kask}/bench-data/arrays)")
+    ap.add_argument("--codec", choices=["zstd", "none"], default="zstd",
+                    help="how the input arrays' chunks are stored: zstd level 1 (default) or raw")
     ap.add_argument("--regen", action="store_true", help="remake the data even if it is there")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds per run before it counts as failed (default 1800)")
     ap.add_argument("--json", metavar="PATH", help="write the results as JSON here")
@@ -716,7 +720,7 @@ def main(argv):
     except (OSError, subprocess.SubprocessError):
         kask_version = None
     meta = {
-        "sizes": a.sizes, "size_parameters": {c: SIZES[a.sizes][c] for c in a.cases}, "cases": a.cases,
+        "sizes": a.sizes, "codec": a.codec, "size_parameters": {c: SIZES[a.sizes][c] for c in a.cases}, "cases": a.cases,
         "engines": a.engines, "repeat": a.repeat, "warmup": a.warmup, "kask_workers": a.workers,
         "data": a.data, "machine": machine_facts(), "versions": versions(), "numpy_blas": blas(),
         "kask": a.kask, "kask_version": kask_version, "kask_args": a.kask_arg,
@@ -731,7 +735,7 @@ def main(argv):
     results = []
     try:
         for case in a.cases:
-            inputs = case_inputs(case, a.sizes)
+            inputs = case_inputs(case, a.sizes, a.codec)
             dirs = {name: d for name, (d, _) in inputs.items()}
             data = {name: ensure_data(a, d, gen, log) for name, (d, gen) in inputs.items()}
             # What the Python engines open: the Zarr directories, and a glob for the text files.

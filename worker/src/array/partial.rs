@@ -30,14 +30,28 @@ pub enum State {
 }
 
 fn reduce_axes<T: Copy>(
-    mut a: ArrayD<T>,
+    a: ArrayD<T>,
     axes: &[usize],
     f: impl Fn(ndarray::ArrayViewD<'_, T>, Axis) -> ArrayD<T>,
 ) -> ArrayD<T> {
+    reduce_view(a.view(), axes, f).unwrap_or(a)
+}
+
+/// [`reduce_axes`] of a borrowed block; `None` when there is no axis to reduce.
+fn reduce_view<T: Copy>(
+    a: ndarray::ArrayViewD<'_, T>,
+    axes: &[usize],
+    f: impl Fn(ndarray::ArrayViewD<'_, T>, Axis) -> ArrayD<T>,
+) -> Option<ArrayD<T>> {
+    let mut out: Option<ArrayD<T>> = None;
     for &axis in axes.iter().rev() {
-        a = f(a.view(), Axis(axis)).insert_axis(Axis(axis));
+        let next = match &out {
+            None => f(a.view(), Axis(axis)),
+            Some(r) => f(r.view(), Axis(axis)),
+        };
+        out = Some(next.insert_axis(Axis(axis)));
     }
-    a
+    out
 }
 
 fn fold<T: Copy>(
@@ -140,7 +154,8 @@ pub fn of_block(op: ReduceOp, block: Block, axes: &[usize]) -> Result<State> {
             let shape = block.shape().to_vec();
             let count: u64 = axes.iter().map(|&a| shape[a] as u64).product();
             let x = block.to_f64();
-            let sum = reduce_axes(x.clone(), axes, |v, ax| v.sum_axis(ax));
+            let sum =
+                reduce_view(x.view(), axes, |v, ax| v.sum_axis(ax)).unwrap_or_else(|| x.clone());
             let n = count.max(1) as f64;
             let mean = sum.mapv(|s| s / n);
             let m2 = if op == ReduceOp::Mean {

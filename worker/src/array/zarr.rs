@@ -277,6 +277,19 @@ pub fn new_array(
     chunks: &[u64],
     dtype: DType,
 ) -> Result<ZarrArray> {
+    new_array_with(storage, shape, chunks, dtype, true)
+}
+
+/// As [`new_array`], with chunks stored raw when `compress` is false (`kask gen array
+/// --codec none`: random floats hardly compress, and raw chunks take decoding out of a
+/// benchmark).
+pub fn new_array_with(
+    storage: Arc<ZarrStore>,
+    shape: &[u64],
+    chunks: &[u64],
+    dtype: DType,
+    compress: bool,
+) -> Result<ZarrArray> {
     let (data_type, fill) = match dtype {
         DType::Bool => (data_type::bool(), zarrs::array::FillValue::from(false)),
         DType::I32 => (data_type::int32(), zarrs::array::FillValue::from(0i32)),
@@ -285,9 +298,11 @@ pub fn new_array(
         DType::F64 => (data_type::float64(), zarrs::array::FillValue::from(0f64)),
     };
     let mut builder = ArrayBuilder::new(shape.to_vec(), chunks.to_vec(), data_type, fill);
-    builder.bytes_to_bytes_codecs(vec![Arc::new(zarrs::array::codec::ZstdCodec::new(
-        1, false,
-    ))]);
+    if compress {
+        builder.bytes_to_bytes_codecs(vec![Arc::new(zarrs::array::codec::ZstdCodec::new(
+            1, false,
+        ))]);
+    }
     builder
         .build(storage, "/")
         .map_err(|e| Error::internal(format!("building the Zarr metadata: {e}")))

@@ -104,6 +104,13 @@ enum Command {
     },
 }
 
+/// How `kask gen array` stores chunks.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum GenCodec {
+    Zstd,
+    None,
+}
+
 #[derive(Subcommand, Debug)]
 enum GenCommand {
     /// A Zarr v3 array of random values (floats in [0, 1), integers in [-100, 100)).
@@ -119,6 +126,9 @@ enum GenCommand {
         dtype: String,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// How chunks are stored: zstd (level 1) or none (raw bytes).
+        #[arg(long, value_enum, default_value_t = GenCodec::Zstd)]
+        codec: GenCodec,
         /// The array's directory.
         #[arg(long)]
         out: PathBuf,
@@ -362,6 +372,7 @@ pub async fn dispatch(cli: Cli) -> Result<(), Error> {
                     chunks,
                     dtype,
                     seed,
+                    codec,
                     out,
                 } => {
                     let dtype =
@@ -379,6 +390,7 @@ pub async fn dispatch(cli: Cli) -> Result<(), Error> {
                         chunks,
                         dtype,
                         seed,
+                        compress: codec == GenCodec::Zstd,
                     }
                     .write(&out)
                     .await?;

@@ -26,6 +26,8 @@ pub struct ArrayGen {
     pub dtype: DType,
     /// Seed.
     pub seed: u64,
+    /// Whether chunks are zstd-compressed (or stored raw).
+    pub compress: bool,
 }
 
 fn chunk_values(dtype: DType, shape: &[usize], seed: u64) -> Block {
@@ -63,11 +65,12 @@ impl ArrayGen {
             message: e.to_string(),
         })?;
         let store = Store::local_dir(out)?;
-        let array = Arc::new(zarr::new_array(
+        let array = Arc::new(zarr::new_array_with(
             zarr::storage_at(&store, ""),
             &self.shape,
             &self.chunks,
             self.dtype,
+            self.compress,
         )?);
         store
             .put(

@@ -1,4 +1,5 @@
-//! `kask gen`: the db-benchmark data sets have the layout, sizes and key overlaps of the spec.
+//! `kask gen`: the db-benchmark data sets have the layout, sizes and key overlaps of the spec;
+//! random arrays hold the same values whichever codec stores them.
 
 use std::collections::HashSet;
 
@@ -111,4 +112,66 @@ fn join_keys_overlap_as_the_spec_says() {
         (0.85..0.95).contains(&shared),
         "about 90% of x's keys are in big: {shared}"
     );
+}
+
+#[test]
+fn array_data_is_the_same_values_raw_or_compressed() {
+    use kask_worker::array::block::Block;
+    use kask_worker::array::expr::DType;
+    use kask_worker::array::zarr;
+    use kask_worker::datagen::array::ArrayGen;
+    use kask_worker::store::Store;
+
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let out = tempfile::tempdir().expect("tempdir");
+        let mut values = Vec::new();
+        for compress in [true, false] {
+            let dir = out
+                .path()
+                .join(if compress { "zstd.zarr" } else { "raw.zarr" });
+            let g = ArrayGen {
+                shape: vec![30, 7],
+                chunks: vec![8, 4],
+                dtype: DType::F64,
+                seed: 5,
+                compress,
+            };
+            assert_eq!(g.write(&dir).await.expect("gen"), 8, "4 x 2 chunks");
+            let meta: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(dir.join("zarr.json")).expect("zarr.json"))
+                    .expect("json");
+            let codecs: Vec<&str> = meta["codecs"]
+                .as_array()
+                .expect("codecs")
+                .iter()
+                .map(|c| c["name"].as_str().expect("name"))
+                .collect();
+            let want: &[&str] = if compress {
+                &["bytes", "zstd"]
+            } else {
+                &["bytes"]
+            };
+            assert_eq!(codecs, want);
+            let store = Store::local_dir(&dir).expect("store");
+            let (array, _) = zarr::open_input(&store, "a", "", Default::default())
+                .await
+                .expect("opens");
+            let Block::F64(a) = zarr::read(&array, "a", &[0..30, 0..7], DType::F64)
+                .await
+                .expect("reads")
+            else {
+                panic!("float64");
+            };
+            assert!(
+                a.iter().all(|v| (0.0..1.0).contains(v)),
+                "uniform in [0, 1)"
+            );
+            values.push(a);
+        }
+        assert_eq!(
+            values[0], values[1],
+            "the codec changes only the bytes stored"
+        );
+    });
 }
