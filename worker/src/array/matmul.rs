@@ -1,9 +1,10 @@
 //! The inner products of `@`: one k-block of an output tile at a time, accumulated in place.
 //! Float matrix products go through the `gemm` crate's packed kernels, built with its `x86-v4`
 //! feature so that CPUs with AVX-512 run its AVX-512 kernels (chosen at run time; others fall
-//! back to AVX2 or SSE). On the 4096² benchmark the whole job took 3.6 s with matrixmultiply,
-//! then 2.4 s with these (bench/arrays). Matrix-vector products and integers go through
-//! ndarray's products.
+//! back to AVX2 or SSE). On the 4096² benchmark the whole job took 3.6 s with gemm's AVX2
+//! kernels and 2.4–2.5 s with the AVX-512 ones (bench/results/2026-12-01-arrays.md); gemm's
+//! AVX2 kernels had measured about 1.4x faster than matrixmultiply's before that.
+//! Matrix-vector products and integers go through ndarray's products.
 
 use ndarray::linalg::{general_mat_mul, general_mat_vec_mul};
 use ndarray::{ArrayD, ArrayView2, ArrayViewMut2, Ix1, Ix2, LinalgScalar};

@@ -8,7 +8,7 @@ use std::ops::Range;
 use ndarray::{ArrayD, IxDyn, SliceInfoElem};
 use proptest::prelude::*;
 
-use crate::support::Lab;
+use crate::support::{Lab, run};
 use kask_worker::array::block::Block;
 use kask_worker::array::expr::DType;
 use kask_worker::array::zarr;
@@ -125,15 +125,6 @@ async fn get_array(lab: &Lab, path: &str) -> (Arr, DType) {
     let shape = block.shape().to_vec();
     let data = block.to_f64().iter().copied().collect();
     (Arr { shape, data }, dtype)
-}
-
-fn run(f: impl std::future::Future<Output = ()>) {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(f)
 }
 
 fn job(expr: &str, inputs: &[&str], task_bytes: u64) -> String {

@@ -8,16 +8,7 @@ use std::io::Write;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-use crate::support::Lab;
-
-fn run(f: impl std::future::Future<Output = ()>) {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(f)
-}
+use crate::support::{Lab, run};
 
 #[derive(Clone, Debug)]
 struct Layout {

@@ -122,8 +122,7 @@ fn array_data_is_the_same_values_raw_or_compressed() {
     use kask_worker::datagen::array::ArrayGen;
     use kask_worker::store::Store;
 
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    rt.block_on(async {
+    crate::support::run(async {
         let out = tempfile::tempdir().expect("tempdir");
         let mut values = Vec::new();
         for compress in [true, false] {

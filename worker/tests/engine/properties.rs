@@ -4,7 +4,7 @@
 
 use proptest::prelude::*;
 
-use crate::support::{Lab, V, batch, floats, ints, sorted, strs};
+use crate::support::{Lab, V, batch, floats, ints, run, sorted, strs};
 
 #[derive(Clone, Debug)]
 struct Row {
@@ -72,15 +72,6 @@ fn opt_f(x: Option<f64>) -> V {
 }
 fn opt_s(x: &Option<String>) -> V {
     x.clone().map(V::S).unwrap_or(V::Null)
-}
-
-fn run(f: impl std::future::Future<Output = ()>) {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(f)
 }
 
 async fn put(lab: &Lab, dir: &str, rows: &[Row], names: [&str; 3], l: &Layout) {

@@ -55,6 +55,16 @@ impl V {
 }
 
 /// Rows sorted into a canonical order, for comparing results whose order is not specified.
+/// Runs a test body on a runtime like the one `kask run` starts (two worker threads).
+pub fn run(f: impl std::future::Future<Output = ()>) {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(f)
+}
+
 pub fn sorted(mut rows: Vec<Vec<V>>) -> Vec<Vec<V>> {
     rows.sort_by_key(|r| r.iter().map(V::key).collect::<Vec<_>>().join("|"));
     rows
