@@ -536,7 +536,7 @@ def throughput(case, size, input_bytes, t):
 def build_report(meta, results):
     lines = [
         f"# Kask arrays and bags benchmark ({meta['sizes']} sizes, "
-        f"input arrays {'zstd level 1' if meta.get('codec', 'zstd') == 'zstd' else 'uncompressed'})",
+        f"input arrays {'zstd level 1' if meta['codec'] == 'zstd' else 'uncompressed'})",
         "",
         f"{meta['machine']['cores']} cores ({meta['machine']['cpu']}), {meta['machine']['memory']}; "
         f"{meta['started']}; kask: {meta['kask_version'] or meta['kask']}; "

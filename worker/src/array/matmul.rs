@@ -7,7 +7,9 @@
 //! Matrix-vector products and integers go through ndarray's products.
 
 use ndarray::linalg::{general_mat_mul, general_mat_vec_mul};
-use ndarray::{ArrayD, ArrayView2, ArrayViewMut2, Ix1, Ix2, LinalgScalar};
+use ndarray::{
+    ArrayD, ArrayView, ArrayView2, ArrayViewMut, ArrayViewMut2, Dimension, Ix1, Ix2, LinalgScalar,
+};
 
 use super::block::Block;
 use crate::error::{Error, Result};
@@ -71,19 +73,26 @@ fn gemm_2d<T: GemmScalar>(
     Ok(())
 }
 
+fn shape_err(e: ndarray::ShapeError) -> Error {
+    Error::internal(format!("matmul operands: {e}"))
+}
+
+/// A block seen with `D` dimensions.
+fn view<T, D: Dimension>(a: &ArrayD<T>) -> Result<ArrayView<'_, T, D>> {
+    a.view().into_dimensionality::<D>().map_err(shape_err)
+}
+
+/// The accumulator seen with `D` dimensions.
+fn view_mut<T, D: Dimension>(c: &mut ArrayD<T>) -> Result<ArrayViewMut<'_, T, D>> {
+    c.view_mut().into_dimensionality::<D>().map_err(shape_err)
+}
+
 /// `c += a @ b` for float blocks: matrix products through `gemm`, the rest as for integers.
 fn accumulate_float<T: GemmScalar>(c: &mut ArrayD<T>, a: &ArrayD<T>, b: &ArrayD<T>) -> Result<()> {
     if (a.ndim(), b.ndim()) != (2, 2) {
         return accumulate_typed(c, a, b);
     }
-    let shape_err = |e: ndarray::ShapeError| Error::internal(format!("matmul operands: {e}"));
-    let a = a.view().into_dimensionality::<Ix2>().map_err(shape_err)?;
-    let b = b.view().into_dimensionality::<Ix2>().map_err(shape_err)?;
-    let mut c = c
-        .view_mut()
-        .into_dimensionality::<Ix2>()
-        .map_err(shape_err)?;
-    gemm_2d(&mut c, &a, &b)
+    gemm_2d(&mut view_mut::<_, Ix2>(c)?, &view(a)?, &view(b)?)
 }
 
 fn accumulate_typed<T: LinalgScalar>(
@@ -91,39 +100,30 @@ fn accumulate_typed<T: LinalgScalar>(
     a: &ArrayD<T>,
     b: &ArrayD<T>,
 ) -> Result<()> {
-    let shape_err = |e: ndarray::ShapeError| Error::internal(format!("matmul operands: {e}"));
     match (a.ndim(), b.ndim()) {
-        (2, 2) => {
-            let a = a.view().into_dimensionality::<Ix2>().map_err(shape_err)?;
-            let b = b.view().into_dimensionality::<Ix2>().map_err(shape_err)?;
-            let mut c = c
-                .view_mut()
-                .into_dimensionality::<Ix2>()
-                .map_err(shape_err)?;
-            general_mat_mul(T::one(), &a, &b, T::one(), &mut c);
-        }
-        (2, 1) => {
-            let a = a.view().into_dimensionality::<Ix2>().map_err(shape_err)?;
-            let b = b.view().into_dimensionality::<Ix1>().map_err(shape_err)?;
-            let mut c = c
-                .view_mut()
-                .into_dimensionality::<Ix1>()
-                .map_err(shape_err)?;
-            general_mat_vec_mul(T::one(), &a, &b, T::one(), &mut c);
-        }
-        (1, 2) => {
-            let a = a.view().into_dimensionality::<Ix1>().map_err(shape_err)?;
-            let b = b.view().into_dimensionality::<Ix2>().map_err(shape_err)?;
-            let mut c = c
-                .view_mut()
-                .into_dimensionality::<Ix1>()
-                .map_err(shape_err)?;
-            general_mat_vec_mul(T::one(), &b.t(), &a, T::one(), &mut c);
-        }
+        (2, 2) => general_mat_mul(
+            T::one(),
+            &view::<_, Ix2>(a)?,
+            &view::<_, Ix2>(b)?,
+            T::one(),
+            &mut view_mut::<_, Ix2>(c)?,
+        ),
+        (2, 1) => general_mat_vec_mul(
+            T::one(),
+            &view::<_, Ix2>(a)?,
+            &view::<_, Ix1>(b)?,
+            T::one(),
+            &mut view_mut::<_, Ix1>(c)?,
+        ),
+        (1, 2) => general_mat_vec_mul(
+            T::one(),
+            &view::<_, Ix2>(b)?.t(),
+            &view::<_, Ix1>(a)?,
+            T::one(),
+            &mut view_mut::<_, Ix1>(c)?,
+        ),
         (1, 1) => {
-            let a = a.view().into_dimensionality::<Ix1>().map_err(shape_err)?;
-            let b = b.view().into_dimensionality::<Ix1>().map_err(shape_err)?;
-            let d = a.dot(&b);
+            let d = view::<_, Ix1>(a)?.dot(&view::<_, Ix1>(b)?);
             c.mapv_inplace(|x| x + d);
         }
         (x, y) => return Err(Error::internal(format!("matmul of {x}-d and {y}-d blocks"))),
