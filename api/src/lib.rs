@@ -5,6 +5,7 @@ pub mod array;
 pub mod bag;
 pub mod groups;
 pub mod load;
+pub mod paths;
 pub mod report;
 pub mod spec;
 pub mod status;

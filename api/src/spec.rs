@@ -139,6 +139,30 @@ impl DaskJobSpec {
             Format::Parquet
         })
     }
+    /// Every input's path or glob, with its field path, across the job kinds.
+    pub fn input_paths(&self) -> Vec<(String, &str)> {
+        let mut out = Vec::new();
+        if let Some(df) = &self.dataframe {
+            for (name, i) in &df.inputs {
+                out.push((
+                    format!("spec.dataframe.inputs.{name}.path"),
+                    i.path.as_str(),
+                ));
+            }
+        }
+        if let Some(a) = &self.array {
+            for (name, i) in &a.inputs {
+                out.push((format!("spec.array.inputs.{name}.path"), i.path.as_str()));
+            }
+        }
+        if let Some(b) = &self.bag {
+            for (name, i) in &b.inputs {
+                out.push((format!("spec.bag.inputs.{name}.path"), i.path.as_str()));
+            }
+        }
+        out
+    }
+
     /// The job's scratch prefix, `<output>/_kask/<job id>`: the plan, shuffle files and task
     /// markers live there until the commit removes it.
     pub fn scratch_prefix(&self, job_id: &str) -> String {

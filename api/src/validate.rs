@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+use crate::paths;
 use crate::spec::{DaskJobSpec, DataframeJob, Descending, Format, Input, Step};
 
 /// One problem in a spec, at a field path such as `spec.dataframe.pipeline[3].merge.right`.
@@ -214,7 +215,7 @@ pub fn validate(spec: &DaskJobSpec) -> Result<(), ValidationErrors> {
         bag.check(&mut e);
     }
 
-    check_relative_path("spec.output.path", &spec.output.path, &mut e);
+    check_output(spec, &mut e);
     for (field, value) in [
         ("workers", spec.workers.map(u64::from)),
         ("targetTaskBytes", spec.target_task_bytes),
@@ -229,6 +230,51 @@ pub fn validate(spec: &DaskJobSpec) -> Result<(), ValidationErrors> {
         Ok(())
     } else {
         Err(ValidationErrors(e.0))
+    }
+}
+
+/// The output is a folder of its own: not the storage root, not inside Kask's scratch space,
+/// not a glob, and apart from every input, so that a job never writes where it reads.
+fn check_output(spec: &DaskJobSpec, e: &mut Errors) {
+    let at = "spec.output.path";
+    let path = &spec.output.path;
+    let before = e.0.len();
+    check_relative_path(at, path, e);
+    if e.0.len() > before {
+        return;
+    }
+    let comps = paths::components(path);
+    if comps.is_empty() {
+        e.add(
+            at,
+            format!(
+                "{path:?} is the storage root; a job writes into a folder of its own, e.g. results/my-job"
+            ),
+        );
+        return;
+    }
+    if comps.contains(&paths::SCRATCH_DIR) {
+        e.add(
+            at,
+            format!(
+                "{path:?} is inside a {}/ folder, where Kask keeps scratch data and commit records",
+                paths::SCRATCH_DIR
+            ),
+        );
+    }
+    if comps.iter().any(|c| c.contains(['*', '?', '[', '{'])) {
+        e.add(at, format!("{path:?} is a folder, not a glob"));
+    }
+    for (field, input) in spec.input_paths() {
+        if paths::overlaps(path, input) {
+            e.add(
+                at,
+                format!(
+                    "{path:?} overlaps {field} ({input:?}): a job must not write where it reads, \
+                     or its result would replace or join its own input; choose a folder outside it"
+                ),
+            );
+        }
     }
 }
 

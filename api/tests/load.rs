@@ -283,3 +283,73 @@ fn a_merge_key_list_stored_by_kubectl_as_true_reads_as_on() {
     let merge = df.pipeline[2].merge.as_ref().expect("merge");
     assert_eq!(merge.on.as_deref(), Some(&["region_id".to_string()][..]));
 }
+
+#[test]
+fn an_output_that_overlaps_an_input_is_refused_for_every_job_kind() {
+    let inside = GOOD.replace("path: reports/revenue,", "path: orders,");
+    let e = errors_of(&inside);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with("spec.output.path: \"orders\" overlaps spec.dataframe.inputs.orders.path"),
+        "{e:?}"
+    );
+    let array = r#"
+apiVersion: kask.dev/v1alpha1
+kind: DaskJob
+metadata: {name: a}
+spec:
+  array:
+    inputs:
+      a: {path: arrays/a.zarr}
+    expr: "a * 2"
+  output: {path: OUT}
+"#;
+    for out in ["arrays", "arrays/a.zarr", "arrays/a.zarr/out", "./arrays/"] {
+        let e = errors_of(&array.replace("OUT", out));
+        assert!(
+            e.iter()
+                .any(|m| m.contains("overlaps spec.array.inputs.a.path")),
+            "{out}: {e:?}"
+        );
+    }
+    assert!(load_job("job.yaml", &array.replace("OUT", "arrays-out")).is_ok());
+    let bag = r#"
+apiVersion: kask.dev/v1alpha1
+kind: DaskJob
+metadata: {name: b}
+spec:
+  bag:
+    inputs:
+      logs: {path: "logs/*/events.jsonl"}
+    steps:
+      - source: logs
+      - count: {}
+  output: {path: logs/2026}
+"#;
+    let e = errors_of(bag);
+    assert!(
+        e.iter()
+            .any(|m| m.contains("overlaps spec.bag.inputs.logs.path")),
+        "the glob could match under the output: {e:?}"
+    );
+}
+
+#[test]
+fn the_storage_root_scratch_folders_and_globs_are_not_outputs() {
+    for (out, says) in [
+        ("\".\"", "is the storage root"),
+        ("\"./\"", "is the storage root"),
+        ("\"\"", "must not be empty"),
+        ("/", "must be relative"),
+        ("reports/_kask/x", "inside a _kask/ folder"),
+        ("\"reports/*\"", "is a folder, not a glob"),
+    ] {
+        let yaml = GOOD.replace("path: reports/revenue,", &format!("path: {out},"));
+        let e = errors_of(&yaml);
+        assert!(
+            e.iter()
+                .any(|m| m.starts_with("spec.output.path") && m.contains(says)),
+            "{out}: {e:?}"
+        );
+    }
+}

@@ -187,6 +187,14 @@ impl<'a> JobFactory<'a> {
         let mut env = vec![
             plain("KASK_JOB_SPEC", spec_json),
             plain("KASK_JOB_ID", self.dj.uid().unwrap_or_default()),
+            plain(
+                "KASK_JOB_NAME",
+                format!(
+                    "{}/{}",
+                    self.dj.namespace().unwrap_or_default(),
+                    self.dj.name_any()
+                ),
+            ),
             plain("KASK_LOG", "info".into()),
             plain("KASK_LOG_FORMAT", "json".into()),
             EnvVar {

@@ -145,6 +145,19 @@ impl<'a> Reconcile<'a> {
         if self.dj.meta().deletion_timestamp.is_some() {
             return self.finalize().await;
         }
+        if self.status.phase.is_none()
+            && let Err(errors) = kask_api::validate(&self.dj.spec)
+        {
+            // The same validation as `kask validate` and every worker pod: an invalid spec
+            // gets no pod, and its field paths in the status.
+            let fields: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+            return self
+                .fail(
+                    "InvalidSpec",
+                    format!("the spec is invalid: {}", fields.join("; ")),
+                )
+                .await;
+        }
         if !self.dj.finalizers().iter().any(|f| f == FINALIZER) {
             // The finalizer first: a job deleted from now on gets its scratch removed.
             let mut finalizers = self.dj.finalizers().to_vec();

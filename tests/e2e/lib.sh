@@ -13,6 +13,11 @@ ok() {
 }
 fail() {
   printf '%s: FAIL  %s: %s\n' "${SUITE:-e2e}" "$1" "$2"
+  # What kubectl and helm said on stderr since the last failure, which the suites keep.
+  if [[ -n "${STDERR:-}" && -s "$STDERR" ]]; then
+    tail -n 10 "$STDERR" | sed 's/^/    stderr: /'
+    : >"$STDERR"
+  fi
   kubectl --namespace "$NS" get daskjobs,jobs,pods -o wide 2>&1 | sed 's/^/    /'
   kubectl --namespace kask-system logs deployment/kask-operator --tail=15 2>&1 | sed 's/^/    /'
   failed=$((failed + 1))
@@ -157,12 +162,14 @@ counted_rows() { # OUTPUT
 }
 
 # The files of a committed output under the storage prefix (names relative to it, with their
-# SHA-256), without the manifest, which records the job id and time.
+# SHA-256), without the manifest, which records the job id and time, and with the job id taken
+# out of part names (part-00000-<job id>.csv is part-00000.csv here).
 output_files() { # OUTPUT
-  local key
+  local key name
   for key in $(s3_keys "$PREFIX/$1/"); do
     case "$key" in */_SUCCESS | */_kask/*) continue ;; esac
-    printf '%s %s\n' "${key#"$PREFIX/$1/"}" "$(s3_get "$key" | sha256sum | cut -d' ' -f1)"
+    name=$(sed -E 's/^(part-[0-9]+)-[^.]+/\1/' <<<"${key#"$PREFIX/$1/"}")
+    printf '%s %s\n' "$name" "$(s3_get "$key" | sha256sum | cut -d' ' -f1)"
   done | sort
 }
 

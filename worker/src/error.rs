@@ -50,6 +50,11 @@ pub enum Error {
         message: String,
     },
 
+    /// Committed data went missing or changed in the store, again and again: the environment
+    /// loses data, and running once more would not help.
+    #[error("data lost: {0}")]
+    DataLost(String),
+
     /// The process was told to stop (SIGTERM) before it finished.
     #[error("stopped: {0}")]
     Stopped(String),
@@ -96,8 +101,59 @@ impl Error {
     }
 }
 
+/// The object store's failure beneath an error, if that is what it is: a request that failed
+/// (the store unreachable, throttling, a read cut short) rather than data that could not be
+/// read. Readers (DataFusion's Parquet and CSV readers, zarrs) wrap such failures in their own
+/// errors; this looks through them, so that the error stays the environment's, and retryable,
+/// instead of passing for a malformed file.
+pub fn store_failure(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(os) = err.downcast_ref::<object_store::Error>() {
+            return Some(os.to_string());
+        }
+        if let Some(datafusion::error::DataFusionError::ObjectStore(os)) =
+            err.downcast_ref::<datafusion::error::DataFusionError>()
+        {
+            return Some(os.to_string());
+        }
+        if let Some(why) = zarr_storage_failure(err) {
+            return Some(why);
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// zarrs wraps the store's failures transparently (its errors' `source` skips them), so its
+/// errors are matched by variant: a storage error, or one inside a codec error.
+fn zarr_storage_failure(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    use zarrs::array::{ArrayCreateError, ArrayError, CodecError};
+    use zarrs::storage::StorageError;
+    let storage = if let Some(e) = err.downcast_ref::<ArrayError>() {
+        match e {
+            ArrayError::StorageError(s) | ArrayError::CodecError(CodecError::StorageError(s)) => s,
+            ArrayError::CodecError(CodecError::IOError(io)) => return Some(io.to_string()),
+            _ => return None,
+        }
+    } else if let Some(ArrayCreateError::StorageError(s)) = err.downcast_ref::<ArrayCreateError>() {
+        s
+    } else {
+        err.downcast_ref::<StorageError>()?
+    };
+    // Other is how zarrs_object_store passes on object_store's errors.
+    matches!(storage, StorageError::Other(_) | StorageError::IOError(_))
+        .then(|| storage.to_string())
+}
+
 impl From<datafusion::error::DataFusionError> for Error {
     fn from(e: datafusion::error::DataFusionError) -> Self {
-        Error::Internal(e.to_string())
+        match store_failure(&e) {
+            Some(why) => Error::Storage {
+                url: "the job's store".into(),
+                message: why,
+            },
+            None => Error::Internal(e.to_string()),
+        }
     }
 }

@@ -9,13 +9,14 @@ use bytes::Bytes;
 use futures::StreamExt;
 use tracing::{info, warn};
 
-use crate::commit::{Manifest, check_output_free, commit_job};
+use crate::commit::{Manifest, check_output, commit_job};
 use crate::error::{Error, Result};
 use crate::plan::listing::{Listing, list_inputs};
 use crate::plan::planner::plan_stages;
 use crate::plan::{Plan, Stage};
 use crate::store::{Store, local_storage};
 use crate::task::build::InputCache;
+use crate::task::recover::Lineage;
 use crate::task::tables::session;
 use crate::task::{TaskOutcome, run_task, schema::resolve};
 use kask_api::{DaskJob, Storage};
@@ -36,6 +37,20 @@ pub trait Progress: Send + Sync {
 pub struct Quiet;
 impl Progress for Quiet {}
 
+/// A function that wraps an object store in another.
+pub type WrapStore =
+    dyn Fn(Arc<dyn object_store::ObjectStore>) -> Arc<dyn object_store::ObjectStore> + Send + Sync;
+
+/// A wrapper put around the job's object store (fault injection in tests).
+#[derive(Clone)]
+pub struct StoreWrapper(pub Arc<WrapStore>);
+
+impl std::fmt::Debug for StoreWrapper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoreWrapper")
+    }
+}
+
 /// Where a local run finds its storage.
 #[derive(Clone, Debug, Default)]
 pub struct RunOptions {
@@ -45,6 +60,8 @@ pub struct RunOptions {
     pub base_dir: PathBuf,
     /// Most tasks at once (default: `spec.workers`, at most the number of cores).
     pub parallelism: Option<usize>,
+    /// Every read and write of the job goes through this wrapper.
+    pub wrap: Option<StoreWrapper>,
 }
 
 /// The result of a run.
@@ -88,8 +105,9 @@ fn fnv1a(parts: &[&[u8]]) -> u64 {
     h
 }
 
-/// A local job's id: a hash of the spec and of the files it reads (names, sizes, modification
-/// times), so that rerunning a failed job resumes it, and changed inputs start afresh.
+/// The base of a local job's id: a hash of the spec and of the files it reads (names, sizes,
+/// modification times), so that rerunning a failed job finds its scratch space and resumes
+/// it, and changed inputs start afresh. [`local_run_id`] makes the id of one run from it.
 pub fn local_job_id(job: &DaskJob, listing: &Listing) -> String {
     let mut files = Vec::new();
     for (name, input) in &listing.inputs {
@@ -109,6 +127,33 @@ pub fn job_id_of(job: &DaskJob, inputs: &[String]) -> String {
     format!("local-{:016x}", fnv1a(&parts))
 }
 
+/// The id of a local run of the job whose id base is `base`: the id of an unfinished earlier
+/// run of it (its scratch space is still there and it has not committed), to resume that one
+/// and tidy what it left; else a new id, so that two runs that commit are two jobs, each with
+/// its own part names and commit record.
+pub async fn local_run_id(
+    store: &Store,
+    spec: &kask_api::DaskJobSpec,
+    base: &str,
+) -> Result<String> {
+    let output = spec.output.path.trim_matches('/');
+    let scratch_root = format!("{output}/{}", kask_api::paths::SCRATCH_DIR);
+    for dir in store.list_dirs(&scratch_root).await? {
+        if !dir.starts_with(&format!("{base}-")) {
+            continue;
+        }
+        if crate::commit::committed(store, output, &dir)
+            .await?
+            .is_none()
+        {
+            return Ok(dir);
+        }
+        // A run that committed but died tidying up: finish that first.
+        crate::commit::job::finish(store, output, &dir).await?;
+    }
+    Ok(format!("{base}-{:08x}", rand::random::<u32>()))
+}
+
 /// Lists the inputs and plans the job, checking every column and expression. `job_id` names
 /// the scratch prefix: the DaskJob's UID on a cluster; `None` in local mode, where a hash of
 /// the spec and inputs lets a rerun resume.
@@ -118,7 +163,10 @@ pub async fn prepare(
     job_id: Option<&str>,
 ) -> Result<(Store, Plan)> {
     let storage = resolve_storage(job, opts)?;
-    let store = Store::from_storage(&storage)?;
+    let mut store = Store::from_storage(&storage)?;
+    if let Some(w) = &opts.wrap {
+        store = store.wrapped(|s| (w.0)(s))?;
+    }
     let mut spec = job.spec.clone();
     spec.storage = Some(storage);
     if let Some(array) = &job.spec.array {
@@ -126,9 +174,10 @@ pub async fn prepare(
         info!(arrays = inputs.len(), "opened the inputs");
         let id = match job_id {
             Some(id) => id.to_string(),
-            None => job_id_of(job, &fingerprint),
+            None => local_run_id(&store, &spec, &job_id_of(job, &fingerprint)).await?,
         };
-        let plan = crate::array::planner::plan(&id, &spec, inputs)?;
+        let mut plan = crate::array::planner::plan(&id, &spec, inputs)?;
+        plan.job_name = job_name(job);
         info!(job = %plan.job_id, stages = plan.stages.len(), tasks = plan.total_tasks(), "planned");
         return Ok((store, plan));
     }
@@ -142,9 +191,10 @@ pub async fn prepare(
             .collect();
         let id = match job_id {
             Some(id) => id.to_string(),
-            None => job_id_of(job, &fingerprint),
+            None => local_run_id(&store, &spec, &job_id_of(job, &fingerprint)).await?,
         };
-        let plan = crate::bag::planner::plan(&id, &spec, &source, &listed)?;
+        let mut plan = crate::bag::planner::plan(&id, &spec, &source, &listed)?;
+        plan.job_name = job_name(job);
         info!(job = %plan.job_id, stages = plan.stages.len(), tasks = plan.total_tasks(), "planned");
         return Ok((store, plan));
     }
@@ -159,12 +209,22 @@ pub async fn prepare(
     info!(files, "listed the inputs");
     let id = match job_id {
         Some(id) => id.to_string(),
-        None => local_job_id(job, &listing),
+        None => local_run_id(&store, &spec, &local_job_id(job, &listing)).await?,
     };
     let mut plan = plan_stages(&id, &spec, &listing)?;
+    plan.job_name = job_name(job);
     resolve(&mut plan, &store).await?;
     info!(job = %plan.job_id, stages = plan.stages.len(), tasks = plan.total_tasks(), "planned");
     Ok((store, plan))
+}
+
+/// A job's name for messages and manifests: `namespace/name` when it has a namespace.
+pub fn job_name(job: &DaskJob) -> String {
+    match (&job.metadata.namespace, &job.metadata.name) {
+        (Some(ns), Some(name)) => format!("{ns}/{name}"),
+        (None, Some(name)) => name.clone(),
+        _ => String::new(),
+    }
 }
 
 /// Runs a whole job locally.
@@ -172,8 +232,8 @@ pub async fn run(job: &DaskJob, opts: &RunOptions, progress: &dyn Progress) -> R
     let started = Instant::now();
     let (store, plan) = prepare(job, opts, None).await?;
     let output = plan.spec.output.clone();
-    check_output_free(&store, &output.path, output.mode).await?;
-    store.check_create_only(&plan.scratch()).await?;
+    check_output(&store, &plan.spec, &plan.job_id).await?;
+    store.check_conditional_puts(&plan.scratch()).await?;
     let body = serde_json::to_vec_pretty(&plan).map_err(|e| Error::internal(e.to_string()))?;
     store.put(&plan.plan_path(), Bytes::from(body)).await?;
     progress.planned(&plan);
@@ -198,8 +258,16 @@ pub async fn run(job: &DaskJob, opts: &RunOptions, progress: &dyn Progress) -> R
         progress.stage_finished(stage);
         info!(job = %shared.1.job_id, stage = %stage.name, "stage finished");
     }
-    let (store, plan, _) = shared.as_ref();
-    let manifest = commit_job(store, plan).await?;
+    let (store, plan, inputs) = shared.as_ref();
+    let lineage = Lineage {
+        store,
+        plan,
+        inputs,
+    };
+    let manifest = retrying(plan.spec.retries(), "commit", || {
+        commit_job(store, plan, &lineage)
+    })
+    .await?;
     info!(job = %plan.job_id, rows = manifest.rows, files = manifest.files.len(), "committed");
     Ok(RunSummary {
         output_url: format!("{}/{}", store.url, output.path.trim_matches('/')),
@@ -260,6 +328,28 @@ impl<T> std::future::Future for AbortOnDrop<T> {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
         std::pin::Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+/// Runs a step that is safe to repeat (the commit), again after a retryable error, up to
+/// `retries` times.
+pub async fn retrying<T, F, Fut>(retries: u32, what: &str, mut step: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut attempt = 0;
+    loop {
+        match step().await {
+            Ok(v) => return Ok(v),
+            Err(e) if e.is_retryable() && attempt < retries => {
+                attempt += 1;
+                warn!(step = what, attempt, error = %e, "failed; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(200 * u64::from(attempt)))
+                    .await;
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 

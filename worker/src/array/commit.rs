@@ -4,37 +4,33 @@
 use super::expr::DType;
 use super::{ArrayPlan, zarr};
 use crate::commit::Part;
-use crate::commit::marker::read_marker;
+use crate::commit::marker::TaskMarker;
 use crate::error::{Error, Result};
 use crate::plan::Plan;
 use crate::store::Store;
 
-/// The chunk files to move, named by chunk key.
-pub async fn parts(store: &Store, plan: &Plan) -> Result<Vec<Part>> {
+/// The chunk files to move, named by chunk key, from the last stage's newest markers.
+pub fn parts(plan: &Plan, markers: &[TaskMarker]) -> Result<Vec<Part>> {
     let last = plan
         .stages
         .last()
         .ok_or_else(|| Error::internal("a plan without stages"))?;
     let mut parts = Vec::new();
-    for t in 0..last.tasks {
-        let m = read_marker(store, plan, last.id, t).await?.ok_or_else(|| {
-            Error::internal(format!(
-                "commit: stage {} task {t} has not committed",
-                last.name
-            ))
-        })?;
-        let dir = plan.attempt_dir(last.id, t, &m.attempt);
-        for f in m.files {
+    for m in markers {
+        let dir = plan.attempt_dir(last.id, m.task, &m.attempt);
+        for f in &m.files {
             let key = f
                 .path
                 .strip_prefix(&format!("{dir}/"))
                 .ok_or_else(|| Error::internal(format!("{} is outside its attempt {dir}", f.path)))?
                 .to_string();
             parts.push(Part {
-                from: f.path,
+                from: f.path.clone(),
                 name: key,
                 rows: f.rows,
                 bytes: f.bytes,
+                crc32c: f.crc32c,
+                task: Some(m.task),
             });
         }
     }

@@ -95,10 +95,11 @@ impl<'a> Evaluator<'a> {
         &self,
         array: &ZarrArray,
         name: &str,
+        path: &str,
         region: &[Range<u64>],
         dtype: super::expr::DType,
     ) -> Result<Block> {
-        let block = zarr::read(array, name, region, dtype).await?;
+        let block = zarr::read(array, name, path, region, dtype).await?;
         self.read.fetch_add(block.len() as u64, Ordering::Relaxed);
         Ok(block)
     }
@@ -127,7 +128,10 @@ impl<'a> Evaluator<'a> {
         }
         let array = ZarrArray::async_open(zarr::storage_at(self.store, dir), "/")
             .await
-            .map_err(|e| Error::input(key, format!("opening {dir}: {e}")))?;
+            .map_err(|e| match crate::error::store_failure(&e) {
+                Some(why) => self.store.err_text(format!("opening {dir}"), why),
+                None => Error::input(key, format!("opening {dir}: {e}")),
+            })?;
         let array = Arc::new(array);
         opened.insert(key.to_string(), Arc::clone(&array));
         Ok(array)
@@ -147,13 +151,14 @@ impl<'a> Evaluator<'a> {
                         .get(name)
                         .ok_or_else(|| Error::internal(format!("no input {name}")))?;
                     let array = self.open(name, &meta.path).await?;
-                    self.read_leaf(&array, name, &region, meta.dtype()?).await
+                    self.read_leaf(&array, name, &meta.path, &region, meta.dtype()?)
+                        .await
                 }
                 Kind::Reduce { .. } => {
                     let id = self.id(e)?;
                     let dir = intermediate_dir(&self.scratch, id);
                     let array = self.open(&format!("n{id}"), &dir).await?;
-                    self.read_leaf(&array, &format!("reduction n{id}"), &region, e.dtype)
+                    self.read_leaf(&array, &format!("reduction n{id}"), &dir, &region, e.dtype)
                         .await
                 }
                 Kind::Scalar(v) => Ok(Block::scalar(*v, e.dtype)),

@@ -135,6 +135,7 @@ pub fn plan(job_id: &str, spec: &DaskJobSpec, inputs: BTreeMap<String, ArrayMeta
     Ok(Plan {
         version: PLAN_VERSION,
         job_id: job_id.to_string(),
+        job_name: String::new(),
         spec: spec.clone(),
         inputs: BTreeMap::new(),
         stages,

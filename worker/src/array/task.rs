@@ -2,8 +2,8 @@
 //! the attempt's own prefix (or, for a reduction's intermediate result, straight into the
 //! scratch array: its chunks are the same whichever attempt writes them).
 
-use std::collections::HashMap;
 use std::ops::Range;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use ndarray::{IxDyn, SliceInfoElem};
@@ -14,10 +14,14 @@ use super::eval::Evaluator;
 use super::expr::Kind;
 use super::planner::{check_expr, kept_axes, result_axis};
 use super::{ArrayStage, intermediate_dir, partial, zarr};
-use crate::commit::marker::{TaskFile, TaskMarker, read_marker};
+use crate::commit::marker::{TaskFile, TaskMarker, latest_marker};
+use crate::commit::output::put_file;
 use crate::error::{Error, Result};
+use crate::lineage::{Fetch, Recover, read_checked, with_recovery};
 use crate::plan::Plan;
 use crate::store::Store;
+use crate::store::checksum::Recorder;
+use object_store::ObjectStore;
 
 fn elements(region: &[Range<u64>]) -> u64 {
     region.iter().map(|r| r.end - r.start).product()
@@ -30,6 +34,7 @@ pub async fn execute(
     stage: usize,
     task: usize,
     dir: &str,
+    lineage: &dyn Recover,
 ) -> Result<TaskMarker> {
     let ap = plan
         .array
@@ -61,16 +66,9 @@ pub async fn execute(
             let values = ev.eval(arg, r.clone()).await?;
             let state = partial::of_block(*op, values, axes)?;
             let body = partial::encode(&state);
-            let path = format!("{dir}/partial.bin");
-            let bytes = body.len() as u64;
-            store.put(&path, Bytes::from(body)).await?;
-            marker.bytes_out = bytes;
-            marker.files = vec![TaskFile {
-                path,
-                rows: 0,
-                bytes,
-                partitions: vec![],
-            }];
+            let file = put_file(store, format!("{dir}/partial.bin"), 0, Bytes::from(body)).await?;
+            marker.bytes_out = file.bytes;
+            marker.files = vec![file];
         }
         ArrayStage::Combine {
             node,
@@ -102,14 +100,24 @@ pub async fn execute(
             let mut state = None;
             let mut read = 0;
             for t in partial_tasks(pgrid, &idx, axes, *keepdims, arg.shape.len()) {
-                let m = read_marker(store, plan, *partials, t)
+                let m = latest_marker(store, plan, *partials, t)
                     .await?
                     .ok_or_else(|| {
                         Error::internal(format!("partials task {t} has not committed"))
                     })?;
-                for f in &m.files {
-                    let s = partial::decode(&store.get(&f.path).await?)?;
-                    read += f.bytes;
+                let states = with_recovery(lineage, m, |m| async move {
+                    let mut out = Vec::new();
+                    for f in &m.files {
+                        let body = read_checked(store, &f.path, None, f.bytes, f.crc32c).await?;
+                        let s = partial::decode(&body)
+                            .map_err(|e| Fetch::Lost(format!("{}: {e}", f.path)))?;
+                        out.push((f.bytes, s));
+                    }
+                    Ok(out)
+                })
+                .await?;
+                for (bytes, s) in states {
+                    read += bytes;
                     marker.rows_in += s.len() as u64;
                     state = Some(match state {
                         None => s,
@@ -183,20 +191,24 @@ async fn write_chunks(
     values: Block,
 ) -> Result<Vec<TaskFile>> {
     let dtype = values.dtype();
-    let array = zarr::new_array(zarr::storage_at(store, dir), shape, chunks, dtype)?;
+    let recorder = Arc::new(Recorder::new(Arc::clone(&store.inner)));
+    let storage = zarr::storage_over(Arc::clone(&recorder) as Arc<dyn ObjectStore>, store, dir);
+    let array = zarr::new_array(storage, shape, chunks, dtype)?;
     let written = write_region(&array, chunks, r, values).await?;
-    let sizes: HashMap<String, u64> = store.list(dir).await?.into_iter().collect();
     written
         .into_iter()
         .map(|(key, rows)| {
             let path = format!("{dir}/{key}");
-            let bytes = sizes.get(&path).copied().ok_or_else(|| {
-                Error::internal(format!("chunk {path} was written but is not listed"))
+            let (bytes, crc) = recorder.written(&store.path(&path)).ok_or_else(|| {
+                Error::internal(format!(
+                    "chunk {path} was written but not through the recorder"
+                ))
             })?;
             Ok(TaskFile {
                 path,
                 rows,
                 bytes,
+                crc32c: Some(crc),
                 partitions: vec![],
             })
         })

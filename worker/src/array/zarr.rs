@@ -14,7 +14,7 @@ use zarrs_object_store::AsyncObjectStore;
 
 use super::block::Block;
 use super::expr::DType;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, store_failure};
 use crate::store::Store;
 use kask_api::MissingChunks;
 
@@ -57,8 +57,18 @@ pub fn dtype_from_name(name: &str) -> Option<DType> {
 
 /// The zarrs storage for directory `dir` (relative to the store root).
 pub fn storage_at(store: &Store, dir: &str) -> Arc<ZarrStore> {
+    storage_over(Arc::clone(&store.inner), store, dir)
+}
+
+/// The zarrs storage for directory `dir` of `store`, reading and writing through `inner` (the
+/// store itself, or a wrapper around it).
+pub fn storage_over(
+    inner: Arc<dyn object_store::ObjectStore>,
+    store: &Store,
+    dir: &str,
+) -> Arc<ZarrStore> {
     Arc::new(AsyncObjectStore::new(PrefixStore::new(
-        Arc::clone(&store.inner),
+        inner,
         store.path(dir),
     )))
 }
@@ -81,7 +91,7 @@ pub async fn open_input(
     let array = Array::async_open(storage_at(store, path), "/")
         .await
         .map_err(|e| match e {
-            zarrs::array::ArrayCreateError::StorageError(s) => {
+            zarrs::array::ArrayCreateError::StorageError(s) if store_failure(&s).is_some() => {
                 storage_error(store, &format!("opening Zarr array {path}"), &s)
             }
             zarrs::array::ArrayCreateError::MissingMetadata => Error::input(
@@ -220,20 +230,22 @@ pub fn for_each_index(grid: &[u64], mut f: impl FnMut(&[u64])) {
     }
 }
 
-/// Reads a region of an array as a block of its dtype.
+/// Reads a region of an array as a block of its dtype; `name` is the input's name and `path`
+/// the array's, for messages.
 pub async fn read(
     array: &ZarrArray,
     name: &str,
+    path: &str,
     region: &[Range<u64>],
     dtype: DType,
 ) -> Result<Block> {
     let subset = ArraySubset::new_with_ranges(region);
-    let fail = |e: zarrs::array::ArrayError| match e {
-        zarrs::array::ArrayError::StorageError(s) => Error::Storage {
-            url: format!("array {name}"),
-            message: s.to_string(),
+    let fail = |e: zarrs::array::ArrayError| match store_failure(&e) {
+        Some(why) => Error::Storage {
+            url: format!("array {path}"),
+            message: format!("reading {region:?}: {why}"),
         },
-        other => Error::input(name, format!("reading {region:?}: {other}")),
+        None => Error::input(name, format!("{path}: reading {region:?}: {e}")),
     };
     Ok(match dtype {
         DType::Bool => Block::Bool(

@@ -13,6 +13,7 @@ pub mod planner;
 pub mod read;
 pub mod steps;
 pub mod task;
+pub mod unify;
 pub mod wide;
 pub mod words;
 

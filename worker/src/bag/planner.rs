@@ -183,6 +183,7 @@ pub fn plan(job_id: &str, spec: &DaskJobSpec, source: &str, listed: &ListedInput
     Ok(Plan {
         version: PLAN_VERSION,
         job_id: job_id.to_string(),
+        job_name: String::new(),
         spec: spec.clone(),
         inputs,
         stages,

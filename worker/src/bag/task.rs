@@ -10,10 +10,13 @@ use super::read::Reader;
 use super::steps::{self, Row, RowOp};
 use super::wide::{Wide, shuffle_schema};
 use crate::commit::marker::{TaskFile, TaskMarker};
+use crate::commit::output::put_file;
 use crate::error::{Error, Result};
+use crate::lineage::Recover;
 use crate::plan::{Op, Partial, Plan, Sink, StageSource};
 use crate::shuffle::{Partitioner, read_partition};
 use crate::store::Store;
+use datafusion::arrow::datatypes::SchemaRef;
 use kask_api::{BagJob, Format};
 
 /// Where a stage's records end up.
@@ -173,6 +176,7 @@ pub async fn execute(
     stage: usize,
     task: usize,
     dir: &str,
+    lineage: &dyn Recover,
 ) -> Result<TaskMarker> {
     let job = plan
         .spec
@@ -232,7 +236,7 @@ pub async fn execute(
             pipeline.finish()?
         }
         StageSource::Shuffle { stage: from } => {
-            let (batches, bytes) = read_partition(store, plan, *from, task).await?;
+            let (batches, bytes) = read_partition(store, plan, *from, task, lineage).await?;
             marker.bytes_in = bytes;
             let Some(Op::BagFinal { .. }) = st.ops.first() else {
                 return Err(Error::internal(
@@ -261,17 +265,12 @@ pub async fn execute(
             if count == 0 {
                 vec![]
             } else if parquet {
-                vec![write_parquet(store, dir, records).await?]
+                let (file, schema) = write_parquet(store, dir, records).await?;
+                marker.schema = Some(schema.into());
+                vec![file]
             } else {
                 let path = format!("{dir}/part.jsonl");
-                let bytes = lines.len() as u64;
-                store.put(&path, Bytes::from(lines)).await?;
-                vec![TaskFile {
-                    path,
-                    rows: count,
-                    bytes,
-                    partitions: vec![],
-                }]
+                vec![put_file(store, path, count, Bytes::from(lines)).await?]
             }
         }
         Out::Shuffle(state) => {
@@ -285,17 +284,7 @@ pub async fn execute(
             marker.rows_out = batch.num_rows() as u64;
             let mut p = Partitioner::new(shuffle_schema(), keys, &[], *partitions)?;
             p.push(batch)?;
-            let rows = p.rows();
-            let (bytes, ranges) = p.finish(*partitions)?;
-            let path = format!("{dir}/shuffle.arrow");
-            let n = bytes.len() as u64;
-            store.put(&path, bytes).await?;
-            vec![TaskFile {
-                path,
-                rows,
-                bytes: n,
-                partitions: ranges,
-            }]
+            vec![crate::shuffle::write(store, dir, p, *partitions).await?]
         }
     };
     marker.bytes_out = marker.files.iter().map(|f| f.bytes).sum();
@@ -304,7 +293,11 @@ pub async fn execute(
 
 /// Flat records as one Parquet file, the columns inferred from the records; a record holding
 /// a list or an object cannot be a row.
-async fn write_parquet(store: &Store, dir: &str, records: Vec<Value>) -> Result<TaskFile> {
+async fn write_parquet(
+    store: &Store,
+    dir: &str,
+    records: Vec<Value>,
+) -> Result<(TaskFile, SchemaRef)> {
     use datafusion::arrow::json::ReaderBuilder;
     use datafusion::arrow::json::reader::infer_json_schema_from_iterator;
     let rows: Vec<Value> = records
@@ -328,7 +321,9 @@ async fn write_parquet(store: &Store, dir: &str, records: Vec<Value>) -> Result<
     }
     let schema = infer_json_schema_from_iterator(rows.iter().map(Ok))
         .map_err(|e| Error::internal(format!("inferring the records' columns: {e}")))?;
+    // A field that is a number in one record and a string in another is a string column.
     let mut decoder = ReaderBuilder::new(Arc::new(schema))
+        .with_coerce_primitive(true)
         .build_decoder()
         .map_err(|e| Error::internal(e.to_string()))?;
     decoder
@@ -341,7 +336,7 @@ async fn write_parquet(store: &Store, dir: &str, records: Vec<Value>) -> Result<
     let schema = batch.schema();
     let stream = Box::pin(
         datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
-            schema,
+            Arc::clone(&schema),
             futures::stream::iter(vec![Ok(batch)]),
         ),
     );
@@ -349,8 +344,9 @@ async fn write_parquet(store: &Store, dir: &str, records: Vec<Value>) -> Result<
         Error::internal(e.to_string())
     })
     .await?;
-    files
+    let file = files
         .into_iter()
         .next()
-        .ok_or_else(|| Error::internal("no Parquet file written"))
+        .ok_or_else(|| Error::internal("no Parquet file written"))?;
+    Ok((file, schema))
 }

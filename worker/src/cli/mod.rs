@@ -59,6 +59,23 @@ enum Command {
         #[arg(long)]
         offline: bool,
     },
+    /// Check a committed result: every file its manifest names is there with its size, rows and
+    /// checksum, and no data file lies beside them. Prints one line (OK or FAIL); exit status 1
+    /// when the result is not whole.
+    Verify {
+        /// The output folder: a local path, or a URL such as s3://bucket/prefix/out.
+        path: String,
+        /// S3-compatible endpoint, e.g. http://localhost:9000 (credentials come from the
+        /// environment, as for jobs).
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// S3 region.
+        #[arg(long)]
+        region: Option<String>,
+        /// Allow plain HTTP to the endpoint.
+        #[arg(long)]
+        allow_http: bool,
+    },
     /// Print the DaskJob CustomResourceDefinition.
     Crd,
     /// Generate data: db-benchmark tables, Zarr arrays, text.
@@ -211,8 +228,37 @@ fn options(job: &Path, storage: Option<String>) -> RunOptions {
     RunOptions {
         storage,
         base_dir: job_dir(job),
-        parallelism: None,
+        ..RunOptions::default()
     }
+}
+
+/// The storage holding an output folder, and the folder's name in it: the folder's parent is
+/// the storage, so that a path or a URL names the result alone.
+fn verify_target(
+    path: &str,
+    endpoint: Option<String>,
+    region: Option<String>,
+    allow_http: bool,
+) -> Result<(kask_api::Storage, String), Error> {
+    let url = if path.contains("://") {
+        path.trim_end_matches('/').to_string()
+    } else {
+        let abs =
+            std::path::absolute(path).map_err(|e| Error::spec("PATH", format!("{path}: {e}")))?;
+        format!("file://{}", abs.display())
+    };
+    let (parent, name) = url
+        .rsplit_once('/')
+        .filter(|(p, n)| !n.is_empty() && !p.ends_with('/'))
+        .ok_or_else(|| Error::spec("PATH", format!("{path} names no folder inside a storage")))?;
+    let storage = kask_api::Storage {
+        url: parent.to_string(),
+        endpoint,
+        region,
+        allow_http: allow_http.then_some(true),
+        secret_ref: None,
+    };
+    Ok((storage, name.to_string()))
 }
 
 /// 1536 → "1.5 KiB".
@@ -329,6 +375,26 @@ pub async fn dispatch(cli: Cli) -> Result<(), Error> {
         } => cluster::logs(&name, namespace.as_deref(), stage.as_deref(), task).await,
         Command::Crd => {
             print!("{}", kask_api::crd_yaml());
+            Ok(())
+        }
+        Command::Verify {
+            path,
+            endpoint,
+            region,
+            allow_http,
+        } => {
+            let (storage, output) = verify_target(&path, endpoint, region, allow_http)?;
+            let store = kask_worker::store::Store::from_storage(&storage)?;
+            let verdict = kask_worker::commit::verify::verify(&store, &output).await?;
+            for note in &verdict.notes {
+                eprintln!("note: {note}");
+            }
+            println!("{}", verdict.summary(&path));
+            if !verdict.ok() {
+                use std::io::Write as _;
+                let _ = std::io::stdout().flush();
+                std::process::exit(1);
+            }
             Ok(())
         }
         Command::Gen { what } => {

@@ -35,6 +35,9 @@ pub enum WorkerCommand {
         /// The plan's URL.
         #[arg(long)]
         plan: String,
+        /// The job's id (the DaskJob's UID), to recognise its result once committed.
+        #[arg(long, env = "KASK_JOB_ID")]
+        job_id: String,
     },
     /// Remove a deleted job's scratch prefix.
     Cleanup {
@@ -107,7 +110,7 @@ async fn run(what: WorkerCommand) -> Result<(), Error> {
         WorkerCommand::Run { plan, stage, index } => {
             leave(&pod::run_stage(&spec, &plan, &stage, index).await?)
         }
-        WorkerCommand::Commit { plan } => leave(&pod::commit(&spec, &plan).await?),
+        WorkerCommand::Commit { plan, job_id } => leave(&pod::commit(&spec, &job_id, &plan).await?),
         WorkerCommand::Cleanup { job_id } => leave(&pod::cleanup(&spec, &job_id).await?),
     }
     Ok(())

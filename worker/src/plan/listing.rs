@@ -12,10 +12,10 @@ use datafusion::datasource::file_format::json::JsonFormat;
 use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
 use datafusion::parquet::arrow::parquet_to_arrow_schema;
 use datafusion::prelude::SessionContext;
-use futures::{StreamExt, TryStreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use globset::GlobBuilder;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, store_failure};
 use crate::store::Store;
 use kask_api::{CsvOptions, DataframeJob, Format, Input};
 
@@ -246,6 +246,37 @@ fn object_meta(store: &Store, path: &str, size: u64) -> object_store::ObjectMeta
     }
 }
 
+/// A Parquet file ends with its metadata's length and `PAR1`: checked before the reader sees the
+/// file, so that a declared length larger than the file is a clear error. `Some(problem)` when
+/// the footer is not a Parquet footer.
+async fn check_footer(store: &Store, path: &str, size: u64) -> Result<Option<String>> {
+    if size < 12 {
+        return Ok(Some(format!(
+            "it has {size} bytes, fewer than a Parquet file's header and footer"
+        )));
+    }
+    let ends = store.get_ranges(path, &[0..4, size - 8..size]).await?;
+    let (head, tail) = (&ends[0], &ends[1]);
+    if head.as_ref() != b"PAR1" {
+        return Ok(Some("it does not start with the PAR1 magic".into()));
+    }
+    if &tail[4..] != b"PAR1" {
+        return Ok(Some("it does not end with the PAR1 magic".into()));
+    }
+    let declared = u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
+    Ok((declared + 12 > size).then(|| {
+        format!("its footer declares {declared} bytes of metadata, but the file has {size} bytes")
+    }))
+}
+
+/// A panic's message.
+fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "a panic".into())
+}
+
 async fn parquet_file(
     store: &Store,
     name: &str,
@@ -255,16 +286,42 @@ async fn parquet_file(
     let object = object_meta(store, &path, size);
     let invalid =
         |e: String| Error::input(name, format!("{path} is not a valid Parquet file: {e}"));
+    if let Some(problem) = check_footer(store, &path, size).await? {
+        return Err(invalid(problem));
+    }
     // Through the runtime's cache, so the tasks that scan the file later do not fetch it again.
     let cache = store.runtime.cache_manager.get_file_metadata_cache();
-    let meta = DFParquetMetadata::new(store.inner.as_ref(), &object)
-        .with_file_metadata_cache(Some(cache))
-        .fetch_metadata()
-        .await
-        .map_err(|e| invalid(crate::task::df_message(&e)))?;
+    let fetched = std::panic::AssertUnwindSafe(
+        DFParquetMetadata::new(store.inner.as_ref(), &object)
+            .with_file_metadata_cache(Some(cache))
+            .fetch_metadata(),
+    )
+    .catch_unwind()
+    .await
+    // A crafted footer can still trip the Parquet reader; it is the file's fault, not a crash.
+    .map_err(|p| {
+        invalid(format!(
+            "the Parquet reader failed on it ({})",
+            panic_text(&p)
+        ))
+    })?;
+    let meta = fetched.map_err(|e| match store_failure(&e) {
+        Some(why) => store.err_text(format!("reading the footer of {path}"), why),
+        None => invalid(crate::task::df_message(&e)),
+    })?;
     let file = meta.file_metadata();
-    let schema = parquet_to_arrow_schema(file.schema_descr(), file.key_value_metadata())
-        .map_err(|e| invalid(e.to_string()))?;
+    // The Arrow schema embedded in the metadata is decoded by arrow-ipc, which panics on some
+    // damaged schemas: that is the file's fault, named as such.
+    let schema = std::panic::catch_unwind(|| {
+        parquet_to_arrow_schema(file.schema_descr(), file.key_value_metadata())
+    })
+    .map_err(|p| {
+        invalid(format!(
+            "its Arrow schema cannot be read ({})",
+            panic_text(&p)
+        ))
+    })?
+    .map_err(|e| invalid(e.to_string()))?;
     let starts = meta
         .row_groups()
         .iter()
@@ -309,14 +366,15 @@ async fn text_schema(
                 .await
         }
     };
-    result.map_err(|e| {
-        Error::input(
+    result.map_err(|e| match store_failure(&e) {
+        Some(why) => store.err_text(format!("reading {path}"), why),
+        None => Error::input(
             name,
             format!(
                 "cannot read the columns of {path}: {}",
                 crate::task::df_message(&e)
             ),
-        )
+        ),
     })
 }
 

@@ -26,6 +26,10 @@ pub struct Plan {
     /// Names the job's scratch prefix: the Kubernetes UID, or in local mode a hash of the
     /// plan, so that rerunning a failed job resumes from the tasks it had committed.
     pub job_id: String,
+    /// The job's name, for people: `namespace/name` on a cluster, the job file's
+    /// `metadata.name` locally.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub job_name: String,
     /// The job's spec, with storage resolved.
     pub spec: DaskJobSpec,
     /// Every input with its files and schema.
@@ -286,9 +290,29 @@ impl Plan {
         format!("{}/plan.json", self.scratch())
     }
 
-    /// A task's commit marker.
+    /// Where a stage's task markers live.
+    pub fn markers_dir(&self, stage: usize) -> String {
+        format!("{}/tasks/{stage}", self.scratch())
+    }
+
+    /// A task's commit marker (epoch 0).
     pub fn marker_path(&self, stage: usize, task: usize) -> String {
-        format!("{}/tasks/{stage}/{task}.json", self.scratch())
+        self.marker_path_at(stage, task, 0)
+    }
+
+    /// A task's marker of epoch `epoch`: its commit (0), or a re-run after its files were
+    /// lost or corrupt.
+    pub fn marker_path_at(&self, stage: usize, task: usize, epoch: u32) -> String {
+        match epoch {
+            0 => format!("{}/{task}.json", self.markers_dir(stage)),
+            e => format!("{}/{task}.{e}.json", self.markers_dir(stage)),
+        }
+    }
+
+    /// The commit's journal: what it is about to publish and what it replaces, written before
+    /// any file moves so that a commit run again (or the job's cleanup) can finish or undo it.
+    pub fn journal_path(&self) -> String {
+        format!("{}/commit.json", self.scratch())
     }
 
     /// The prefix a task attempt writes its files under.

@@ -190,6 +190,7 @@ pub fn plan_stages(job_id: &str, spec: &DaskJobSpec, listing: &Listing) -> Resul
     Ok(Plan {
         version: PLAN_VERSION,
         job_id: job_id.to_string(),
+        job_name: String::new(),
         spec: spec.clone(),
         inputs,
         stages,

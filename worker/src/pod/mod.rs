@@ -12,12 +12,14 @@ use std::time::Instant;
 use bytes::Bytes;
 use tracing::info;
 
-use crate::commit::{check_output_free, commit_job, manifest_path};
+use crate::commit::cleanup::abandon;
+use crate::commit::{check_output, commit_job, committed, manifest_path};
 use crate::error::{Error, Result};
 use crate::plan::Plan;
 use crate::runner::{RunOptions, Shared, prepare, run_tasks};
 use crate::store::Store;
 use crate::task::build::InputCache;
+use crate::task::recover::Lineage;
 use kask_api::report::{PlanReport, PlannedStage, TaskReport};
 use kask_api::{DaskJob, DaskJobSpec, SECRET_KEYS, Storage};
 
@@ -27,14 +29,29 @@ pub use usage::Usage;
 /// The environment variable carrying the job's spec (JSON) into every pod.
 pub const SPEC_ENV: &str = "KASK_JOB_SPEC";
 
-/// The spec from [`SPEC_ENV`].
+/// The environment variable carrying the job's `namespace/name`, for messages and manifests.
+pub const NAME_ENV: &str = "KASK_JOB_NAME";
+
+/// The spec from [`SPEC_ENV`], validated as `kask validate` does: a pod never acts on a spec
+/// that the operator or the command line would refuse.
 pub fn spec_from_env() -> Result<DaskJobSpec> {
     let raw = std::env::var(SPEC_ENV)
         .map_err(|_| Error::spec(SPEC_ENV, "is not set: worker pods get the job's spec there"))?;
     let spec: DaskJobSpec = serde_json::from_str(&raw)
         .map_err(|e| Error::spec(SPEC_ENV, format!("is not a job spec: {e}")))?;
+    kask_api::validate(&spec).map_err(|errors| {
+        Error::Load(kask_api::LoadError::Invalid {
+            source_name: SPEC_ENV.into(),
+            errors,
+        })
+    })?;
     check_credentials(&spec, |k| std::env::var(k).is_ok_and(|v| !v.is_empty()))?;
     Ok(spec)
+}
+
+/// The job's name from [`NAME_ENV`] (empty when unset).
+fn job_name() -> String {
+    std::env::var(NAME_ENV).unwrap_or_default()
 }
 
 /// A job naming a storage Secret whose keys did not reach the pod fails with that, not with
@@ -92,6 +109,7 @@ pub async fn plan(spec: &DaskJobSpec, job_id: &str) -> Result<PlanReport> {
         ..RunOptions::default()
     };
     let (store, mut plan) = prepare(&job, &opts, Some(job_id)).await?;
+    plan.job_name = job_name();
     let path = plan.plan_path();
     match store.get_opt(&path).await? {
         Some(existing) => {
@@ -99,8 +117,8 @@ pub async fn plan(spec: &DaskJobSpec, job_id: &str) -> Result<PlanReport> {
             info!(job = %job_id, "found the plan of an earlier attempt");
         }
         None => {
-            check_output_free(&store, &plan.spec.output.path, plan.spec.output.mode).await?;
-            store.check_create_only(&plan.scratch()).await?;
+            check_output(&store, &plan.spec, job_id).await?;
+            store.check_conditional_puts(&plan.scratch()).await?;
             let body =
                 serde_json::to_vec_pretty(&plan).map_err(|e| Error::internal(e.to_string()))?;
             if !store.put_create(&path, Bytes::from(body)).await? {
@@ -191,11 +209,28 @@ pub async fn run_stage(
 }
 
 /// The commit pod: names the output files, writes the `_SUCCESS` manifest and removes the
-/// scratch prefix.
-pub async fn commit(spec: &DaskJobSpec, plan_url: &str) -> Result<TaskReport> {
+/// scratch prefix. Run again after it succeeded (its pod killed before it could report, its
+/// Job deleted), it finds the job's result and reports it, though the plan is gone by then.
+pub async fn commit(spec: &DaskJobSpec, job_id: &str, plan_url: &str) -> Result<TaskReport> {
     let started = Instant::now();
-    let (store, plan) = load_plan(spec, plan_url).await?;
-    let manifest = commit_job(&store, &plan).await?;
+    let store = Store::from_storage(storage_of(spec)?)?;
+    let manifest = match committed(&store, &spec.output.path, job_id).await? {
+        Some(m) => {
+            info!(job = %job_id, "the job's result is already committed");
+            crate::commit::job::finish(&store, &spec.output.path, job_id).await?;
+            m
+        }
+        None => {
+            let (store, plan) = load_plan(spec, plan_url).await?;
+            let inputs = InputCache::default();
+            let lineage = Lineage {
+                store: &store,
+                plan: &plan,
+                inputs: &inputs,
+            };
+            commit_job(&store, &plan, &lineage).await?
+        }
+    };
     let mut report = TaskReport {
         rows_out: manifest.rows,
         bytes_out: manifest.files.iter().map(|f| f.bytes).sum(),
@@ -203,7 +238,7 @@ pub async fn commit(spec: &DaskJobSpec, plan_url: &str) -> Result<TaskReport> {
         output: Some(format!(
             "{}/{}",
             store.url,
-            manifest_path(&plan.spec.output.path)
+            manifest_path(&spec.output.path)
         )),
         ..TaskReport::default()
     };
@@ -211,14 +246,30 @@ pub async fn commit(spec: &DaskJobSpec, plan_url: &str) -> Result<TaskReport> {
     Ok(report)
 }
 
-/// The cleanup pod of a deleted job: removes its scratch prefix (plan, shuffle files, markers,
-/// uncommitted attempts). The output, if committed, stays.
+/// The cleanup pod of a failed or deleted job: finishes or undoes its commit if one was
+/// interrupted ([`abandon`]), aborts its unfinished uploads and removes its scratch prefix
+/// (plan, shuffle files, markers, uncommitted attempts). A committed output stays.
 pub async fn cleanup(spec: &DaskJobSpec, job_id: &str) -> Result<TaskReport> {
     let started = Instant::now();
     let store = Store::from_storage(storage_of(spec)?)?;
     let scratch = spec.scratch_prefix(job_id);
-    store.delete_prefix(&scratch).await?;
-    info!(job = %job_id, scratch = %scratch, "removed the scratch prefix");
+    let plan_path = format!("{scratch}/plan.json");
+    let plan = match store.get_opt(&plan_path).await? {
+        Some(body) => Some(parse_plan(&body, &plan_path)?),
+        None => None,
+    };
+    let inputs = InputCache::default();
+    let lineage = plan.as_ref().map(|plan| Lineage {
+        store: &store,
+        plan,
+        inputs: &inputs,
+    });
+    let with_plan = plan
+        .as_ref()
+        .zip(lineage.as_ref())
+        .map(|(p, l)| (p, l as &dyn crate::lineage::Recover));
+    let done = abandon(&store, &spec.output.path, job_id, with_plan).await?;
+    info!(job = %job_id, scratch = %scratch, ?done, "cleaned up");
     let mut report = TaskReport {
         seconds: started.elapsed().as_secs_f64(),
         ..TaskReport::default()

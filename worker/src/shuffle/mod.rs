@@ -16,10 +16,13 @@ use datafusion::common::hash_utils::{RandomState, create_hashes};
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
-use crate::commit::marker::read_marker;
+use crate::commit::marker::{TaskFile, TaskMarker, latest_markers};
+use crate::commit::output::put_file;
 use crate::error::{Error, Result};
+use crate::lineage::{Fetch, Recover, read_checked, with_recovery};
 use crate::plan::Plan;
 use crate::store::Store;
+use crate::store::checksum::crc32c;
 
 /// Every process must send a key to the same partition, so the hash seed is fixed.
 const HASH_STATE: RandomState = RandomState::with_seed(0x6b61_736b_7368_7566);
@@ -38,6 +41,13 @@ pub struct PartRange {
     pub len: u64,
     /// Rows.
     pub rows: u64,
+    /// CRC-32C of the range's bytes, which the reducer checks.
+    #[serde(
+        default,
+        with = "crate::store::checksum::hex",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub crc32c: Option<u32>,
 }
 
 /// Splits a map task's output by key hash.
@@ -217,6 +227,7 @@ impl Partitioner {
                 offset,
                 len: out.len() as u64 - offset,
                 rows: part.rows,
+                crc32c: Some(crc32c(&out[offset as usize..])),
             };
         }
         Ok((Bytes::from(out), ranges))
@@ -232,46 +243,63 @@ pub fn decode(bytes: Bytes) -> Result<Vec<RecordBatch>> {
         .map_err(|e| Error::internal(format!("corrupt shuffle data: {e}")))
 }
 
+/// Writes a map task's shuffle object, `<dir>/shuffle.arrow`, and describes it.
+pub async fn write(
+    store: &Store,
+    dir: &str,
+    p: Partitioner,
+    partitions: usize,
+) -> Result<TaskFile> {
+    let rows = p.rows();
+    let (bytes, ranges) = p.finish(partitions)?;
+    let mut file = put_file(store, format!("{dir}/shuffle.arrow"), rows, bytes).await?;
+    file.partitions = ranges;
+    Ok(file)
+}
+
 /// How many map outputs a reducer fetches at once.
 const FETCH_CONCURRENCY: usize = 8;
 
 /// Reads reduce partition `partition` of stage `from` from every map task's committed
-/// output, in map-task order. Returns the batches and the bytes fetched.
+/// output, in map-task order, checking each range's length and checksum; a map output found
+/// lost or corrupt is made again through `lineage`. Returns the batches and the bytes fetched.
 pub async fn read_partition(
     store: &Store,
     plan: &Plan,
     from: usize,
     partition: usize,
+    lineage: &dyn Recover,
 ) -> Result<(Vec<RecordBatch>, u64)> {
-    let tasks = plan.stages[from].tasks;
-    let parts: Vec<(Vec<RecordBatch>, u64)> = futures::stream::iter(0..tasks)
-        .map(|t| async move {
-            let marker = read_marker(store, plan, from, t).await?.ok_or_else(|| {
-                Error::internal(format!(
-                    "stage {} task {t} has no commit marker but its stage is done",
-                    plan.stages[from].name
-                ))
-            })?;
-            let mut batches = Vec::new();
-            let mut bytes = 0;
-            for f in &marker.files {
-                let Some(range) = f.partitions.get(partition) else {
-                    continue;
-                };
-                if range.len == 0 {
-                    continue;
-                }
-                let data = store
-                    .get_range(&f.path, range.offset..range.offset + range.len)
-                    .await?;
-                bytes += data.len() as u64;
-                batches.extend(decode(data)?);
-            }
-            Ok::<_, Error>((batches, bytes))
-        })
+    let markers = latest_markers(store, plan, from).await?;
+    let parts: Vec<(Vec<RecordBatch>, u64)> = futures::stream::iter(markers)
+        .map(|m| with_recovery(lineage, m, move |m| fetch(store, m, partition)))
         .buffered(FETCH_CONCURRENCY)
         .try_collect()
         .await?;
     let bytes = parts.iter().map(|(_, b)| b).sum();
     Ok((parts.into_iter().flat_map(|(b, _)| b).collect(), bytes))
+}
+
+/// One map task's slice of a partition.
+async fn fetch(
+    store: &Store,
+    marker: TaskMarker,
+    partition: usize,
+) -> std::result::Result<(Vec<RecordBatch>, u64), Fetch> {
+    let mut batches = Vec::new();
+    let mut bytes = 0;
+    for f in &marker.files {
+        let Some(range) = f.partitions.get(partition) else {
+            continue;
+        };
+        if range.len == 0 {
+            continue;
+        }
+        let r = range.offset..range.offset + range.len;
+        let data = read_checked(store, &f.path, Some(r), range.len, range.crc32c).await?;
+        bytes += data.len() as u64;
+        let decoded = decode(data).map_err(|e| Fetch::Lost(format!("{}: {e}", f.path)))?;
+        batches.extend(decoded);
+    }
+    Ok((batches, bytes))
 }

@@ -14,6 +14,12 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 use crate::error::{Error, Result};
 use kask_api::Storage;
 
+pub mod cas;
+pub mod checksum;
+pub mod upload;
+pub mod uploads;
+pub mod verified;
+
 /// The `storage` section of a local directory, as an absolute `file://` URL.
 pub fn local_storage(dir: &std::path::Path) -> Result<Storage> {
     let abs = std::path::absolute(dir).map_err(|e| Error::Storage {
@@ -34,14 +40,19 @@ pub fn local_storage(dir: &std::path::Path) -> Result<Storage> {
 pub struct Store {
     /// The URL the user gave, for messages (never carries credentials).
     pub url: String,
-    /// The store itself.
+    /// The store, with reads checked.
     pub inner: Arc<dyn ObjectStore>,
+    /// The store as built, beneath the checks.
+    raw: Arc<dyn ObjectStore>,
     /// The prefix inside the store that `url` points at.
     pub root: Path,
     /// DataFusion's runtime for this store: the store registered under
     /// [`crate::task::tables::STORE_URL`], and caches (Parquet footers) that every task of the
     /// process shares instead of each reading the footers again.
     pub runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
+    /// For S3 stores, what listing unfinished multipart uploads needs (object_store has no
+    /// call for it).
+    s3: Option<Arc<uploads::S3Access>>,
 }
 
 impl Store {
@@ -59,6 +70,7 @@ impl Store {
             message: e.to_string(),
         };
         let prefix = parsed.path().trim_matches('/').to_string();
+        let mut s3 = None;
         let inner: Arc<dyn ObjectStore> = match parsed.scheme() {
             "file" => {
                 let dir = std::path::Path::new(parsed.path());
@@ -81,7 +93,14 @@ impl Store {
                 if let Some(h) = storage.allow_http {
                     b = b.with_allow_http(h);
                 }
-                Arc::new(b.build().map_err(fail)?)
+                let s3_store = Arc::new(b.clone().build().map_err(fail)?);
+                let bucket = parsed.host_str().unwrap_or_default();
+                s3 = Some(Arc::new(uploads::S3Access::new(
+                    Arc::clone(&s3_store),
+                    &b,
+                    bucket,
+                )));
+                s3_store
             }
             "gs" => {
                 let b =
@@ -105,6 +124,18 @@ impl Store {
         };
         // Bucket-style URLs carry the bucket in the host, so the path is the prefix; for
         // file:// the whole path is the prefix inside the root file system.
+        Store::new(url, inner, Path::from(prefix), s3)
+    }
+
+    /// A store over `raw`, with reads checked ([`verified`]) and DataFusion's runtime reading
+    /// through it.
+    fn new(
+        url: String,
+        raw: Arc<dyn ObjectStore>,
+        root: Path,
+        s3: Option<Arc<uploads::S3Access>>,
+    ) -> Result<Store> {
+        let inner: Arc<dyn ObjectStore> = Arc::new(verified::Verified::new(Arc::clone(&raw)));
         let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
             .build_arc()
             .map_err(|e| Error::internal(format!("starting DataFusion's runtime: {e}")))?;
@@ -114,9 +145,38 @@ impl Store {
         Ok(Store {
             url,
             inner,
-            root: Path::from(prefix),
+            raw,
+            root,
             runtime,
+            s3,
         })
+    }
+
+    /// The same store seen through a wrapper (fault injection in tests, limits): every read
+    /// and write, DataFusion's included, goes through `wrap(store)`, beneath the checks of
+    /// [`verified`].
+    pub fn wrapped(
+        &self,
+        wrap: impl FnOnce(Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore>,
+    ) -> Result<Store> {
+        Store::new(
+            self.url.clone(),
+            wrap(Arc::clone(&self.raw)),
+            self.root.clone(),
+            self.s3.clone(),
+        )
+    }
+
+    /// Whether this is a local directory (`file://`), where some guarantees come from the
+    /// file system rather than the store's API.
+    pub fn is_local(&self) -> bool {
+        self.url.starts_with("file://")
+    }
+
+    /// The local file system path of a relative path (a `file://` store only).
+    pub fn local_path(&self, rel: &str) -> Option<std::path::PathBuf> {
+        self.is_local()
+            .then(|| std::path::PathBuf::from(format!("/{}", self.path(rel).as_ref())))
     }
 
     /// A local directory as a store.
@@ -172,6 +232,14 @@ impl Store {
         let _ = prune(&std::path::Path::new(root).join(rel.trim_matches('/')));
     }
 
+    /// A storage error of this store, from a failure's text.
+    pub fn err_text(&self, what: impl std::fmt::Display, why: impl std::fmt::Display) -> Error {
+        Error::Storage {
+            url: self.url.clone(),
+            message: format!("{what}: {why}"),
+        }
+    }
+
     /// Wraps an object_store error with this store's URL.
     pub fn err(&self, what: impl std::fmt::Display, e: object_store::Error) -> Error {
         Error::Storage {
@@ -209,6 +277,40 @@ impl Store {
             .map_err(|e| self.err(format!("reading {rel}"), e))
     }
 
+    /// Reads several byte ranges of an object in one call.
+    pub async fn get_ranges(
+        &self,
+        rel: &str,
+        ranges: &[std::ops::Range<u64>],
+    ) -> Result<Vec<Bytes>> {
+        self.inner
+            .get_ranges(&self.path(rel), ranges)
+            .await
+            .map_err(|e| self.err(format!("reading {rel}"), e))
+    }
+
+    /// Reads a byte range of an object, or `None` when the object does not exist.
+    pub async fn get_range_opt(
+        &self,
+        rel: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<Option<Bytes>> {
+        match self.inner.get_range(&self.path(rel), range).await {
+            Ok(b) => Ok(Some(b)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.err(format!("reading {rel}"), e)),
+        }
+    }
+
+    /// Size of an object, or `None` when it does not exist.
+    pub async fn size_opt(&self, rel: &str) -> Result<Option<u64>> {
+        match self.inner.head(&self.path(rel)).await {
+            Ok(m) => Ok(Some(m.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.err(format!("reading {rel}"), e)),
+        }
+    }
+
     /// Writes an object, replacing any previous one.
     pub async fn put(&self, rel: &str, data: Bytes) -> Result<()> {
         self.inner
@@ -236,10 +338,12 @@ impl Store {
         }
     }
 
-    /// Deletes an object; a missing object is not an error.
+    /// Deletes an object; a missing object is not an error. On a local directory, a folder of
+    /// that name is not an object either (a 2-d array's `c/0/` where a 1-d one had `c/0`).
     pub async fn delete(&self, rel: &str) -> Result<()> {
         match self.inner.delete(&self.path(rel)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(_) if self.local_path(rel).is_some_and(|p| p.is_dir()) => Ok(()),
             Err(e) => Err(self.err(format!("deleting {rel}"), e)),
         }
     }
@@ -285,38 +389,32 @@ impl Store {
         Ok(out)
     }
 
+    /// The names of the "folders" directly under a relative prefix.
+    pub async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>> {
+        let full = self.path(prefix);
+        let listed = match self.inner.list_with_delimiter(Some(&full)).await {
+            Ok(l) => l,
+            Err(object_store::Error::NotFound { .. }) => return Ok(vec![]),
+            Err(e) => return Err(self.err(format!("listing {prefix}"), e)),
+        };
+        let mut dirs: Vec<String> = listed
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_string))
+            .collect();
+        dirs.sort();
+        Ok(dirs)
+    }
+
     /// Deletes every object under a relative prefix.
     pub async fn delete_prefix(&self, prefix: &str) -> Result<()> {
         for (rel, _) in self.list(prefix).await? {
             self.delete(&rel).await?;
         }
-        if self.url.starts_with("file://") {
+        if let Some(dir) = self.local_path(prefix) {
             // LocalFileSystem leaves empty directories behind; they are only clutter.
-            let dir = std::path::PathBuf::from(format!("/{}", self.path(prefix).as_ref()));
             let _ = std::fs::remove_dir_all(dir);
         }
         Ok(())
-    }
-
-    /// Refuses stores that do not honour create-only puts, on which the exactly-once output
-    /// protocol would silently let two task attempts both win.
-    pub async fn check_create_only(&self, scratch: &str) -> Result<()> {
-        let probe = format!(
-            "{}/probe-create-only-{:016x}",
-            scratch.trim_end_matches('/'),
-            rand::random::<u64>()
-        );
-        let first = self.put_create(&probe, Bytes::from_static(b"1")).await?;
-        let second = self.put_create(&probe, Bytes::from_static(b"2")).await;
-        self.delete(&probe).await?;
-        match (first, second) {
-            (true, Ok(false)) => Ok(()),
-            _ => Err(Error::Storage {
-                url: self.url.clone(),
-                message: "this store does not honour create-only (If-None-Match) puts, which \
-                          kask needs to commit each task exactly once"
-                    .into(),
-            }),
-        }
     }
 }

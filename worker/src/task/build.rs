@@ -51,10 +51,25 @@ pub struct Built {
 /// One input's rows, loaded at most once.
 type InputCell = Arc<OnceCell<Arc<Vec<RecordBatch>>>>;
 
-/// Inputs read whole (the right side of a broadcast merge), loaded once per process.
+/// What the tasks of one run share: inputs read whole (the right side of a broadcast merge),
+/// loaded once per process, and how often each task's output had to be made again.
 #[derive(Default)]
 pub struct InputCache {
     cells: Mutex<HashMap<String, InputCell>>,
+    recoveries: Mutex<HashMap<(usize, usize), u32>>,
+}
+
+impl InputCache {
+    /// Counts one more re-run of task `task` of stage `stage` in this run; returns the count.
+    pub fn count_recovery(&self, stage: usize, task: usize) -> u32 {
+        let mut r = self
+            .recoveries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = r.entry((stage, task)).or_default();
+        *n += 1;
+        *n
+    }
 }
 
 /// Builds task plans for one plan and store.
@@ -138,10 +153,12 @@ impl Builder<'_> {
                     .collect();
                 let lp = self.scan(input, &all)?.build()?;
                 let df = self.ctx.execute_logical_plan(lp).await?;
-                df.collect()
-                    .await
-                    .map(Arc::new)
-                    .map_err(|e| Error::input(input, super::df_message(&e)))
+                df.collect().await.map(Arc::new).map_err(|e| {
+                    match crate::error::store_failure(&e) {
+                        Some(why) => self.store.err_text(format!("reading input {input}"), why),
+                        None => Error::input(input, super::df_message(&e)),
+                    }
+                })
             })
             .await?;
         let schema = self.plan.inputs[input].schema.schema();

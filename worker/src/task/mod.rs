@@ -4,6 +4,7 @@
 pub mod aggregate;
 pub mod build;
 pub mod merge;
+pub mod recover;
 pub mod schema;
 pub mod steps;
 pub mod tables;
@@ -18,7 +19,7 @@ use tracing::{Instrument, info, info_span};
 
 use crate::commit::marker::{TaskFile, TaskMarker, commit_task, read_marker};
 use crate::commit::output::write_output;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, store_failure};
 use crate::plan::{Plan, Sink, StageSource};
 use crate::shuffle::{Partitioner, read_partition};
 use crate::store::Store;
@@ -96,7 +97,9 @@ fn leaf_rows(plan: &Arc<dyn ExecutionPlan>) -> u64 {
     children.into_iter().map(leaf_rows).sum()
 }
 
-async fn execute(
+/// Runs one attempt of a task: its files under the attempt's prefix, and the marker that
+/// would commit them.
+pub async fn execute(
     store: &Store,
     plan: &Plan,
     inputs: &InputCache,
@@ -105,12 +108,17 @@ async fn execute(
     attempt: &str,
 ) -> Result<TaskMarker> {
     let st = &plan.stages[stage];
+    let lineage = recover::Lineage {
+        store,
+        plan,
+        inputs,
+    };
     if plan.array.is_some() || plan.spec.bag.is_some() {
         let dir = plan.attempt_dir(stage, task, attempt);
         let result = if plan.array.is_some() {
-            crate::array::task::execute(store, plan, stage, task, &dir).await
+            crate::array::task::execute(store, plan, stage, task, &dir, &lineage).await
         } else {
-            crate::bag::task::execute(store, plan, stage, task, &dir).await
+            crate::bag::task::execute(store, plan, stage, task, &dir, &lineage).await
         };
         return match result {
             Ok(mut m) => {
@@ -131,15 +139,15 @@ async fn execute(
             data.fragments.iter().map(|f| f.end - f.start).sum()
         }
         StageSource::Shuffle { stage: from } => {
-            let (b, n) = read_partition(store, plan, *from, task).await?;
+            let (b, n) = read_partition(store, plan, *from, task, &lineage).await?;
             shuffled_rows = Some(b.iter().map(|b| b.num_rows() as u64).sum());
             data.left = b;
             n
         }
         StageSource::Array => return Err(Error::internal("an array stage without array work")),
         StageSource::Join { left, right, .. } => {
-            let (l, ln) = read_partition(store, plan, *left, task).await?;
-            let (r, rn) = read_partition(store, plan, *right, task).await?;
+            let (l, ln) = read_partition(store, plan, *left, task, &lineage).await?;
+            let (r, rn) = read_partition(store, plan, *right, task, &lineage).await?;
             shuffled_rows = Some(l.iter().chain(&r).map(|b| b.num_rows() as u64).sum());
             data.left = l;
             data.right = r;
@@ -158,13 +166,10 @@ async fn execute(
     .build(st, data)
     .await?;
     let dir = plan.attempt_dir(stage, task, attempt);
-    let task_err = |e: DataFusionError| match e.find_root() {
+    let task_err = |e: DataFusionError| match store_failure(&e) {
         // The store failed under DataFusion's reader: worth another attempt, unlike bad data.
-        DataFusionError::ObjectStore(os) => Error::Storage {
-            url: store.url.clone(),
-            message: format!("stage {} task {task}: {os}", st.name),
-        },
-        _ => Error::Task {
+        Some(why) => store.err_text(format!("stage {} task {task}", st.name), why),
+        None => Error::Task {
             stage: st.name.clone(),
             task,
             message: df_message(&e),
@@ -216,8 +221,7 @@ async fn execute(
         rows_out: files.iter().map(|f| f.rows).sum(),
         bytes_out: files.iter().map(|f| f.bytes).sum(),
         files,
-        seconds: 0.0,
-        skipped: 0,
+        ..TaskMarker::default()
     })
 }
 
@@ -234,17 +238,9 @@ async fn shuffle_out(
     while let Some(batch) = stream.next().await {
         p.push(batch.map_err(on_error)?)?;
     }
-    let rows = p.rows();
-    let (bytes, ranges) = p.finish(partitions)?;
-    let path = format!("{dir}/shuffle.arrow");
-    let n = bytes.len() as u64;
-    store.put(&path, bytes).await?;
-    Ok(vec![TaskFile {
-        path,
-        rows,
-        bytes: n,
-        partitions: ranges,
-    }])
+    Ok(vec![
+        crate::shuffle::write(store, dir, p, partitions).await?,
+    ])
 }
 
 /// A task over several files failed while reading: find the file, and make line numbers
@@ -266,6 +262,10 @@ async fn diagnose(
             continue;
         };
         if let Err(e) = df.collect().await {
+            if store_failure(&e).is_some() {
+                // The store failed, not the data: the task's own error says so.
+                return original;
+            }
             let msg = file_lines(store, &f.path, f.start, &df_message(&e)).await;
             return Error::input(input, format!("{}: {msg}", f.path));
         }

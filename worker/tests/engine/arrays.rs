@@ -119,7 +119,7 @@ async fn get_array(lab: &Lab, path: &str) -> (Arr, DType) {
         .expect("array");
     let dtype = zarr::dtype_from_name(&meta.dtype).expect("dtype");
     let region: Vec<Range<u64>> = array.shape().iter().map(|&n| 0..n).collect();
-    let block = zarr::read(&array, "out", &region, dtype)
+    let block = zarr::read(&array, "out", "out", &region, dtype)
         .await
         .expect("read");
     let shape = block.shape().to_vec();
@@ -486,7 +486,8 @@ fn array_jobs_run_on_s3_too() {
             data: (0..35).map(f64::from).collect(),
         };
         put_array(&lab, "a.zarr", &a, &[3, 2], DType::F64).await;
-        lab.run(&job("(a * a).sum(axis=0)", &["a"], 16))
+        let s = lab
+            .run(&job("(a * a).sum(axis=0)", &["a"], 16))
             .await
             .expect("runs on MinIO");
         let (got, _) = get_array(&lab, "out.zarr").await;
@@ -497,7 +498,7 @@ fn array_jobs_run_on_s3_too() {
         );
         assert!(
             lab.store
-                .list("out.zarr/_kask")
+                .list(&format!("out.zarr/_kask/{}", s.manifest.job_id))
                 .await
                 .expect("list")
                 .is_empty(),

@@ -340,8 +340,11 @@ async fn output_mode_error_refuses_and_overwrite_replaces(lab: &Lab) {
         .await
         .expect_err("an existing result is refused");
     assert!(
-        again.to_string().contains("already holds a result"),
-        "{again}"
+        again.to_string().contains(&format!(
+            "already holds the result of job \"test\" ({})",
+            first.manifest.job_id
+        )),
+        "the refusal names the job whose result is there: {again}"
     );
     assert_eq!(
         lab.manifest("res").await.expect("still there").rows,
@@ -364,10 +367,14 @@ async fn output_mode_error_refuses_and_overwrite_replaces(lab: &Lab) {
         second.manifest.files.len(),
         "no file of the old result is left: {listed:?}"
     );
-    assert!(
-        !listed.iter().any(|(p, _)| p.contains("_kask")),
-        "scratch is gone after success"
-    );
+    for job in [&first.manifest.job_id, &second.manifest.job_id] {
+        assert!(
+            !listed
+                .iter()
+                .any(|(p, _)| p.starts_with(&format!("res/_kask/{job}/"))),
+            "the scratch space of {job} is gone after success: {listed:?}"
+        );
+    }
 }
 
 async fn distinct_keeps_one_row_per_subset_key(lab: &Lab) {

@@ -156,7 +156,7 @@ fn array_data_is_the_same_values_raw_or_compressed() {
             let (array, _) = zarr::open_input(&store, "a", "", Default::default())
                 .await
                 .expect("opens");
-            let Block::F64(a) = zarr::read(&array, "a", &[0..30, 0..7], DType::F64)
+            let Block::F64(a) = zarr::read(&array, "a", "a", &[0..30, 0..7], DType::F64)
                 .await
                 .expect("reads")
             else {

@@ -5,9 +5,13 @@
 mod arrays;
 mod bad_input;
 mod bags;
+mod chaos;
 mod commit;
 mod conformance;
 mod datagen;
+mod faults;
+mod malformed;
 mod pods;
 mod properties;
 mod support;
+mod uploads;

@@ -59,7 +59,10 @@ async fn steps_match_local_mode(lab: Lab) {
                 .await
                 .expect("stage pod");
             assert_eq!(r.skipped, 0);
-            assert!(r.cpu_seconds >= 0.0 && r.peak_memory_bytes > 0, "{r:?}");
+            assert!(
+                r.cpu_seconds > 0.0 && r.peak_memory_bytes > 0,
+                "the pod reports the CPU and memory it used: {r:?}"
+            );
             tasks += r.tasks;
         }
         assert_eq!(
@@ -78,8 +81,25 @@ async fn steps_match_local_mode(lab: Lab) {
         .expect_err("no such group");
     assert!(err.to_string().contains("has 2 task groups"), "{err}");
 
-    let committed = pod::commit(&spec, &report.plan).await.expect("commit");
+    let committed = pod::commit(&spec, "uid-1", &report.plan)
+        .await
+        .expect("commit");
     assert_eq!(committed.rows_out, 5);
+    // A commit pod run again after it succeeded (killed before it reported, or its Job
+    // deleted) finds the job's result, though the plan is gone by then.
+    assert!(
+        lab.store
+            .list(&spec.scratch_prefix("uid-1"))
+            .await
+            .expect("list")
+            .is_empty(),
+        "the commit removed the scratch space, plan included"
+    );
+    let again = pod::commit(&spec, "uid-1", &report.plan)
+        .await
+        .expect("commit again");
+    assert_eq!(again.rows_out, 5);
+    assert_eq!(again.output, committed.output);
     assert!(
         committed
             .output

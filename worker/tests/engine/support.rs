@@ -25,6 +25,8 @@ pub enum V {
     S(String),
 }
 
+/// Values compare with their types: an integer never equals a float, so a sum that comes out
+/// as float64 where pandas gives int64 fails.
 impl PartialEq for V {
     fn eq(&self, other: &V) -> bool {
         match (self, other) {
@@ -32,7 +34,6 @@ impl PartialEq for V {
             (V::I(a), V::I(b)) => a == b,
             (V::S(a), V::S(b)) => a == b,
             (V::F(a), V::F(b)) => close(*a, *b),
-            (V::I(a), V::F(b)) | (V::F(b), V::I(a)) => close(*a as f64, *b),
             _ => false,
         }
     }
@@ -146,14 +147,16 @@ impl Lab {
     }
 
     /// A fresh prefix of the test bucket on the MinIO that `tests/minio/minio start` runs, or
-    /// `None` when its environment is not set (outside CI, the S3 tests are then skipped).
+    /// `None` when its environment is not set and nothing requires it (a developer's `cargo
+    /// test`). Under `tests/run` (`KASK_REQUIRE_S3`) and in CI, a missing MinIO fails the test.
     pub fn s3() -> Option<Lab> {
         let endpoint = std::env::var("KASK_S3_ENDPOINT").ok();
         let bucket = std::env::var("KASK_S3_BUCKET").ok();
         let (Some(endpoint), Some(bucket)) = (endpoint, bucket) else {
             assert!(
-                std::env::var_os("CI").is_none(),
-                "CI must run the S3 tests: start MinIO with tests/minio/minio start and eval its env"
+                std::env::var_os("CI").is_none() && std::env::var_os("KASK_REQUIRE_S3").is_none(),
+                "the S3 tests must run here: start MinIO with tests/minio/minio start and eval \
+                 \"$(tests/minio/minio env)\""
             );
             eprintln!("KASK_S3_ENDPOINT is not set: skipping an S3 test (tests/run starts MinIO)");
             return None;
@@ -219,12 +222,22 @@ impl Lab {
 
     /// Runs a job given as the YAML under `spec:`.
     pub async fn run(&self, spec_body: &str) -> Result<RunSummary, Error> {
+        self.run_wrapped(spec_body, None).await
+    }
+
+    /// Runs a job with every read and write going through `wrap`.
+    pub async fn run_wrapped(
+        &self,
+        spec_body: &str,
+        wrap: Option<runner::StoreWrapper>,
+    ) -> Result<RunSummary, Error> {
         let yaml = self.job_yaml(spec_body);
         let job = kask_api::load_job("job.yaml", &yaml)?;
         let opts = RunOptions {
             storage: None,
             base_dir: self.dir.path().to_path_buf(),
             parallelism: Some(2),
+            wrap,
         };
         let opts = if self.storage_yaml.is_none() {
             RunOptions {
@@ -237,6 +250,38 @@ impl Lab {
         runner::run(&job, &opts, &Quiet).await
     }
 
+    /// Plans a job and runs its stages, but not its commit: the state a commit starts from.
+    pub async fn staged(&self, spec_body: &str) -> (Store, kask_worker::plan::Plan) {
+        let yaml = self.job_yaml(spec_body);
+        let job = kask_api::load_job("job.yaml", &yaml).expect("job");
+        let opts = RunOptions {
+            storage: self.storage_yaml.is_none().then(|| self.store.url.clone()),
+            base_dir: self.dir.path().to_path_buf(),
+            parallelism: Some(2),
+            wrap: None,
+        };
+        let (store, plan) = runner::prepare(&job, &opts, None).await.expect("plan");
+        kask_worker::commit::check_output(&store, &plan.spec, &plan.job_id)
+            .await
+            .expect("the output may be written");
+        let body = serde_json::to_vec(&plan).expect("plan json");
+        store
+            .put(&plan.plan_path(), body.into())
+            .await
+            .expect("plan written");
+        let shared = Arc::new((
+            store.clone(),
+            plan.clone(),
+            kask_worker::task::build::InputCache::default(),
+        ));
+        for stage in &plan.stages {
+            runner::run_tasks(&shared, stage.id, (0..stage.tasks).collect(), 2, &|_| {})
+                .await
+                .expect("stage");
+        }
+        (store, plan)
+    }
+
     /// The manifest at an output path.
     pub async fn manifest(&self, out: &str) -> Option<Manifest> {
         read_manifest(&self.store, out)
@@ -246,11 +291,18 @@ impl Lab {
 
     /// The result at an output path (Parquet), as column names and rows.
     pub async fn result(&self, out: &str) -> (Vec<String>, Vec<Vec<V>>) {
+        let (names, _, rows) = self.typed_result(out).await;
+        (names, rows)
+    }
+
+    /// The result at an output path (Parquet), as column names, Arrow types and rows.
+    pub async fn typed_result(&self, out: &str) -> (Vec<String>, Vec<String>, Vec<Vec<V>>) {
         let m = self
             .manifest(out)
             .await
             .expect("the job committed a manifest");
         let mut names = Vec::new();
+        let mut types = Vec::new();
         let mut rows = Vec::new();
         for f in &m.files {
             let bytes = self
@@ -273,6 +325,12 @@ impl Lab {
                     .iter()
                     .map(|f| f.name().clone())
                     .collect();
+                types = b
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.data_type().to_string())
+                    .collect();
             }
             let got = rows_of(&batches);
             assert_eq!(
@@ -285,8 +343,9 @@ impl Lab {
         }
         if names.is_empty() {
             names = m.schema.iter().map(|c| c.name.clone()).collect();
+            types = m.schema.iter().map(|c| c.type_.clone()).collect();
         }
-        (names, rows)
+        (names, types, rows)
     }
 }
 
