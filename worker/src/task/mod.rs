@@ -3,6 +3,7 @@
 
 pub mod aggregate;
 pub mod build;
+pub mod csv_guard;
 pub mod merge;
 pub mod recover;
 pub mod schema;

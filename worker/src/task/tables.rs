@@ -20,11 +20,13 @@ use datafusion::error::Result as DfResult;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_expr::projection::ProjectionExpr;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
+use super::csv_guard;
 use crate::plan::listing::input_compression;
 use crate::plan::{Fragment, InputPlan};
 use crate::store::Store;
@@ -135,15 +137,45 @@ impl TableProvider for ScanTable {
                 projection,
             )?)));
         }
+        // A CSV scan reads every text column, for the line-break check, whatever the task
+        // projects; the projection is applied after the check.
+        let guarded = self.format == Format::Csv;
+        let read: Option<Vec<usize>> = match projection {
+            Some(p) if guarded => {
+                let mut all = p.clone();
+                all.extend(
+                    csv_guard::text_columns(&self.schema)
+                        .into_iter()
+                        .filter(|c| !p.contains(c)),
+                );
+                Some(all)
+            }
+            other => other.cloned(),
+        };
         let format = self.file_format(state);
         let source = format.file_source(TableSchema::from(self.schema.clone()));
         let conf = FileScanConfigBuilder::new(ObjectStoreUrl::parse(STORE_URL)?, source)
-            .with_projection_indices(projection.cloned())?
+            .with_projection_indices(read.clone())?
             .with_file_group(FileGroup::new(self.files.clone()))
             .with_limit(limit)
             .with_file_compression_type(self.compression)
             .build();
-        format.create_physical_plan(state, conf).await
+        let scan = format.create_physical_plan(state, conf).await?;
+        if !guarded {
+            return Ok(scan);
+        }
+        let checked: Arc<dyn ExecutionPlan> = Arc::new(csv_guard::NoLineBreaks::new(scan));
+        match (projection, read) {
+            (Some(wanted), Some(read)) if read.len() > wanted.len() => {
+                let schema = checked.schema();
+                let keep = (0..wanted.len()).map(|i| ProjectionExpr {
+                    expr: Arc::new(Column::new(schema.field(i).name(), i)),
+                    alias: schema.field(i).name().clone(),
+                });
+                Ok(Arc::new(ProjectionExec::try_new(keep, checked)?))
+            }
+            _ => Ok(checked),
+        }
     }
 }
 
