@@ -209,6 +209,10 @@ impl<'a> JobFactory<'a> {
                 }),
             },
         ];
+        // Fault tests kill a pod at an exact step (see the worker's failpoints).
+        if let Some(point) = self.dj.annotations().get(names::ANNOTATION_FAILPOINT) {
+            env.push(plain("KASK_FAILPOINT", point.clone()));
+        }
         // Resolved by the kubelet in the pod's (the DaskJob's) namespace: a job can only use
         // its own namespace's Secrets, and the operator never reads them.
         if let Some(secret) = self
@@ -403,6 +407,30 @@ spec:
         assert_eq!(caps.drop.as_deref(), Some(&["ALL".to_string()][..]));
         assert_eq!(caps.add, None);
         assert!(pod.volumes.iter().flatten().all(|v| v.host_path.is_none()));
+    }
+
+    fn env_value<'a>(job: &'a Job, name: &str) -> Option<&'a str> {
+        container(job)
+            .env
+            .iter()
+            .flatten()
+            .find(|e| e.name == name)
+            .and_then(|e| e.value.as_deref())
+    }
+
+    #[test]
+    fn pods_know_their_job_by_id_and_name_and_a_failpoint_only_when_annotated() {
+        let plain = plan_job(&job(""));
+        assert_eq!(env_value(&plain, "KASK_JOB_ID"), Some("0b6c-44d1"));
+        assert_eq!(env_value(&plain, "KASK_JOB_NAME"), Some("team-a/revenue"));
+        assert_eq!(env_value(&plain, "KASK_FAILPOINT"), None);
+        let text = JOB.replace(
+            "uid: 0b6c-44d1}",
+            "uid: 0b6c-44d1, annotations: {kask.dev/failpoint: after-manifest}}",
+        );
+        let annotated = kask_api::load::parse_job("job.yaml", &text).expect("parses");
+        let j = plan_job(&annotated);
+        assert_eq!(env_value(&j, "KASK_FAILPOINT"), Some("after-manifest"));
     }
 
     #[test]

@@ -9,6 +9,8 @@ pub const LABEL_JOB: &str = "kask.dev/job";
 pub const LABEL_JOB_UID: &str = "kask.dev/job-uid";
 /// The step: `plan`, a stage's name, `commit` or `cleanup`.
 pub const LABEL_STAGE: &str = "kask.dev/stage";
+/// An annotation naming a failpoint its pods die at (`KASK_FAILPOINT`), for fault tests.
+pub const ANNOTATION_FAILPOINT: &str = "kask.dev/failpoint";
 /// Removes the scratch prefix before a deleted DaskJob goes.
 pub const FINALIZER: &str = "kask.dev/cleanup";
 

@@ -156,6 +156,29 @@ spec:
 EOF2
 }
 
+# watch_jobs FILE: records every Job event of the test namespace as "TYPE NAME UID" lines in FILE,
+# in the background (its pid in watch_pid); the first lines list the Jobs already there.
+watch_jobs() {
+  kubectl --namespace "$NS" get jobs --watch --output-watch-events \
+    -o jsonpath='{.type} {.object.metadata.name} {.object.metadata.uid}{"\n"}' >"$1" &
+  watch_pid=$!
+}
+
+# created_once EVENTS DASKJOB: prints what is wrong with the DaskJob's child Jobs in the watch
+# log EVENTS: each of its plan, stage and commit Jobs must have been created exactly once (one
+# UID), and no other Job of its name.
+created_once() {
+  local events=$1 job=$2 stages child created extra
+  stages=$(dj_field "$job" '{.status.stages[*].name}' | wc -w)
+  for child in "$job-plan" $(seq -f "$job-s%g" 0 $((stages - 1))) "$job-commit"; do
+    created=$(awk -v n="$child" '$1 == "ADDED" && $2 == n {print $3}' "$events" | sort -u | wc -l)
+    ((created == 1)) || printf ' Job %s created %s times;' "$child" "$created"
+  done
+  extra=$(awk -v p="$job-" '$1 == "ADDED" && index($2, p) == 1 {print $2}' "$events" | sort -u |
+    grep -cvE -- "-(plan|s[0-9]+|commit)$" || true)
+  ((extra == 0)) || printf ' %s has %s unexpected Jobs;' "$job" "$extra"
+}
+
 # The sum of the count column of the big job's output: every input row exactly once.
 counted_rows() { # OUTPUT
   output_rows "$1" | awk -F, '{s += $NF} END {printf "%d", s}'

@@ -6,6 +6,7 @@ pub mod bag;
 pub mod commit;
 pub mod datagen;
 pub mod error;
+pub mod failpoint;
 pub mod lineage;
 pub mod plan;
 pub mod pod;

@@ -28,7 +28,7 @@ use super::journal::{self, Journal, Move};
 use super::lock::{self, Acquired, Holder};
 use super::manifest::{
     MANIFEST_VERSION, Manifest, ManifestArray, ManifestColumn, ManifestFile, manifest_path,
-    output_dir, read_manifest, read_record, record_path, to_json,
+    output_dir, read_manifest, read_record, record_path, records_dir, to_json,
 };
 use super::marker::{TaskMarker, latest_markers};
 use super::output;
@@ -350,6 +350,7 @@ async fn publish(store: &Store, plan: &Plan, j: &Journal) -> std::result::Result
     store
         .put(&manifest_path(&out), to_json(&j.manifest)?)
         .await?;
+    crate::failpoint::hit(crate::failpoint::AFTER_MANIFEST);
     Ok(())
 }
 
@@ -425,8 +426,26 @@ pub async fn finish(store: &Store, output: &str, me: &str) -> Result<()> {
     } else if let Some(m) = current.filter(|_| still_mine) {
         keep_record(store, output, &m).await?;
     }
+    if still_mine {
+        prune_records(store, output).await?;
+    }
     lock::release(store, output, me).await?;
     remove_scratch(store, output, me).await
+}
+
+/// How many commit records an output keeps: enough for any job that could still run its
+/// commit again (a cluster job reruns it only while it runs; a local run only while its
+/// scratch space is there), without a record per commit forever.
+const KEPT_RECORDS: usize = 20;
+
+/// Removes all but the newest [`KEPT_RECORDS`] commit records.
+async fn prune_records(store: &Store, output: &str) -> Result<()> {
+    let records = store.list_by_age(&records_dir(output)).await?;
+    let old = records.len().saturating_sub(KEPT_RECORDS);
+    for (path, _) in records.into_iter().take(old) {
+        store.delete(&path).await?;
+    }
+    Ok(())
 }
 
 /// Removes job `job_id`'s scratch space under `output`, after aborting its unfinished uploads.

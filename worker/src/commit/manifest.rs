@@ -123,11 +123,16 @@ pub fn manifest_path(output: &str) -> String {
     format!("{}/{MANIFEST}", output_dir(output))
 }
 
+/// The folder of an output's commit records.
+pub fn records_dir(output: &str) -> String {
+    format!("{}/{SCRATCH_DIR}/commits", output_dir(output))
+}
+
 /// Where the record of job `job_id`'s commit to `output` is kept: a copy of its manifest, so
 /// that a commit run again after the job's result was replaced by a later one still knows it
 /// had succeeded.
 pub fn record_path(output: &str, job_id: &str) -> String {
-    format!("{}/{SCRATCH_DIR}/commits/{job_id}.json", output_dir(output))
+    format!("{}/{job_id}.json", records_dir(output))
 }
 
 fn parse(output: &str, path: &str, body: &[u8]) -> Result<Manifest> {

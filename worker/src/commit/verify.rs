@@ -39,9 +39,9 @@ impl Verdict {
         match (&self.manifest, self.problems.len()) {
             (None, _) => format!("FAIL {output}: {}", self.problems.join("; ")),
             (Some(m), 0) => format!(
-                "OK {output}: {} files, {} rows, {} bytes, checksums match ({})",
-                m.files.len(),
-                m.rows,
+                "OK {output}: {}, {}, {} bytes, checksums match ({})",
+                count(m.files.len() as u64, "file"),
+                count(m.rows, if m.array.is_some() { "element" } else { "row" }),
                 m.files.iter().map(|f| f.bytes).sum::<u64>(),
                 m.writer()
             ),
@@ -52,6 +52,11 @@ impl Verdict {
             ),
         }
     }
+}
+
+/// "1 file", "3 files".
+fn count(n: u64, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }
 
 /// How many files are read at once.

@@ -389,6 +389,28 @@ impl Store {
         Ok(out)
     }
 
+    /// Every object under a relative prefix with when it was last written, oldest first.
+    pub async fn list_by_age(&self, prefix: &str) -> Result<Vec<(String, std::time::SystemTime)>> {
+        let full = self.path(prefix);
+        let metas: Vec<_> = self
+            .inner
+            .list(Some(&full))
+            .try_collect()
+            .await
+            .map_err(|e| self.err(format!("listing {prefix}"), e))?;
+        let mut out: Vec<(String, std::time::SystemTime)> = metas
+            .into_iter()
+            .map(|m| {
+                (
+                    self.rel(&m.location),
+                    std::time::SystemTime::from(m.last_modified),
+                )
+            })
+            .collect();
+        out.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+        Ok(out)
+    }
+
     /// The names of the "folders" directly under a relative prefix.
     pub async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>> {
         let full = self.path(prefix);

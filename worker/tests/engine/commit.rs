@@ -674,3 +674,25 @@ async fn the_local_store_honours_create_only_and_conditional_puts() {
         .await
         .expect("local store honours them");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_output_keeps_only_its_newest_commit_records() {
+    let lab = Lab::local();
+    put_table(&lab, 50).await;
+    let spec = SPEC.replace("path: out}", "path: out, mode: overwrite}");
+    let mut ids = Vec::new();
+    for _ in 0..22 {
+        ids.push(lab.run(&spec).await.expect("job").manifest.job_id);
+    }
+    let records = lab.store.list("out/_kask/commits").await.expect("list");
+    assert_eq!(records.len(), 20, "{records:?}");
+    for id in &ids[2..] {
+        assert!(
+            records
+                .iter()
+                .any(|(p, _)| p.ends_with(&format!("{id}.json"))),
+            "the record of {id} is kept"
+        );
+    }
+    assert!(verify(&lab.store, "out").await.expect("verify").ok());
+}
