@@ -62,6 +62,11 @@ pub struct Part {
 pub async fn commit_job(store: &Store, plan: &Plan, lineage: &dyn Recover) -> Result<Manifest> {
     let output = output_dir(&plan.spec.output.path);
     let me = plan.job_id.as_str();
+    crate::failpoint::pause(
+        crate::failpoint::SLOW_COMMIT,
+        crate::failpoint::SLOW_COMMIT_PAUSE,
+    )
+    .await;
     if let Some(m) = committed(store, &output, me).await? {
         finish(store, &output, me).await?;
         return Ok(m);
