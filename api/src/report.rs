@@ -15,6 +15,9 @@ pub struct PlanReport {
     pub plan: String,
     /// Stages in execution order.
     pub stages: Vec<PlannedStage>,
+    /// The plan format's version, which every later pod of the job must understand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
 }
 
 /// One stage of a plan.
@@ -70,8 +73,51 @@ pub struct FailureReport {
     pub retryable: bool,
 }
 
-/// Serializes `value` for a termination message. A message over the limit (only an error's
-/// free text can grow) becomes a failure carrying its first part, which names the problem.
+/// Worker exit codes, so that a Job's `podFailurePolicy` can tell failures apart without
+/// reading a report: what running again cannot fix fails the Job at once.
+pub mod exit {
+    /// The user's: a spec, an input or an output that cannot work (bad data, a missing file).
+    pub const USER: i32 = 2;
+    /// The environment's, and passing: storage unavailable, the pod stopped. Worth a retry.
+    pub const TRANSIENT: i32 = 3;
+    /// The environment's, and lasting: committed data lost again and again, a plan from
+    /// another Kask version. A retry would fail the same way.
+    pub const LASTING: i32 = 4;
+    /// Ours: a bug in Kask. Retried, in case it depends on timing.
+    pub const INTERNAL: i32 = 70;
+    /// A process killed by SIGKILL (the kernel's OOM killer, or a failpoint acting as one).
+    pub const KILLED: i32 = 137;
+}
+
+/// `value` as a termination message if it fits; a success report must never be cut.
+pub fn fitted<T: Serialize>(value: &T) -> Option<String> {
+    serde_json::to_string(value)
+        .ok()
+        .filter(|body| body.len() <= TERMINATION_MESSAGE_LIMIT)
+}
+
+impl PlanReport {
+    /// The same plan with stages named by their index (which every worker accepts in place of
+    /// a name), for plans whose names would not fit a termination message.
+    pub fn summarised(&self) -> PlanReport {
+        PlanReport {
+            stages: self
+                .stages
+                .iter()
+                .enumerate()
+                .map(|(i, s)| PlannedStage {
+                    name: i.to_string(),
+                    ..s.clone()
+                })
+                .collect(),
+            ..self.clone()
+        }
+    }
+}
+
+/// Serializes a failure report for a termination message. A message over the limit (only an
+/// error's free text can grow) becomes a failure carrying its first part, which names the
+/// problem. Success reports go through [`fitted`] instead.
 pub fn termination_message<T: Serialize>(value: &T) -> String {
     let body = serde_json::to_string(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
     if body.len() <= TERMINATION_MESSAGE_LIMIT {
@@ -123,5 +169,32 @@ mod tests {
             serde_json::from_str::<TaskReport>(&msg).expect("json"),
             report
         );
+    }
+
+    #[test]
+    fn a_plan_too_long_to_fit_is_summarised_never_turned_into_a_failure() {
+        let stages: Vec<PlannedStage> = (0..60)
+            .map(|i| PlannedStage {
+                name: format!("s{i}-scan-{}", "long-input-name-".repeat(2)),
+                tasks: 1000,
+                groups: 4,
+            })
+            .collect();
+        let report = PlanReport {
+            plan: "s3://lake/x/_kask/jobs/abc/plan.json".into(),
+            stages,
+            version: Some(1),
+        };
+        assert!(
+            fitted(&report).is_none(),
+            "the test needs a plan that does not fit"
+        );
+        let short = report.summarised();
+        let msg = fitted(&short).expect("the summary fits");
+        let back: PlanReport = serde_json::from_str(&msg).expect("json");
+        assert_eq!(back.stages.len(), 60);
+        assert_eq!(back.stages[7].name, "7");
+        assert_eq!((back.stages[7].tasks, back.stages[7].groups), (1000, 4));
+        assert_eq!(back.plan, report.plan);
     }
 }

@@ -20,6 +20,9 @@ pub const DEFAULT_BROADCAST_BYTES: u64 = 64 * 1024 * 1024;
 pub const DEFAULT_WORKERS: u32 = 4;
 /// Default attempts per task after the first.
 pub const DEFAULT_RETRIES: u32 = 3;
+/// Default of `startupDeadlineSeconds`: long enough for a cluster autoscaler to add a node
+/// and for a large image to be pulled.
+pub const DEFAULT_STARTUP_DEADLINE_SECONDS: i64 = 600;
 
 /// A partitioned data job: a dataframe pipeline, an array expression or steps over a bag of
 /// records, over files in one object store, with the result written back to it.
@@ -97,6 +100,13 @@ pub struct DaskJobSpec {
     #[schemars(range(min = 1))]
     pub active_deadline_seconds: Option<i64>,
 
+    /// Seconds a worker pod may take to start (to be scheduled, pull its image, create its
+    /// container) before the job fails with the reason it could not; until then the
+    /// `Stalled` condition names that reason (default: 600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub startup_deadline_seconds: Option<i64>,
+
     /// Seconds after the job succeeds or fails before the DaskJob and everything it created
     /// are deleted (default: kept).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -124,6 +134,12 @@ impl DaskJobSpec {
     /// `broadcastBytes`, or its default.
     pub fn broadcast_bytes(&self) -> u64 {
         self.broadcast_bytes.unwrap_or(DEFAULT_BROADCAST_BYTES)
+    }
+    /// `startupDeadlineSeconds`, or its default.
+    pub fn startup_deadline_seconds(&self) -> i64 {
+        self.startup_deadline_seconds
+            .unwrap_or(DEFAULT_STARTUP_DEADLINE_SECONDS)
+            .max(1)
     }
     /// `retries`, or its default.
     pub fn retries(&self) -> u32 {

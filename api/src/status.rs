@@ -41,6 +41,10 @@ pub struct DaskJobStatus {
     /// Rows in the committed output.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_rows: Option<u64>,
+    /// The worker image, fixed when the job starts: every pod of the job runs this one Kask
+    /// version, even if the operator is upgraded meanwhile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_image: Option<String>,
 }
 
 /// The phase of a job.

@@ -1,17 +1,19 @@
-//! What a DaskJob has created, read back from the API: its Jobs (by deterministic name) and
-//! their pods' termination messages, the operator's only source of what a task did.
+//! What a DaskJob has created, as the operator last saw it: its Jobs (by deterministic name),
+//! their pods (whose termination messages are the operator's only source of what a task did),
+//! and, for Jobs that created no pod, why. A plain snapshot, read from the reflector caches, so
+//! that deciding is a pure function of it.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams};
-use kube::{Client, ResourceExt};
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use kube::runtime::reflector::Store;
 use serde::de::DeserializeOwned;
 
-use crate::error::Result;
 use crate::names::LABEL_JOB_UID;
-use kask_api::report::FailureReport;
+use crate::pods::{self, Stuck};
 
 /// Where a child Job stands.
 #[derive(Clone, Debug, PartialEq)]
@@ -33,27 +35,61 @@ pub enum JobState {
     Failed(String),
 }
 
+impl JobState {
+    /// Complete or Failed.
+    pub fn finished(&self) -> bool {
+        matches!(self, JobState::Complete | JobState::Failed(_))
+    }
+}
+
+/// The reports of a Job's succeeded pods.
+#[derive(Debug)]
+pub struct Reports<T> {
+    /// One per completion index (a replacement pod of an index that also succeeded is counted
+    /// once).
+    pub read: Vec<T>,
+    /// Succeeded pods whose report is missing or unreadable: the pod and what is wrong.
+    pub lost: Vec<(String, String)>,
+}
+
 /// A DaskJob's Jobs and their pods.
+#[derive(Clone, Debug, Default)]
 pub struct Children {
     jobs: BTreeMap<String, Job>,
     pods: Vec<Pod>,
+    /// Why the Job controller could not create a Job's pods (its `FailedCreate` Event).
+    create_failures: BTreeMap<String, String>,
 }
 
 impl Children {
-    /// Lists the Jobs and pods labelled with the DaskJob's UID in its namespace.
-    pub async fn load(client: &Client, namespace: &str, uid: &str) -> Result<Children> {
-        let lp = ListParams::default().labels(&format!("{LABEL_JOB_UID}={uid}"));
-        let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
-        let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-        let jobs = jobs
-            .list(&lp)
-            .await?
-            .items
-            .into_iter()
-            .map(|j| (j.name_any(), j))
-            .collect();
-        let pods = pods.list(&lp).await?.items;
-        Ok(Children { jobs, pods })
+    /// A snapshot of these Jobs and pods.
+    pub fn new(jobs: impl IntoIterator<Item = Job>, pods: impl IntoIterator<Item = Pod>) -> Self {
+        Children {
+            jobs: jobs.into_iter().map(|j| (j.name_any(), j)).collect(),
+            pods: pods.into_iter().collect(),
+            create_failures: BTreeMap::new(),
+        }
+    }
+
+    /// The Jobs and pods labelled with the DaskJob's UID in its namespace, from the caches.
+    pub fn from_stores(jobs: &Store<Job>, pods: &Store<Pod>, namespace: &str, uid: &str) -> Self {
+        let mine = |labels: &BTreeMap<String, String>, ns: Option<String>| {
+            ns.as_deref() == Some(namespace)
+                && labels.get(LABEL_JOB_UID).map(String::as_str) == Some(uid)
+        };
+        Children::new(
+            jobs.state_filter(|j| mine(j.labels(), j.namespace()))
+                .into_iter()
+                .map(|j| (*j).clone()),
+            pods.state_filter(|p| mine(p.labels(), p.namespace()))
+                .into_iter()
+                .map(|p| (*p).clone()),
+        )
+    }
+
+    /// Records why the Job controller could not create `job`'s pods.
+    pub fn set_create_failure(&mut self, job: &str, message: String) {
+        self.create_failures.insert(job.to_string(), message);
     }
 
     /// The Job named `name`, if it exists.
@@ -67,83 +103,97 @@ impl Children {
     }
 
     fn pods_of<'a>(&'a self, job: &'a str) -> impl Iterator<Item = &'a Pod> + 'a {
-        self.pods.iter().filter(move |p| {
-            p.labels()
-                .get("batch.kubernetes.io/job-name")
-                .map(String::as_str)
-                == Some(job)
-        })
+        self.pods
+            .iter()
+            .filter(move |p| pods::job_name(p) == Some(job))
     }
 
-    /// The reports of the Job's succeeded pods, one per completion index (a replacement pod
-    /// of an index that also succeeded is counted once).
-    pub fn reports<T: DeserializeOwned>(&self, job: &str) -> Vec<T> {
+    /// Unfinished, unsuspended Jobs that have no pod at all: where to look for a refusal
+    /// (a ResourceQuota, a LimitRange, an admission webhook).
+    pub fn podless(&self) -> Vec<String> {
+        self.jobs
+            .values()
+            .filter(|j| matches!(job_state(j), JobState::Running { .. }))
+            .map(ResourceExt::name_any)
+            .filter(|name| self.pods_of(name).next().is_none())
+            .collect()
+    }
+
+    /// The reports of the Job's succeeded pods.
+    pub fn reports<T: DeserializeOwned>(&self, job: &str) -> Reports<T> {
         let mut by_index: BTreeMap<String, T> = BTreeMap::new();
+        let mut lost = Vec::new();
         for pod in self.pods_of(job) {
-            if pod.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Succeeded") {
+            if pods::phase(pod) != "Succeeded" {
                 continue;
             }
-            let index = completion_index(pod);
-            if let Some(report) = message(pod).and_then(|m| serde_json::from_str(&m).ok()) {
-                by_index.entry(index).or_insert(report);
+            let index = pods::completion_index(pod);
+            match pods::message(pod).map(serde_json::from_str::<T>) {
+                Some(Ok(report)) => {
+                    by_index.entry(index).or_insert(report);
+                }
+                Some(Err(e)) => lost.push((pod.name_any(), format!("unreadable report: {e}"))),
+                None => lost.push((pod.name_any(), "no report".into())),
             }
         }
-        by_index.into_values().collect()
+        Reports {
+            read: by_index.into_values().collect(),
+            lost,
+        }
     }
 
-    /// The first failed pod of the Job: its name, completion index and error line.
+    /// The last failed pod of the Job that was not stopped from outside: its name,
+    /// completion index and error line.
     pub fn failure(&self, job: &str) -> Option<(String, String, String)> {
         let mut failed: Vec<&Pod> = self
             .pods_of(job)
-            .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed"))
+            .filter(|p| pods::phase(p) == "Failed")
             .collect();
-        failed.sort_by_key(|p| p.metadata.creation_timestamp.clone());
+        failed.sort_by_key(|p| (!pods::disrupted(p), p.metadata.creation_timestamp.clone()));
         let pod = failed.last()?;
-        let raw = message(pod).unwrap_or_else(|| reason(pod));
-        let error = match serde_json::from_str::<FailureReport>(&raw) {
-            Ok(r) => r.error,
-            // A pod that died before writing its report (OOM-killed, evicted): the kubelet's
-            // reason, or the tail of its log (FallbackToLogsOnError).
-            Err(_) => raw.lines().last().unwrap_or_default().to_string(),
-        };
-        Some((pod.name_any(), completion_index(pod), error))
+        let limit = memory_limit(pod);
+        Some((
+            pod.name_any(),
+            pods::completion_index(pod),
+            pods::failure(pod, limit.as_deref()),
+        ))
+    }
+
+    /// Why the Job's pods cannot start, if one cannot: the longest-stuck pod, or the Job
+    /// controller's refusal to create any.
+    pub fn stuck(&self, job: &str) -> Option<Stuck> {
+        let pod = self
+            .pods_of(job)
+            .filter_map(pods::stuck)
+            .min_by_key(|s| s.since);
+        pod.or_else(|| {
+            let message = self.create_failures.get(job)?;
+            Some(Stuck {
+                reason: "FailedCreate".into(),
+                message: message.clone(),
+                since: self.job(job)?.metadata.creation_timestamp.as_ref()?.0,
+            })
+        })
+    }
+
+    /// When the Job was created.
+    pub fn created(&self, job: &str) -> Option<Timestamp> {
+        Some(self.job(job)?.metadata.creation_timestamp.as_ref()?.0)
     }
 }
 
-fn completion_index(pod: &Pod) -> String {
-    pod.annotations()
-        .get("batch.kubernetes.io/job-completion-index")
-        .cloned()
-        .unwrap_or_else(|| "0".into())
-}
-
-/// The main container's termination message.
-fn message(pod: &Pod) -> Option<String> {
-    pod.status
+/// The pod's memory limit, as written in its spec.
+fn memory_limit(pod: &Pod) -> Option<String> {
+    pod.spec
         .as_ref()?
-        .container_statuses
+        .containers
+        .first()?
+        .resources
         .as_ref()?
-        .iter()
-        .find_map(|c| c.state.as_ref()?.terminated.as_ref()?.message.clone())
-        .filter(|m| !m.trim().is_empty())
-}
-
-/// Why a pod failed, when it left no message.
-fn reason(pod: &Pod) -> String {
-    let status = pod.status.as_ref();
-    let terminated = status
-        .and_then(|s| s.container_statuses.as_ref())
-        .and_then(|cs| cs.iter().find_map(|c| c.state.as_ref()?.terminated.clone()));
-    match terminated {
-        Some(t) => format!(
-            "container exited with code {}{}",
-            t.exit_code,
-            t.reason.map(|r| format!(" ({r})")).unwrap_or_default()
-        ),
-        None => status
-            .and_then(|s| s.message.clone().or_else(|| s.reason.clone()))
-            .unwrap_or_else(|| "the pod failed without a message".into()),
-    }
+        .limits
+        .as_ref()?
+        .get("memory")
+        .map(|q| q.0.clone())
 }
 
 /// Reads a Job's state from its status and conditions.

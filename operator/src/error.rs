@@ -4,8 +4,13 @@
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A call to the API server failed.
-    #[error("Kubernetes API: {0}")]
-    Kube(#[from] kube::Error),
+    #[error("{doing}: {source}")]
+    Api {
+        /// What the operator was doing, e.g. `creating Job revenue-s0`.
+        doing: String,
+        /// The API's error.
+        source: kube::Error,
+    },
     /// Something the operator relies on does not hold.
     #[error("{0}")]
     Invariant(String),

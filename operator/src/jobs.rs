@@ -2,7 +2,10 @@
 //! cleanup of a deleted job. Their pods run `kask worker ...` with the job's spec in the
 //! environment, the storage Secret's allow-listed keys, and a `restricted` security context.
 
-use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::batch::v1::{
+    Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement,
+    PodFailurePolicyOnPodConditionsPattern, PodFailurePolicyRule,
+};
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, ObjectFieldSelector,
     PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile,
@@ -13,7 +16,11 @@ use kube::{Resource, ResourceExt};
 
 use crate::error::{Error, Result};
 use crate::names;
+use kask_api::report::exit;
 use kask_api::{DaskJob, SECRET_KEYS};
+
+/// The worker container's name.
+const CONTAINER: &str = "kask";
 
 /// The user worker containers run as (the image's `kask` user).
 const WORKER_UID: i64 = 65532;
@@ -21,13 +28,15 @@ const WORKER_UID: i64 = 65532;
 /// What every child Job of one DaskJob shares.
 pub struct JobFactory<'a> {
     dj: &'a DaskJob,
+    /// The job's worker image, fixed in its status when it started.
     base: String,
     image: String,
     resources: Option<ResourceRequirements>,
 }
 
 /// One step to run.
-pub enum Step<'a> {
+#[derive(Clone, Debug, PartialEq)]
+pub enum Step {
     /// List the inputs and write the plan.
     Plan,
     /// Stage `index` named `name`, in `groups` task groups.
@@ -35,16 +44,16 @@ pub enum Step<'a> {
         /// Index in the plan.
         index: usize,
         /// The stage's name.
-        name: &'a str,
+        name: String,
         /// Task groups (completions).
         groups: u32,
         /// The plan's URL.
-        plan: &'a str,
+        plan: String,
     },
     /// Name the output files and write the manifest.
     Commit {
         /// The plan's URL.
-        plan: &'a str,
+        plan: String,
     },
     /// Remove the scratch prefix of a deleted job.
     Cleanup,
@@ -61,18 +70,15 @@ pub struct WorkerDefaults {
 }
 
 impl<'a> JobFactory<'a> {
-    /// The factory for `dj`'s children; `defaults` fill what its spec leaves out.
-    pub fn new(dj: &'a DaskJob, defaults: &WorkerDefaults) -> Result<JobFactory<'a>> {
+    /// The factory for `dj`'s children, whose pods run `image`; `defaults` fill what its
+    /// spec leaves out.
+    pub fn new(dj: &'a DaskJob, image: &str, defaults: &WorkerDefaults) -> Result<JobFactory<'a>> {
         let uid = dj
             .uid()
             .ok_or_else(|| Error::Invariant("a DaskJob without a UID".into()))?;
         Ok(JobFactory {
             base: names::base(&dj.name_any(), &uid),
-            image: dj
-                .spec
-                .image
-                .clone()
-                .unwrap_or_else(|| defaults.image.clone()),
+            image: image.to_string(),
             resources: dj
                 .spec
                 .resources
@@ -82,13 +88,8 @@ impl<'a> JobFactory<'a> {
         })
     }
 
-    /// The children's name prefix.
-    pub fn base(&self) -> &str {
-        &self.base
-    }
-
     /// The Job that runs `step`.
-    pub fn job(&self, step: &Step<'_>, suspend: bool) -> Result<Job> {
+    pub fn job(&self, step: &Step, suspend: bool) -> Result<Job> {
         let spec = &self.dj.spec;
         let retries = i32::try_from(spec.retries()).unwrap_or(i32::MAX);
         let (name, stage, args, completions) = match step {
@@ -105,14 +106,14 @@ impl<'a> JobFactory<'a> {
                 plan,
             } => (
                 names::stage_job(&self.base, *index),
-                name.to_string(),
+                names::label_value(name),
                 vec![
                     "worker".into(),
                     "run".into(),
                     "--plan".into(),
-                    plan.to_string(),
+                    plan.clone(),
                     "--stage".into(),
-                    name.to_string(),
+                    name.clone(),
                 ],
                 i32::try_from(*groups).unwrap_or(i32::MAX).max(1),
             ),
@@ -123,7 +124,7 @@ impl<'a> JobFactory<'a> {
                     "worker".into(),
                     "commit".into(),
                     "--plan".into(),
-                    plan.to_string(),
+                    plan.clone(),
                 ],
                 1,
             ),
@@ -163,9 +164,14 @@ impl<'a> JobFactory<'a> {
                 max_failed_indexes: indexed.then_some(0),
                 backoff_limit: (!indexed).then_some(retries),
                 suspend: Some(suspend),
+                pod_failure_policy: Some(pod_failure_policy()),
                 template: PodTemplateSpec {
                     metadata: Some(ObjectMeta {
                         labels: Some(labels),
+                        // Pods are owned by their Job; this leads a pod event to its DaskJob.
+                        annotations: Some(
+                            [(names::ANNOTATION_JOB.to_string(), self.dj.name_any())].into(),
+                        ),
                         ..ObjectMeta::default()
                     }),
                     spec: Some(self.pod(args)?),
@@ -251,7 +257,7 @@ impl<'a> JobFactory<'a> {
                 ..PodSecurityContext::default()
             }),
             containers: vec![Container {
-                name: "kask".into(),
+                name: CONTAINER.into(),
                 image: Some(self.image.clone()),
                 image_pull_policy: Some("IfNotPresent".into()),
                 args: Some(args),
@@ -286,6 +292,33 @@ impl<'a> JobFactory<'a> {
             }]),
             ..PodSpec::default()
         })
+    }
+}
+
+/// One retry layer, and only where a retry can help: a worker's exit code for the user's
+/// errors or lasting ones fails the Job at once; a pod stopped from outside (preemption,
+/// eviction, a drained node) does not use up a retry.
+fn pod_failure_policy() -> PodFailurePolicy {
+    PodFailurePolicy {
+        rules: vec![
+            PodFailurePolicyRule {
+                action: "FailJob".into(),
+                on_exit_codes: Some(PodFailurePolicyOnExitCodesRequirement {
+                    container_name: Some(CONTAINER.into()),
+                    operator: "In".into(),
+                    values: vec![exit::USER, exit::LASTING],
+                }),
+                on_pod_conditions: None,
+            },
+            PodFailurePolicyRule {
+                action: "Ignore".into(),
+                on_exit_codes: None,
+                on_pod_conditions: Some(vec![PodFailurePolicyOnPodConditionsPattern {
+                    type_: "DisruptionTarget".into(),
+                    status: "True".into(),
+                }]),
+            },
+        ],
     }
 }
 
@@ -324,7 +357,8 @@ spec:
     }
 
     fn plan_job(dj: &DaskJob) -> Job {
-        JobFactory::new(dj, &defaults())
+        let image = crate::decide::worker_image(dj, "registry.example/kask:1");
+        JobFactory::new(dj, &image, &defaults())
             .expect("a factory for a valid DaskJob")
             .job(&Step::Plan, false)
             .expect("the plan Job builds")
@@ -344,12 +378,13 @@ spec:
     #[test]
     fn a_stage_is_an_indexed_job_with_retries_per_index_and_at_most_workers_pods() {
         let dj = job("");
-        let f = JobFactory::new(&dj, &defaults()).expect("a factory for a valid DaskJob");
+        let f = JobFactory::new(&dj, "registry.example/kask:1", &defaults())
+            .expect("a factory for a valid DaskJob");
         let step = Step::Stage {
             index: 1,
-            name: "shuffle",
+            name: "shuffle".into(),
             groups: 8,
-            plan: "s3://lake/x/_kask/plan.json",
+            plan: "s3://lake/x/_kask/plan.json".into(),
         };
         let j = f.job(&step, false).expect("the stage Job builds");
         assert_eq!(j.metadata.name.as_deref(), Some("revenue-s1"));
@@ -481,5 +516,41 @@ spec:
                 .requests
                 .is_none()
         );
+    }
+
+    #[test]
+    fn user_errors_fail_the_job_at_once_and_disruptions_use_no_retry() {
+        let j = plan_job(&job(""));
+        let policy = j
+            .spec
+            .as_ref()
+            .and_then(|s| s.pod_failure_policy.as_ref())
+            .expect("every Job has a podFailurePolicy");
+        let fail = &policy.rules[0];
+        assert_eq!(fail.action, "FailJob");
+        let codes = fail.on_exit_codes.as_ref().expect("by exit code");
+        assert_eq!(codes.operator, "In");
+        assert_eq!(codes.values, vec![2, 4]);
+        assert_eq!(codes.container_name.as_deref(), Some("kask"));
+        assert_eq!(container(&j).name, "kask");
+        let ignore = &policy.rules[1];
+        assert_eq!(ignore.action, "Ignore");
+        let cond = &ignore.on_pod_conditions.as_ref().expect("by condition")[0];
+        assert_eq!(cond.type_, "DisruptionTarget");
+    }
+
+    #[test]
+    fn a_stage_label_is_always_a_valid_label_value() {
+        let dj = job("");
+        let f = JobFactory::new(&dj, "img", &defaults()).expect("a factory");
+        let step = Step::Stage {
+            index: 0,
+            name: "s0-scan-".into(),
+            groups: 1,
+            plan: "p".into(),
+        };
+        let j = f.job(&step, false).expect("builds");
+        let labels = j.metadata.labels.as_ref().expect("set");
+        assert_eq!(labels["kask.dev/stage"], "s0-scan");
     }
 }

@@ -4,26 +4,29 @@
 
 mod children;
 mod conditions;
+mod decide;
 mod error;
 mod http;
 mod jobs;
 mod leader;
 mod metrics;
 mod names;
+mod pods;
 mod reconcile;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use clap::{ArgAction, Parser};
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::api::core::v1::{Pod, ResourceRequirements};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::{Controller, controller, watcher};
-use kube::{Api, Client};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{Controller, WatchStreamExt, controller, watcher};
+use kube::{Api, Client, ResourceExt};
 use tracing::{debug, error, info, warn};
 
 use jobs::WorkerDefaults;
@@ -180,22 +183,19 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         controller: "kask-operator".into(),
         instance: std::env::var("POD_NAME").ok(),
     };
-    let ctx = Arc::new(Ctx {
+    let shared = Shared {
         client: client.clone(),
         recorder: Recorder::new(client.clone(), reporter),
         metrics: Arc::clone(&metrics),
         worker,
-    });
+    };
     info!(
         worker_image = %args.worker_image,
         namespaces = %if namespaces.is_empty() { "all".to_string() } else { namespaces.join(",") },
         "watching DaskJobs"
     );
-    let controllers = futures::future::join_all(
-        scopes
-            .iter()
-            .map(|scope| control(api(&client, *scope), api(&client, *scope), Arc::clone(&ctx))),
-    );
+    let controllers =
+        futures::future::join_all(scopes.iter().map(|scope| control(&client, *scope, &shared)));
     match leadership {
         None => {
             controllers.await;
@@ -228,13 +228,47 @@ where
     }
 }
 
-/// One controller: DaskJobs, and the Jobs they own, in one scope; until SIGTERM or Ctrl-C.
-async fn control(djs: Api<DaskJob>, jobs: Api<Job>, ctx: Arc<Ctx>) {
-    Controller::new(djs, watcher::Config::default())
-        .owns(
-            jobs,
-            watcher::Config::default().labels(names::LABEL_JOB_UID),
-        )
+/// What the controllers of all scopes share.
+struct Shared {
+    client: Client,
+    recorder: Recorder,
+    metrics: Arc<Metrics>,
+    worker: WorkerDefaults,
+}
+
+/// One controller: DaskJobs, the Jobs they own and those Jobs' pods, in one scope; until
+/// SIGTERM or Ctrl-C. Jobs and pods are watched once, into caches that every reconcile
+/// reads instead of listing them.
+async fn control(client: &Client, scope: Option<&str>, shared: &Shared) {
+    let selector = watcher::Config::default().labels(names::LABEL_JOB_UID);
+    let (jobs, jobs_writer) = reflector::store::<Job>();
+    let job_events = watcher(api::<Job>(client, scope), selector.clone())
+        .default_backoff()
+        .modify(slim_job)
+        .reflect(jobs_writer)
+        .applied_objects();
+    let (pods, pods_writer) = reflector::store::<Pod>();
+    let pod_events = watcher(api::<Pod>(client, scope), selector)
+        .default_backoff()
+        .modify(slim_pod)
+        .reflect(pods_writer)
+        .applied_objects();
+    let ctx = Arc::new(Ctx {
+        client: shared.client.clone(),
+        recorder: shared.recorder.clone(),
+        metrics: Arc::clone(&shared.metrics),
+        worker: shared.worker.clone(),
+        jobs,
+        pods,
+        failures: Mutex::default(),
+    });
+    Controller::new(api::<DaskJob>(client, scope), watcher::Config::default())
+        .owns_stream(job_events)
+        .watches_stream(pod_events, |pod: Pod| {
+            // A pod that cannot start changes nothing in its Job: its own events lead here.
+            let name = pod.annotations().get(names::ANNOTATION_JOB)?.clone();
+            Some(ObjectRef::<DaskJob>::new(&name).within(&pod.namespace()?))
+        })
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {
@@ -248,6 +282,29 @@ async fn control(djs: Api<DaskJob>, jobs: Api<Job>, ctx: Arc<Ctx>) {
             }
         })
         .await;
+}
+
+/// A Job as the cache keeps it: without its pod template (the job's spec is in every one)
+/// or managed fields, which the operator never reads back.
+fn slim_job(job: &mut Job) {
+    job.metadata.managed_fields = None;
+    if let Some(spec) = job.spec.as_mut() {
+        spec.template = Default::default();
+    }
+}
+
+/// A pod as the cache keeps it: its status, labels, annotations and container resources;
+/// not the environment (which carries the job's spec) or managed fields.
+fn slim_pod(pod: &mut Pod) {
+    pod.metadata.managed_fields = None;
+    if let Some(spec) = pod.spec.as_mut() {
+        spec.volumes = None;
+        for c in &mut spec.containers {
+            c.env = None;
+            c.args = None;
+            c.volume_mounts = None;
+        }
+    }
 }
 
 /// SIGTERM (the kubelet stopping the pod) or Ctrl-C.

@@ -11,6 +11,8 @@ pub const LABEL_JOB_UID: &str = "kask.dev/job-uid";
 pub const LABEL_STAGE: &str = "kask.dev/stage";
 /// An annotation naming a failpoint its pods die at (`KASK_FAILPOINT`), for fault tests.
 pub const ANNOTATION_FAILPOINT: &str = "kask.dev/failpoint";
+/// The DaskJob's full name on its pods (names can be longer than a label value allows).
+pub const ANNOTATION_JOB: &str = "kask.dev/daskjob";
 /// Removes the scratch prefix before a deleted DaskJob goes.
 pub const FINALIZER: &str = "kask.dev/cleanup";
 
@@ -57,6 +59,29 @@ pub fn cleanup_job(base: &str) -> String {
     format!("{base}-cleanup")
 }
 
+/// `value` as a valid label value: at most 63 characters of `[A-Za-z0-9._-]`, beginning and
+/// ending with an alphanumeric (others replaced by `-`, the ends trimmed); `x` if nothing is
+/// left. Stage names come from the plan pod, which keeps them valid; this makes sure of it.
+pub fn label_value(value: &str) -> String {
+    let mapped: String = value
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(63)
+        .collect();
+    let trimmed = mapped.trim_matches(|c: char| !c.is_ascii_alphanumeric());
+    if trimmed.is_empty() {
+        "x".into()
+    } else {
+        trimmed.into()
+    }
+}
+
 /// The labels of a child Job and its pods.
 pub fn labels(name: &str, uid: &str, stage: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
@@ -86,5 +111,19 @@ mod tests {
         assert!(b.len() <= MAX_BASE, "{b}");
         assert!(b.ends_with("-7f3e9"), "{b}");
         assert!(stage_job(&b, 12).len() + "-99-abcde".len() <= 63);
+    }
+
+    #[test]
+    fn label_values_are_valid_whatever_the_stage_name() {
+        for (raw, want) in [
+            ("s0-scan-orders", "s0-scan-orders"),
+            ("s0-scan-", "s0-scan"),
+            ("数据", "x"),
+            ("-_.", "x"),
+            ("a b", "a-b"),
+        ] {
+            assert_eq!(label_value(raw), want, "{raw:?}");
+        }
+        assert_eq!(label_value(&"z".repeat(100)).len(), 63);
     }
 }

@@ -55,6 +55,11 @@ pub enum Error {
     #[error("data lost: {0}")]
     DataLost(String),
 
+    /// Parts of one job run different Kask versions (a plan from another release): the
+    /// environment's, and lasting.
+    #[error("incompatible Kask versions: {0}")]
+    Incompatible(String),
+
     /// The process was told to stop (SIGTERM) before it finished.
     #[error("stopped: {0}")]
     Stopped(String),
@@ -93,6 +98,21 @@ impl Error {
     /// An internal error.
     pub fn internal(message: impl fmt::Display) -> Error {
         Error::Internal(message.to_string())
+    }
+    /// The process's exit code for this error (see [`kask_api::report::exit`]), which a Job's
+    /// `podFailurePolicy` reads: a user's error fails the job after one pod.
+    pub fn exit_code(&self) -> i32 {
+        use kask_api::report::exit;
+        match self {
+            Error::Load(_)
+            | Error::Spec { .. }
+            | Error::Input { .. }
+            | Error::Output { .. }
+            | Error::Task { .. } => exit::USER,
+            Error::Storage { .. } | Error::Stopped(_) => exit::TRANSIENT,
+            Error::DataLost(_) | Error::Incompatible(_) => exit::LASTING,
+            Error::Internal(_) => exit::INTERNAL,
+        }
     }
     /// Whether retrying the same task could succeed (storage and transient faults), as opposed
     /// to a deterministic failure such as bad data.

@@ -39,7 +39,8 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", e.to_string().trim_end());
-            ExitCode::FAILURE
+            // Whose fault, in the code: pods' podFailurePolicy and scripts read it.
+            ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(1))
         }
     }
 }

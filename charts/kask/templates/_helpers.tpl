@@ -73,7 +73,11 @@ it uses. It never reads Secrets or data. */}}
   verbs: [list, watch, create, patch, delete]
 - apiGroups: [""]
   resources: [pods]
-  # the termination messages of finished task pods
+  # the cache of task pods: their termination messages, and why one cannot start
+  verbs: [list, watch]
+- apiGroups: [""]
+  resources: [events]
+  # a Job's FailedCreate Events, when a quota or webhook refuses its pods
   verbs: [list]
 - apiGroups: [events.k8s.io]
   resources: [events]

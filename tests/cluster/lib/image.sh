@@ -165,3 +165,11 @@ cmd_load_image() {
   ref=$(tar -xOf "$tar" index.json | jq -r '.manifests[0].annotations["io.containerd.image.name"]')
   log "loaded $ref"
 }
+
+cmd_tag_image() {
+  [[ -n "$1" && -n "$2" ]] || die "tag-image: SRC DST"
+  [[ -S "$CONTAINERD_SOCK" ]] || die "tag-image: the cluster is not up (no $CONTAINERD_SOCK)"
+  ctr --address "$CONTAINERD_SOCK" --namespace k8s.io images tag --force "$1" "$2" >/dev/null ||
+    die "tag-image: tagging $1 as $2 failed"
+  log "tagged $1 as $2"
+}

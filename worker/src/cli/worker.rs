@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::Subcommand;
 use serde::Serialize;
 
-use kask_api::report::{FailureReport, termination_message};
+use kask_api::report::{FailureReport, PlanReport, fitted, termination_message};
 use kask_worker::Error;
 use kask_worker::pod;
 
@@ -56,17 +56,47 @@ fn termination_log() -> Option<PathBuf> {
     }
 }
 
-fn leave<T: Serialize>(report: &T) {
-    let msg = termination_message(report);
+/// Prints a report and leaves it where Kubernetes keeps it as the termination message.
+fn leave(msg: &str) {
     println!("{msg}");
     if let Some(path) = termination_log()
-        && let Err(e) = std::fs::write(&path, &msg)
+        && let Err(e) = std::fs::write(&path, msg)
     {
         eprintln!(
             "warning: cannot write the termination message to {}: {e}",
             path.display()
         );
     }
+}
+
+/// Leaves a success report whole: a report cut short would read as a failure, or as no report.
+fn leave_success<T: Serialize>(report: &T) -> Result<(), Error> {
+    let msg = fitted(report).ok_or_else(|| {
+        Error::spec(
+            "spec.output.path",
+            "is too long for the commit's report (4 KiB with the store's URL)",
+        )
+    })?;
+    leave(&msg);
+    Ok(())
+}
+
+/// Leaves the plan's report, summarised (stages by index) if the names make it too long.
+fn leave_plan(report: &PlanReport) -> Result<(), Error> {
+    let msg = fitted(report)
+        .or_else(|| fitted(&report.summarised()))
+        .ok_or_else(|| {
+            Error::spec(
+                "spec",
+                format!(
+                    "the plan has {} stages, more than a pod can report to the operator \
+                     (a 4 KiB termination message); split the job",
+                    report.stages.len()
+                ),
+            )
+        })?;
+    leave(&msg);
+    Ok(())
 }
 
 /// Resolves when the process gets SIGTERM. In a pod, `kask` is PID 1, which the kernel
@@ -94,11 +124,11 @@ pub async fn dispatch(what: WorkerCommand) -> Result<(), Error> {
         )),
     };
     if let Err(e) = &result {
-        leave(&FailureReport {
+        leave(&termination_message(&FailureReport {
             error: e.to_string().trim_end().to_string(),
             task: None,
             retryable: e.is_retryable(),
-        });
+        }));
     }
     result
 }
@@ -106,12 +136,13 @@ pub async fn dispatch(what: WorkerCommand) -> Result<(), Error> {
 async fn run(what: WorkerCommand) -> Result<(), Error> {
     let spec = pod::spec_from_env()?;
     match what {
-        WorkerCommand::Plan { job_id } => leave(&pod::plan(&spec, &job_id).await?),
+        WorkerCommand::Plan { job_id } => leave_plan(&pod::plan(&spec, &job_id).await?),
         WorkerCommand::Run { plan, stage, index } => {
-            leave(&pod::run_stage(&spec, &plan, &stage, index).await?)
+            leave_success(&pod::run_stage(&spec, &plan, &stage, index).await?)
         }
-        WorkerCommand::Commit { plan, job_id } => leave(&pod::commit(&spec, &job_id, &plan).await?),
-        WorkerCommand::Cleanup { job_id } => leave(&pod::cleanup(&spec, &job_id).await?),
+        WorkerCommand::Commit { plan, job_id } => {
+            leave_success(&pod::commit(&spec, &job_id, &plan).await?)
+        }
+        WorkerCommand::Cleanup { job_id } => leave_success(&pod::cleanup(&spec, &job_id).await?),
     }
-    Ok(())
 }

@@ -269,19 +269,26 @@ fn input_plan(l: &ListedInput) -> InputPlan {
     }
 }
 
-/// Lowercase letters, digits and dashes, as Kubernetes names need.
+/// Lowercase letters, digits and single dashes, as Kubernetes names and label values need:
+/// at most 40 characters, starting and ending with a letter or digit. A name with none of
+/// those (`_`, `数据`) becomes `input`.
 pub fn dns_safe(name: &str) -> String {
-    let s: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    s.trim_matches('-').chars().take(40).collect()
+    let mut s = String::new();
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() {
+            s.push(c.to_ascii_lowercase());
+        } else if !s.is_empty() && !s.ends_with('-') {
+            s.push('-');
+        }
+    }
+    // Cut before trimming, so that a cut at a dash cannot leave one at the end.
+    s.truncate(40);
+    let s = s.trim_matches('-');
+    if s.is_empty() {
+        "input".into()
+    } else {
+        s.into()
+    }
 }
 
 /// Cuts an input into tasks of about `target` bytes: whole row groups for Parquet, byte
@@ -341,4 +348,43 @@ pub fn cut_input(listed: &ListedInput, target: u64) -> Vec<Vec<Fragment>> {
         tasks.push(current);
     }
     tasks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dns_safe;
+
+    /// A Kubernetes label value: at most 63 characters, alphanumerics with `-`, `_` or `.`
+    /// between them (written out here rather than taken from the code under test).
+    fn valid_label(v: &str) -> bool {
+        let alnum = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+        v.len() <= 63
+            && alnum(v.chars().next())
+            && alnum(v.chars().last())
+            && v.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    }
+
+    #[test]
+    fn every_input_name_gives_a_valid_stage_label() {
+        let long_cut_at_underscore = format!("{}_tail", "a".repeat(40));
+        let cases = [
+            ("orders", "orders"),
+            ("Orders_2026", "orders-2026"),
+            ("_", "input"),
+            ("数据", "input"),
+            ("__x__", "x"),
+            ("a__b", "a-b"),
+            ("数据_sales", "sales"),
+            (long_cut_at_underscore.as_str(), &"a".repeat(40)),
+        ];
+        for (name, want) in cases {
+            let got = dns_safe(name);
+            assert_eq!(got, want, "{name:?}");
+            let label = format!("s12-scan-{got}");
+            assert!(valid_label(&label), "{name:?} gives {label:?}");
+        }
+        let odd = format!("{}_{}", "b".repeat(39), "c".repeat(10));
+        assert!(valid_label(&format!("s0-scan-{}", dns_safe(&odd))));
+    }
 }

@@ -15,7 +15,7 @@ use tracing::info;
 use crate::commit::cleanup::abandon;
 use crate::commit::{check_output, commit_job, committed, manifest_path};
 use crate::error::{Error, Result};
-use crate::plan::Plan;
+use crate::plan::{PLAN_VERSION, Plan};
 use crate::runner::{RunOptions, Shared, prepare, run_tasks};
 use crate::store::Store;
 use crate::task::build::InputCache;
@@ -130,6 +130,7 @@ pub async fn plan(spec: &DaskJobSpec, job_id: &str) -> Result<PlanReport> {
     }
     let workers = plan.spec.workers() as usize;
     Ok(PlanReport {
+        version: Some(plan.version),
         plan: format!("{}/{}", store.url, path),
         stages: plan
             .stages
@@ -143,7 +144,23 @@ pub async fn plan(spec: &DaskJobSpec, job_id: &str) -> Result<PlanReport> {
     })
 }
 
+/// A plan this Kask can run: one written by another plan version (another Kask release,
+/// through a changed `spec.image`) is refused rather than misread.
 fn parse_plan(body: &[u8], path: &str) -> Result<Plan> {
+    #[derive(serde::Deserialize)]
+    struct Versioned {
+        version: u32,
+    }
+    let written = serde_json::from_slice::<Versioned>(body)
+        .map_err(|e| Error::internal(format!("{path}: not a plan: {e}")))?
+        .version;
+    if written != PLAN_VERSION {
+        return Err(Error::Incompatible(format!(
+            "{path} was written by a Kask with plan version {written}, and this one ({}) reads \
+             version {PLAN_VERSION}: every pod of a job must run the image it started with",
+            env!("CARGO_PKG_VERSION")
+        )));
+    }
     serde_json::from_slice(body).map_err(|e| Error::internal(format!("{path}: not a plan: {e}")))
 }
 
@@ -188,6 +205,10 @@ pub async fn run_stage(
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
+    // One retry layer: the stage Job's backoff runs a failed group again in a new pod, so a
+    // pod does not retry its tasks itself (object_store still retries single requests).
+    let mut plan = plan;
+    plan.spec.retries = Some(0);
     let shared: Shared = Arc::new((store, plan, InputCache::default()));
     let outcomes = run_tasks(&shared, stage_id, tasks, cores, &|_| {}).await?;
     let mut report = TaskReport {
