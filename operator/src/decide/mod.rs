@@ -240,7 +240,10 @@ impl Decider<'_> {
         // An API error of an earlier reconcile: this one applies its actions afresh, and
         // the condition comes back if they fail again.
         self.clear("ApiError", "Applied");
-        if self.status.start_time.is_none() {
+        // A job starts when a pod may first run, as a Job's startTime does: a job created
+        // suspended has not started, so its deadline does not run and its deletion needs no
+        // cleanup pod.
+        if self.status.start_time.is_none() && !self.suspended() {
             self.status.start_time = Some(self.now());
         }
         if self.status.worker_image.is_none() {

@@ -250,6 +250,17 @@ fn a_suspended_new_job_creates_its_plan_job_suspended() {
     );
     assert_eq!(d.status.phase, Some(Phase::Suspended));
     assert_eq!(cond(&d.status, "Suspended").map(|c| c.0), Some("True"));
+    // Not started: deleting it needs no cleanup pod.
+    assert_eq!(d.status.start_time, None);
+    let mut gone = dj.clone();
+    gone.status = Some(d.status);
+    gone.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        NOW.parse().expect("a time"),
+    ));
+    assert_eq!(
+        run_with(&gone, vec![job("rev-plan", "suspended")], vec![]).actions,
+        vec![Act::RemoveFinalizer]
+    );
 }
 
 // --- plan --------------------------------------------------------------------------------
@@ -904,4 +915,126 @@ fn every_step_of_a_happy_job_in_order() {
             .iter()
             .all(|s: &StageStatus| s.seconds.is_some())
     );
+}
+
+// --- every phase × every child state × suspend × deletion ----------------------------------
+
+#[test]
+fn invariants_hold_for_every_phase_child_state_suspension_and_deletion() {
+    // Where the job stands, and the name of the Job it waits on there.
+    let situations: Vec<(&str, DaskJob, &str)> = vec![
+        ("new", daskjob(|_| {}), "rev-plan"),
+        ("stage 0", planned(|_| {}), "rev-s0"),
+        ("commit", planned(stages_done), "rev-commit"),
+        ("succeeded", finished("Succeeded", None, 10), "rev-commit"),
+        ("failed", finished("Failed", Some(3600), 10), "rev-s0"),
+    ];
+    let states = ["none", "running", "suspended", "complete", "failed"];
+    let mut cases = 0;
+    for (what, base, child) in &situations {
+        for state in states {
+            for suspend in [false, true] {
+                for deleting in [false, true] {
+                    let mut dj = base.clone();
+                    dj.spec.suspend = Some(suspend);
+                    if deleting {
+                        dj.metadata.deletion_timestamp =
+                            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                                NOW.parse().expect("a time"),
+                            ));
+                    }
+                    let (jobs, pods) = if state == "none" {
+                        (vec![], vec![])
+                    } else {
+                        let report = if *child == "rev-plan" {
+                            plan_report()
+                        } else {
+                            task_report(2, 5)
+                        };
+                        let code = if state == "failed" { 2 } else { 0 };
+                        let msg = if state == "failed" {
+                            failure("bad data")
+                        } else {
+                            report
+                        };
+                        let pods = if matches!(state, "complete" | "failed") {
+                            vec![ended("p", child, 0, code, "Completed", &msg)]
+                        } else {
+                            vec![pod("p", child, 0, "Running", json!({}))]
+                        };
+                        (vec![job(child, state)], pods)
+                    };
+                    let d = run_with(&dj, jobs, pods);
+                    let at =
+                        format!("{what}, child {state}, suspend {suspend}, deleting {deleting}");
+                    cases += 1;
+                    let created = creates(&d);
+                    assert!(created.len() <= 1, "{at}: creates {created:?}");
+                    let was_done = matches!(
+                        base.status.as_ref().and_then(|s| s.phase),
+                        Some(Phase::Succeeded | Phase::Failed)
+                    );
+                    if deleting {
+                        assert!(
+                            created.iter().all(|s| **s == Step::Cleanup),
+                            "{at}: a deleted job creates {created:?}"
+                        );
+                        assert!(
+                            d.actions.contains(&Act::RemoveFinalizer) || d.requeue.is_some(),
+                            "{at}: a deletion that neither ends nor looks again"
+                        );
+                        continue;
+                    }
+                    if was_done {
+                        assert!(
+                            created.is_empty(),
+                            "{at}: a finished job creates {created:?}"
+                        );
+                        assert_eq!(
+                            d.status.phase,
+                            base.status.as_ref().and_then(|s| s.phase),
+                            "{at}"
+                        );
+                    }
+                    if suspend {
+                        for a in &d.actions {
+                            if let Act::Create {
+                                step,
+                                suspend: false,
+                            } = a
+                            {
+                                panic!("{at}: a suspended job creates {step:?} unsuspended");
+                            }
+                        }
+                    }
+                    match d.status.phase {
+                        _ if was_done => {}
+                        Some(Phase::Failed) => {
+                            let msg = d.status.message.clone().unwrap_or_default();
+                            assert!(!msg.is_empty(), "{at}: Failed without a message");
+                            assert_eq!(
+                                cond(&d.status, "Failed").map(|c| c.0),
+                                Some("True"),
+                                "{at}"
+                            );
+                        }
+                        Some(Phase::Pending | Phase::Running) => {
+                            // Never stuck: a running job is always looked at again.
+                            assert!(d.requeue.is_some(), "{at}: running with no requeue");
+                        }
+                        Some(Phase::Succeeded) => {
+                            assert_eq!(
+                                cond(&d.status, "Complete").map(|c| c.0),
+                                Some("True"),
+                                "{at}"
+                            );
+                        }
+                        Some(Phase::Suspended) => assert!(suspend, "{at}: suspended unasked"),
+                        None => panic!("{at}: no phase"),
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(cases, 5 * 5 * 2 * 2);
 }
