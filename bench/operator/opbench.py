@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """The operator benchmark: how fast the operator turns DaskJobs into pods, how long it leaves a
-job idle between stages, how it copes with many jobs at once, and what memory it holds.
+job idle between stages, how it copes with many jobs at once, how it admits a thousand queued
+ones, what memory it holds and how long its reconciles take.
 
 Runs against the cluster in $KUBECONFIG with Kask installed and MinIO reachable (bench/operator/run
 sets both up on the test bed). Only the standard library, kubectl and curl are used.
@@ -221,7 +222,14 @@ def phases(namespace: str) -> dict[str, str]:
     return {i["metadata"]["name"]: i.get("status", {}).get("phase", "") for i in items}
 
 
-def wait_phase(namespace: str, names: list[str], phase: str, timeout: float) -> float:
+def phases_jobs(namespace: str) -> list[str]:
+    """The names of the namespace's Jobs."""
+    return kubectl("get", "jobs", "--namespace", namespace, "-o",
+                   "jsonpath={.items[*].metadata.name}").split()
+
+
+def wait_phase(namespace: str, names: list[str], phase: str, timeout: float,
+               poll: float = 0.25) -> float:
     """Waits until every named DaskJob is in `phase`; fails on a Failed one or the timeout."""
     deadline = time.monotonic() + timeout
     while True:
@@ -236,7 +244,36 @@ def wait_phase(namespace: str, names: list[str], phase: str, timeout: float) -> 
         if time.monotonic() > deadline:
             left = sorted(n for n in names if now.get(n) != phase)
             raise SystemExit(f"opbench: {len(left)} DaskJobs not {phase} after {timeout:.0f}s: {left[:5]}")
-        time.sleep(0.25)
+        time.sleep(poll)
+
+
+# --- the operator's reconcile latency ------------------------------------------------------------
+
+
+def reconcile_histogram() -> dict[float, int]:
+    """The operator's `kask_reconcile_duration_seconds` buckets (upper bound → cumulative count),
+    read from its /metrics on its pod's address (reachable from the test bed's host)."""
+    ip = kubectl("get", "pods", "--namespace", "kask-system", "-l",
+                 "app.kubernetes.io/component=operator", "-o",
+                 "jsonpath={.items[0].status.podIP}").strip()
+    text = subprocess.run(["curl", "-fsS", "--max-time", "5", f"http://{ip}:8080/metrics"],
+                          capture_output=True, text=True, check=True).stdout
+    out: dict[float, int] = {}
+    for line in text.splitlines():
+        if line.startswith("kask_reconcile_duration_seconds_bucket{"):
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            out[float("inf") if le == "+Inf" else float(le)] = int(float(line.rsplit(" ", 1)[1]))
+    return out
+
+
+def histogram_quantile(before: dict[float, int], after: dict[float, int], q: float) -> float:
+    """The upper bound of the bucket holding quantile q of the reconciles between two reads."""
+    delta = {le: after[le] - before.get(le, 0) for le in after}
+    total = delta.get(float("inf"), 0)
+    for le in sorted(delta):
+        if total and delta[le] >= q * total:
+            return le
+    return float("nan")
 
 
 # --- the operator's memory ----------------------------------------------------------------------
@@ -244,12 +281,18 @@ def wait_phase(namespace: str, names: list[str], phase: str, timeout: float) -> 
 
 def operator_memory() -> tuple[int, int] | None:
     """The operator's resident and peak resident set in bytes, from /proc on this host (the test
-    bed's containers are host processes); None when it runs elsewhere."""
+    bed's containers are host processes); None when it runs elsewhere. The process is the one
+    whose POD_NAME is the operator pod's, not any other kask-operator on the host."""
+    pod = kubectl("get", "pods", "--namespace", "kask-system", "-l",
+                  "app.kubernetes.io/component=operator", "--field-selector=status.phase=Running",
+                  "-o", "jsonpath={.items[0].metadata.name}").strip()
     for pid_dir in Path("/proc").iterdir():
         if not pid_dir.name.isdigit():
             continue
         try:
             if (pid_dir / "comm").read_text().strip() != "kask-operator":
+                continue
+            if f"POD_NAME={pod}".encode() not in (pid_dir / "environ").read_bytes().split(b"\0"):
                 continue
             fields = dict(
                 line.split(":", 1) for line in (pid_dir / "status").read_text().splitlines()
@@ -276,6 +319,7 @@ def summary(values: list[float]) -> dict:
         "n": len(values),
         "median": statistics.median(values),
         "p90": pct(values, 0.9),
+        "p99": pct(values, 0.99),
         "max": max(values),
     }
 
@@ -295,6 +339,8 @@ def main() -> int:
     ap.add_argument("--single", type=int, default=5, help="jobs run one after another (latency)")
     ap.add_argument("--burst", type=int, default=50, help="jobs applied at once")
     ap.add_argument("--present", type=int, default=100, help="DaskJobs present for the memory figure")
+    ap.add_argument("--admit", type=int, default=1000,
+                    help="queued (suspended) DaskJobs applied at once, for admission at scale")
     ap.add_argument("--timeout", type=float, default=1200, help="seconds to wait for the burst")
     ap.add_argument("--json", type=Path, help="write the figures as JSON")
     ap.add_argument("--markdown", type=Path, help="write the table as Markdown")
@@ -382,6 +428,35 @@ def main() -> int:
         time.sleep(3.0)  # a resync or two with everything present
         figures["present"] = len(phases(ns))
         figures["memory_present"] = operator_memory()
+
+        # 4. Admission at scale: `admit` DaskJobs applied at once, suspended as a queue holds
+        # them. One is admitted when the operator has created its plan Job (suspended) and set
+        # its phase Suspended; the reconciles' latency comes from the operator's histogram.
+        if args.admit:
+            queued = [f"admit-{i:04d}" for i in range(args.admit)]
+            hist0 = reconcile_histogram()
+            t0 = time.monotonic()
+            for i in range(0, len(queued), 250):
+                apply([daskjob(n, ns, prefix, suspend=True) for n in queued[i:i + 250]])
+            done = wait_phase(ns, queued, "Suspended", args.timeout, poll=2.0)
+            hist1 = reconcile_histogram()
+            admitted: dict[str, float] = {}
+            for t, _, obj in djs.snapshot():
+                name = obj.get("metadata", {}).get("name", "")
+                if name.startswith("admit-") and obj.get("status", {}).get("phase") == "Suspended":
+                    admitted.setdefault(name, t)
+            plan_jobs = sum(1 for n in phases_jobs(ns) if n.startswith("admit-"))
+            figures["admit"] = {
+                "jobs": args.admit,
+                "all_admitted_seconds": done - t0,
+                "apply_to_admitted": summary([t - t0 for t in admitted.values()]),
+                "plan_jobs_created": plan_jobs,
+                "reconcile_p50_seconds": histogram_quantile(hist0, hist1, 0.5),
+                "reconcile_p99_seconds": histogram_quantile(hist0, hist1, 0.99),
+                "reconciles": hist1.get(float("inf"), 0) - hist0.get(float("inf"), 0),
+                "memory": operator_memory(),
+            }
+            print(f"opbench: {args.admit} DaskJobs admitted in {done - t0:.1f}s", flush=True)
     finally:
         for w in watches:
             w.stop()
@@ -411,6 +486,19 @@ def report(f: dict, args: argparse.Namespace) -> None:
         if m:
             goal = "< 50 MiB" if key == "memory_present" else ""
             rows.append((f"operator resident memory, {label}", f"{mib(m[0])} (peak so far {mib(m[1])})", goal))
+    a = f.get("admit")
+    if a:
+        rows.append((f"{a['jobs']} queued DaskJobs applied at once → all admitted (plan Job, Suspended)",
+                     f"{a['all_admitted_seconds']:.1f} s ({a['plan_jobs_created']} plan Jobs)", ""))
+        adm = a["apply_to_admitted"]
+        if adm:
+            rows.append(("  apply → admitted, per job",
+                         f"p50 {adm['median']:.2f} s, p99 {adm['p99']:.2f} s, max {adm['max']:.2f} s", ""))
+        rows.append((f"  reconcile duration ({a['reconciles']} reconciles; histogram bucket bounds)",
+                     f"p50 ≤ {a['reconcile_p50_seconds'] * 1000:.0f} ms, p99 ≤ {a['reconcile_p99_seconds'] * 1000:.0f} ms", ""))
+        if a.get("memory"):
+            rows.append((f"operator resident memory, {a['jobs']} more DaskJobs queued",
+                         f"{mib(a['memory'][0])} (peak so far {mib(a['memory'][1])})", "< 100 MiB"))
     lines = ["| measure | figure | goal |", "|---|---|---|"]
     lines += [f"| {a} | {b_} | {c} |" for a, b_, c in rows]
     table = "\n".join(lines)

@@ -114,8 +114,11 @@ while (((kills < 50 || commit_kills < 10) && SECONDS < until_done)); do
   running=$(commits_running)
   if ((running > 0)); then
     sleep "0.$((RANDOM % 5 + 1))"
+  elif chaos_finished; then
+    kill -9 "$operator_pid"
+    wait "$operator_pid" 2>/dev/null
+    break
   else
-    chaos_finished && break
     sleep "0.$((RANDOM % 8 + 2))"
   fi
   ((running > 0)) && commit_kills=$((commit_kills + 1))
