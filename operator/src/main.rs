@@ -261,6 +261,7 @@ async fn control(client: &Client, scope: Option<&str>, shared: &Shared) {
         jobs,
         pods,
         failures: Mutex::default(),
+        written: Mutex::default(),
     });
     Controller::new(api::<DaskJob>(client, scope), watcher::Config::default())
         .owns_stream(job_events)

@@ -43,7 +43,13 @@ pub struct Ctx {
     pub pods: Store<Pod>,
     /// Failed reconciles in a row, per DaskJob UID, for the backoff.
     pub failures: Mutex<HashMap<String, u32>>,
+    /// The status last written, per DaskJob UID, and when: to tell a stale cache.
+    pub written: Mutex<HashMap<String, (kask_api::DaskJobStatus, Instant)>>,
 }
+
+/// How long a cached DaskJob may lag the status written before it is trusted anyway (the
+/// watch has stalled, or someone else wrote the status).
+const STALE_LIMIT: Duration = Duration::from_secs(5);
 
 /// The first pause after a failed reconcile; it doubles with each failure in a row.
 const BACKOFF_FIRST: Duration = Duration::from_secs(2);
@@ -129,6 +135,9 @@ impl<'a> Reconcile<'a> {
         {
             return Ok(Action::requeue(Duration::from_secs(1)));
         }
+        if self.stale() {
+            return Ok(Action::requeue(Duration::from_millis(200)));
+        }
         let now = Timestamp::now();
         let mut children =
             Children::from_stores(&self.ctx.jobs, &self.ctx.pods, &self.namespace, &self.uid);
@@ -212,6 +221,7 @@ impl<'a> Reconcile<'a> {
             Act::RemoveFinalizer => {
                 let r = self.patch_finalizers(false).await;
                 self.ctx.metrics.phase(&self.uid, None);
+                self.forget();
                 r
             }
             Act::Create { step, suspend } => {
@@ -268,6 +278,7 @@ impl<'a> Reconcile<'a> {
                 Ok(Applied::Done)
             }
             Act::DeleteSelf => {
+                self.forget();
                 info!(job = %self.dj.name_any(), "deleting the job: its TTL after finishing has passed");
                 let dp = DeleteParams {
                     propagation_policy: Some(PropagationPolicy::Background),
@@ -339,18 +350,43 @@ impl<'a> Reconcile<'a> {
         if self.dj.status.as_ref() == Some(&status) {
             return Ok(());
         }
-        tolerate(
-            self.api
-                .patch_status(
-                    &self.dj.name_any(),
-                    &PatchParams::default(),
-                    &Patch::Merge(json!({ "status": status })),
-                )
-                .await,
-            &[404],
-            || "writing the status".into(),
-        )
-        .map(|_| ())
+        let patch = Patch::Merge(json!({ "status": status }));
+        match self
+            .api
+            .patch_status(&self.dj.name_any(), &PatchParams::default(), &patch)
+            .await
+        {
+            Ok(stored) => {
+                if let (Some(st), Ok(mut written)) = (stored.status, self.ctx.written.lock()) {
+                    written.insert(self.uid.clone(), (st, Instant::now()));
+                }
+                Ok(())
+            }
+            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+            Err(e) => Err(Error::Api {
+                doing: "writing the status".into(),
+                source: e,
+            }),
+        }
+    }
+
+    /// Whether the cached DaskJob is older than the status this operator last wrote: deciding
+    /// from it could undo a step (a Job deleted on failure, seen gone before the failure is
+    /// seen, would be created again). Only the operator writes the status, so a cached status
+    /// other than the last one written is stale; after [`STALE_LIMIT`] it is trusted anyway.
+    fn stale(&self) -> bool {
+        let Ok(written) = self.ctx.written.lock() else {
+            return false;
+        };
+        written.get(&self.uid).is_some_and(|(status, at)| {
+            self.dj.status.as_ref() != Some(status) && at.elapsed() < STALE_LIMIT
+        })
+    }
+
+    fn forget(&self) {
+        if let Ok(mut written) = self.ctx.written.lock() {
+            written.remove(&self.uid);
+        }
     }
 
     /// An API call failed: a refusal that will not change by itself (a 4xx other than a

@@ -662,8 +662,10 @@ impl Decider<'_> {
         Some(Duration::from_secs(u64::try_from(ttl).unwrap_or(0)) + Duration::from_millis(200))
     }
 
-    /// A finished job: deleted once its TTL has passed.
+    /// A finished job: no Job of it runs on (one created from a stale view of the job would),
+    /// and it is deleted once its TTL has passed.
     fn after_end(&mut self) -> Next {
+        self.stop_children();
         let ttl = self.dj().spec.ttl_seconds_after_finished?;
         let end = self.time_or_now(self.status.completion_time.as_deref());
         let expiry = end + SignedDuration::from_secs(ttl);

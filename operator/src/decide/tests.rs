@@ -753,6 +753,13 @@ fn a_finished_job_is_left_alone_until_its_ttl_then_deleted() {
     assert!(d.actions.is_empty());
     let d = run_with(&finished("Succeeded", Some(60), 61), vec![], vec![]);
     assert_eq!(d.actions, vec![Act::DeleteSelf]);
+    // A Job still running under a finished job (created from a stale view) is stopped.
+    let d = run_with(
+        &finished("Failed", None, 1),
+        vec![job("rev-s0", "failed"), job("rev-s1", "running")],
+        vec![],
+    );
+    assert_eq!(deletes(&d), vec!["rev-s1"]);
 }
 
 fn deleted(f: impl FnOnce(&mut Value), ago: i64) -> DaskJob {
