@@ -120,8 +120,9 @@ class Run:
         """The `error: ...` message of a failed run."""
         if self.rc == 0:
             raise Fail("kask run succeeded, want an error")
-        if self.rc != 1:
-            raise Fail(f"kask run exited {self.rc}, want 1 (an error, not a crash): "
+        # 2: the user's error (bad data, a bad expression), as kask's exit codes say.
+        if self.rc != 2:
+            raise Fail(f"kask run exited {self.rc}, want 2 (the user's error, not a crash): "
                        f"{self.stderr.strip()[-300:]}")
         errors = [line for line in self.stderr.splitlines() if line.startswith("error: ")]
         if not errors:
@@ -390,7 +391,7 @@ def test_edges(rng):
                  {"a": a, "m": m}, expr)
 
     def rejected(dtype, expr):
-        """NumPy raises on expr over SHAPES of dtype; kask must fail with an error (exit 1 and
+        """NumPy raises on expr over SHAPES of dtype; kask must fail with an error (exit 2 and
         an `error: ` line), not crash or write something."""
         try:
             reference(expr, {n: np.zeros(SHAPES[n][0], dtype) for n in names_in(expr)})

@@ -72,6 +72,7 @@ async fn follow(api: &Api<DaskJob>, name: &str) -> Result<(), Error> {
     let style = stage_bar_style();
     let mut bars: Vec<ProgressBar> = Vec::new();
     let mut last_line = String::new();
+    let mut last_stalled = String::new();
     loop {
         let dj = api
             .get(name)
@@ -105,15 +106,20 @@ async fn follow(api: &Api<DaskJob>, name: &str) -> Result<(), Error> {
                 last_line = line;
             }
         }
+        // Pods that cannot start: said once per reason, the bars go on.
+        let stalled = stalled(&status).unwrap_or_default();
+        if !stalled.is_empty() && stalled != last_stalled {
+            multi.suspend(|| eprintln!("daskjob/{name} stalled: {stalled}"));
+        }
+        last_stalled = stalled;
         match status.phase {
             Some(Phase::Succeeded) => {
                 for b in &bars {
                     b.finish();
                 }
                 println!(
-                    "daskjob/{name} succeeded: wrote {} rows to {}",
-                    status.output_rows.unwrap_or(0),
-                    status.output.unwrap_or_default()
+                    "daskjob/{name} succeeded: {}",
+                    output_summary(&status).unwrap_or_default()
                 );
                 return Ok(());
             }
@@ -129,6 +135,24 @@ async fn follow(api: &Api<DaskJob>, name: &str) -> Result<(), Error> {
             _ => tokio::time::sleep(Duration::from_millis(500)).await,
         }
     }
+}
+
+/// What the job wrote, from its status; the row count only when its report gave one.
+fn output_summary(status: &DaskJobStatus) -> Option<String> {
+    let out = status.output.as_deref()?;
+    Some(match status.output_rows {
+        Some(rows) => format!("wrote {rows} rows to {out}"),
+        None => format!("committed {out} (row count unknown: the commit's report was lost)"),
+    })
+}
+
+/// The `Stalled` condition's reason and message, when it is True: why pods cannot start.
+fn stalled(status: &DaskJobStatus) -> Option<String> {
+    let c = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Stalled" && c.status == "True")?;
+    Some(c.message.clone().unwrap_or_default())
 }
 
 fn phase_name(status: &DaskJobStatus) -> String {
@@ -159,11 +183,17 @@ pub async fn status(name: &str, namespace: Option<&str>) -> Result<(), Error> {
     if let Some(t) = &s.completion_time {
         println!("Finished:   {t}");
     }
-    if let Some(o) = &s.output {
-        println!("Output:     {o} ({} rows)", s.output_rows.unwrap_or(0));
+    if let Some(o) = output_summary(&s) {
+        println!("Output:     {o}");
     }
     if let Some(m) = &s.message {
         println!("Message:    {m}");
+    }
+    if let Some(why) = stalled(&s) {
+        println!("Stalled:    {why}");
+    }
+    if let Some(image) = &s.worker_image {
+        println!("Image:      {image}");
     }
     if !s.stages.is_empty() {
         println!();
