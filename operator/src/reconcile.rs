@@ -20,7 +20,7 @@ use tracing::{Instrument, info, warn};
 
 use crate::children::Children;
 use crate::conditions;
-use crate::decide::{Act, Decision, NO_POD_GRACE, Note, Observed, decide, worker_image};
+use crate::decide::{Act, Decision, Note, Observed, PODLESS_RECHECK, decide, worker_image};
 use crate::error::{Error, Result};
 use crate::jobs::{JobFactory, Step, WorkerDefaults};
 use crate::metrics::Metrics;
@@ -145,7 +145,7 @@ impl<'a> Reconcile<'a> {
         // only then, so rarely.
         for job in children.podless() {
             let created = children.created(&job).unwrap_or(now);
-            if now.duration_since(created).as_secs() >= NO_POD_GRACE.as_secs() as i64 / 2
+            if now.duration_since(created).as_secs() >= PODLESS_RECHECK.as_secs() as i64
                 && let Some(msg) = self.failed_create(&job).await
             {
                 children.set_create_failure(&job, msg);

@@ -30,12 +30,12 @@ sed -e 's/^      orders:/      _:/; s/^      regions:/      "数据":/' \
 
 # Both are watched at once from their start: each must show Stalled within 30 s.
 declare -A stalled_reason=() stalled_after=()
-start=$SECONDS
-while ((SECONDS - start < 30 && ${#stalled_reason[@]} < 2)); do
+stall_start=$SECONDS
+while ((SECONDS - stall_start < 30 && ${#stalled_reason[@]} < 2)); do
   for job in unschedulable no-image; do
     [[ -n "${stalled_reason[$job]:-}" ]] && continue
     reason=$(condition_reason "$job" Stalled)
-    [[ -n "$reason" ]] && stalled_reason[$job]=$reason stalled_after[$job]=$((SECONDS - start))
+    [[ -n "$reason" ]] && stalled_reason[$job]=$reason stalled_after[$job]=$((SECONDS - stall_start))
   done
   sleep 0.5
 done
@@ -62,6 +62,30 @@ for what in "unschedulable:a request no node can satisfy:Unschedulable" \
     fail "$name" "not Failed: $(dj_field "$job" '{.status.phase}')"
   fi
 done
+
+name="pods a ResourceQuota refuses: the job names the quota and fails at its startup deadline"
+# In a namespace of its own, whose quota allows no pod at all.
+quota_ns="$NS-quota"
+kubectl create namespace "$quota_ns" >/dev/null
+kubectl label namespace "$quota_ns" pod-security.kubernetes.io/enforce=restricted >/dev/null
+kubectl --namespace "$quota_ns" create quota no-pods --hard=pods=0 >/dev/null
+kubectl get secret lake --namespace "$NS" -o json |
+  jq --arg ns "$quota_ns" '.metadata = {name: "lake", namespace: $ns}' | kubectl apply -f - >/dev/null
+kubectl apply -f - >/dev/null <<<"$(job_json examples/groupby.yaml quota out/quota \
+  ".metadata.namespace = \"$quota_ns\" | .spec.startupDeadlineSeconds = 25")"
+quota_field() { kubectl --namespace "$quota_ns" get daskjob quota -o jsonpath="$1" 2>/dev/null; }
+if kubectl --namespace "$quota_ns" wait --for=condition=Failed daskjob/quota --timeout=120s >/dev/null; then
+  msg=$(quota_field '{.status.message}')
+  reason=$(quota_field '{.status.conditions[?(@.type=="Failed")].reason}')
+  if [[ "$reason" == FailedCreate && "$msg" == *"exceeded quota: no-pods"* ]]; then
+    ok "$name (${msg:0:150})"
+  else
+    fail "$name" "reason '$reason', message '$msg'"
+  fi
+else
+  fail "$name" "not Failed: $(quota_field '{.status.phase}') $(quota_field '{.status.conditions}')"
+fi
+kubectl delete namespace "$quota_ns" --wait=false >/dev/null
 
 name="a worker over its memory limit: the message says OOMKilled and what to change"
 if kubectl --namespace "$NS" wait --for=condition=Failed daskjob/oom --timeout=180s >/dev/null; then

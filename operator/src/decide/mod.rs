@@ -26,6 +26,9 @@ pub const RESYNC: Duration = Duration::from_secs(30);
 /// A Job with no pod at all for this long is asked why (a quota may refuse its pods).
 pub const NO_POD_GRACE: Duration = Duration::from_secs(20);
 
+/// How often a Job without pods is looked at until it has some, or a reason why not.
+pub const PODLESS_RECHECK: Duration = Duration::from_secs(5);
+
 /// How long a deleted job waits for its cleanup pod before it lets go without it.
 pub const CLEANUP_LIMIT: Duration = Duration::from_secs(300);
 
@@ -465,9 +468,11 @@ impl Decider<'_> {
                 since: created,
             })
         });
+        let podless = children.podless().iter().any(|j| j == job);
         let Some(stuck) = stuck else {
             self.clear("Stalled", "PodsStarted");
-            return Ok(None);
+            // A Job that has no pod yet, for no known reason: look again soon, for its Events.
+            return Ok(podless.then_some(PODLESS_RECHECK));
         };
         let limit = self.dj().spec.startup_deadline_seconds();
         let until = stuck.since + SignedDuration::from_secs(limit);

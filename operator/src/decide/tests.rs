@@ -1045,3 +1045,14 @@ fn invariants_hold_for_every_phase_child_state_suspension_and_deletion() {
     }
     assert_eq!(cases, 5 * 5 * 2 * 2);
 }
+
+#[test]
+fn a_job_without_pods_yet_is_looked_at_again_soon_for_a_reason() {
+    let mut fresh = job("rev-s0", "running");
+    fresh.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        at(-2).parse().expect("a time"),
+    ));
+    let d = run_with(&planned(|_| {}), vec![fresh], vec![]);
+    assert_eq!(d.requeue, Some(PODLESS_RECHECK));
+    assert_eq!(cond(&d.status, "Stalled"), None);
+}
