@@ -328,4 +328,19 @@ mod tests {
         // Without a secretRef, credentials come from wherever object_store finds them.
         assert!(check_credentials(&spec(""), |_| false).is_ok());
     }
+
+    #[test]
+    fn a_plan_of_another_plan_version_is_refused_as_a_lasting_error() {
+        let other = format!("{{\"version\": {}, \"anything\": true}}", PLAN_VERSION + 1);
+        let err = parse_plan(other.as_bytes(), "x/_kask/u/plan.json").expect_err("refused");
+        assert!(matches!(err, Error::Incompatible(_)), "{err}");
+        assert_eq!(err.exit_code(), 4);
+        let msg = err.to_string();
+        assert!(
+            msg.contains("x/_kask/u/plan.json") && msg.contains("plan version"),
+            "{msg}"
+        );
+        let garbage = parse_plan(b"[1, 2]", "p.json").expect_err("not a plan");
+        assert!(matches!(garbage, Error::Internal(_)), "{garbage}");
+    }
 }
