@@ -2,8 +2,6 @@
 //! commits, replacing a result, ownership of the output folder, two jobs racing to one output,
 //! and a crash before and after every step of the commit.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 
 use crate::faults::{FaultStore, Faults};
@@ -447,11 +445,7 @@ async fn a_crash_before_or_after_any_step_of_a_table_commit_is_finished_or_undon
             };
             let (store, plan) = lab.staged(GROUPBY).await;
             let faults = Faults::crash_after(n);
-            let root = store.root.as_ref().to_string();
-            let f = Arc::clone(&faults);
-            let crashing = store
-                .wrapped(|inner| Arc::new(FaultStore::new(inner, f, &root)))
-                .expect("wrapped");
+            let crashing = FaultStore::around(&store, &faults);
             let inputs = InputCache::default();
             let lineage = Lineage {
                 store: &crashing,
@@ -548,11 +542,7 @@ async fn a_crash_during_an_array_commit_is_rolled_forward() {
             .job_id;
         let (store, plan) = lab.staged(&array("a * 2")).await;
         let faults = Faults::crash_after(n);
-        let root = store.root.as_ref().to_string();
-        let f = Arc::clone(&faults);
-        let crashing = store
-            .wrapped(|inner| Arc::new(FaultStore::new(inner, f, &root)))
-            .expect("wrapped");
+        let crashing = FaultStore::around(&store, &faults);
         let inputs = InputCache::default();
         let lineage = Lineage {
             store: &crashing,

@@ -179,6 +179,18 @@ impl FaultStore {
         }
     }
 
+    /// `store` with its object store behind a FaultStore injecting `faults`.
+    pub fn around(
+        store: &kask_worker::store::Store,
+        faults: &Arc<Faults>,
+    ) -> kask_worker::store::Store {
+        let root = store.root.as_ref().to_string();
+        let faults = Arc::clone(faults);
+        store
+            .wrapped(|inner| Arc::new(FaultStore::new(inner, faults, &root)))
+            .expect("a local or S3 store can be wrapped")
+    }
+
     /// After a task's marker is created: perhaps lose one of its files, or flip a bit in one
     /// of its shuffle or partials files.
     async fn after_marker(&self, body: &[u8]) {

@@ -1,7 +1,6 @@
 //! No orphaned uploads: a multipart upload that fails part-way is aborted by the writer, and
 //! the uploads a crashed process left under a job's scratch space are aborted by its cleanup.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -22,10 +21,7 @@ async fn failing_upload(store: &Store, path: &str, bytes: usize) -> String {
             ..FaultRates::default()
         },
     );
-    let root = store.root.as_ref().to_string();
-    let failing = store
-        .wrapped(|inner| Arc::new(FaultStore::new(inner, faults, &root)))
-        .expect("wrapped");
+    let failing = FaultStore::around(&store, &faults);
     let mut upload = Upload::new(&failing, path);
     let chunk = Bytes::from(vec![7u8; 1 << 20]);
     let mut error = None;
