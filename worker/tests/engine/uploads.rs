@@ -21,7 +21,7 @@ async fn failing_upload(store: &Store, path: &str, bytes: usize) -> String {
             ..FaultRates::default()
         },
     );
-    let failing = FaultStore::around(&store, &faults);
+    let failing = FaultStore::around(store, &faults);
     let mut upload = Upload::new(&failing, path);
     let chunk = Bytes::from(vec![7u8; 1 << 20]);
     let mut error = None;
