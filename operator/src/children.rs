@@ -119,6 +119,16 @@ impl Children {
             .collect()
     }
 
+    /// Pods not yet ended (pending, running, or terminating) of Jobs other than `except`: a
+    /// worker that may still write.
+    pub fn live_pods(&self, except: &str) -> usize {
+        self.pods
+            .iter()
+            .filter(|p| pods::job_name(p) != Some(except))
+            .filter(|p| !matches!(pods::phase(p), "Succeeded" | "Failed"))
+            .count()
+    }
+
     /// The reports of the Job's succeeded pods.
     pub fn reports<T: DeserializeOwned>(&self, job: &str) -> Reports<T> {
         let mut by_index: BTreeMap<String, T> = BTreeMap::new();

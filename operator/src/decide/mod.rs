@@ -35,6 +35,10 @@ pub const CLEANUP_LIMIT: Duration = Duration::from_secs(300);
 /// How long a deleted job waits for a cleanup pod that cannot start.
 pub const CLEANUP_STUCK: Duration = Duration::from_secs(60);
 
+/// How long a deleted job waits for its worker pods to end before its cleanup pod starts
+/// anyway (a pod on a lost node may never report its end).
+pub const WORKERS_GONE_LIMIT: Duration = Duration::from_secs(120);
+
 /// What the decision is made from.
 pub struct Observed<'a> {
     /// The DaskJob, with its status as last written.
@@ -710,6 +714,11 @@ impl Decider<'_> {
         match self.children().job(&job).map(job_state) {
             None if waited < CLEANUP_LIMIT => {
                 self.stop_children();
+                // A worker still terminating can finish one more upload: cleaning before it is
+                // gone would leave that upload behind.
+                if self.children().live_pods(&job) > 0 && waited < WORKERS_GONE_LIMIT {
+                    return Some(Duration::from_secs(2));
+                }
                 self.act(Act::Create {
                     step: Step::Cleanup,
                     suspend: false,

@@ -792,6 +792,27 @@ fn a_deleted_running_job_stops_its_pods_and_runs_its_cleanup() {
 }
 
 #[test]
+fn the_cleanup_pod_waits_until_no_worker_can_still_write() {
+    let worker = || pod("w", "rev-s0", 0, "Running", json!({}));
+    let waiting = run_with(
+        &deleted(|_| {}, 3),
+        vec![job("rev-s0", "running")],
+        vec![worker()],
+    );
+    assert_eq!(deletes(&waiting), vec!["rev-s0"]);
+    assert!(creates(&waiting).is_empty());
+    assert_eq!(waiting.requeue, Some(Duration::from_secs(2)));
+
+    let ended = pod("w", "rev-s0", 0, "Failed", json!({}));
+    let gone = run_with(&deleted(|_| {}, 5), vec![], vec![ended]);
+    assert_eq!(creates(&gone), vec![&Step::Cleanup]);
+
+    // A pod on a lost node never ends: the cleanup goes ahead after a while.
+    let lost = run_with(&deleted(|_| {}, 121), vec![], vec![worker()]);
+    assert_eq!(creates(&lost), vec![&Step::Cleanup]);
+}
+
+#[test]
 fn deletion_always_ends_with_the_cleanup_done_failed_or_given_up() {
     let done = run_with(
         &deleted(|_| {}, 5),
