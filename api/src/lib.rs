@@ -8,6 +8,7 @@ pub mod load;
 pub mod paths;
 pub mod report;
 pub mod spec;
+pub mod sql;
 pub mod status;
 pub mod validate;
 
@@ -15,6 +16,7 @@ pub use array::*;
 pub use bag::*;
 pub use load::{LoadError, load_job, parse_job};
 pub use spec::*;
+pub use sql::SqlJob;
 pub use status::*;
 pub use validate::{FieldError, StepRef, ValidationErrors, validate};
 

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use crate::array::ArrayJob;
 use crate::bag::BagJob;
+use crate::sql::SqlJob;
 use crate::status::DaskJobStatus;
 
 /// Default size of one task's input (128 MiB).
@@ -58,6 +59,10 @@ pub struct DaskJobSpec {
     /// A bag job: steps over JSON-lines or text records.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bag: Option<BagJob>,
+
+    /// An SQL job: named tables and a query over them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql: Option<SqlJob>,
 
     /// Where and how the result is written.
     pub output: Output,
@@ -174,6 +179,11 @@ impl DaskJobSpec {
         if let Some(b) = &self.bag {
             for (name, i) in &b.inputs {
                 out.push((format!("spec.bag.inputs.{name}.path"), i.path.as_str()));
+            }
+        }
+        if let Some(sql) = &self.sql {
+            for (name, i) in &sql.tables {
+                out.push((format!("spec.sql.tables.{name}.path"), i.path.as_str()));
             }
         }
         out

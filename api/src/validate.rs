@@ -150,17 +150,18 @@ pub fn validate(spec: &DaskJobSpec) -> Result<(), ValidationErrors> {
         ("dataframe", spec.dataframe.is_some()),
         ("array", spec.array.is_some()),
         ("bag", spec.bag.is_some()),
+        ("sql", spec.sql.is_some()),
     ]
     .iter()
     .filter_map(|(k, s)| s.then_some(*k))
     .collect();
     match kinds.as_slice() {
-        [] => e.add("spec", "one of dataframe, array or bag is required"),
+        [] => e.add("spec", "one of dataframe, sql, array or bag is required"),
         [_] => {}
         many => e.add(
             "spec",
             format!(
-                "only one of dataframe, array or bag may be set (found {})",
+                "only one of dataframe, sql, array or bag may be set (found {})",
                 many.join(", ")
             ),
         ),
@@ -170,6 +171,8 @@ pub fn validate(spec: &DaskJobSpec) -> Result<(), ValidationErrors> {
         ("an array job", &[Format::Zarr])
     } else if spec.bag.is_some() {
         ("a bag job", &[Format::Json, Format::Parquet])
+    } else if spec.sql.is_some() {
+        ("an SQL job", &[Format::Parquet, Format::Csv, Format::Json])
     } else {
         (
             "a dataframe job",
@@ -213,6 +216,9 @@ pub fn validate(spec: &DaskJobSpec) -> Result<(), ValidationErrors> {
     }
     if let Some(bag) = &spec.bag {
         bag.check(&mut e);
+    }
+    if let Some(sql) = &spec.sql {
+        sql.check(&mut e);
     }
 
     check_output(spec, &mut e);
@@ -330,16 +336,17 @@ pub(crate) fn check_relative_path(path: &str, value: &str, e: &mut Errors) {
     }
 }
 
-fn check_input(name: &str, input: &Input, e: &mut Errors) {
-    let at = format!("spec.dataframe.inputs.{name}");
+/// Checks one table input named `name` under the field path `parent` (e.g. `spec.sql.tables`).
+pub(crate) fn check_input(parent: &str, name: &str, input: &Input, e: &mut Errors) {
+    let at = format!("{parent}.{name}");
     if name.trim().is_empty() {
-        e.add(&at, "an input name must not be empty");
+        e.add(&at, "a name must not be empty");
     }
     check_relative_path(&format!("{at}.path"), &input.path, e);
     if input.format == Some(Format::Zarr) {
         e.add(
             format!("{at}.format"),
-            "a dataframe input is parquet, csv or json; Zarr arrays are inputs of array jobs",
+            "a table is parquet, csv or json; Zarr arrays are inputs of array jobs",
         );
     }
     if let Some(csv) = &input.csv {
@@ -397,7 +404,7 @@ fn check_dataframe(df: &DataframeJob, e: &mut Errors) {
         e.add("spec.dataframe.inputs", "needs at least one input");
     }
     for (name, input) in &df.inputs {
-        check_input(name, input, e);
+        check_input("spec.dataframe.inputs", name, input, e);
     }
     if df.pipeline.is_empty() {
         e.add(

@@ -111,7 +111,7 @@ fn only_one_kind_may_be_set() {
     let errors = errors_of(&yaml);
     assert!(
         errors.contains(
-            &"spec: only one of dataframe, array or bag may be set (found dataframe, bag)"
+            &"spec: only one of dataframe, sql, array or bag may be set (found dataframe, bag)"
                 .to_string()
         ),
         "{errors:?}"

@@ -12,6 +12,7 @@ pub mod plan;
 pub mod pod;
 pub mod runner;
 pub mod shuffle;
+pub mod sql;
 pub mod store;
 pub mod task;
 

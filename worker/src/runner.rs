@@ -198,22 +198,32 @@ pub async fn prepare(
         info!(job = %plan.job_id, stages = plan.stages.len(), tasks = plan.total_tasks(), "planned");
         return Ok((store, plan));
     }
-    let df = job
-        .spec
-        .dataframe
-        .as_ref()
-        .ok_or_else(|| Error::spec("spec", "one of dataframe, array or bag is required"))?;
+    let tables = match (&job.spec.dataframe, &job.spec.sql) {
+        (Some(df), _) => &df.inputs,
+        (None, Some(sql)) => &sql.tables,
+        (None, None) => {
+            return Err(Error::spec(
+                "spec",
+                "one of dataframe, sql, array or bag is required",
+            ));
+        }
+    };
     let ctx = session(&store);
-    let listing = list_inputs(&store, df, &ctx).await?;
+    let listing = list_inputs(&store, tables, &ctx).await?;
     let files: usize = listing.inputs.values().map(|i| i.files.len()).sum();
     info!(files, "listed the inputs");
     let id = match job_id {
         Some(id) => id.to_string(),
         None => local_run_id(&store, &spec, &local_job_id(job, &listing)).await?,
     };
-    let mut plan = plan_stages(&id, &spec, &listing)?;
+    let mut plan = if spec.sql.is_some() {
+        crate::sql::planner::plan_sql(&store, &id, &spec, &listing).await?
+    } else {
+        let mut plan = plan_stages(&id, &spec, &listing)?;
+        resolve(&mut plan, &store).await?;
+        plan
+    };
     plan.job_name = job_name(job);
-    resolve(&mut plan, &store).await?;
     info!(job = %plan.job_id, stages = plan.stages.len(), tasks = plan.total_tasks(), "planned");
     Ok((store, plan))
 }

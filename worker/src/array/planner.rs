@@ -130,6 +130,7 @@ pub fn plan(job_id: &str, spec: &DaskJobSpec, inputs: BTreeMap<String, ArrayMeta
             )),
             sink_input_schema: None,
             array: Some(st),
+            sql: None,
         })
         .collect();
     Ok(Plan {
@@ -140,6 +141,7 @@ pub fn plan(job_id: &str, spec: &DaskJobSpec, inputs: BTreeMap<String, ArrayMeta
         inputs: BTreeMap::new(),
         stages,
         array: Some(array),
+        sql: None,
     })
 }
 

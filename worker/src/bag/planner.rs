@@ -79,6 +79,7 @@ fn stage(name: &str, source: StageSource, ops: Vec<Op>, tasks: usize) -> Stage {
         output_schema: empty_schema(),
         sink_input_schema: None,
         array: None,
+        sql: None,
     }
 }
 
@@ -188,5 +189,6 @@ pub fn plan(job_id: &str, spec: &DaskJobSpec, source: &str, listed: &ListedInput
         inputs,
         stages,
         array: None,
+        sql: None,
     })
 }

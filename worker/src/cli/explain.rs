@@ -51,6 +51,14 @@ fn array_text(a: &ArrayStage) -> String {
     }
 }
 
+/// Whether an SQL stage's sub-plan scans one of table `name`'s files.
+fn sub_plan_scans(st: &kask_worker::plan::Stage, plan: &Plan, name: &str) -> bool {
+    let Some(q) = &st.sql else { return false };
+    plan.inputs
+        .get(name)
+        .is_some_and(|i| i.files.iter().any(|f| q.plan.contains(&f.path)))
+}
+
 /// Renders a plan for a terminal.
 pub fn render(plan: &Plan, store_url: &str) -> String {
     let mut s = String::new();
@@ -116,6 +124,28 @@ pub fn render(plan: &Plan, store_url: &str) -> String {
                     "  reads    the same partition of {} and {}, joined by merge[{step}]",
                     plan.stages[*left].name, plan.stages[*right].name
                 );
+            }
+            StageSource::Sql { reads } => {
+                let tables: Vec<&str> = plan
+                    .sql
+                    .iter()
+                    .flat_map(|q| q.tables.keys())
+                    .filter(|t| sub_plan_scans(st, plan, t))
+                    .map(String::as_str)
+                    .collect();
+                let mut what: Vec<String> = tables.iter().map(|t| format!("table {t}")).collect();
+                what.extend(
+                    reads
+                        .iter()
+                        .map(|r| format!("the shuffle of {}", plan.stages[*r].name)),
+                );
+                let _ = writeln!(s, "  reads    {}", what.join(", "));
+                if let Some(q) = &st.sql {
+                    let _ = writeln!(s, "  runs");
+                    for line in q.plan.lines() {
+                        let _ = writeln!(s, "    {line}");
+                    }
+                }
             }
         }
         if !st.ops.is_empty() {

@@ -17,7 +17,7 @@ use globset::GlobBuilder;
 
 use crate::error::{Error, Result, store_failure};
 use crate::store::Store;
-use kask_api::{CsvOptions, DataframeJob, Format, Input};
+use kask_api::{CsvOptions, Format, Input};
 
 /// Every input of a job, listed.
 #[derive(Clone, Debug)]
@@ -66,14 +66,14 @@ pub enum Splits {
 /// How many files are inspected at once.
 const CONCURRENCY: usize = 16;
 
-/// Lists every input of a dataframe job.
+/// Lists every table input of a job (a dataframe job's inputs, an SQL job's tables).
 pub async fn list_inputs(
     store: &Store,
-    df: &DataframeJob,
+    tables: &BTreeMap<String, Input>,
     ctx: &SessionContext,
 ) -> Result<Listing> {
     let mut inputs = BTreeMap::new();
-    for (name, input) in &df.inputs {
+    for (name, input) in tables {
         inputs.insert(name.clone(), list_input(store, name, input, ctx).await?);
     }
     Ok(Listing { inputs })

@@ -39,6 +39,9 @@ pub struct Plan {
     /// An array job's inputs and output.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub array: Option<crate::array::ArrayPlan>,
+    /// An SQL job's table fragments and partition count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql: Option<crate::sql::SqlPlan>,
 }
 
 /// One input as listed at plan time.
@@ -98,6 +101,10 @@ pub struct Stage {
     /// An array stage's work (its source is [`StageSource::Array`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub array: Option<crate::array::ArrayStage>,
+    /// An SQL stage's sub-plan, as DataFusion displays it (its source is
+    /// [`StageSource::Sql`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql: Option<crate::sql::SqlStage>,
 }
 
 /// What a stage reads.
@@ -125,6 +132,12 @@ pub enum StageSource {
     },
     /// Blocks of arrays, as [`Stage::array`] says.
     Array,
+    /// A sub-plan of an SQL job's physical plan ([`Stage::sql`]), over table files and the
+    /// shuffles of the stages it names.
+    Sql {
+        /// The earlier stages whose shuffles it reads.
+        reads: Vec<usize>,
+    },
 }
 
 /// An operation within a task.

@@ -195,6 +195,7 @@ pub fn plan_stages(job_id: &str, spec: &DaskJobSpec, listing: &Listing) -> Resul
         inputs,
         stages,
         array: None,
+        sql: None,
     })
 }
 
@@ -226,6 +227,7 @@ fn reduce_stage(kind: &str, source: StageSource, ops: Vec<Op>, tasks: usize) -> 
         output_schema: empty_schema(),
         sink_input_schema: None,
         array: None,
+        sql: None,
     }
 }
 
@@ -249,10 +251,12 @@ fn input_stage(name: &str, listed: &ListedInput, target: u64) -> Stage {
         output_schema: empty_schema(),
         sink_input_schema: None,
         array: None,
+        sql: None,
     }
 }
 
-fn input_plan(l: &ListedInput) -> InputPlan {
+/// What the plan records of a listed input.
+pub fn input_plan(l: &ListedInput) -> InputPlan {
     InputPlan {
         format: l.format,
         csv: l.csv.clone(),

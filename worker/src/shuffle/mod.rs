@@ -163,6 +163,33 @@ impl Partitioner {
         })
     }
 
+    /// A partitioner into `partitions` whose caller chooses each batch's partition
+    /// ([`Partitioner::push_to`]): an SQL stage hashes rows the way DataFusion's own
+    /// repartitioning does.
+    pub fn by_caller(schema: SchemaRef, partitions: usize) -> Self {
+        Partitioner {
+            schema,
+            keys: vec![],
+            float_keys: vec![],
+            parts: (0..partitions.max(1))
+                .map(|_| PartBuffer::default())
+                .collect(),
+        }
+    }
+
+    /// Adds a batch to partition `partition`.
+    pub fn push_to(&mut self, partition: usize, batch: RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let n = self.parts.len();
+        let part = self
+            .parts
+            .get_mut(partition)
+            .ok_or_else(|| Error::internal(format!("shuffle partition {partition} of {n}")))?;
+        part.push(batch, &self.schema)
+    }
+
     /// Adds a batch.
     pub fn push(&mut self, batch: RecordBatch) -> Result<()> {
         if batch.num_rows() == 0 {
@@ -270,6 +297,19 @@ pub async fn read_partition(
     partition: usize,
     lineage: &dyn Recover,
 ) -> Result<(Vec<RecordBatch>, u64)> {
+    let (parts, bytes) = read_partition_by_map(store, plan, from, partition, lineage).await?;
+    Ok((parts.into_iter().flatten().collect(), bytes))
+}
+
+/// [`read_partition`], keeping each map task's batches apart (in map-task order): what a
+/// merge of sorted map outputs needs.
+pub async fn read_partition_by_map(
+    store: &Store,
+    plan: &Plan,
+    from: usize,
+    partition: usize,
+    lineage: &dyn Recover,
+) -> Result<(Vec<Vec<RecordBatch>>, u64)> {
     let markers = latest_markers(store, plan, from).await?;
     let parts: Vec<(Vec<RecordBatch>, u64)> = futures::stream::iter(markers)
         .map(|m| with_recovery(lineage, m, move |m| fetch(store, m, partition)))
@@ -277,7 +317,7 @@ pub async fn read_partition(
         .try_collect()
         .await?;
     let bytes = parts.iter().map(|(_, b)| b).sum();
-    Ok((parts.into_iter().flat_map(|(b, _)| b).collect(), bytes))
+    Ok((parts.into_iter().map(|(b, _)| b).collect(), bytes))
 }
 
 /// One map task's slice of a partition.

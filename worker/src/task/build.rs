@@ -246,8 +246,10 @@ impl Builder<'_> {
                 }
                 lp
             }
-            StageSource::Array => {
-                return Err(Error::internal("an array stage in the dataframe engine"));
+            StageSource::Array | StageSource::Sql { .. } => {
+                return Err(Error::internal(
+                    "an array or SQL stage in the dataframe engine",
+                ));
             }
             StageSource::Join { left, right, step } => {
                 let StepRef::Merge(m) = self.step(*step)? else {

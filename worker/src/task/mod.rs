@@ -114,10 +114,12 @@ pub async fn execute(
         plan,
         inputs,
     };
-    if plan.array.is_some() || plan.spec.bag.is_some() {
+    if plan.array.is_some() || plan.spec.bag.is_some() || plan.sql.is_some() {
         let dir = plan.attempt_dir(stage, task, attempt);
         let result = if plan.array.is_some() {
             crate::array::task::execute(store, plan, stage, task, &dir, &lineage).await
+        } else if plan.sql.is_some() {
+            crate::sql::task::execute(store, plan, stage, task, &dir).await
         } else {
             crate::bag::task::execute(store, plan, stage, task, &dir, &lineage).await
         };
@@ -145,7 +147,11 @@ pub async fn execute(
             data.left = b;
             n
         }
-        StageSource::Array => return Err(Error::internal("an array stage without array work")),
+        StageSource::Array | StageSource::Sql { .. } => {
+            return Err(Error::internal(
+                "an array or SQL stage in the dataframe engine",
+            ));
+        }
         StageSource::Join { left, right, .. } => {
             let (l, ln) = read_partition(store, plan, *left, task, &lineage).await?;
             let (r, rn) = read_partition(store, plan, *right, task, &lineage).await?;

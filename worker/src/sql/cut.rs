@@ -1,0 +1,179 @@
+//! The cutter: one physical plan for the whole job becomes stages. Wherever DataFusion moves
+//! rows between partitions — a hash repartition, a coalesce into one partition, a sorted
+//! merge — the plan below becomes a stage of its own whose tasks shuffle their rows, and the
+//! plan above reads them with a [`ShuffleReaderExec`]. Everything else runs inside a task, one
+//! partition per task.
+
+use std::sync::Arc;
+
+use datafusion::common::JoinType;
+use datafusion::physical_expr::Partitioning;
+use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+use datafusion::physical_plan::execution_plan::{ChildrenPropertiesMode, ReplaceChildrenOptions};
+use datafusion::physical_plan::joins::{HashJoinExec, NestedLoopJoinExec, PartitionMode};
+use datafusion::physical_plan::repartition::RepartitionExec;
+use datafusion::physical_plan::sorts::sort::SortExec;
+use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
+use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
+
+use super::exchange::{ReadMode, ShuffleReaderExec, ShuffleSource, SinkKind};
+use crate::error::{Error, Result};
+
+/// One stage of the cut plan.
+#[derive(Debug)]
+pub struct CutStage {
+    /// The sub-plan; task `t` runs its partition `t`.
+    pub root: Arc<dyn ExecutionPlan>,
+    /// Where its rows go.
+    pub sink: SinkKind,
+    /// The earlier stages it reads.
+    pub reads: Vec<usize>,
+}
+
+/// Cuts `plan` into stages in the order they must run; the last one writes the output.
+pub fn cut(plan: Arc<dyn ExecutionPlan>, source: &Arc<dyn ShuffleSource>) -> Result<Vec<CutStage>> {
+    let mut stages = Vec::new();
+    let root = cut_node(plan, source, &mut stages)?;
+    push(&mut stages, root, SinkKind::Output);
+    Ok(stages)
+}
+
+fn push(stages: &mut Vec<CutStage>, root: Arc<dyn ExecutionPlan>, sink: SinkKind) -> usize {
+    let mut reads = Vec::new();
+    readers(&root, &mut reads);
+    reads.sort_unstable();
+    reads.dedup();
+    stages.push(CutStage { root, sink, reads });
+    stages.len() - 1
+}
+
+fn readers(plan: &Arc<dyn ExecutionPlan>, out: &mut Vec<usize>) {
+    if let Some(r) = plan.downcast_ref::<ShuffleReaderExec>() {
+        out.push(r.stage());
+    }
+    for c in plan.children() {
+        readers(c, out);
+    }
+}
+
+fn partitions(plan: &Arc<dyn ExecutionPlan>) -> usize {
+    plan.output_partitioning().partition_count()
+}
+
+fn df(e: datafusion::error::DataFusionError) -> Error {
+    Error::internal(format!("cutting the SQL plan into stages: {e}"))
+}
+
+/// `plan` over new inputs, its properties derived from them.
+fn renew(
+    plan: Arc<dyn ExecutionPlan>,
+    children: Vec<Arc<dyn ExecutionPlan>>,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    plan.replace_children(
+        children,
+        ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute),
+    )
+    .map_err(df)
+}
+
+fn cut_node(
+    plan: Arc<dyn ExecutionPlan>,
+    source: &Arc<dyn ShuffleSource>,
+    stages: &mut Vec<CutStage>,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let plan = one_probe_partition(plan)?;
+    if let Some(rep) = plan.downcast_ref::<RepartitionExec>() {
+        let Partitioning::Hash(exprs, n) = rep.partitioning().clone() else {
+            return Err(Error::internal(format!(
+                "a repartition Kask cannot run across tasks: {}",
+                rep.partitioning()
+            )));
+        };
+        let preserve_order = rep.preserve_order();
+        let input = cut_node(Arc::clone(rep.input()), source, stages)?;
+        let schema = input.schema();
+        let ordering = input.output_ordering().cloned();
+        let id = push(stages, input, SinkKind::Hash(exprs.clone(), n));
+        let reader: Arc<dyn ExecutionPlan> = Arc::new(ShuffleReaderExec::new(
+            id,
+            ReadMode::Partition,
+            schema,
+            Partitioning::Hash(exprs, n),
+            Arc::clone(source),
+        ));
+        // Rows of one partition arrive from many tasks: sort them again where order mattered.
+        return match (preserve_order, ordering) {
+            (true, Some(o)) => Ok(Arc::new(
+                SortExec::new(o, reader).with_preserve_partitioning(true),
+            )),
+            _ => Ok(reader),
+        };
+    }
+    let gathers = plan.is::<CoalescePartitionsExec>() || plan.is::<SortPreservingMergeExec>();
+    if gathers && let [input] = plan.children().as_slice() {
+        let input = cut_node(Arc::clone(input), source, stages)?;
+        let maps = partitions(&input);
+        if maps <= 1 {
+            return renew(plan, vec![input]);
+        }
+        let schema = input.schema();
+        let id = push(stages, input, SinkKind::Single);
+        let reader: Arc<dyn ExecutionPlan> = Arc::new(ShuffleReaderExec::new(
+            id,
+            ReadMode::Map,
+            schema,
+            Partitioning::UnknownPartitioning(maps),
+            Arc::clone(source),
+        ));
+        return renew(plan, vec![reader]);
+    }
+    if matches!(plan.name(), "RecursiveQueryExec" | "WorkTableExec") {
+        return Err(Error::spec(
+            "spec.sql.query",
+            "recursive queries (WITH RECURSIVE) are not supported yet",
+        ));
+    }
+    let children: Vec<Arc<dyn ExecutionPlan>> = plan.children().into_iter().cloned().collect();
+    if children.is_empty() {
+        return Ok(plan);
+    }
+    let cut_children = children
+        .into_iter()
+        .map(|c| cut_node(c, source, stages))
+        .collect::<Result<Vec<_>>>()?;
+    renew(plan, cut_children)
+}
+
+/// Whether a join that collects its left side emits left rows after it has seen every right
+/// row (unmatched rows, semi and anti joins, marks): in one process the last partition to
+/// finish does that once; in separate tasks every task would.
+fn needs_every_right_row(t: JoinType) -> bool {
+    matches!(
+        t,
+        JoinType::Left
+            | JoinType::Full
+            | JoinType::LeftSemi
+            | JoinType::LeftAnti
+            | JoinType::LeftMark
+    )
+}
+
+/// A join that collects its left side and emits left rows at the end gets one task: its
+/// right side is coalesced into one partition first.
+fn one_probe_partition(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+    let collected_left = if let Some(j) = plan.downcast_ref::<HashJoinExec>() {
+        (*j.partition_mode() == PartitionMode::CollectLeft && needs_every_right_row(*j.join_type()))
+            .then(|| (Arc::clone(j.left()), Arc::clone(j.right())))
+    } else if let Some(j) = plan.downcast_ref::<NestedLoopJoinExec>() {
+        needs_every_right_row(*j.join_type()).then(|| (Arc::clone(j.left()), Arc::clone(j.right())))
+    } else {
+        None
+    };
+    match collected_left {
+        Some((left, right)) if partitions(&right) > 1 => {
+            let right: Arc<dyn ExecutionPlan> = Arc::new(CoalescePartitionsExec::new(right));
+            renew(plan, vec![left, right])
+        }
+        _ => Ok(plan),
+    }
+}

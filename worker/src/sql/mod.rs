@@ -1,0 +1,42 @@
+//! SQL jobs. DataFusion plans the query into one physical plan for the whole job, as if every
+//! task were a partition of one process; Kask then cuts that plan into stages at each
+//! exchange (a hash repartition, a coalesce, a sorted merge), the way Ballista's distributed
+//! planner does, but with Kask's stages: a stage's tasks are the partitions of its sub-plan,
+//! the exchange between stages is Kask's shuffle through the object store, and every task
+//! commits with a marker.
+//!
+//! Stage plans reach the task pods as the spec and the plan's listing: every task plans the
+//! query again, deterministically, and refuses to run if its stage's sub-plan differs from
+//! the one the plan pod recorded.
+
+pub mod cut;
+pub mod errors;
+pub mod exchange;
+pub mod planner;
+pub mod session;
+pub mod task;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::plan::Fragment;
+
+/// What an SQL job's plan adds to [`crate::plan::Plan`].
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SqlPlan {
+    /// The partitions of every hash exchange.
+    pub partitions: usize,
+    /// Each table's byte ranges, one list per scan task.
+    pub tables: BTreeMap<String, Vec<Vec<Fragment>>>,
+}
+
+/// One stage's sub-plan.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SqlStage {
+    /// The sub-plan as DataFusion displays it, with the shuffle readers of earlier stages
+    /// as its leaves. A task refuses to run a sub-plan that differs.
+    pub plan: String,
+}

@@ -1,0 +1,166 @@
+//! From an SQL job's spec and listing to its stages: the same function runs in the plan pod,
+//! which records the stages, and in every task, which finds its own stage in it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::execution::context::SQLOptions;
+use datafusion::physical_plan::{ExecutionPlanProperties, displayable};
+
+use super::cut::{CutStage, cut};
+use super::errors::query_error;
+use super::exchange::{PlanningOnly, ShuffleSource, SinkKind};
+use super::session::{register_tables, session};
+use super::{SqlPlan, SqlStage};
+use crate::error::{Error, Result};
+use crate::plan::listing::Listing;
+use crate::plan::planner::{cut_input, input_plan};
+use crate::plan::{PLAN_VERSION, Plan, PlanSchema, Sink, Stage, StageSource};
+use crate::store::Store;
+use kask_api::DaskJobSpec;
+
+/// Plans an SQL job: its tables cut into tasks, its query into stages.
+pub async fn plan_sql(
+    store: &Store,
+    job_id: &str,
+    spec: &DaskJobSpec,
+    listing: &Listing,
+) -> Result<Plan> {
+    let sql = spec
+        .sql
+        .as_ref()
+        .ok_or_else(|| Error::internal("plan_sql on a job without spec.sql"))?;
+    let target = spec.target_task_bytes();
+    let tables: BTreeMap<String, Vec<Vec<crate::plan::Fragment>>> = sql
+        .tables
+        .keys()
+        .map(|name| {
+            let listed = listing
+                .inputs
+                .get(name)
+                .ok_or_else(|| Error::internal(format!("table {name:?} was not listed")))?;
+            Ok((name.clone(), cut_input(listed, target)))
+        })
+        .collect::<Result<_>>()?;
+    let widest = tables.values().map(Vec::len).max().unwrap_or(1);
+    let partitions = spec
+        .shuffle_partitions
+        .map(|p| p as usize)
+        .unwrap_or_else(|| widest.min(spec.workers() as usize))
+        .max(1);
+    let mut plan = Plan {
+        version: PLAN_VERSION,
+        job_id: job_id.to_string(),
+        job_name: String::new(),
+        spec: spec.clone(),
+        inputs: listing
+            .inputs
+            .iter()
+            .map(|(name, l)| (name.clone(), input_plan(l)))
+            .collect(),
+        stages: vec![],
+        array: None,
+        sql: Some(SqlPlan { partitions, tables }),
+    };
+    let source: Arc<dyn ShuffleSource> = Arc::new(PlanningOnly);
+    let cut = stages_of(store, &plan, &source).await?;
+    plan.stages = cut.iter().enumerate().map(|(id, c)| stage(id, c)).collect();
+    Ok(plan)
+}
+
+/// Plans the job's query again and cuts it, with `source` behind its shuffle readers.
+pub async fn stages_of(
+    store: &Store,
+    plan: &Plan,
+    source: &Arc<dyn ShuffleSource>,
+) -> Result<Vec<CutStage>> {
+    let sql = plan
+        .spec
+        .sql
+        .as_ref()
+        .ok_or_else(|| Error::internal("an SQL plan without spec.sql"))?;
+    let partitions = plan.sql.as_ref().map_or(1, |s| s.partitions);
+    let ctx = session(store, partitions);
+    register_tables(&ctx, store, plan)?;
+    let only_queries = SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false);
+    let df = ctx
+        .sql_with_options(&sql.query, only_queries)
+        .await
+        .map_err(|e| query_error(&ctx, &e))?;
+    let physical = df
+        .create_physical_plan()
+        .await
+        .map_err(|e| query_error(&ctx, &e))?;
+    cut(physical, source)
+}
+
+/// The text a task compares its own sub-plan with.
+pub fn plan_text(root: &Arc<dyn datafusion::physical_plan::ExecutionPlan>) -> String {
+    displayable(root.as_ref()).indent(true).to_string()
+}
+
+fn stage(id: usize, c: &CutStage) -> Stage {
+    let sink = match &c.sink {
+        SinkKind::Output => Sink::Output,
+        SinkKind::Hash(exprs, n) => Sink::Shuffle {
+            partitions: *n,
+            keys: exprs.iter().map(|e| e.to_string()).collect(),
+            float_keys: vec![],
+            partial: crate::plan::Partial::None,
+        },
+        SinkKind::Single => Sink::Shuffle {
+            partitions: 1,
+            keys: vec![],
+            float_keys: vec![],
+            partial: crate::plan::Partial::None,
+        },
+    };
+    Stage {
+        id,
+        name: format!("s{id}-{}", kind(&c.root)),
+        source: StageSource::Sql {
+            reads: c.reads.clone(),
+        },
+        ops: vec![],
+        sink,
+        tasks: c.root.output_partitioning().partition_count().max(1),
+        fragments: vec![],
+        task_bytes: vec![],
+        output_schema: PlanSchema(c.root.schema()),
+        sink_input_schema: None,
+        array: None,
+        sql: Some(SqlStage {
+            plan: plan_text(&c.root),
+        }),
+    }
+}
+
+/// A word for what a stage mostly does, for its name.
+fn kind(root: &Arc<dyn datafusion::physical_plan::ExecutionPlan>) -> &'static str {
+    let mut names = Vec::new();
+    collect_names(root, &mut names);
+    let has = |n: &str| names.iter().any(|x| x.contains(n));
+    if has("Join") {
+        "join"
+    } else if has("Window") {
+        "window"
+    } else if has("Aggregate") {
+        "aggregate"
+    } else if has("Sort") {
+        "sort"
+    } else if has("DataSourceExec") {
+        "scan"
+    } else {
+        "select"
+    }
+}
+
+fn collect_names(plan: &Arc<dyn datafusion::physical_plan::ExecutionPlan>, out: &mut Vec<String>) {
+    out.push(plan.name().to_string());
+    for c in plan.children() {
+        collect_names(c, out);
+    }
+}

@@ -1,0 +1,56 @@
+//! The DataFusion session an SQL job is planned and run in, the same in the plan pod and in
+//! every task, so that every process derives the same stages.
+
+use std::sync::Arc;
+
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+use crate::error::{Error, Result};
+use crate::plan::Plan;
+use crate::store::Store;
+use crate::task::tables::{ScanTable, batch_size};
+
+/// A session whose physical plans Kask can cut into stages: `partitions` for every hash
+/// exchange; scans keep one partition per task; no round-robin repartitioning (it needs
+/// rows to move between partitions of one process); no work stealing between a scan's
+/// partitions (in one task, its partition would steal every other task's files); no dynamic
+/// filters (they pass state between operators of one process); joins that collect their build side are planned
+/// only when a side has a single partition, never from size estimates.
+pub fn session(store: &Store, partitions: usize) -> SessionContext {
+    let mut config = SessionConfig::new()
+        .with_target_partitions(partitions.max(1))
+        .with_batch_size(batch_size())
+        .with_round_robin_repartition(false)
+        .with_repartition_file_scans(false);
+    let o = &mut config.options_mut().optimizer;
+    o.enable_dynamic_filter_pushdown = false;
+    o.enable_join_dynamic_filter_pushdown = false;
+    o.enable_topk_dynamic_filter_pushdown = false;
+    o.enable_aggregate_dynamic_filter_pushdown = false;
+    o.hash_join_single_partition_threshold = 0;
+    o.hash_join_single_partition_threshold_rows = 0;
+    config.options_mut().sql_parser.collect_spans = true;
+    config
+        .options_mut()
+        .execution
+        .enable_file_stream_work_stealing = false;
+    SessionContext::new_with_config_rt(config, Arc::clone(&store.runtime))
+}
+
+/// Registers every table of an SQL plan, each scanned with one partition per task.
+pub fn register_tables(ctx: &SessionContext, store: &Store, plan: &Plan) -> Result<()> {
+    let sql = plan
+        .sql
+        .as_ref()
+        .ok_or_else(|| Error::internal("an SQL stage in a plan without SQL tables"))?;
+    for (name, tasks) in &sql.tables {
+        let input = plan
+            .inputs
+            .get(name)
+            .ok_or_else(|| Error::internal(format!("table {name:?} was not listed")))?;
+        let table = ScanTable::grouped(store, input, tasks)?;
+        ctx.register_table(name.as_str(), Arc::new(table))
+            .map_err(|e| Error::internal(format!("registering table {name:?}: {e}")))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,132 @@
+//! One task of an SQL stage: plan the query again, find the stage's sub-plan, check it is
+//! the one the plan pod recorded, run partition `task` of it, and hand the rows to the sink.
+
+use std::sync::Arc;
+
+use datafusion::error::DataFusionError;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::metrics::Time;
+use datafusion::physical_plan::repartition::BatchPartitioner;
+use futures::StreamExt;
+
+use super::exchange::{ShuffleSource, SinkKind, TaskShuffles};
+use super::planner::{plan_text, stages_of};
+use super::session::session;
+use crate::commit::marker::{TaskFile, TaskMarker};
+use crate::commit::output::write_output;
+use crate::error::{Error, Result, store_failure};
+use crate::plan::Plan;
+use crate::shuffle::Partitioner;
+use crate::store::Store;
+use crate::task::df_message;
+
+/// Runs task `task` of SQL stage `stage`, writing under `dir`; the marker's attempt is left
+/// for the caller to fill in.
+pub async fn execute(
+    store: &Store,
+    plan: &Plan,
+    stage: usize,
+    task: usize,
+    dir: &str,
+) -> Result<TaskMarker> {
+    let st = &plan.stages[stage];
+    let shuffles = Arc::new(TaskShuffles::new(store.clone(), Arc::new(plan.clone())));
+    let source: Arc<dyn ShuffleSource> = shuffles.clone();
+    let mut stages = stages_of(store, plan, &source).await?;
+    if stages.len() != plan.stages.len() {
+        return Err(Error::Incompatible(format!(
+            "this kask plans {} stages for the query where the plan has {}; the plan pod and \
+             this worker run different versions",
+            stages.len(),
+            plan.stages.len()
+        )));
+    }
+    let cut = stages.swap_remove(stage);
+    let recorded = st.sql.as_ref().map(|s| s.plan.as_str()).unwrap_or_default();
+    if plan_text(&cut.root) != recorded {
+        return Err(Error::Incompatible(format!(
+            "stage {} plans differently here than in the plan pod; they run different versions \
+             of kask",
+            st.name
+        )));
+    }
+    let ctx = session(store, plan.sql.as_ref().map_or(1, |s| s.partitions));
+    let task_err = |e: DataFusionError| -> Error {
+        if let Some(kept) = shuffles.error.lock().ok().and_then(|mut k| k.take()) {
+            return kept;
+        }
+        match store_failure(&e) {
+            Some(why) => store.err_text(format!("stage {} task {task}", st.name), why),
+            None => Error::Task {
+                stage: st.name.clone(),
+                task,
+                message: df_message(&e),
+            },
+        }
+    };
+    let stream = cut.root.execute(task, ctx.task_ctx()).map_err(&task_err)?;
+    let files: Vec<TaskFile> = match &cut.sink {
+        SinkKind::Output => {
+            write_output(store, dir, plan.spec.output_format(), stream, &task_err).await?
+        }
+        SinkKind::Hash(exprs, n) => {
+            let mut hasher = BatchPartitioner::new_hash_partitioner(exprs.clone(), *n, Time::new())
+                .map_err(&task_err)?;
+            let mut parts = Partitioner::by_caller(cut.root.schema(), *n);
+            let mut stream = stream;
+            while let Some(batch) = stream.next().await {
+                let batch = batch.map_err(&task_err)?;
+                for piece in hasher.partition_iter(batch).map_err(&task_err)? {
+                    let (p, b) = piece.map_err(&task_err)?;
+                    parts.push_to(p, b)?;
+                }
+            }
+            vec![crate::shuffle::write(store, dir, parts, *n).await?]
+        }
+        SinkKind::Single => {
+            let mut parts = Partitioner::by_caller(cut.root.schema(), 1);
+            let mut stream = stream;
+            while let Some(batch) = stream.next().await {
+                parts.push_to(0, batch.map_err(&task_err)?)?;
+            }
+            vec![crate::shuffle::write(store, dir, parts, 1).await?]
+        }
+    };
+    let (shuffle_bytes, shuffle_rows) = shuffles.read.lock().map(|r| *r).unwrap_or_default();
+    Ok(TaskMarker {
+        stage,
+        task,
+        rows_in: shuffle_rows + scanned_rows(&cut.root),
+        bytes_in: shuffle_bytes + scanned_bytes(&cut.root),
+        rows_out: files.iter().map(|f| f.rows).sum(),
+        bytes_out: files.iter().map(|f| f.bytes).sum(),
+        files,
+        ..TaskMarker::default()
+    })
+}
+
+fn scans(plan: &Arc<dyn ExecutionPlan>, out: &mut Vec<Arc<dyn ExecutionPlan>>) {
+    if plan.name() == "DataSourceExec" {
+        out.push(Arc::clone(plan));
+    }
+    for c in plan.children() {
+        scans(c, out);
+    }
+}
+
+fn scanned_rows(root: &Arc<dyn ExecutionPlan>) -> u64 {
+    let mut all = Vec::new();
+    scans(root, &mut all);
+    all.iter()
+        .filter_map(|s| s.metrics()?.output_rows())
+        .sum::<usize>() as u64
+}
+
+fn scanned_bytes(root: &Arc<dyn ExecutionPlan>) -> u64 {
+    let mut all = Vec::new();
+    scans(root, &mut all);
+    all.iter()
+        .filter_map(|s| s.metrics()?.sum_by_name("bytes_scanned"))
+        .map(|v| v.as_usize() as u64)
+        .sum()
+}
