@@ -9,6 +9,9 @@ use crate::task::df_message;
 
 /// The user's error for a query DataFusion could not plan.
 pub fn query_error(ctx: &SessionContext, e: &DataFusionError) -> Error {
+    if let DataFusionError::SQL(parse, _) = e.find_root() {
+        return Error::spec("spec.sql.query", syntax(&parse.to_string()));
+    }
     let mut msg = df_message(e);
     for prefix in ["Error during planning: ", "SQL error: ", "Schema error: "] {
         if let Some(rest) = msg.strip_prefix(prefix) {
@@ -32,4 +35,36 @@ pub fn query_error(ctx: &SessionContext, e: &DataFusionError) -> Error {
         text.push_str(&format!(" (tables: {})", names.join(", ")));
     }
     Error::spec("spec.sql.query", text)
+}
+
+/// A syntax error's message with its place first: sqlparser ends it with `at Line: L,
+/// Column: C`, or says it found the end of the query.
+fn syntax(raw: &str) -> String {
+    let msg = raw.strip_prefix("sql parser error: ").unwrap_or(raw).trim();
+    if let Some(at) = msg.rfind(" at Line: ")
+        && let Some((line, column)) = msg[at + " at Line: ".len()..].split_once(", Column: ")
+    {
+        return format!("line {line}, column {}: {}", column.trim(), &msg[..at]);
+    }
+    if msg.ends_with("found: EOF") {
+        return format!("at the end of the query: {msg}");
+    }
+    msg.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::syntax;
+
+    #[test]
+    fn a_syntax_error_says_its_place_first() {
+        assert_eq!(
+            syntax("sql parser error: Expected: end of statement, found: y at Line: 1, Column: 12"),
+            "line 1, column 12: Expected: end of statement, found: y"
+        );
+        assert_eq!(
+            syntax("sql parser error: Expected: an expression, found: EOF"),
+            "at the end of the query: Expected: an expression, found: EOF"
+        );
+    }
 }

@@ -13,5 +13,6 @@ mod faults;
 mod malformed;
 mod pods;
 mod properties;
+mod sql;
 mod support;
 mod uploads;

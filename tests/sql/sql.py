@@ -1,0 +1,181 @@
+"""SQL jobs through `kask run`, each answer compared with DuckDB's on the same files.
+
+    python sql.py KASK TPCH-DIR WORK-DIR QUERY-DIR [QUERY...]
+
+TPCH-DIR holds the tables tpchgen-cli wrote. The jobs use its parent as their storage root,
+read the tables from there and write their results under <root>/runs/<pid>, removed at the
+end; the job files go to WORK-DIR. Values are compared exactly (text, integers, dates) or to 1e-9 relative (decimal and
+floating point, whose last digits depend on summation order); types by family.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+
+KASK, TPCH, WORK, QUERIES = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4])
+ONLY = set(sys.argv[5:])
+TABLES = ["lineitem", "orders", "customer", "part", "partsupp", "supplier", "nation", "region"]
+
+passed = 0
+failed = 0
+
+
+def ok(name, detail=""):
+    global passed
+    passed += 1
+    print(f"sql: ok    {name}{f' ({detail})' if detail else ''}", flush=True)
+
+
+def fail(name, why):
+    global failed
+    failed += 1
+    print(f"sql: FAIL  {name}: {why}", flush=True)
+
+
+def family(duck_type):
+    """The kind of a DuckDB type name: what must agree between the two engines."""
+    t = str(duck_type).upper()
+    if t in ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
+             "UINTEGER", "UBIGINT"):
+        return "integer"
+    if t.startswith("DECIMAL") or t in ("FLOAT", "DOUBLE", "REAL"):
+        return "number"
+    if t in ("VARCHAR", "TEXT") or t.startswith("VARCHAR"):
+        return "text"
+    if t == "DATE":
+        return "date"
+    if t.startswith("TIMESTAMP"):
+        return "timestamp"
+    if t == "BOOLEAN":
+        return "boolean"
+    return t
+
+
+def same_value(a, b):
+    if a is None or b is None:
+        return a is None and b is None
+    if isinstance(a, (float, Decimal)) or isinstance(b, (float, Decimal)):
+        x, y = float(a), float(b)
+        return abs(x - y) <= 1e-9 * max(1.0, abs(x), abs(y))
+    return a == b
+
+
+def sort_key(row):
+    return tuple((v is None, str(v) if not isinstance(v, (int, float, Decimal)) else round(float(v), 6))
+                 for v in row)
+
+
+def compare(expected, got, ordered):
+    """Why two results differ, or None. Rows are compared as multisets; when the query orders
+    its rows, Kask's order must also agree with DuckDB's wherever DuckDB's rows differ."""
+    (etypes, erows), (gtypes, grows) = expected, got
+    ef, gf = [family(t) for t in etypes], [family(t) for t in gtypes]
+    if ef != gf:
+        return f"column types {gtypes} (DuckDB: {etypes})"
+    if len(erows) != len(grows):
+        return f"{len(grows)} rows (DuckDB: {len(erows)})"
+    for i, (e, g) in enumerate(zip(sorted(erows, key=sort_key), sorted(grows, key=sort_key))):
+        if not all(same_value(a, b) for a, b in zip(e, g)):
+            return f"row {i} of the sorted rows: {g} (DuckDB: {e})"
+    if ordered:
+        for i, (e, g) in enumerate(zip(erows, grows)):
+            if not all(same_value(a, b) for a, b in zip(e, g)):
+                # Rows that tie on the ORDER BY keys may come in either order.
+                if sort_key(e) != sort_key(g) and not tie(erows, i, g):
+                    return f"row {i} in order: {g} (DuckDB: {e})"
+    return None
+
+
+def tie(rows, i, g):
+    """Whether row `g` appears among DuckDB's rows near position `i` (a tie on the keys)."""
+    window = rows[max(0, i - 50): i + 50]
+    return any(all(same_value(a, b) for a, b in zip(r, g)) for r in window)
+
+
+def kask_run(job, path):
+    path.write_text(json.dumps(job))
+    started = time.monotonic()
+    p = subprocess.run([KASK, "run", str(path)], capture_output=True, text=True)
+    return p, time.monotonic() - started
+
+
+def result_of(con, out_dir):
+    files = sorted(str(f) for f in Path(out_dir).glob("*.parquet"))
+    if not files:
+        return None
+    rel = con.execute(f"SELECT * FROM read_parquet({files!r})")
+    return [d[1] for d in rel.description], rel.fetchall()
+
+
+def tpch_tables(root_name):
+    """Each table's path relative to the storage root, as tpchgen-cli laid them out."""
+    tables = {}
+    for t in TABLES:
+        if (TPCH / f"{t}.parquet").is_file():
+            tables[t] = {"path": f"{root_name}/{t}.parquet"}
+        elif (TPCH / t).is_dir():
+            tables[t] = {"path": f"{root_name}/{t}/*.parquet"}
+        else:
+            raise SystemExit(f"sql: no table {t} in {TPCH}")
+    return tables
+
+
+def tpch(root, runs):
+    con = duckdb.connect()
+    tables = tpch_tables(TPCH.name)
+    for t, spec in tables.items():
+        con.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{root / spec['path']}')")
+    for q in sorted(QUERIES.glob("q*.sql")):
+        name = q.stem
+        if ONLY and name not in ONLY:
+            continue
+        text = q.read_text()
+        started = time.monotonic()
+        ref = con.execute(text)
+        expected = ([d[1] for d in ref.description], ref.fetchall())
+        duck_s = time.monotonic() - started
+        job = {
+            "apiVersion": "kask.dev/v1alpha1", "kind": "DaskJob",
+            "metadata": {"name": f"tpch-{name}"},
+            "spec": {
+                "storage": {"url": f"file://{root}"},
+                "sql": {"tables": tables, "query": text},
+                "workers": 2,
+                "output": {"path": f"{runs}/{name}", "format": "parquet"},
+            },
+        }
+        p, secs = kask_run(job, WORK / f"{name}.json")
+        label = f"TPC-H {name} equals DuckDB"
+        if p.returncode != 0:
+            fail(label, f"kask run exited {p.returncode}: {p.stderr.strip()[-600:]}")
+            continue
+        got = result_of(con, root / runs / name)
+        if got is None:
+            fail(label, "no Parquet file in the output")
+            continue
+        why = compare(expected, got, "order by" in text.lower())
+        if why:
+            fail(label, why)
+        else:
+            ok(label, f"{len(got[1])} rows; kask {secs:.1f}s, duckdb {duck_s:.2f}s")
+
+
+def main():
+    root = TPCH.parent
+    runs = f"runs/{os.getpid()}"
+    try:
+        tpch(root, runs)
+    finally:
+        shutil.rmtree(root / runs, ignore_errors=True)
+    print(f"sql: {passed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
+
+
+main()
