@@ -105,10 +105,10 @@ run_locally() { # JSON NAME
 }
 
 # An example job end to end: applied, Complete, and its output row for row the same as
-# `kask run`'s.
-example() { # FILE NAME
+# `kask run`'s. JQ-EXPR adjusts the job (default: two workers, tasks of 4 KiB).
+example() { # FILE NAME [JQ-EXPR]
   local name=$2 json start=$SECONDS
-  json=$(job_json "$1" "$name" "out/$name" '.spec.workers = 2 | .spec.targetTaskBytes = 4096')
+  json=$(job_json "$1" "$name" "out/$name" "${3:-.spec.workers = 2 | .spec.targetTaskBytes = 4096}")
   kubectl apply -f - <<<"$json" >/dev/null || { fail "$name" "apply failed"; return; }
   if ! kubectl --namespace "$NS" wait --for=condition=Complete "daskjob/$name" --timeout=180s >/dev/null; then
     fail "example $1" "not Complete: $(dj_field "$name" '{.status.message}')"

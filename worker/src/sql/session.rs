@@ -14,7 +14,8 @@ use crate::task::tables::{ScanTable, batch_size};
 /// exchange; scans keep one partition per task; no round-robin repartitioning (it needs
 /// rows to move between partitions of one process); no work stealing between a scan's
 /// partitions (in one task, its partition would steal every other task's files); no dynamic
-/// filters (they pass state between operators of one process); joins that collect their build side are planned
+/// filters and no scalar subquery operator (they pass state between operators of one
+/// process); joins that collect their build side are planned
 /// only when a side has a single partition, never from size estimates.
 pub fn session(store: &Store, partitions: usize) -> SessionContext {
     let mut config = SessionConfig::new()
@@ -27,6 +28,10 @@ pub fn session(store: &Store, partitions: usize) -> SessionContext {
     o.enable_join_dynamic_filter_pushdown = false;
     o.enable_topk_dynamic_filter_pushdown = false;
     o.enable_aggregate_dynamic_filter_pushdown = false;
+    // A scalar subquery evaluated by its own operator fills a value that expressions in other
+    // operators read; once those operators run in another stage's task, they would read it
+    // unfilled. Rewritten as a join, it is data that flows through the shuffle like any other.
+    o.enable_physical_uncorrelated_scalar_subquery = false;
     o.hash_join_single_partition_threshold = 0;
     o.hash_join_single_partition_threshold_rows = 0;
     config.options_mut().sql_parser.collect_spans = true;
