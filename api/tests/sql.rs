@@ -113,3 +113,30 @@ fn an_output_inside_a_table_is_refused() {
         "{errors:?}"
     );
 }
+
+#[test]
+fn views_keep_their_order_and_may_not_shadow_a_table() {
+    let yaml = GOOD.replace(
+        "    query: |",
+        "    views:\n      z: SELECT 1 AS one\n      a: SELECT * FROM z\n    query: |",
+    );
+    let job = load_job("job.yaml", &yaml).expect("valid");
+    let views = &job.spec.sql.as_ref().expect("sql").views;
+    assert_eq!(
+        views.keys().collect::<Vec<_>>(),
+        ["z", "a"],
+        "in the order written"
+    );
+
+    let clash = GOOD.replace(
+        "    query: |",
+        "    views:\n      Orders: SELECT 1 AS one\n      v: \"  \"\n    query: |",
+    );
+    assert_eq!(
+        errors_of(&clash),
+        [
+            r#"spec.sql.views.Orders: "Orders" is also the name of a table"#,
+            "spec.sql.views.v: must not be empty"
+        ]
+    );
+}

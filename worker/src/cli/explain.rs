@@ -51,14 +51,6 @@ fn array_text(a: &ArrayStage) -> String {
     }
 }
 
-/// Whether an SQL stage's sub-plan scans one of table `name`'s files.
-fn sub_plan_scans(st: &kask_worker::plan::Stage, plan: &Plan, name: &str) -> bool {
-    let Some(q) = &st.sql else { return false };
-    plan.inputs
-        .get(name)
-        .is_some_and(|i| i.files.iter().any(|f| q.plan.contains(&f.path)))
-}
-
 /// Renders a plan for a terminal.
 pub fn render(plan: &Plan, store_url: &str) -> String {
     let mut s = String::new();
@@ -126,13 +118,11 @@ pub fn render(plan: &Plan, store_url: &str) -> String {
                 );
             }
             StageSource::Sql { reads } => {
-                let tables: Vec<&str> = plan
+                let tables = st
                     .sql
-                    .iter()
-                    .flat_map(|q| q.tables.keys())
-                    .filter(|t| sub_plan_scans(st, plan, t))
-                    .map(String::as_str)
-                    .collect();
+                    .as_ref()
+                    .map(|q| q.scanned_tables(plan))
+                    .unwrap_or_default();
                 let mut what: Vec<String> = tables.iter().map(|t| format!("table {t}")).collect();
                 what.extend(
                     reads

@@ -1,7 +1,8 @@
 //! The cutter: one physical plan for the whole job becomes stages. Wherever DataFusion moves
 //! rows between partitions — a hash repartition, a coalesce into one partition, a sorted
 //! merge — the plan below becomes a stage of its own whose tasks shuffle their rows, and the
-//! plan above reads them with a [`ShuffleReaderExec`]. Everything else runs inside a task, one
+//! plan above reads them with a [`ShuffleReaderExec`] (a coalesce becomes the reader itself,
+//! which reads the tasks' rows in task order). Everything else runs inside a task, one
 //! partition per task.
 
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use datafusion::physical_expr::Partitioning;
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::execution_plan::{ChildrenPropertiesMode, ReplaceChildrenOptions};
 use datafusion::physical_plan::joins::{HashJoinExec, NestedLoopJoinExec, PartitionMode};
+use datafusion::physical_plan::limit::GlobalLimitExec;
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
@@ -109,8 +111,10 @@ fn cut_node(
             _ => Ok(reader),
         };
     }
-    let gathers = plan.is::<CoalescePartitionsExec>() || plan.is::<SortPreservingMergeExec>();
-    if gathers && let [input] = plan.children().as_slice() {
+    let coalesces = plan.is::<CoalescePartitionsExec>();
+    if (coalesces || plan.is::<SortPreservingMergeExec>())
+        && let [input] = plan.children().as_slice()
+    {
         let input = cut_node(Arc::clone(input), source, stages)?;
         let maps = partitions(&input);
         if maps <= 1 {
@@ -118,6 +122,21 @@ fn cut_node(
         }
         let schema = input.schema();
         let id = push(stages, input, SinkKind::Single);
+        if coalesces {
+            // The one partition, in map-task order: the same rows in the same order on every
+            // run, where a coalesce passes them on as they arrive.
+            let reader: Arc<dyn ExecutionPlan> = Arc::new(ShuffleReaderExec::new(
+                id,
+                ReadMode::Partition,
+                schema,
+                Partitioning::UnknownPartitioning(1),
+                Arc::clone(source),
+            ));
+            return Ok(match plan.fetch() {
+                Some(n) => Arc::new(GlobalLimitExec::new(reader, 0, Some(n))),
+                None => reader,
+            });
+        }
         let reader: Arc<dyn ExecutionPlan> = Arc::new(ShuffleReaderExec::new(
             id,
             ReadMode::Map,

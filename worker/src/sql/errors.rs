@@ -7,10 +7,10 @@ use datafusion::prelude::SessionContext;
 use crate::error::Error;
 use crate::task::df_message;
 
-/// The user's error for a query DataFusion could not plan.
-pub fn query_error(ctx: &SessionContext, e: &DataFusionError) -> Error {
+/// The user's error for a query (at field path `at`) that DataFusion could not plan.
+pub fn query_error(ctx: &SessionContext, at: &str, e: &DataFusionError) -> Error {
     if let DataFusionError::SQL(parse, _) = e.find_root() {
-        return Error::spec("spec.sql.query", syntax(&parse.to_string()));
+        return Error::spec(at, syntax(&parse.to_string()));
     }
     let mut msg = df_message(e);
     for prefix in ["Error during planning: ", "SQL error: ", "Schema error: "] {
@@ -32,9 +32,9 @@ pub fn query_error(ctx: &SessionContext, e: &DataFusionError) -> Error {
             .map(|s| s.table_names())
             .unwrap_or_default();
         names.sort();
-        text.push_str(&format!(" (tables: {})", names.join(", ")));
+        text.push_str(&format!(" (tables and views: {})", names.join(", ")));
     }
-    Error::spec("spec.sql.query", text)
+    Error::spec(at, text)
 }
 
 /// A syntax error's message with its place first: sqlparser ends it with `at Line: L,

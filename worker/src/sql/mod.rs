@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::plan::Fragment;
+use crate::plan::{Fragment, Plan};
 
 /// What an SQL job's plan adds to [`crate::plan::Plan`].
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -39,4 +39,19 @@ pub struct SqlStage {
     /// The sub-plan as DataFusion displays it, with the shuffle readers of earlier stages
     /// as its leaves. A task refuses to run a sub-plan that differs.
     pub plan: String,
+}
+
+impl SqlStage {
+    /// The tables whose files this stage's sub-plan scans.
+    pub fn scanned_tables<'a>(&self, plan: &'a Plan) -> Vec<&'a str> {
+        plan.inputs
+            .iter()
+            .filter(|(_, i)| {
+                i.files
+                    .iter()
+                    .any(|f| self.plan.contains(&format!("/{}", f.path)))
+            })
+            .map(|(name, _)| name.as_str())
+            .collect()
+    }
 }

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use datafusion::datasource::ViewTable;
 use datafusion::execution::context::SQLOptions;
 use datafusion::physical_plan::{ExecutionPlanProperties, displayable};
 
@@ -14,7 +15,7 @@ use super::session::{register_tables, session};
 use super::{SqlPlan, SqlStage};
 use crate::error::{Error, Result};
 use crate::plan::listing::Listing;
-use crate::plan::planner::{cut_input, input_plan};
+use crate::plan::planner::{cut_input, dns_safe, input_plan};
 use crate::plan::{PLAN_VERSION, Plan, PlanSchema, Sink, Stage, StageSource};
 use crate::store::Store;
 use kask_api::DaskJobSpec;
@@ -64,7 +65,11 @@ pub async fn plan_sql(
     };
     let source: Arc<dyn ShuffleSource> = Arc::new(PlanningOnly);
     let cut = stages_of(store, &plan, &source).await?;
-    plan.stages = cut.iter().enumerate().map(|(id, c)| stage(id, c)).collect();
+    plan.stages = cut
+        .iter()
+        .enumerate()
+        .map(|(id, c)| stage(id, c, &plan))
+        .collect();
     Ok(plan)
 }
 
@@ -86,14 +91,26 @@ pub async fn stages_of(
         .with_allow_ddl(false)
         .with_allow_dml(false)
         .with_allow_statements(false);
+    for (name, query) in &sql.views {
+        let at = format!("spec.sql.views.{name}");
+        let view = ctx
+            .sql_with_options(query, only_queries)
+            .await
+            .map_err(|e| query_error(&ctx, &at, &e))?
+            .into_unoptimized_plan();
+        let table = ViewTable::new(view, Some(query.clone()));
+        ctx.register_table(name.as_str(), Arc::new(table))
+            .map_err(|e| query_error(&ctx, &at, &e))?;
+    }
+    let at = "spec.sql.query";
     let df = ctx
         .sql_with_options(&sql.query, only_queries)
         .await
-        .map_err(|e| query_error(&ctx, &e))?;
+        .map_err(|e| query_error(&ctx, at, &e))?;
     let physical = df
         .create_physical_plan()
         .await
-        .map_err(|e| query_error(&ctx, &e))?;
+        .map_err(|e| query_error(&ctx, at, &e))?;
     cut(physical, source)
 }
 
@@ -102,7 +119,7 @@ pub fn plan_text(root: &Arc<dyn datafusion::physical_plan::ExecutionPlan>) -> St
     displayable(root.as_ref()).indent(true).to_string()
 }
 
-fn stage(id: usize, c: &CutStage) -> Stage {
+fn stage(id: usize, c: &CutStage, plan: &Plan) -> Stage {
     let sink = match &c.sink {
         SinkKind::Output => Sink::Output,
         SinkKind::Hash(exprs, n) => Sink::Shuffle {
@@ -118,9 +135,17 @@ fn stage(id: usize, c: &CutStage) -> Stage {
             partial: crate::plan::Partial::None,
         },
     };
+    let sql = SqlStage {
+        plan: plan_text(&c.root),
+    };
+    // A stage that scans one table is named after it, as a dataframe job's scan stages are.
+    let what = match (kind(&c.root), sql.scanned_tables(plan).as_slice()) {
+        ("scan", [table]) => format!("scan-{}", dns_safe(table)),
+        (kind, _) => kind.to_string(),
+    };
     Stage {
         id,
-        name: format!("s{id}-{}", kind(&c.root)),
+        name: format!("s{id}-{what}"),
         source: StageSource::Sql {
             reads: c.reads.clone(),
         },
@@ -132,9 +157,7 @@ fn stage(id: usize, c: &CutStage) -> Stage {
         output_schema: PlanSchema(c.root.schema()),
         sink_input_schema: None,
         array: None,
-        sql: Some(SqlStage {
-            plan: plan_text(&c.root),
-        }),
+        sql: Some(sql),
     }
 }
 

@@ -9,13 +9,16 @@ use datafusion::physical_plan::metrics::Time;
 use datafusion::physical_plan::repartition::BatchPartitioner;
 use futures::StreamExt;
 
+use datafusion::prelude::SessionContext;
+
+use super::cut::CutStage;
 use super::exchange::{ShuffleSource, SinkKind, TaskShuffles};
 use super::planner::{plan_text, stages_of};
 use super::session::session;
 use crate::commit::marker::{TaskFile, TaskMarker};
 use crate::commit::output::write_output;
 use crate::error::{Error, Result, store_failure};
-use crate::plan::Plan;
+use crate::plan::{Fragment, Plan};
 use crate::shuffle::Partitioner;
 use crate::store::Store;
 use crate::task::df_message;
@@ -64,33 +67,12 @@ pub async fn execute(
             },
         }
     };
-    let stream = cut.root.execute(task, ctx.task_ctx()).map_err(&task_err)?;
-    let files: Vec<TaskFile> = match &cut.sink {
-        SinkKind::Output => {
-            write_output(store, dir, plan.spec.output_format(), stream, &task_err).await?
+    let files = match sink(store, plan, dir, &cut, task, &ctx, &task_err).await {
+        Ok(files) => files,
+        Err(e @ Error::Task { .. }) => {
+            return Err(diagnose(store, plan, stage, task, &ctx, e).await);
         }
-        SinkKind::Hash(exprs, n) => {
-            let mut hasher = BatchPartitioner::new_hash_partitioner(exprs.clone(), *n, Time::new())
-                .map_err(&task_err)?;
-            let mut parts = Partitioner::by_caller(cut.root.schema(), *n);
-            let mut stream = stream;
-            while let Some(batch) = stream.next().await {
-                let batch = batch.map_err(&task_err)?;
-                for piece in hasher.partition_iter(batch).map_err(&task_err)? {
-                    let (p, b) = piece.map_err(&task_err)?;
-                    parts.push_to(p, b)?;
-                }
-            }
-            vec![crate::shuffle::write(store, dir, parts, *n).await?]
-        }
-        SinkKind::Single => {
-            let mut parts = Partitioner::by_caller(cut.root.schema(), 1);
-            let mut stream = stream;
-            while let Some(batch) = stream.next().await {
-                parts.push_to(0, batch.map_err(&task_err)?)?;
-            }
-            vec![crate::shuffle::write(store, dir, parts, 1).await?]
-        }
+        Err(e) => return Err(e),
     };
     let (shuffle_bytes, shuffle_rows) = shuffles.read.lock().map(|r| *r).unwrap_or_default();
     Ok(TaskMarker {
@@ -103,6 +85,87 @@ pub async fn execute(
         files,
         ..TaskMarker::default()
     })
+}
+
+/// Runs partition `task` of the stage's sub-plan into its sink.
+async fn sink(
+    store: &Store,
+    plan: &Plan,
+    dir: &str,
+    cut: &CutStage,
+    task: usize,
+    ctx: &SessionContext,
+    task_err: &(dyn Fn(DataFusionError) -> Error + Sync),
+) -> Result<Vec<TaskFile>> {
+    let stream = cut.root.execute(task, ctx.task_ctx()).map_err(task_err)?;
+    Ok(match &cut.sink {
+        SinkKind::Output => {
+            write_output(store, dir, plan.spec.output_format(), stream, task_err).await?
+        }
+        SinkKind::Hash(exprs, n) => {
+            let mut hasher = BatchPartitioner::new_hash_partitioner(exprs.clone(), *n, Time::new())
+                .map_err(task_err)?;
+            let mut parts = Partitioner::by_caller(cut.root.schema(), *n);
+            let mut stream = stream;
+            while let Some(batch) = stream.next().await {
+                let batch = batch.map_err(task_err)?;
+                for piece in hasher.partition_iter(batch).map_err(task_err)? {
+                    let (p, b) = piece.map_err(task_err)?;
+                    parts.push_to(p, b)?;
+                }
+            }
+            vec![crate::shuffle::write(store, dir, parts, *n).await?]
+        }
+        SinkKind::Single => {
+            let mut parts = Partitioner::by_caller(cut.root.schema(), 1);
+            let mut stream = stream;
+            while let Some(batch) = stream.next().await {
+                parts.push_to(0, batch.map_err(task_err)?)?;
+            }
+            vec![crate::shuffle::write(store, dir, parts, 1).await?]
+        }
+    })
+}
+
+/// A task failed on its data: when it scanned a table, find the file and the line. A stage
+/// that scans one table with one partition per task read that task's own ranges; otherwise
+/// every range of the tables it scans is tried, unless they are too large to read again.
+async fn diagnose(
+    store: &Store,
+    plan: &Plan,
+    stage: usize,
+    task: usize,
+    ctx: &SessionContext,
+    original: Error,
+) -> Error {
+    const REREAD_LIMIT: u64 = 1 << 30;
+    let st = &plan.stages[stage];
+    let (Some(q), Some(sql)) = (&st.sql, &plan.sql) else {
+        return original;
+    };
+    let tables = q.scanned_tables(plan);
+    let mut err = original;
+    for table in &tables {
+        let Some(tasks) = sql.tables.get(*table) else {
+            continue;
+        };
+        let fragments: Vec<Fragment> = if tables.len() == 1 && tasks.len() == st.tasks {
+            tasks.get(task).cloned().unwrap_or_default()
+        } else if plan
+            .inputs
+            .get(*table)
+            .is_some_and(|i| i.bytes <= REREAD_LIMIT)
+        {
+            tasks.concat()
+        } else {
+            continue;
+        };
+        err = crate::task::diagnose(store, plan, ctx, table, &fragments, err).await;
+        if !matches!(err, Error::Task { .. }) {
+            return err;
+        }
+    }
+    err
 }
 
 fn scans(plan: &Arc<dyn ExecutionPlan>, out: &mut Vec<Arc<dyn ExecutionPlan>>) {

@@ -252,7 +252,7 @@ async fn shuffle_out(
 
 /// A task over several files failed while reading: find the file, and make line numbers
 /// count from the start of the file rather than from the task's byte range.
-async fn diagnose(
+pub(crate) async fn diagnose(
     store: &Store,
     plan: &Plan,
     ctx: &datafusion::prelude::SessionContext,

@@ -198,6 +198,12 @@ async fn aggregates_windows_unions_and_limits_equal_plain_implementations() {
     let q = "SELECT x FROM a ORDER BY x DESC LIMIT 5";
     assert_eq!(rows(&lab, q, 3).await, want, "{q}: in order");
 
+    // Without ORDER BY, LIMIT takes the first rows in the tables' file order, on every run.
+    let want: Vec<Vec<V>> = a.iter().take(7).map(|r| vec![i(r.1)]).collect();
+    for _ in 0..3 {
+        assert_eq!(rows(&lab, "SELECT x FROM a LIMIT 7", 3).await, want);
+    }
+
     // An uncorrelated scalar subquery is computed once and seen by every task.
     let max = a.iter().map(|r| r.1).max().unwrap_or_default();
     let q = "SELECT x FROM a WHERE x > (SELECT max(x) FROM a) - 25";
@@ -234,7 +240,7 @@ async fn a_query_s_mistakes_are_the_user_s_and_say_where_and_what_exists() {
 
     let (msg, _) = error_of(&lab, "SELECT k FROM nowhere").await;
     assert!(
-        msg.contains("nowhere") && msg.contains("(tables: a, b)"),
+        msg.contains("nowhere") && msg.contains("(tables and views: a, b)"),
         "{msg}"
     );
 
@@ -266,4 +272,50 @@ async fn a_task_refuses_a_stage_it_would_plan_differently() {
         .expect_err("a changed stage plan is refused");
     assert!(matches!(e, Error::Incompatible(_)), "{e:?}");
     assert!(e.to_string().contains(&plan.stages[last].name), "{e}");
+}
+
+#[tokio::test]
+async fn a_bad_value_deep_in_a_table_names_the_table_the_file_and_the_line() {
+    let lab = Lab::local();
+    let mut csv = String::from("a,b\n");
+    for i in 0..30_000 {
+        csv.push_str(&format!("{i},x\n"));
+    }
+    csv.push_str("oops,y\n");
+    lab.put("t/big.csv", csv).await;
+    let spec = "  sql:\n    tables: {t: {path: \"t/*.csv\"}}\n    query: SELECT a, count(*) FROM t GROUP BY a\n  output: {path: out}\n";
+    let e = lab
+        .run(spec)
+        .await
+        .expect_err("a value that is not a number");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("\"t\"") && msg.contains("t/big.csv") && msg.contains("line 30002"),
+        "{msg}"
+    );
+    assert!(lab.manifest("out").await.is_none());
+}
+
+#[tokio::test]
+async fn views_build_on_tables_and_on_each_other() {
+    let lab = lab().await;
+    let spec = "  sql:\n    tables:\n      a: {path: \"a/*.parquet\"}\n      b: {path: \"b/*.parquet\"}\n    views:\n      big: SELECT k, x FROM a WHERE x >= 200\n      joined: SELECT big.x, b.y FROM big JOIN b ON big.k = b.k\n    query: SELECT count(*) AS n FROM joined\n  targetTaskBytes: 1\n  output: {path: out}\n";
+    lab.run(spec).await.expect("views");
+    let (a, b) = (table_a().0, table_b().0);
+    let n = a
+        .iter()
+        .filter(|r| r.1 >= 200)
+        .map(|r| b.iter().filter(|s| r.0.is_some() && s.0 == r.0).count())
+        .sum::<usize>();
+    assert_eq!(lab.result("out").await.1, vec![vec![i(n as i64)]]);
+
+    let bad = spec.replace("FROM big JOIN", "FROM bigg JOIN");
+    let e = lab.run(&bad).await.expect_err("an unknown view");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("spec.sql.views.joined")
+            && msg.contains("bigg")
+            && msg.contains("tables and views: a, b, big"),
+        "{msg}"
+    );
 }
