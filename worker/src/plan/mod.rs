@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use kask_api::{CsvOptions, DaskJobSpec, DataframeJob, Format};
 pub use schema::PlanSchema;
 
-/// Bumped when the plan's JSON changes incompatibly.
-pub const PLAN_VERSION: u32 = 1;
+/// Bumped when the plan's JSON changes incompatibly (2: SQL stages).
+pub const PLAN_VERSION: u32 = 2;
 
 /// A job's plan.
 #[derive(Serialize, Deserialize, Clone, Debug)]

@@ -48,8 +48,8 @@ pub async fn execute(
     let recorded = st.sql.as_ref().map(|s| s.plan.as_str()).unwrap_or_default();
     if plan_text(&cut.root) != recorded {
         return Err(Error::Incompatible(format!(
-            "stage {} plans differently here than in the plan pod; they run different versions \
-             of kask",
+            "stage {} plans differently here than in the plan pod: they run different versions \
+             of kask, or planning the query is not deterministic (a bug in kask)",
             st.name
         )));
     }
