@@ -4,6 +4,7 @@
 
 mod arrays;
 mod bad_input;
+mod bag_sql;
 mod bags;
 mod chaos;
 mod commit;
