@@ -1,22 +1,47 @@
 # shellcheck shell=bash
 # SQL jobs on the test bed, sourced by tests/e2e/run (which sets KASK, NS, PREFIX and WORK):
-# TPC-H queries at scale 0.1 through worker pods, each result row for row the same as `kask
-# run`'s on the same files in MinIO (which tests/sql/run compares with DuckDB).
+# TPC-H queries at scale 0.1 through worker pods, all six jobs at once, each result row for
+# row the same as `kask run`'s on the same files in MinIO (which tests/sql/run compares with
+# DuckDB).
 
+tpch_queries=(q01 q03 q05 q09 q13 q18)
 if tpch=$(tests/sql/tpchgen 0.1); then
   for t in lineitem orders customer part partsupp supplier nation region; do
     s3_put "$tpch/$t.parquet" "$PREFIX/tpch/$t.parquet" || fail "TPC-H upload" "$t"
   done
-  for q in q01 q03 q05 q09 q13 q18; do
+  start_tpch=$SECONDS
+  for q in "${tpch_queries[@]}"; do
     # Tasks of about 4 MB: lineitem (~25 MB at this scale) is read by several pods.
     jq -n --rawfile query "tests/sql/tpch/$q.sql" '
       {apiVersion: "kask.dev/v1alpha1", kind: "DaskJob", metadata: {name: "q"},
        spec: {sql: {query: $query, tables: ([
                 "lineitem", "orders", "customer", "part", "partsupp", "supplier", "nation",
                 "region"] | map({key: ., value: {path: "tpch/\(.).parquet"}}) | from_entries)},
-              output: {path: "out"}}}' >"$WORK/tpch-$q.json"
-    example "$WORK/tpch-$q.json" "tpch-$q" '.spec.workers = 2 | .spec.targetTaskBytes = 4000000'
+              output: {path: "out"}}}' >"$WORK/tpch-$q.yaml"
+    job_json "$WORK/tpch-$q.yaml" "tpch-$q" "out/tpch-$q" \
+      '.spec.workers = 2 | .spec.targetTaskBytes = 4000000' >"$WORK/tpch-$q.json"
+    kubectl apply -f "$WORK/tpch-$q.json" >/dev/null || fail "TPC-H $q" "apply failed"
   done
+  for q in "${tpch_queries[@]}"; do
+    name="TPC-H $q at scale 0.1 through worker pods equals kask run"
+    if ! kubectl --namespace "$NS" wait --for=condition=Complete "daskjob/tpch-$q" --timeout=300s >/dev/null; then
+      fail "$name" "not Complete: $(dj_field "tpch-$q" '{.status.message}')"
+      continue
+    fi
+    if ! run_locally "$(<"$WORK/tpch-$q.json")" "tpch-$q" 2>"$WORK/tpch-$q.err"; then
+      fail "$name" "kask run failed: $(tail -n 3 "$WORK/tpch-$q.err")"
+      continue
+    fi
+    output_rows "out/tpch-$q" >"$WORK/tpch-$q.cluster"
+    output_rows "local/tpch-$q" >"$WORK/tpch-$q.local"
+    rows=$(wc -l <"$WORK/tpch-$q.cluster")
+    if [[ "$rows" -gt 0 ]] && cmp -s "$WORK/tpch-$q.cluster" "$WORK/tpch-$q.local"; then
+      ok "$name ($rows rows, tasks $(dj_field "tpch-$q" '{.status.progress}'))"
+    else
+      fail "$name" "differs from kask run ($rows rows): $(diff "$WORK/tpch-$q.cluster" "$WORK/tpch-$q.local" | head -n 5)"
+    fi
+  done
+  echo "e2e: the six TPC-H jobs took $((SECONDS - start_tpch))s together"
 else
   fail "TPC-H at scale 0.1" "tests/sql/tpchgen 0.1 failed"
 fi
