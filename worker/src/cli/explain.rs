@@ -132,8 +132,16 @@ pub fn render(plan: &Plan, store_url: &str) -> String {
                 let _ = writeln!(s, "  reads    {}", what.join(", "));
                 if let Some(q) = &st.sql {
                     let _ = writeln!(s, "  runs");
+                    // A scan lists every file of its tasks: long lines are cut for a terminal.
                     for line in q.plan.lines() {
-                        let _ = writeln!(s, "    {line}");
+                        match line.char_indices().nth(240) {
+                            Some((at, _)) => {
+                                let _ = writeln!(s, "    {} …", &line[..at]);
+                            }
+                            None => {
+                                let _ = writeln!(s, "    {line}");
+                            }
+                        }
                     }
                 }
             }
