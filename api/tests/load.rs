@@ -1,5 +1,8 @@
 //! Reading and validating job files: errors name the field path or the line and column.
 
+mod common;
+
+use common::errors_of;
 use kask_api::{LoadError, load_job, parse_job};
 
 const GOOD: &str = r#"
@@ -19,13 +22,6 @@ spec:
       - sort: {by: [amount_sum], descending: true}
   output: {path: reports/revenue, format: parquet, mode: overwrite}
 "#;
-
-fn errors_of(yaml: &str) -> Vec<String> {
-    match load_job("job.yaml", yaml) {
-        Err(LoadError::Invalid { errors, .. }) => errors.0.iter().map(|e| e.to_string()).collect(),
-        other => panic!("expected validation errors, got {other:?}"),
-    }
-}
 
 #[test]
 fn a_valid_job_loads_with_its_steps_in_order() {

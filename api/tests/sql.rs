@@ -1,6 +1,9 @@
 //! SQL job files: what loads, and what is refused with its field path.
 
-use kask_api::{LoadError, load_job};
+mod common;
+
+use common::errors_of;
+use kask_api::load_job;
 
 const GOOD: &str = r#"
 apiVersion: kask.dev/v1alpha1
@@ -15,13 +18,6 @@ spec:
       SELECT o_orderpriority, count(*) AS n FROM orders GROUP BY o_orderpriority ORDER BY 1
   output: {path: results/q4}
 "#;
-
-fn errors_of(yaml: &str) -> Vec<String> {
-    match load_job("job.yaml", yaml) {
-        Err(LoadError::Invalid { errors, .. }) => errors.0.iter().map(|e| e.to_string()).collect(),
-        other => panic!("expected validation errors, got {other:?}"),
-    }
-}
 
 #[test]
 fn an_sql_job_loads_with_its_tables_and_writes_parquet_by_default() {
