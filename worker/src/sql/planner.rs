@@ -7,6 +7,7 @@ use std::sync::Arc;
 use datafusion::datasource::ViewTable;
 use datafusion::execution::context::SQLOptions;
 use datafusion::physical_plan::{ExecutionPlanProperties, displayable};
+use datafusion::prelude::SessionContext;
 
 use super::cut::{CutStage, cut};
 use super::errors::query_error;
@@ -64,7 +65,7 @@ pub async fn plan_sql(
         sql: Some(SqlPlan { partitions, tables }),
     };
     let source: Arc<dyn ShuffleSource> = Arc::new(PlanningOnly);
-    let cut = stages_of(store, &plan, &source).await?;
+    let (_, cut) = stages_of(store, &plan, &source).await?;
     plan.stages = cut
         .iter()
         .enumerate()
@@ -73,12 +74,13 @@ pub async fn plan_sql(
     Ok(plan)
 }
 
-/// Plans the job's query again and cuts it, with `source` behind its shuffle readers.
+/// Plans the job's query again and cuts it, with `source` behind its shuffle readers; also
+/// returns the session, in which a task runs its stage.
 pub async fn stages_of(
     store: &Store,
     plan: &Plan,
     source: &Arc<dyn ShuffleSource>,
-) -> Result<Vec<CutStage>> {
+) -> Result<(SessionContext, Vec<CutStage>)> {
     let sql = plan
         .spec
         .sql
@@ -111,7 +113,7 @@ pub async fn stages_of(
         .create_physical_plan()
         .await
         .map_err(|e| query_error(&ctx, at, &e))?;
-    cut(physical, source)
+    Ok((ctx, cut(physical, source)?))
 }
 
 /// The text a task compares its own sub-plan with.

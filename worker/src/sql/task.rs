@@ -14,7 +14,6 @@ use datafusion::prelude::SessionContext;
 use super::cut::CutStage;
 use super::exchange::{ShuffleSource, SinkKind, TaskShuffles};
 use super::planner::{plan_text, stages_of};
-use super::session::session;
 use crate::commit::marker::{TaskFile, TaskMarker};
 use crate::commit::output::write_output;
 use crate::error::{Error, Result, store_failure};
@@ -35,7 +34,7 @@ pub async fn execute(
     let st = &plan.stages[stage];
     let shuffles = Arc::new(TaskShuffles::new(store.clone(), Arc::new(plan.clone())));
     let source: Arc<dyn ShuffleSource> = shuffles.clone();
-    let mut stages = stages_of(store, plan, &source).await?;
+    let (ctx, mut stages) = stages_of(store, plan, &source).await?;
     if stages.len() != plan.stages.len() {
         return Err(Error::Incompatible(format!(
             "this kask plans {} stages for the query where the plan has {}; the plan pod and \
@@ -53,7 +52,6 @@ pub async fn execute(
             st.name
         )));
     }
-    let ctx = session(store, plan.sql.as_ref().map_or(1, |s| s.partitions));
     let task_err = |e: DataFusionError| -> Error {
         if let Some(kept) = shuffles.error.lock().ok().and_then(|mut k| k.take()) {
             return kept;
@@ -102,27 +100,34 @@ async fn sink(
         SinkKind::Output => {
             write_output(store, dir, plan.spec.output_format(), stream, task_err).await?
         }
-        SinkKind::Hash(exprs, n) => {
-            let mut hasher = BatchPartitioner::new_hash_partitioner(exprs.clone(), *n, Time::new())
-                .map_err(task_err)?;
-            let mut parts = Partitioner::by_caller(cut.root.schema(), *n);
+        SinkKind::Hash(..) | SinkKind::Single => {
+            // A hash exchange splits rows as DataFusion's repartition would; a gather keeps one
+            // partition.
+            let (mut hasher, n) = match &cut.sink {
+                SinkKind::Hash(exprs, n) => (
+                    Some(
+                        BatchPartitioner::new_hash_partitioner(exprs.clone(), *n, Time::new())
+                            .map_err(task_err)?,
+                    ),
+                    *n,
+                ),
+                _ => (None, 1),
+            };
+            let mut parts = Partitioner::by_caller(cut.root.schema(), n);
             let mut stream = stream;
             while let Some(batch) = stream.next().await {
                 let batch = batch.map_err(task_err)?;
-                for piece in hasher.partition_iter(batch).map_err(task_err)? {
-                    let (p, b) = piece.map_err(task_err)?;
-                    parts.push_to(p, b)?;
+                match hasher.as_mut() {
+                    Some(h) => {
+                        for piece in h.partition_iter(batch).map_err(task_err)? {
+                            let (p, b) = piece.map_err(task_err)?;
+                            parts.push_to(p, b)?;
+                        }
+                    }
+                    None => parts.push_to(0, batch)?,
                 }
             }
-            vec![crate::shuffle::write(store, dir, parts, *n).await?]
-        }
-        SinkKind::Single => {
-            let mut parts = Partitioner::by_caller(cut.root.schema(), 1);
-            let mut stream = stream;
-            while let Some(batch) = stream.next().await {
-                parts.push_to(0, batch.map_err(task_err)?)?;
-            }
-            vec![crate::shuffle::write(store, dir, parts, 1).await?]
+            vec![crate::shuffle::write(store, dir, parts, n).await?]
         }
     })
 }
