@@ -30,6 +30,9 @@ pub struct PlannedStage {
     pub tasks: u32,
     /// Task groups: one pod (one index of the stage's Indexed Job) runs each group.
     pub groups: u32,
+    /// The outputs of a job graph whose results depend on it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub feeds: Vec<String>,
 }
 
 /// A stage pod's report on its task group, or the commit pod's on the job.
@@ -178,6 +181,7 @@ mod tests {
                 name: format!("s{i}-scan-{}", "long-input-name-".repeat(2)),
                 tasks: 1000,
                 groups: 4,
+                feeds: vec![],
             })
             .collect();
         let report = PlanReport {

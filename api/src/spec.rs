@@ -64,8 +64,10 @@ pub struct DaskJobSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sql: Option<SqlJob>,
 
-    /// Where and how the result is written.
-    pub output: Output,
+    /// Where and how the result is written. An SQL job with `sql.outputs` (a job graph) names
+    /// its results there instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Output>,
 
     /// The most worker pods running at once (in `kask run`: the most tasks at once).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -150,15 +152,52 @@ impl DaskJobSpec {
     pub fn retries(&self) -> u32 {
         self.retries.unwrap_or(DEFAULT_RETRIES)
     }
-    /// The output format, explicit or the job kind's default.
+    /// The main output's format, explicit or the job kind's default.
     pub fn output_format(&self) -> Format {
-        self.output.format.unwrap_or(if self.array.is_some() {
+        self.format_of(&self.main_output())
+    }
+    /// An output's format, explicit or the job kind's default.
+    pub fn format_of(&self, output: &Output) -> Format {
+        output.format.unwrap_or(if self.array.is_some() {
             Format::Zarr
         } else if self.bag.is_some() {
             Format::Json
         } else {
             Format::Parquet
         })
+    }
+    /// Every result the job writes, in order: `spec.output`, or a job graph's outputs.
+    pub fn outputs(&self) -> Vec<NamedOutput> {
+        if let Some(sql) = &self.sql
+            && !sql.outputs.is_empty()
+        {
+            return sql
+                .outputs
+                .iter()
+                .map(|(name, o)| NamedOutput {
+                    name: name.clone(),
+                    field: format!("spec.sql.outputs.{name}"),
+                    output: o.to_output(),
+                })
+                .collect();
+        }
+        self.output
+            .iter()
+            .map(|o| NamedOutput {
+                name: "output".into(),
+                field: "spec.output".into(),
+                output: o.clone(),
+            })
+            .collect()
+    }
+    /// The first output, which holds the job's scratch space (validation makes sure there is
+    /// one; without it, an output at the empty path, which validation refuses).
+    pub fn main_output(&self) -> Output {
+        self.outputs()
+            .into_iter()
+            .next()
+            .map(|o| o.output)
+            .unwrap_or_default()
     }
     /// Every input's path or glob, with its field path, across the job kinds.
     pub fn input_paths(&self) -> Vec<(String, &str)> {
@@ -192,9 +231,21 @@ impl DaskJobSpec {
     /// The job's scratch prefix, `<output>/_kask/<job id>`: the plan, shuffle files and task
     /// markers live there until the commit removes it.
     pub fn scratch_prefix(&self, job_id: &str) -> String {
-        let out = self.output.path.trim_matches('/');
+        let main = self.main_output();
+        let out = main.path.trim_matches('/');
         format!("{out}/_kask/{job_id}")
     }
+}
+
+/// One of a job's results.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NamedOutput {
+    /// Its name: `output` for `spec.output`, else its key in `sql.outputs`.
+    pub name: String,
+    /// The field that declares it, for messages.
+    pub field: String,
+    /// Where and how it is written.
+    pub output: Output,
 }
 
 /// One object store: S3 (and S3-compatible servers), GCS, Azure Blob Storage or a local
@@ -547,7 +598,7 @@ pub struct Distinct {
 }
 
 /// Where the result goes.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Output {
     /// A prefix relative to `storage.url`; the result is `part-NNNNN.<ext>` files (for zarr,

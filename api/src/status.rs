@@ -93,6 +93,9 @@ pub struct StageStatus {
     pub name: String,
     /// Number of tasks.
     pub tasks: u32,
+    /// The outputs of a job graph whose results depend on it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub feeds: Vec<String>,
     /// Tasks done.
     #[serde(default)]
     pub succeeded: u32,

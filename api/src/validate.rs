@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use crate::paths;
-use crate::spec::{DaskJobSpec, DataframeJob, Descending, Format, Input, Step};
+use crate::spec::{DaskJobSpec, DataframeJob, Descending, Format, Input, NamedOutput, Step};
 
 /// One problem in a spec, at a field path such as `spec.dataframe.pipeline[3].merge.right`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -166,7 +166,6 @@ pub fn validate(spec: &DaskJobSpec) -> Result<(), ValidationErrors> {
             ),
         ),
     }
-    let format = spec.output_format();
     let (kind, allowed): (&str, &[Format]) = if spec.array.is_some() {
         ("an array job", &[Format::Zarr])
     } else if spec.bag.is_some() {
@@ -179,16 +178,19 @@ pub fn validate(spec: &DaskJobSpec) -> Result<(), ValidationErrors> {
             &[Format::Parquet, Format::Csv, Format::Json],
         )
     };
-    if !allowed.contains(&format) {
-        let names: Vec<&str> = allowed.iter().map(|f| format_name(*f)).collect();
-        e.add(
-            "spec.output.format",
-            format!(
-                "{kind} cannot write {}; use {}",
-                format_name(format),
-                names.join(" or ")
-            ),
-        );
+    for out in spec.outputs() {
+        let format = spec.format_of(&out.output);
+        if !allowed.contains(&format) {
+            let names: Vec<&str> = allowed.iter().map(|f| format_name(*f)).collect();
+            e.add(
+                format!("{}.format", out.field),
+                format!(
+                    "{kind} cannot write {}; use {}",
+                    format_name(format),
+                    names.join(" or ")
+                ),
+            );
+        }
     }
 
     if let Some(storage) = &spec.storage {
@@ -218,10 +220,26 @@ pub fn validate(spec: &DaskJobSpec) -> Result<(), ValidationErrors> {
         bag.check(&mut e);
     }
     if let Some(sql) = &spec.sql {
-        sql.check(&mut e);
+        sql.check(spec.output.is_some(), &mut e);
+    } else if spec.output.is_none() {
+        e.add("spec.output", "is required");
     }
 
-    check_output(spec, &mut e);
+    let outputs = spec.outputs();
+    for (i, out) in outputs.iter().enumerate() {
+        check_output(spec, out, &mut e);
+        for other in &outputs[..i] {
+            if paths::overlaps(&out.output.path, &other.output.path) {
+                e.add(
+                    format!("{}.path", out.field),
+                    format!(
+                        "{:?} overlaps {}.path ({:?}): each output needs a folder of its own",
+                        out.output.path, other.field, other.output.path
+                    ),
+                );
+            }
+        }
+    }
     for (field, value) in [
         ("workers", spec.workers.map(u64::from)),
         ("targetTaskBytes", spec.target_task_bytes),
@@ -241,9 +259,9 @@ pub fn validate(spec: &DaskJobSpec) -> Result<(), ValidationErrors> {
 
 /// The output is a folder of its own: not the storage root, not inside Kask's scratch space,
 /// not a glob, and apart from every input, so that a job never writes where it reads.
-fn check_output(spec: &DaskJobSpec, e: &mut Errors) {
-    let at = "spec.output.path";
-    let path = &spec.output.path;
+fn check_output(spec: &DaskJobSpec, out: &NamedOutput, e: &mut Errors) {
+    let at = &format!("{}.path", out.field);
+    let path = &out.output.path;
     let before = e.0.len();
     check_relative_path(at, path, e);
     if e.0.len() > before {

@@ -59,7 +59,8 @@ upload_dir() { # LOCAL-DIR KEY-PREFIX
 # --- jobs ---------------------------------------------------------------------------------------
 
 # job_json FILE NAME OUTPUT [JQ-EXPR]: the DaskJob in FILE (YAML) as JSON, renamed, in the test
-# namespace, on MinIO with the storage Secret, writing CSV to OUTPUT, then JQ-EXPR applied.
+# namespace, on MinIO with the storage Secret, writing CSV to OUTPUT (a job graph, whose
+# outputs JQ-EXPR places, passes ""), then JQ-EXPR applied.
 job_json() {
   kubectl create --dry-run=client -o json -f "$1" | jq \
     --arg name "$2" --arg ns "$NS" --arg out "$3" --arg url "$STORAGE_URL" \
@@ -67,7 +68,7 @@ job_json() {
     .metadata = {name: \$name, namespace: \$ns}
     | .spec.storage = {url: \$url, endpoint: \$ep, region: \"us-east-1\", allowHttp: true,
                        secretRef: {name: \"lake\"}}
-    | .spec.output = {path: \$out, format: \"csv\", mode: \"overwrite\"}
+    | if \$out == \"\" then . else .spec.output = {path: \$out, format: \"csv\", mode: \"overwrite\"} end
     | ${4:-.}"
 }
 

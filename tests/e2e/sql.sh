@@ -45,3 +45,43 @@ if tpch=$(tests/sql/tpchgen 0.1); then
 else
   fail "TPC-H at scale 0.1" "tests/sql/tpchgen 0.1 failed"
 fi
+
+# A job graph on the test bed: two outputs over one view, both committed, the view's stage
+# feeding both in the status, and each output row for row the same as `kask run`'s.
+name="a job graph (examples/sql-reports.yaml) through worker pods equals kask run"
+# shellcheck disable=SC2016 # a jq program, with jq's own variables
+graph_paths='.spec.sql.outputs |= with_entries(.value.path = "\($root)/graph/\(.key)")'
+if job_json examples/sql-reports.yaml graph "" \
+  ".spec.workers = 2 | .spec.targetTaskBytes = 4096
+   | .spec.sql.outputs |= with_entries(.value.path = \"out/graph/\(.key)\")" >"$WORK/graph.json" &&
+  kubectl apply -f "$WORK/graph.json" >/dev/null; then
+  if ! kubectl --namespace "$NS" wait --for=condition=Complete daskjob/graph --timeout=180s >/dev/null; then
+    fail "$name" "not Complete: $(dj_field graph '{.status.message}')"
+  else
+    feeds=$(kubectl --namespace "$NS" get daskjob graph -o json |
+      jq -r '.status.stages[] | select(.name | test("-view-paid$")) | .feeds | join(",")')
+    jq --arg root local 'del(.spec.storage.secretRef) | '"$graph_paths" \
+      "$WORK/graph.json" >"$WORK/graph-local.json"
+    if [[ "$feeds" != "by_region,top_customers" ]]; then
+      fail "$name" "the view's stage feeds '$feeds' in the status"
+    elif ! "$KASK" run "$WORK/graph-local.json" >/dev/null 2>"$WORK/graph.err"; then
+      fail "$name" "kask run failed: $(tail -n 3 "$WORK/graph.err")"
+    else
+      differs=""
+      for out in by_region top_customers; do
+        output_rows "out/graph/$out" >"$WORK/graph-$out.cluster"
+        output_rows "local/graph/$out" >"$WORK/graph-$out.local"
+        if [[ ! -s "$WORK/graph-$out.cluster" ]] || ! cmp -s "$WORK/graph-$out.cluster" "$WORK/graph-$out.local"; then
+          differs+=" $out"
+        fi
+      done
+      if [[ -z "$differs" ]]; then
+        ok "$name (tasks $(dj_field graph '{.status.progress}'))"
+      else
+        fail "$name" "outputs differ from kask run:$differs"
+      fi
+    fi
+  fi
+else
+  fail "$name" "apply failed"
+fi

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use tracing::{info, warn};
 
-use crate::commit::{Manifest, check_output, commit_job};
+use crate::commit::{Manifest, check_output, commit_all};
 use crate::error::{Error, Result};
 use crate::plan::listing::{Listing, list_inputs};
 use crate::plan::planner::plan_stages;
@@ -71,6 +71,8 @@ pub struct RunSummary {
     pub output_url: String,
     /// The committed manifest.
     pub manifest: Manifest,
+    /// A job graph's other outputs: where each went, and its manifest.
+    pub others: Vec<(String, Manifest)>,
     /// Wall-clock seconds.
     pub seconds: f64,
     /// Tasks run.
@@ -136,7 +138,8 @@ pub async fn local_run_id(
     spec: &kask_api::DaskJobSpec,
     base: &str,
 ) -> Result<String> {
-    let output = spec.output.path.trim_matches('/');
+    let main = spec.main_output();
+    let output = main.path.trim_matches('/');
     let scratch_root = format!("{output}/{}", kask_api::paths::SCRATCH_DIR);
     for dir in store.list_dirs(&scratch_root).await? {
         if !dir.starts_with(&format!("{base}-")) {
@@ -149,7 +152,7 @@ pub async fn local_run_id(
             return Ok(dir);
         }
         // A run that committed but died tidying up: finish that first.
-        crate::commit::job::finish(store, output, &dir).await?;
+        crate::commit::job::finish_job(store, spec, &dir).await?;
     }
     Ok(format!("{base}-{:08x}", rand::random::<u32>()))
 }
@@ -241,7 +244,6 @@ pub fn job_name(job: &DaskJob) -> String {
 pub async fn run(job: &DaskJob, opts: &RunOptions, progress: &dyn Progress) -> Result<RunSummary> {
     let started = Instant::now();
     let (store, plan) = prepare(job, opts, None).await?;
-    let output = plan.spec.output.clone();
     check_output(&store, &plan.spec, &plan.job_id).await?;
     store.check_conditional_puts(&plan.scratch()).await?;
     let body = serde_json::to_vec_pretty(&plan).map_err(|e| Error::internal(e.to_string()))?;
@@ -274,14 +276,22 @@ pub async fn run(job: &DaskJob, opts: &RunOptions, progress: &dyn Progress) -> R
         plan,
         inputs,
     };
-    let manifest = retrying(plan.spec.retries(), "commit", || {
-        commit_job(store, plan, &lineage)
+    let mut all = retrying(plan.spec.retries(), "commit", || {
+        commit_all(store, plan, &lineage)
     })
-    .await?;
-    info!(job = %plan.job_id, rows = manifest.rows, files = manifest.files.len(), "committed");
+    .await?
+    .into_iter()
+    .map(|(t, m)| {
+        let url = format!("{}/{}", store.url, t.output.path.trim_matches('/'));
+        (url, m)
+    });
+    let (output_url, manifest) = all
+        .next()
+        .ok_or_else(|| Error::internal("a job without outputs"))?;
     Ok(RunSummary {
-        output_url: format!("{}/{}", store.url, output.path.trim_matches('/')),
+        output_url,
         manifest,
+        others: all.collect(),
         seconds: started.elapsed().as_secs_f64(),
         tasks: plan.total_tasks(),
         resumed,

@@ -360,6 +360,7 @@ impl Decider<'_> {
                         name: s.name.clone(),
                         tasks: s.tasks,
                         groups: s.groups,
+                        feeds: s.feeds.clone(),
                         ..StageStatus::default()
                     })
                     .collect();
@@ -432,7 +433,8 @@ impl Decider<'_> {
     fn manifest_url(&self) -> String {
         let spec = &self.dj().spec;
         let url = spec.storage.as_ref().map(|s| s.url.as_str()).unwrap_or("");
-        let path = spec.output.path.trim_matches('/');
+        let main = spec.main_output();
+        let path = main.path.trim_matches('/');
         format!("{}/{path}/_SUCCESS", url.trim_end_matches('/'))
     }
 

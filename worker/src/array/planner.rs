@@ -131,6 +131,7 @@ pub fn plan(job_id: &str, spec: &DaskJobSpec, inputs: BTreeMap<String, ArrayMeta
             sink_input_schema: None,
             array: Some(st),
             sql: None,
+            feeds: vec![],
         })
         .collect();
     Ok(Plan {

@@ -80,6 +80,7 @@ fn stage(name: &str, source: StageSource, ops: Vec<Op>, tasks: usize) -> Stage {
         sink_input_schema: None,
         array: None,
         sql: None,
+        feeds: vec![],
     }
 }
 

@@ -55,13 +55,18 @@ fn array_text(a: &ArrayStage) -> String {
 pub fn render(plan: &Plan, store_url: &str) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "job {} on {store_url}", plan.job_id);
-    let _ = writeln!(
-        s,
-        "output {} ({:?}, mode {:?})",
-        plan.spec.output.path,
-        plan.spec.output_format(),
-        plan.spec.output.mode
-    );
+    let targets = plan.targets();
+    for t in &targets {
+        let name = match targets.len() {
+            1 => String::new(),
+            _ => format!(" {}", t.name),
+        };
+        let _ = writeln!(
+            s,
+            "output{name} {} ({:?}, mode {:?})",
+            t.output.path, t.format, t.output.mode
+        );
+    }
     if let Some(a) = &plan.array {
         let _ = writeln!(
             s,
@@ -84,6 +89,9 @@ pub fn render(plan: &Plan, store_url: &str) -> String {
             st.tasks,
             if st.tasks == 1 { "" } else { "s" }
         );
+        if targets.len() > 1 && !st.feeds.is_empty() {
+            let _ = writeln!(s, "  feeds    {}", st.feeds.join(", "));
+        }
         match &st.source {
             StageSource::Input { input } => {
                 let i = &plan.inputs[input];
@@ -151,9 +159,14 @@ pub fn render(plan: &Plan, store_url: &str) -> String {
             let _ = writeln!(s, "  runs     {}", ops.join(" → "));
         }
         match &st.sink {
-            Sink::Output => {
-                let _ = writeln!(s, "  writes   the output");
-            }
+            Sink::Output => match plan.target_of(st.id) {
+                Some(t) if targets.len() > 1 => {
+                    let _ = writeln!(s, "  writes   output {} ({})", t.name, t.output.path);
+                }
+                _ => {
+                    let _ = writeln!(s, "  writes   the output");
+                }
+            },
             Sink::Scratch => {
                 let _ = writeln!(s, "  writes   scratch files for a later stage");
             }
@@ -176,10 +189,20 @@ pub fn render(plan: &Plan, store_url: &str) -> String {
                 } else {
                     format!(" by hash of [{}]", keys.join(", "))
                 };
-                let _ = writeln!(
-                    s,
-                    "  writes   a shuffle into {partitions} partition(s){by}{before}"
-                );
+                match st.name.split_once("-view-") {
+                    Some((_, view)) if *partitions == 1 => {
+                        let _ = writeln!(
+                            s,
+                            "  keeps    view {view}'s rows, a partition per task, for the stages that use it"
+                        );
+                    }
+                    _ => {
+                        let _ = writeln!(
+                            s,
+                            "  writes   a shuffle into {partitions} partition(s){by}{before}"
+                        );
+                    }
+                }
             }
         }
         let cols: Vec<String> = st

@@ -330,6 +330,13 @@ pub async fn dispatch(cli: Cli) -> Result<(), Error> {
                 plural(s.stages, "stage"),
                 plural(s.tasks, "task"),
             );
+            for (url, m) in &s.others {
+                println!(
+                    "wrote {} rows to {url} ({})",
+                    m.rows,
+                    plural(m.files.len(), "file")
+                );
+            }
             Ok(())
         }
         Command::Explain { job, storage } => {

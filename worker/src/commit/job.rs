@@ -34,9 +34,9 @@ use super::marker::{TaskMarker, latest_markers};
 use super::output;
 use crate::error::{Error, Result};
 use crate::lineage::{MAX_RECOVERIES, Recover};
-use crate::plan::Plan;
+use crate::plan::{Plan, Target};
 use crate::store::Store;
-use kask_api::{Format, OutputMode};
+use kask_api::{DaskJobSpec, Format, OutputMode};
 
 /// How many files move at once.
 const MOVE_CONCURRENCY: usize = 16;
@@ -59,54 +59,144 @@ pub struct Part {
 }
 
 /// Commits the job; safe to run again after a crash at any point, and after it succeeded.
+/// Returns the main output's manifest.
 pub async fn commit_job(store: &Store, plan: &Plan, lineage: &dyn Recover) -> Result<Manifest> {
-    let output = output_dir(&plan.spec.output.path);
+    let mut all = commit_all(store, plan, lineage).await?;
+    if all.is_empty() {
+        return Err(Error::internal("a job without outputs"));
+    }
+    Ok(all.swap_remove(0).1)
+}
+
+/// Commits every output of the job, together: each output's lock is taken and its journal
+/// written before any of them is published, and the main output (which holds the scratch
+/// space and the plan) is published last, so that its manifest means the whole job is
+/// committed. A crash in between is rolled forward by the commit run again. Returns each
+/// output with its manifest, in the spec's order.
+pub async fn commit_all(
+    store: &Store,
+    plan: &Plan,
+    lineage: &dyn Recover,
+) -> Result<Vec<(Target, Manifest)>> {
     let me = plan.job_id.as_str();
     crate::failpoint::pause(
         crate::failpoint::SLOW_COMMIT,
         crate::failpoint::SLOW_COMMIT_PAUSE,
     )
     .await;
-    if let Some(m) = committed(store, &output, me).await? {
-        finish(store, &output, me).await?;
-        return Ok(m);
+    let targets = plan.targets();
+    let main = targets
+        .first()
+        .ok_or_else(|| Error::internal("a job without outputs"))?;
+    if let Some(m) = committed(store, &output_dir(&main.output.path), me).await? {
+        // The main output is published last: this job has committed every output.
+        finish_job(store, &plan.spec, me).await?;
+        let mut all = vec![];
+        for t in &targets[1..] {
+            let dir = output_dir(&t.output.path);
+            let m = committed(store, &dir, me)
+                .await?
+                .ok_or_else(|| Error::internal(format!("{dir}: no manifest of this job")))?;
+            all.push((t.clone(), m));
+        }
+        all.insert(0, (main.clone(), m));
+        return Ok(all);
     }
-    match lock::acquire(store, &output, &Holder::new(me, &plan.job_name)).await? {
-        Acquired::Busy(h) => return Err(busy(&output, &h)),
-        Acquired::Held { took_over } => {
-            if let Some(h) = took_over {
-                warn!(output, holder = %h.describe(), "took over the commit lock of a job that is gone");
-                tidy_after(store, &output, &h.job_id).await?;
+    // Every lock first, in path order (two jobs that want the same outputs meet at the
+    // first one, and one of them stops before it holds any other).
+    let mut order: Vec<&Target> = targets.iter().collect();
+    order.sort_by(|a, b| a.output.path.cmp(&b.output.path));
+    let mut taken = vec![];
+    for t in order {
+        let dir = output_dir(&t.output.path);
+        if committed(store, &dir, me).await?.is_some() {
+            continue;
+        }
+        match lock::acquire(store, &dir, &Holder::new(me, &plan.job_name)).await? {
+            Acquired::Busy(h) => {
+                release_unjournaled(store, &taken, me).await?;
+                return Err(busy(&dir, &h));
+            }
+            Acquired::Held { took_over } => {
+                if let Some(h) = took_over {
+                    warn!(output = dir, holder = %h.describe(), "took over the commit lock of a job that is gone");
+                    tidy_after(store, &dir, &h.job_id).await?;
+                }
+                taken.push(dir);
             }
         }
     }
-    let mut journal = match journal::read(store, &output, me).await? {
-        Some(j) => j,
-        None => {
-            let previous = read_manifest(store, &output).await?;
-            if let Some(p) = &previous {
-                if p.job_id == me {
-                    finish(store, &output, me).await?;
-                    return Ok(p.clone());
-                }
-                if plan.spec.output.mode == OutputMode::Error {
-                    lock::release(store, &output, me).await?;
-                    return Err(already_there(&output, p));
-                }
+    // Then every journal: what each output replaces is known, and `mode: error` checked,
+    // before any output changes.
+    let mut states = Vec::new();
+    for t in &targets {
+        let dir = output_dir(&t.output.path);
+        let state = if let Some(m) = committed(store, &dir, me).await? {
+            State::Published(m)
+        } else if let Some(j) = journal::read(store, &dir, me).await? {
+            State::Journaled(Box::new(j))
+        } else {
+            let previous = read_manifest(store, &dir).await?;
+            if let Some(p) = &previous
+                && t.output.mode == OutputMode::Error
+            {
+                release_unjournaled(store, &taken, me).await?;
+                return Err(already_there(&dir, p));
             }
-            let j = prepare(store, plan, previous).await?;
-            journal::write(store, &output, me, &j).await?;
-            j
+            State::New(previous)
+        };
+        states.push(state);
+    }
+    for (t, state) in targets.iter().zip(states.iter_mut()) {
+        if let State::New(previous) = state {
+            let j = prepare(store, plan, t, previous.take()).await?;
+            journal::write(store, &output_dir(&t.output.path), me, &j).await?;
+            *state = State::Journaled(Box::new(j));
         }
-    };
+    }
+    // Publish the other outputs first and the main one last.
+    let mut all = Vec::new();
+    for (i, (t, state)) in targets.iter().zip(states).enumerate().rev() {
+        let manifest = match state {
+            State::Published(m) => m,
+            State::Journaled(j) => publish_target(store, plan, t, *j, lineage).await?,
+            State::New(_) => return Err(Error::internal("an output without a journal")),
+        };
+        all.push((i, t.clone(), manifest));
+    }
+    finish_job(store, &plan.spec, me).await?;
+    all.sort_by_key(|(i, _, _)| *i);
+    let all: Vec<(Target, Manifest)> = all.into_iter().map(|(_, t, m)| (t, m)).collect();
+    for (t, m) in &all {
+        info!(job = %me, output = %t.output.path, files = m.files.len(), rows = m.rows, "committed");
+    }
+    Ok(all)
+}
+
+/// Where one output's commit stands.
+enum State {
+    /// This job's manifest is there.
+    Published(Manifest),
+    /// Its journal is written; publishing it is next.
+    Journaled(Box<Journal>),
+    /// Nothing yet, with the result it replaces.
+    New(Option<Manifest>),
+}
+
+/// Publishes one output's journal, making lost files again from lineage.
+async fn publish_target(
+    store: &Store,
+    plan: &Plan,
+    t: &Target,
+    mut journal: Journal,
+    lineage: &dyn Recover,
+) -> Result<Manifest> {
+    let me = plan.job_id.as_str();
+    let output = output_dir(&t.output.path);
     let mut rebuilds = 0;
     loop {
-        match publish(store, plan, &journal).await {
-            Ok(()) => {
-                finish(store, &output, me).await?;
-                info!(job = %me, output, files = journal.manifest.files.len(), rows = journal.manifest.rows, "committed");
-                return Ok(journal.manifest);
-            }
+        match publish(store, plan, t, &journal).await {
+            Ok(()) => return Ok(journal.manifest),
             Err(Publish::Lost { part, why }) if rebuilds < MAX_RECOVERIES => {
                 // A last-stage file vanished before it moved: make it again and write the
                 // journal anew (nothing is published yet; the files already moved keep their
@@ -116,7 +206,7 @@ pub async fn commit_job(store: &Store, plan: &Plan, lineage: &dyn Recover) -> Re
                 };
                 warn!(job = %me, stage, task, why, "a committed output file is lost; running its task again");
                 lineage.recover(stage, task, epoch, &why).await?;
-                journal = prepare(store, plan, journal.previous.clone()).await?;
+                journal = prepare(store, plan, t, journal.previous.clone()).await?;
                 journal::write(store, &output, me, &journal).await?;
                 rebuilds += 1;
             }
@@ -126,6 +216,25 @@ pub async fn commit_job(store: &Store, plan: &Plan, lineage: &dyn Recover) -> Re
             Err(Publish::Failed(e)) => return Err(e),
         }
     }
+}
+
+/// Releases the locks this commit took on outputs it has not started to change.
+async fn release_unjournaled(store: &Store, taken: &[String], me: &str) -> Result<()> {
+    for dir in taken {
+        if journal::read(store, dir, me).await?.is_none() {
+            lock::release(store, dir, me).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Finishes every output of job `me` after its commit (see [`finish`]): the other outputs
+/// first, the main one, whose scratch space holds the plan, last.
+pub async fn finish_job(store: &Store, spec: &DaskJobSpec, me: &str) -> Result<()> {
+    for out in spec.outputs().iter().rev() {
+        finish(store, &output_dir(&out.output.path), me).await?;
+    }
+    Ok(())
 }
 
 /// The manifest of job `me`'s result at `output`, when it has committed there: the current
@@ -170,25 +279,29 @@ pub fn already_there(output: &str, m: &Manifest) -> Error {
 }
 
 /// The new manifest and the moves that land it, from the last stage's newest markers.
-async fn prepare(store: &Store, plan: &Plan, previous: Option<Manifest>) -> Result<Journal> {
+async fn prepare(
+    store: &Store,
+    plan: &Plan,
+    t: &Target,
+    previous: Option<Manifest>,
+) -> Result<Journal> {
     let last = plan
         .stages
-        .last()
-        .ok_or_else(|| Error::internal("a plan without stages"))?;
+        .get(t.stage)
+        .ok_or_else(|| Error::internal(format!("output {} has no stage {}", t.name, t.stage)))?;
     let markers = latest_markers(store, plan, last.id).await?;
-    let format = plan.spec.output_format();
+    let format = t.format;
     let mut parts = match &plan.array {
         Some(_) => crate::array::commit::parts(plan, &markers)?,
         None => table_parts(plan, &markers, format.extension()),
     };
-    let mut schema = output::plain_schema(&plan.output_schema());
+    let mut schema = output::plain_schema(&last.output_schema.schema());
     if plan.spec.bag.is_some() && format == Format::Parquet {
         schema = crate::bag::unify::unify_parts(store, plan, &markers, &mut parts).await?;
     }
     let array = match &plan.array {
         Some(a) => {
-            let meta =
-                crate::array::commit::metadata(store, &output_dir(&plan.spec.output.path), a)?;
+            let meta = crate::array::commit::metadata(store, &output_dir(&t.output.path), a)?;
             let from = format!("{}/zarr.json", plan.scratch());
             parts.push(written(store, from, "zarr.json".into(), 0, Bytes::from(meta)).await?);
             Some(ManifestArray {
@@ -202,7 +315,7 @@ async fn prepare(store: &Store, plan: &Plan, previous: Option<Manifest>) -> Resu
     if parts.is_empty() {
         // An empty result is still one file, so that readers see its columns.
         let ext = format.extension();
-        let from = format!("{}/empty/part.{ext}", plan.scratch());
+        let from = format!("{}/empty/{}/part.{ext}", plan.scratch(), t.name);
         let body = output::empty_file(&from, format, schema.clone())?;
         let name = format!("part-00000-{}.{ext}", plan.job_id);
         parts.push(written(store, from, name, 0, body).await?);
@@ -325,8 +438,13 @@ impl From<Error> for Publish {
 }
 
 /// Lands the journal's files and replaces the manifest.
-async fn publish(store: &Store, plan: &Plan, j: &Journal) -> std::result::Result<(), Publish> {
-    let out = output_dir(&plan.spec.output.path);
+async fn publish(
+    store: &Store,
+    plan: &Plan,
+    t: &Target,
+    j: &Journal,
+) -> std::result::Result<(), Publish> {
+    let out = output_dir(&t.output.path);
     let is_array = plan.array.is_some();
     if is_array && let Some(prev) = &j.previous {
         // Chunks replace the previous array's in place: first withdraw its manifest, so that

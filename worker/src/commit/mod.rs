@@ -22,7 +22,7 @@ pub mod output;
 pub mod owner;
 pub mod verify;
 
-pub use job::{Part, commit_job, committed};
+pub use job::{Part, commit_all, commit_job, committed};
 pub use manifest::{
     MANIFEST, Manifest, ManifestArray, ManifestColumn, ManifestFile, manifest_path, read_manifest,
 };

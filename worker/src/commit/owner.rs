@@ -11,15 +11,22 @@ use super::manifest::{MANIFEST, output_dir, read_manifest};
 use crate::error::{Error, Result};
 use crate::store::Store;
 use kask_api::paths::SCRATCH_DIR;
-use kask_api::{DaskJobSpec, OutputMode};
+use kask_api::{DaskJobSpec, Output, OutputMode};
 
 /// How many foreign objects an error names.
 const SHOWN: usize = 5;
 
-/// Checks that job `job_id` may write to its output: nothing there that Kask did not write,
-/// and with `mode: error`, no result of another job.
+/// Checks that job `job_id` may write to each of its outputs: nothing there that Kask did
+/// not write, and with `mode: error`, no result of another job.
 pub async fn check_output(store: &Store, spec: &DaskJobSpec, job_id: &str) -> Result<()> {
-    let out = output_dir(&spec.output.path);
+    for out in spec.outputs() {
+        check_one(store, &out.output, job_id).await?;
+    }
+    Ok(())
+}
+
+async fn check_one(store: &Store, output: &Output, job_id: &str) -> Result<()> {
+    let out = output_dir(&output.path);
     let listed = store.list(&out).await?;
     let manifest = read_manifest(store, &out).await?;
     let scratch = format!("{out}/{SCRATCH_DIR}/");
@@ -67,7 +74,7 @@ pub async fn check_output(store: &Store, spec: &DaskJobSpec, job_id: &str) -> Re
     }
     if let Some(m) = manifest
         && m.job_id != job_id
-        && spec.output.mode == OutputMode::Error
+        && output.mode == OutputMode::Error
     {
         return Err(already_there(&out, &m));
     }

@@ -105,6 +105,25 @@ pub struct Stage {
     /// [`StageSource::Sql`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sql: Option<crate::sql::SqlStage>,
+    /// The outputs whose results depend on it (a job graph's; empty for a job with one
+    /// output, which every stage feeds).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub feeds: Vec<String>,
+}
+
+/// One result of a job, as the commit publishes it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Target {
+    /// `output`, or the name of a job graph's output.
+    pub name: String,
+    /// The field that declares it, for messages.
+    pub field: String,
+    /// Where and how.
+    pub output: kask_api::Output,
+    /// Its format, explicit or the job kind's default.
+    pub format: Format,
+    /// The stage whose tasks wrote its files.
+    pub stage: usize,
 }
 
 /// What a stage reads.
@@ -339,6 +358,35 @@ impl Plan {
             .last()
             .map(|s| s.output_schema.schema())
             .unwrap_or_else(|| std::sync::Arc::new(datafusion::arrow::datatypes::Schema::empty()))
+    }
+
+    /// Every result the commit publishes, in the spec's order, each with the stage whose
+    /// tasks wrote its files.
+    pub fn targets(&self) -> Vec<Target> {
+        let last = self.stages.last().map_or(0, |s| s.id);
+        self.spec
+            .outputs()
+            .into_iter()
+            .map(|o| {
+                let stage = self
+                    .sql
+                    .as_ref()
+                    .and_then(|s| s.outputs.iter().find(|t| t.name == o.name))
+                    .map_or(last, |t| t.stage);
+                Target {
+                    format: self.spec.format_of(&o.output),
+                    stage,
+                    name: o.name,
+                    field: o.field,
+                    output: o.output,
+                }
+            })
+            .collect()
+    }
+
+    /// The result that stage `stage` writes, if it writes one.
+    pub fn target_of(&self, stage: usize) -> Option<Target> {
+        self.targets().into_iter().find(|t| t.stage == stage)
     }
 
     /// Total number of tasks.

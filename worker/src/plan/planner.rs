@@ -228,6 +228,7 @@ fn reduce_stage(kind: &str, source: StageSource, ops: Vec<Op>, tasks: usize) -> 
         sink_input_schema: None,
         array: None,
         sql: None,
+        feeds: vec![],
     }
 }
 
@@ -252,6 +253,7 @@ fn input_stage(name: &str, listed: &ListedInput, target: u64) -> Stage {
         sink_input_schema: None,
         array: None,
         sql: None,
+        feeds: vec![],
     }
 }
 

@@ -12,8 +12,9 @@ use std::time::Instant;
 use bytes::Bytes;
 use tracing::info;
 
-use crate::commit::cleanup::abandon;
-use crate::commit::{check_output, commit_job, committed, manifest_path};
+use crate::commit::cleanup::abandon_job;
+use crate::commit::job::commit_all;
+use crate::commit::{check_output, committed, manifest_path};
 use crate::error::{Error, Result};
 use crate::plan::{PLAN_VERSION, Plan};
 use crate::runner::{RunOptions, Shared, prepare, run_tasks};
@@ -139,6 +140,7 @@ pub async fn plan(spec: &DaskJobSpec, job_id: &str) -> Result<PlanReport> {
                 name: s.name.clone(),
                 tasks: s.tasks as u32,
                 groups: task_groups(s, workers).len() as u32,
+                feeds: s.feeds.clone(),
             })
             .collect(),
     })
@@ -235,11 +237,12 @@ pub async fn run_stage(
 pub async fn commit(spec: &DaskJobSpec, job_id: &str, plan_url: &str) -> Result<TaskReport> {
     let started = Instant::now();
     let store = Store::from_storage(storage_of(spec)?)?;
-    let manifest = match committed(&store, &spec.output.path, job_id).await? {
+    let main = spec.main_output();
+    let manifests = match committed(&store, &main.path, job_id).await? {
         Some(m) => {
             info!(job = %job_id, "the job's result is already committed");
-            crate::commit::job::finish(&store, &spec.output.path, job_id).await?;
-            m
+            crate::commit::job::finish_job(&store, spec, job_id).await?;
+            vec![m]
         }
         None => {
             let (store, plan) = load_plan(spec, plan_url).await?;
@@ -249,18 +252,22 @@ pub async fn commit(spec: &DaskJobSpec, job_id: &str, plan_url: &str) -> Result<
                 plan: &plan,
                 inputs: &inputs,
             };
-            commit_job(&store, &plan, &lineage).await?
+            commit_all(&store, &plan, &lineage)
+                .await?
+                .into_iter()
+                .map(|(_, m)| m)
+                .collect()
         }
     };
     let mut report = TaskReport {
-        rows_out: manifest.rows,
-        bytes_out: manifest.files.iter().map(|f| f.bytes).sum(),
+        rows_out: manifests.iter().map(|m| m.rows).sum(),
+        bytes_out: manifests
+            .iter()
+            .flat_map(|m| &m.files)
+            .map(|f| f.bytes)
+            .sum(),
         seconds: started.elapsed().as_secs_f64(),
-        output: Some(format!(
-            "{}/{}",
-            store.url,
-            manifest_path(&spec.output.path)
-        )),
+        output: Some(format!("{}/{}", store.url, manifest_path(&main.path))),
         ..TaskReport::default()
     };
     Usage::now().fill(&mut report);
@@ -268,7 +275,7 @@ pub async fn commit(spec: &DaskJobSpec, job_id: &str, plan_url: &str) -> Result<
 }
 
 /// The cleanup pod of a failed or deleted job: finishes or undoes its commit if one was
-/// interrupted ([`abandon`]), aborts its unfinished uploads and removes its scratch prefix
+/// interrupted ([`abandon_job`]), aborts its unfinished uploads and removes its scratch prefix
 /// (plan, shuffle files, markers, uncommitted attempts). A committed output stays.
 pub async fn cleanup(spec: &DaskJobSpec, job_id: &str) -> Result<TaskReport> {
     let started = Instant::now();
@@ -289,7 +296,7 @@ pub async fn cleanup(spec: &DaskJobSpec, job_id: &str) -> Result<TaskReport> {
         .as_ref()
         .zip(lineage.as_ref())
         .map(|(p, l)| (p, l as &dyn crate::lineage::Recover));
-    let done = abandon(&store, &spec.output.path, job_id, with_plan).await?;
+    let done = abandon_job(&store, spec, job_id, with_plan).await?;
     info!(job = %job_id, scratch = %scratch, ?done, "cleaned up");
     let mut report = TaskReport {
         seconds: started.elapsed().as_secs_f64(),

@@ -320,6 +320,22 @@ pub async fn read_partition_by_map(
     Ok((parts.into_iter().map(|(b, _)| b).collect(), bytes))
 }
 
+/// Partition 0 of map task `map`'s output alone: a stage whose tasks each keep their rows as
+/// one partition, read task by task (an empty list if the stage has no such task).
+pub async fn read_map_output(
+    store: &Store,
+    plan: &Plan,
+    from: usize,
+    map: usize,
+    lineage: &dyn Recover,
+) -> Result<(Vec<RecordBatch>, u64)> {
+    let markers = latest_markers(store, plan, from).await?;
+    match markers.into_iter().find(|m| m.task == map) {
+        Some(m) => with_recovery(lineage, m, move |m| fetch(store, m, 0)).await,
+        None => Ok((vec![], 0)),
+    }
+}
+
 /// One map task's slice of a partition.
 async fn fetch(
     store: &Store,

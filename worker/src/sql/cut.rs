@@ -32,12 +32,17 @@ pub struct CutStage {
     pub reads: Vec<usize>,
 }
 
-/// Cuts `plan` into stages in the order they must run; the last one writes the output.
-pub fn cut(plan: Arc<dyn ExecutionPlan>, source: &Arc<dyn ShuffleSource>) -> Result<Vec<CutStage>> {
-    let mut stages = Vec::new();
-    let root = cut_node(plan, source, &mut stages)?;
-    push(&mut stages, root, SinkKind::Output);
-    Ok(stages)
+/// Cuts `plan` into stages in the order they must run, after the `stages` cut before it (a
+/// job graph's views and other outputs), which its shuffle readers may read; the last stage
+/// sinks into `sink`. Returns the last stage's id.
+pub fn cut_into(
+    stages: &mut Vec<CutStage>,
+    plan: Arc<dyn ExecutionPlan>,
+    source: &Arc<dyn ShuffleSource>,
+    sink: SinkKind,
+) -> Result<usize> {
+    let root = cut_node(plan, source, stages)?;
+    Ok(push(stages, root, sink))
 }
 
 fn push(stages: &mut Vec<CutStage>, root: Arc<dyn ExecutionPlan>, sink: SinkKind) -> usize {

@@ -19,7 +19,6 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream,
 };
 use futures::{StreamExt, TryStreamExt};
-use tokio::sync::OnceCell;
 
 use crate::error::{Error, Result};
 
@@ -28,8 +27,8 @@ use crate::error::{Error, Result};
 pub trait ShuffleSource: Send + Sync + fmt::Debug {
     /// Partition `partition` of stage `stage`'s shuffle, from every map task.
     async fn partition(&self, stage: usize, partition: usize) -> Result<Vec<RecordBatch>>;
-    /// Partition 0 of stage `stage`'s shuffle, one list of batches per map task.
-    async fn by_map(&self, stage: usize) -> Result<Vec<Vec<RecordBatch>>>;
+    /// Partition 0 of stage `stage`'s shuffle as map task `map` wrote it.
+    async fn map_output(&self, stage: usize, map: usize) -> Result<Vec<RecordBatch>>;
 }
 
 /// The source of a plan that is only displayed and cut, never run (the plan pod's).
@@ -41,7 +40,7 @@ impl ShuffleSource for PlanningOnly {
     async fn partition(&self, _stage: usize, _partition: usize) -> Result<Vec<RecordBatch>> {
         Err(Error::internal("a plan made for planning only was run"))
     }
-    async fn by_map(&self, _stage: usize) -> Result<Vec<Vec<RecordBatch>>> {
+    async fn map_output(&self, _stage: usize, _map: usize) -> Result<Vec<RecordBatch>> {
         Err(Error::internal("a plan made for planning only was run"))
     }
 }
@@ -64,8 +63,6 @@ pub struct ShuffleReaderExec {
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
     source: Arc<dyn ShuffleSource>,
-    /// [`ReadMode::Map`] reads every map task's output once, for all partitions.
-    maps: Arc<OnceCell<Vec<Vec<RecordBatch>>>>,
 }
 
 impl ShuffleReaderExec {
@@ -89,7 +86,6 @@ impl ShuffleReaderExec {
             schema,
             properties: Arc::new(properties),
             source,
-            maps: Arc::new(OnceCell::new()),
         }
     }
 
@@ -155,14 +151,10 @@ impl ExecutionPlan for ShuffleReaderExec {
         let source = Arc::clone(&self.source);
         let stage = self.stage;
         let mode = self.mode;
-        let maps = Arc::clone(&self.maps);
         let read = async move {
             let batches = match mode {
                 ReadMode::Partition => source.partition(stage, partition).await,
-                ReadMode::Map => maps
-                    .get_or_try_init(|| source.by_map(stage))
-                    .await
-                    .map(|all| all.get(partition).cloned().unwrap_or_default()),
+                ReadMode::Map => source.map_output(stage, partition).await,
             };
             batches.map_err(|e| DataFusionError::External(Box::new(e)))
         };
@@ -257,16 +249,16 @@ impl ShuffleSource for TaskShuffles {
         Ok(batches)
     }
 
-    async fn by_map(&self, stage: usize) -> Result<Vec<Vec<RecordBatch>>> {
+    async fn map_output(&self, stage: usize, map: usize) -> Result<Vec<RecordBatch>> {
         let lineage = crate::task::recover::Lineage {
             store: &self.store,
             plan: &self.plan,
             inputs: &self.inputs,
         };
-        let r = crate::shuffle::read_partition_by_map(&self.store, &self.plan, stage, 0, &lineage)
-            .await;
-        let (maps, bytes) = self.keep(r)?;
-        self.count(bytes, &maps.concat());
-        Ok(maps)
+        let r =
+            crate::shuffle::read_map_output(&self.store, &self.plan, stage, map, &lineage).await;
+        let (batches, bytes) = self.keep(r)?;
+        self.count(bytes, &batches);
+        Ok(batches)
     }
 }

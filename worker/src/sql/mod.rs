@@ -12,6 +12,7 @@
 pub mod cut;
 pub mod errors;
 pub mod exchange;
+pub mod graph;
 pub mod planner;
 pub mod session;
 pub mod task;
@@ -30,6 +31,20 @@ pub struct SqlPlan {
     pub partitions: usize,
     /// Each table's byte ranges, one list per scan task.
     pub tables: BTreeMap<String, Vec<Vec<Fragment>>>,
+    /// The stage that writes each output, in the spec's order (`output` for a job with one
+    /// query).
+    #[serde(default)]
+    pub outputs: Vec<SqlTarget>,
+}
+
+/// An output and the stage whose tasks write its files.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SqlTarget {
+    /// The output's name.
+    pub name: String,
+    /// Its last stage.
+    pub stage: usize,
 }
 
 /// One stage's sub-plan.

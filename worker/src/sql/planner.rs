@@ -1,19 +1,21 @@
 //! From an SQL job's spec and listing to its stages: the same function runs in the plan pod,
 //! which records the stages, and in every task, which finds its own stage in it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use datafusion::catalog::TableProvider;
 use datafusion::datasource::ViewTable;
 use datafusion::execution::context::SQLOptions;
 use datafusion::physical_plan::{ExecutionPlanProperties, displayable};
 use datafusion::prelude::SessionContext;
 
-use super::cut::{CutStage, cut};
+use super::cut::{CutStage, cut_into};
 use super::errors::query_error;
 use super::exchange::{PlanningOnly, ShuffleSource, SinkKind};
+use super::graph::{StageTable, shared_views};
 use super::session::{register_tables, session};
-use super::{SqlPlan, SqlStage};
+use super::{SqlPlan, SqlStage, SqlTarget};
 use crate::error::{Error, Result};
 use crate::plan::listing::Listing;
 use crate::plan::planner::{cut_input, dns_safe, input_plan};
@@ -62,25 +64,33 @@ pub async fn plan_sql(
             .collect(),
         stages: vec![],
         array: None,
-        sql: Some(SqlPlan { partitions, tables }),
+        sql: Some(SqlPlan {
+            partitions,
+            tables,
+            outputs: vec![],
+        }),
     };
     let source: Arc<dyn ShuffleSource> = Arc::new(PlanningOnly);
-    let (_, cut) = stages_of(store, &plan, &source).await?;
+    let cut = stages_of(store, &plan, &source).await?;
+    let feeds = feeds(&cut);
     plan.stages = cut
+        .stages
         .iter()
         .enumerate()
-        .map(|(id, c)| stage(id, c, &plan))
+        .map(|(id, c)| {
+            let view = cut.views.iter().find(|(_, s)| *s == id).map(|(v, _)| v);
+            stage(id, c, &plan, view, feeds[id].clone())
+        })
         .collect();
+    if let Some(s) = plan.sql.as_mut() {
+        s.outputs = cut.targets;
+    }
     Ok(plan)
 }
 
-/// Plans the job's query again and cuts it, with `source` behind its shuffle readers; also
-/// returns the session, in which a task runs its stage.
-pub async fn stages_of(
-    store: &Store,
-    plan: &Plan,
-    source: &Arc<dyn ShuffleSource>,
-) -> Result<(SessionContext, Vec<CutStage>)> {
+/// Plans the job's views and queries again and cuts them, with `source` behind their shuffle
+/// readers: the shared views' stages first, then each output's.
+pub async fn stages_of(store: &Store, plan: &Plan, source: &Arc<dyn ShuffleSource>) -> Result<Cut> {
     let sql = plan
         .spec
         .sql
@@ -93,27 +103,81 @@ pub async fn stages_of(
         .with_allow_ddl(false)
         .with_allow_dml(false)
         .with_allow_statements(false);
+    let shared = shared_views(&ctx, sql)?;
+    let mut stages = Vec::new();
+    let mut views = Vec::new();
     for (name, query) in &sql.views {
         let at = format!("spec.sql.views.{name}");
         let view = ctx
             .sql_with_options(query, only_queries)
             .await
-            .map_err(|e| query_error(&ctx, &at, &e))?
-            .into_unoptimized_plan();
-        let table = ViewTable::new(view, Some(query.clone()));
-        ctx.register_table(name.as_str(), Arc::new(table))
+            .map_err(|e| query_error(&ctx, &at, &e))?;
+        let table: Arc<dyn TableProvider> = if shared.contains(&name.to_ascii_lowercase()) {
+            let physical = view
+                .create_physical_plan()
+                .await
+                .map_err(|e| query_error(&ctx, &at, &e))?;
+            let last = cut_into(&mut stages, physical, source, SinkKind::Single)?;
+            views.push((name.clone(), last));
+            let root = &stages[last].root;
+            Arc::new(StageTable::new(
+                last,
+                root.output_partitioning().partition_count(),
+                root.schema(),
+                Arc::clone(source),
+            ))
+        } else {
+            Arc::new(ViewTable::new(
+                view.into_unoptimized_plan(),
+                Some(query.clone()),
+            ))
+        };
+        ctx.register_table(name.as_str(), table)
             .map_err(|e| query_error(&ctx, &at, &e))?;
     }
-    let at = "spec.sql.query";
-    let df = ctx
-        .sql_with_options(&sql.query, only_queries)
-        .await
-        .map_err(|e| query_error(&ctx, at, &e))?;
-    let physical = df
-        .create_physical_plan()
-        .await
-        .map_err(|e| query_error(&ctx, at, &e))?;
-    Ok((ctx, cut(physical, source)?))
+    let queries: Vec<(String, String, &str)> = match &sql.query {
+        Some(q) => vec![("output".into(), "spec.sql.query".into(), q.as_str())],
+        None => sql
+            .outputs
+            .iter()
+            .map(|(n, o)| {
+                (
+                    n.clone(),
+                    format!("spec.sql.outputs.{n}.query"),
+                    o.query.as_str(),
+                )
+            })
+            .collect(),
+    };
+    let mut targets = Vec::new();
+    for (name, at, query) in queries {
+        let df = ctx
+            .sql_with_options(query, only_queries)
+            .await
+            .map_err(|e| query_error(&ctx, &at, &e))?;
+        let physical = df
+            .create_physical_plan()
+            .await
+            .map_err(|e| query_error(&ctx, &at, &e))?;
+        let last = cut_into(&mut stages, physical, source, SinkKind::Output)?;
+        targets.push(SqlTarget { name, stage: last });
+    }
+    Ok(Cut {
+        ctx,
+        stages,
+        targets,
+        views,
+    })
+}
+
+/// A job's plan cut into stages, and the session that planned it (a task runs its stage in it).
+pub struct Cut {
+    pub ctx: SessionContext,
+    pub stages: Vec<CutStage>,
+    /// The stage that writes each output, in the spec's order.
+    pub targets: Vec<SqlTarget>,
+    /// The shared views, each with the stage that keeps its rows.
+    pub views: Vec<(String, usize)>,
 }
 
 /// The text a task compares its own sub-plan with.
@@ -121,7 +185,24 @@ pub fn plan_text(root: &Arc<dyn datafusion::physical_plan::ExecutionPlan>) -> St
     displayable(root.as_ref()).indent(true).to_string()
 }
 
-fn stage(id: usize, c: &CutStage, plan: &Plan) -> Stage {
+/// The outputs each stage feeds: those whose last stage reads it, through any number of
+/// stages (a shared view's stages feed several).
+fn feeds(cut: &Cut) -> Vec<Vec<String>> {
+    let mut feeds = vec![Vec::new(); cut.stages.len()];
+    for t in &cut.targets {
+        let mut todo = vec![t.stage];
+        let mut seen = BTreeSet::new();
+        while let Some(s) = todo.pop() {
+            if seen.insert(s) {
+                feeds[s].push(t.name.clone());
+                todo.extend(cut.stages[s].reads.iter().copied());
+            }
+        }
+    }
+    feeds
+}
+
+fn stage(id: usize, c: &CutStage, plan: &Plan, view: Option<&String>, feeds: Vec<String>) -> Stage {
     let sink = match &c.sink {
         SinkKind::Output => Sink::Output,
         SinkKind::Hash(exprs, n) => Sink::Shuffle {
@@ -142,6 +223,7 @@ fn stage(id: usize, c: &CutStage, plan: &Plan) -> Stage {
     };
     // A stage that scans one table is named after it, as a dataframe job's scan stages are.
     let what = match (kind(&c.root), sql.scanned_tables(plan).as_slice()) {
+        _ if view.is_some() => format!("view-{}", dns_safe(view.map_or("", |v| v.as_str()))),
         ("scan", [table]) => format!("scan-{}", dns_safe(table)),
         (kind, _) => kind.to_string(),
     };
@@ -160,6 +242,7 @@ fn stage(id: usize, c: &CutStage, plan: &Plan) -> Stage {
         sink_input_schema: None,
         array: None,
         sql: Some(sql),
+        feeds,
     }
 }
 

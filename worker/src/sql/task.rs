@@ -13,7 +13,7 @@ use datafusion::prelude::SessionContext;
 
 use super::cut::CutStage;
 use super::exchange::{ShuffleSource, SinkKind, TaskShuffles};
-use super::planner::{plan_text, stages_of};
+use super::planner::{Cut, plan_text, stages_of};
 use crate::commit::marker::{TaskFile, TaskMarker};
 use crate::commit::output::write_output;
 use crate::error::{Error, Result, store_failure};
@@ -34,7 +34,9 @@ pub async fn execute(
     let st = &plan.stages[stage];
     let shuffles = Arc::new(TaskShuffles::new(store.clone(), Arc::new(plan.clone())));
     let source: Arc<dyn ShuffleSource> = shuffles.clone();
-    let (ctx, mut stages) = stages_of(store, plan, &source).await?;
+    let Cut {
+        ctx, mut stages, ..
+    } = stages_of(store, plan, &source).await?;
     if stages.len() != plan.stages.len() {
         return Err(Error::Incompatible(format!(
             "this kask plans {} stages for the query where the plan has {}; the plan pod and \
@@ -65,7 +67,7 @@ pub async fn execute(
             },
         }
     };
-    let files = match sink(store, plan, dir, &cut, task, &ctx, &task_err).await {
+    let files = match sink(store, plan, dir, (stage, &cut), task, &ctx, &task_err).await {
         Ok(files) => files,
         Err(e @ Error::Task { .. }) => {
             return Err(diagnose(store, plan, stage, task, &ctx, e).await);
@@ -90,7 +92,7 @@ async fn sink(
     store: &Store,
     plan: &Plan,
     dir: &str,
-    cut: &CutStage,
+    (cut_id, cut): (usize, &CutStage),
     task: usize,
     ctx: &SessionContext,
     task_err: &(dyn Fn(DataFusionError) -> Error + Sync),
@@ -98,7 +100,10 @@ async fn sink(
     let stream = cut.root.execute(task, ctx.task_ctx()).map_err(task_err)?;
     Ok(match &cut.sink {
         SinkKind::Output => {
-            write_output(store, dir, plan.spec.output_format(), stream, task_err).await?
+            let target = plan.target_of(cut_id).ok_or_else(|| {
+                Error::internal(format!("stage {cut_id} writes no output of the plan"))
+            })?;
+            write_output(store, dir, target.format, stream, task_err).await?
         }
         SinkKind::Hash(..) | SinkKind::Single => {
             // A hash exchange splits rows as DataFusion's repartition would; a gather keeps one

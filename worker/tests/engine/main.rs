@@ -15,5 +15,6 @@ mod malformed;
 mod pods;
 mod properties;
 mod sql;
+mod sql_graph;
 mod support;
 mod uploads;
