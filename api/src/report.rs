@@ -33,6 +33,9 @@ pub struct PlannedStage {
     /// The outputs of a job graph whose results depend on it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub feeds: Vec<String>,
+    /// The stages (by index) it waits for; absent: the one before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<Vec<u32>>,
 }
 
 /// A stage pod's report on its task group, or the commit pod's on the job.
@@ -101,7 +104,9 @@ pub fn fitted<T: Serialize>(value: &T) -> Option<String> {
 
 impl PlanReport {
     /// The same plan with stages named by their index (which every worker accepts in place of
-    /// a name), for plans whose names would not fit a termination message.
+    /// a name), for plans whose names would not fit a termination message; without the
+    /// outputs each stage feeds (shown only) and the stages each waits for (the stages then
+    /// run one after another, which is always safe).
     pub fn summarised(&self) -> PlanReport {
         PlanReport {
             stages: self
@@ -110,6 +115,8 @@ impl PlanReport {
                 .enumerate()
                 .map(|(i, s)| PlannedStage {
                     name: i.to_string(),
+                    feeds: vec![],
+                    after: None,
                     ..s.clone()
                 })
                 .collect(),
@@ -182,6 +189,7 @@ mod tests {
                 tasks: 1000,
                 groups: 4,
                 feeds: vec![],
+                after: None,
             })
             .collect();
         let report = PlanReport {

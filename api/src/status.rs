@@ -96,6 +96,10 @@ pub struct StageStatus {
     /// The outputs of a job graph whose results depend on it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub feeds: Vec<String>,
+    /// The stages (by index) it waits for; absent: the one before it. Stages whose earlier
+    /// stages are done run side by side, within `spec.workers` pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<Vec<u32>>,
     /// Tasks done.
     #[serde(default)]
     pub succeeded: u32,

@@ -47,6 +47,8 @@ pub enum Step {
         name: String,
         /// Task groups (completions).
         groups: u32,
+        /// Pods at once (parallelism): its share of `spec.workers`.
+        pods: u32,
         /// The plan's URL.
         plan: String,
     },
@@ -104,6 +106,7 @@ impl<'a> JobFactory<'a> {
                 name,
                 groups,
                 plan,
+                ..
             } => (
                 names::stage_job(&self.base, *index),
                 names::label_value(name),
@@ -138,7 +141,11 @@ impl<'a> JobFactory<'a> {
         let uid = self.dj.uid().unwrap_or_default();
         let labels = names::labels(&self.base, &uid, &stage);
         let indexed = matches!(step, Step::Stage { .. });
-        let workers = i32::try_from(spec.workers()).unwrap_or(i32::MAX);
+        let workers = match step {
+            Step::Stage { pods, .. } => *pods,
+            _ => spec.workers(),
+        };
+        let workers = i32::try_from(workers).unwrap_or(i32::MAX).max(1);
         let owner = self
             .dj
             .controller_owner_ref(&())
@@ -384,6 +391,7 @@ spec:
             index: 1,
             name: "shuffle".into(),
             groups: 8,
+            pods: 3,
             plan: "s3://lake/x/_kask/plan.json".into(),
         };
         let j = f.job(&step, false).expect("the stage Job builds");
@@ -547,6 +555,7 @@ spec:
             index: 0,
             name: "s0-scan-".into(),
             groups: 1,
+            pods: 1,
             plan: "p".into(),
         };
         let j = f.job(&step, false).expect("builds");

@@ -258,18 +258,7 @@ pub async fn run(job: &DaskJob, opts: &RunOptions, progress: &dyn Progress) -> R
         .unwrap_or_else(|| (plan.spec.workers() as usize).min(cores))
         .max(1);
     let shared = Arc::new((store, plan, InputCache::default()));
-    let mut resumed = 0;
-    for stage in &shared.1.stages {
-        progress.stage_started(stage);
-        let tasks: Vec<usize> = (0..stage.tasks).collect();
-        let outcomes = run_tasks(&shared, stage.id, tasks, parallelism, &|o| {
-            progress.task_finished(stage, o)
-        })
-        .await?;
-        resumed += outcomes.iter().filter(|o| o.skipped).count();
-        progress.stage_finished(stage);
-        info!(job = %shared.1.job_id, stage = %stage.name, "stage finished");
-    }
+    let resumed = run_stages(&shared, parallelism, progress).await?;
     let (store, plan, inputs) = shared.as_ref();
     let lineage = Lineage {
         store,
@@ -297,6 +286,72 @@ pub async fn run(job: &DaskJob, opts: &RunOptions, progress: &dyn Progress) -> R
         resumed,
         stages: plan.stages.len(),
     })
+}
+
+/// Runs every stage, each as soon as the stages it reads are done, so that independent
+/// branches of a job graph run side by side: at most `parallelism` tasks at once, earlier
+/// stages' tasks first. Returns how many tasks an earlier run had committed.
+async fn run_stages(shared: &Shared, parallelism: usize, progress: &dyn Progress) -> Result<usize> {
+    let plan = &shared.1;
+    let n = plan.stages.len();
+    let retries = plan.spec.retries();
+    let mut left: Vec<usize> = plan.stages.iter().map(|s| s.tasks).collect();
+    let mut started = vec![false; n];
+    let mut done = vec![false; n];
+    let mut queue = std::collections::VecDeque::new();
+    let mut running = futures::stream::FuturesUnordered::new();
+    let mut resumed = 0;
+    loop {
+        let mut changed = true;
+        while changed {
+            changed = false;
+            for s in 0..n {
+                if started[s] || !plan.after(s).iter().all(|&d| done[d]) {
+                    continue;
+                }
+                started[s] = true;
+                progress.stage_started(&plan.stages[s]);
+                if left[s] == 0 {
+                    done[s] = true;
+                    progress.stage_finished(&plan.stages[s]);
+                    changed = true;
+                }
+                queue.extend((0..left[s]).map(|t| (s, t)));
+            }
+        }
+        while running.len() < parallelism.max(1)
+            && let Some((stage, task)) = queue.pop_front()
+        {
+            let shared = Arc::clone(shared);
+            // Spawned, so that tasks run on the runtime's worker threads in parallel rather
+            // than taking turns on the thread that drives the run.
+            let handle = AbortOnDrop(tokio::spawn(async move {
+                let (store, plan, inputs) = shared.as_ref();
+                run_with_retries(store, plan, inputs, stage, task, retries).await
+            }));
+            running.push(async move { (stage, handle.await) });
+        }
+        let Some((s, joined)) = running.next().await else {
+            break;
+        };
+        let outcome = joined.map_err(|e| Error::internal(format!("a task panicked: {e}")))??;
+        let stage = &plan.stages[s];
+        progress.task_finished(stage, &outcome);
+        resumed += usize::from(outcome.skipped);
+        left[s] -= 1;
+        if left[s] == 0 {
+            done[s] = true;
+            progress.stage_finished(stage);
+            info!(job = %plan.job_id, stage = %stage.name, "stage finished");
+        }
+    }
+    match done.iter().position(|d| !d) {
+        Some(s) => Err(Error::internal(format!(
+            "stage {} never became ready to run",
+            plan.stages[s].name
+        ))),
+        None => Ok(resumed),
+    }
 }
 
 /// What every task of a process shares: the store, the plan, and the inputs read so far.

@@ -276,7 +276,9 @@ impl Decider<'_> {
         }
     }
 
-    /// The next step from the current children: plan, the stages in order, commit.
+    /// The next step from the current children: plan, the stages, commit. A stage starts
+    /// once the stages it waits for are done, so independent branches of a job graph run side
+    /// by side, their Jobs' pods together within `spec.workers`.
     fn advance(&mut self) -> Next {
         if self.status.plan.is_none()
             && let Some(next) = self.plan_step()
@@ -284,21 +286,58 @@ impl Decider<'_> {
             return next;
         }
         let plan = self.status.plan.clone().unwrap_or_default();
+        let workers = self.dj().spec.workers().max(1);
+        let mut running: Vec<(usize, String)> = Vec::new();
+        let mut in_use = 0u32;
+        let mut waiting = false;
         for i in 0..self.status.stages.len() {
             if self.status.stages[i].seconds.is_some() {
                 continue; // finished earlier
             }
             let job = names::stage_job(&self.base, i);
-            let stage = self.status.stages[i].clone();
             let Some(state) = self.children().job(&job).map(job_state) else {
-                if self.suspended() {
-                    return self.set_suspended();
+                waiting = true;
+                continue;
+            };
+            self.count(i, &job, &state);
+            match state {
+                JobState::Complete => self.finish_stage(i, &job),
+                JobState::Failed(why) => {
+                    let name = self.status.stages[i].name.clone();
+                    let msg = self.failure_message(&job, &name, &why);
+                    return self.fail("StageFailed", msg);
                 }
+                _ => {
+                    in_use += self.pods_of(&job);
+                    running.push((i, job));
+                }
+            }
+        }
+        let done = |st: &[StageStatus], i: usize| st.get(i).is_some_and(|s| s.seconds.is_some());
+        if !waiting && running.is_empty() {
+            return self.commit_step(plan);
+        }
+        if !self.suspended() {
+            for i in 0..self.status.stages.len() {
+                let job = names::stage_job(&self.base, i);
+                let stage = self.status.stages[i].clone();
+                let ready = after(&stage, i)
+                    .iter()
+                    .all(|&a| done(&self.status.stages, a));
+                if stage.seconds.is_some() || !ready || self.children().job(&job).is_some() {
+                    continue;
+                }
+                if in_use >= workers {
+                    break; // the next stages start as pods free up
+                }
+                let pods = stage.groups.max(1).min(workers - in_use);
+                in_use += pods;
                 self.act(Act::Create {
                     step: Step::Stage {
                         index: i,
                         name: stage.name.clone(),
                         groups: stage.groups,
+                        pods,
                         plan: plan.clone(),
                     },
                     suspend: false,
@@ -311,22 +350,42 @@ impl Decider<'_> {
                         stage.name, stage.tasks, stage.groups
                     ),
                 );
-                return self.set_running(Phase::Running, "Running");
-            };
-            self.count(i, &job, &state);
-            match state {
-                JobState::Complete => self.finish_stage(i, &job),
-                JobState::Failed(why) => {
-                    let msg = self.failure_message(&job, &stage.name, &why);
-                    return self.fail("StageFailed", msg);
-                }
-                _ => {
-                    let what = format!("stage {}", stage.name);
-                    return self.running_child(&job, &what, Phase::Running, "Running");
-                }
+                running.push((i, String::new()));
             }
         }
-        self.commit_step(plan)
+        let mut wake: Next = None;
+        for (i, job) in &running {
+            if job.is_empty() {
+                continue; // created just now
+            }
+            self.sync_suspend(job);
+            if self.suspended() {
+                continue;
+            }
+            let what = format!("stage {}", self.status.stages[*i].name);
+            match self.check_startup(job, &what) {
+                Ok(w) => wake = wake.into_iter().chain(w).min(),
+                Err(next) => return next,
+            }
+        }
+        if self.suspended() {
+            return self.set_suspended();
+        }
+        let next = self.set_running(Phase::Running, "Running");
+        match (next, wake) {
+            (Some(n), Some(w)) => Some(n.min(w)),
+            (n, w) => n.or(w),
+        }
+    }
+
+    /// The pods a stage Job may run at once (its parallelism).
+    fn pods_of(&self, job: &str) -> u32 {
+        self.children()
+            .job(job)
+            .and_then(|j| j.spec.as_ref())
+            .and_then(|s| s.parallelism)
+            .and_then(|p| u32::try_from(p).ok())
+            .unwrap_or(0)
     }
 
     /// The plan Job; None once the plan is known and the stages can go on.
@@ -361,6 +420,7 @@ impl Decider<'_> {
                         tasks: s.tasks,
                         groups: s.groups,
                         feeds: s.feeds.clone(),
+                        after: s.after.clone(),
                         ..StageStatus::default()
                     })
                     .collect();
@@ -771,6 +831,14 @@ impl Decider<'_> {
 }
 
 /// Why no report was read, for a message.
+/// The stages stage `i` waits for: those its plan names, or the one before it.
+fn after(stage: &StageStatus, i: usize) -> Vec<usize> {
+    match &stage.after {
+        Some(a) => a.iter().map(|&a| a as usize).filter(|&a| a < i).collect(),
+        None => i.checked_sub(1).into_iter().collect(),
+    }
+}
+
 fn lost_report(lost: &[(String, String)]) -> String {
     match lost.first() {
         Some((pod, why)) => format!("its pod {pod} left {why}"),

@@ -295,6 +295,7 @@ fn a_finished_plan_sets_the_stages_and_starts_the_first() {
             index: 0,
             name: "s0-scan-orders".into(),
             groups: 2,
+            pods: 2,
             plan: "s3://lake/x/_kask/jobs/u-1/plan.json".into()
         }]
     );
@@ -377,6 +378,81 @@ fn a_finished_stage_starts_the_next() {
             .any(|a| matches!(a, Act::StageFinished { tasks: 4, .. }))
     );
     assert!(matches!(creates(&d)[..], [Step::Stage { index: 1, .. }]));
+}
+
+/// A job graph planned as three stages: two independent scans, then a stage that reads both.
+fn graph_planned(workers: u32) -> DaskJob {
+    planned(|v| {
+        v["spec"]["workers"] = json!(workers);
+        v["status"]["stages"] = json!([
+            {"name": "s0-scan-a", "tasks": 2, "groups": 2, "after": []},
+            {"name": "s1-scan-b", "tasks": 2, "groups": 2, "after": []},
+            {"name": "s2-join", "tasks": 2, "groups": 2, "after": [0, 1]}
+        ]);
+    })
+}
+
+fn parallel(mut j: Job, pods: i32) -> Job {
+    if let Some(s) = j.spec.as_mut() {
+        s.parallelism = Some(pods);
+    }
+    j
+}
+
+/// The stage Jobs a decision creates, as (stage index, pods at once).
+fn stages_started(d: &Decision) -> Vec<(usize, u32)> {
+    creates(d)
+        .iter()
+        .filter_map(|s| match s {
+            Step::Stage { index, pods, .. } => Some((*index, *pods)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn independent_stages_run_side_by_side_within_the_workers_and_a_stage_waits_for_its_inputs() {
+    // Both scans start at once, their pods together within spec.workers (3 = 2 + 1).
+    let d = run_with(&graph_planned(3), vec![], vec![]);
+    assert_eq!(stages_started(&d), [(0, 2), (1, 1)]);
+    assert_eq!(d.status.phase, Some(Phase::Running));
+    // With one worker, busy with the first scan, the second waits for a free pod.
+    let d = run_with(
+        &graph_planned(1),
+        vec![parallel(job("rev-s0", "running"), 1)],
+        vec![],
+    );
+    assert_eq!(stages_started(&d), []);
+    let d = run_with(
+        &graph_planned(2),
+        vec![parallel(job("rev-s0", "running"), 1)],
+        vec![],
+    );
+    assert_eq!(stages_started(&d), [(1, 1)]);
+    // The join waits for both scans, then takes the pods it can use.
+    let d = run_with(
+        &graph_planned(4),
+        vec![
+            job("rev-s0", "complete"),
+            parallel(job("rev-s1", "running"), 2),
+        ],
+        vec![],
+    );
+    assert_eq!(stages_started(&d), []);
+    assert!(d.status.stages[0].seconds.is_some());
+    let d = run_with(
+        &graph_planned(4),
+        vec![job("rev-s0", "complete"), job("rev-s1", "complete")],
+        vec![],
+    );
+    assert_eq!(stages_started(&d), [(2, 2)]);
+    // A status without `after` (an older plan report) runs the stages one after another.
+    let d = run_with(
+        &planned(|v| v["spec"]["workers"] = json!(8)),
+        vec![],
+        vec![],
+    );
+    assert_eq!(stages_started(&d), [(0, 2)]);
 }
 
 #[test]

@@ -389,6 +389,17 @@ impl Plan {
         self.targets().into_iter().find(|t| t.stage == stage)
     }
 
+    /// The stages that stage `stage` must wait for: the earlier stages an SQL stage reads;
+    /// for the other job kinds, whose stages form a chain, the one before it.
+    pub fn after(&self, stage: usize) -> Vec<usize> {
+        match self.stages.get(stage).map(|s| &s.source) {
+            Some(StageSource::Sql { reads }) => {
+                reads.iter().copied().filter(|&r| r < stage).collect()
+            }
+            _ => stage.checked_sub(1).into_iter().collect(),
+        }
+    }
+
     /// Total number of tasks.
     pub fn total_tasks(&self) -> usize {
         self.stages.iter().map(|s| s.tasks).sum()

@@ -141,6 +141,7 @@ pub async fn plan(spec: &DaskJobSpec, job_id: &str) -> Result<PlanReport> {
                 tasks: s.tasks as u32,
                 groups: task_groups(s, workers).len() as u32,
                 feeds: s.feeds.clone(),
+                after: Some(plan.after(s.id).iter().map(|&a| a as u32).collect()),
             })
             .collect(),
     })
