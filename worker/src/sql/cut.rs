@@ -39,9 +39,10 @@ pub fn cut_into(
     stages: &mut Vec<CutStage>,
     plan: Arc<dyn ExecutionPlan>,
     source: &Arc<dyn ShuffleSource>,
+    partitions: usize,
     sink: SinkKind,
 ) -> Result<usize> {
-    let root = cut_node(plan, source, stages)?;
+    let root = cut_node(plan, source, partitions, stages)?;
     Ok(push(stages, root, sink))
 }
 
@@ -86,9 +87,10 @@ fn renew(
 fn cut_node(
     plan: Arc<dyn ExecutionPlan>,
     source: &Arc<dyn ShuffleSource>,
+    n_partitions: usize,
     stages: &mut Vec<CutStage>,
 ) -> Result<Arc<dyn ExecutionPlan>> {
-    let plan = one_probe_partition(plan)?;
+    let plan = one_probe_partition(plan, n_partitions)?;
     if let Some(rep) = plan.downcast_ref::<RepartitionExec>() {
         let Partitioning::Hash(exprs, n) = rep.partitioning().clone() else {
             return Err(Error::internal(format!(
@@ -97,7 +99,7 @@ fn cut_node(
             )));
         };
         let preserve_order = rep.preserve_order();
-        let input = cut_node(Arc::clone(rep.input()), source, stages)?;
+        let input = cut_node(Arc::clone(rep.input()), source, n_partitions, stages)?;
         let schema = input.schema();
         let ordering = input.output_ordering().cloned();
         let id = push(stages, input, SinkKind::Hash(exprs.clone(), n));
@@ -120,7 +122,7 @@ fn cut_node(
     if (coalesces || plan.is::<SortPreservingMergeExec>())
         && let [input] = plan.children().as_slice()
     {
-        let input = cut_node(Arc::clone(input), source, stages)?;
+        let input = cut_node(Arc::clone(input), source, n_partitions, stages)?;
         let maps = partitions(&input);
         if maps <= 1 {
             return renew(plan, vec![input]);
@@ -163,7 +165,7 @@ fn cut_node(
     }
     let cut_children = children
         .into_iter()
-        .map(|c| cut_node(c, source, stages))
+        .map(|c| cut_node(c, source, n_partitions, stages))
         .collect::<Result<Vec<_>>>()?;
     renew(plan, cut_children)
 }
@@ -182,9 +184,42 @@ fn needs_every_right_row(t: JoinType) -> bool {
     )
 }
 
-/// A join that collects its left side and emits left rows at the end gets one task: its
-/// right side is coalesced into one partition first.
-fn one_probe_partition(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+/// A join that collects its left side and emits left rows once it has seen every right row
+/// cannot run in several tasks as it is. A hash join becomes a partitioned one (both sides
+/// hash-repartitioned on its keys, into the partitions of the job's other exchanges), as
+/// DataFusion plans it when the left side is not small. A nested-loop join, which has no
+/// keys, and a null-aware anti join (`NOT IN`), whose answer depends on whether any right
+/// key is null, get one task (the right side coalesced into one partition).
+fn one_probe_partition(
+    plan: Arc<dyn ExecutionPlan>,
+    n_partitions: usize,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    if let Some(j) = plan.downcast_ref::<HashJoinExec>()
+        && *j.partition_mode() == PartitionMode::CollectLeft
+        && needs_every_right_row(*j.join_type())
+        && partitions(j.right()) > 1
+        && !j.null_aware
+    {
+        let (left_keys, right_keys): (Vec<_>, Vec<_>) = j.on().iter().cloned().unzip();
+        let n = n_partitions.max(1);
+        let left: Arc<dyn ExecutionPlan> = Arc::new(
+            RepartitionExec::try_new(Arc::clone(j.left()), Partitioning::Hash(left_keys, n))
+                .map_err(df)?,
+        );
+        let right: Arc<dyn ExecutionPlan> = Arc::new(
+            RepartitionExec::try_new(Arc::clone(j.right()), Partitioning::Hash(right_keys, n))
+                .map_err(df)?,
+        );
+        return j
+            .builder()
+            .with_partition_mode(PartitionMode::Partitioned)
+            .with_new_children(vec![left, right])
+            .map_err(df)?
+            .recompute_properties()
+            .reset_state()
+            .build_exec()
+            .map_err(df);
+    }
     let collected_left = if let Some(j) = plan.downcast_ref::<HashJoinExec>() {
         (*j.partition_mode() == PartitionMode::CollectLeft && needs_every_right_row(*j.join_type()))
             .then(|| (Arc::clone(j.left()), Arc::clone(j.right())))

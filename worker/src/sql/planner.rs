@@ -117,7 +117,7 @@ pub async fn stages_of(store: &Store, plan: &Plan, source: &Arc<dyn ShuffleSourc
                 .create_physical_plan()
                 .await
                 .map_err(|e| query_error(&ctx, &at, &e))?;
-            let last = cut_into(&mut stages, physical, source, SinkKind::Single)?;
+            let last = cut_into(&mut stages, physical, source, partitions, SinkKind::Single)?;
             views.push((name.clone(), last));
             let root = &stages[last].root;
             Arc::new(StageTable::new(
@@ -159,7 +159,7 @@ pub async fn stages_of(store: &Store, plan: &Plan, source: &Arc<dyn ShuffleSourc
             .create_physical_plan()
             .await
             .map_err(|e| query_error(&ctx, &at, &e))?;
-        let last = cut_into(&mut stages, physical, source, SinkKind::Output)?;
+        let last = cut_into(&mut stages, physical, source, partitions, SinkKind::Output)?;
         targets.push(SqlTarget { name, stage: last });
     }
     Ok(Cut {

@@ -15,8 +15,8 @@ use crate::task::tables::{ScanTable, batch_size};
 /// rows to move between partitions of one process); no work stealing between a scan's
 /// partitions (in one task, its partition would steal every other task's files); no dynamic
 /// filters and no scalar subquery operator (they pass state between operators of one
-/// process); joins that collect their build side are planned
-/// only when a side has a single partition, never from size estimates.
+/// process). A join whose build side is small by DataFusion's own thresholds (a scan's
+/// estimate is its bytes) collects it whole in every task instead of shuffling both sides.
 pub fn session(store: &Store, partitions: usize) -> SessionContext {
     let mut config = SessionConfig::new()
         .with_target_partitions(partitions.max(1))
@@ -32,8 +32,6 @@ pub fn session(store: &Store, partitions: usize) -> SessionContext {
     // operators read; once those operators run in another stage's task, they would read it
     // unfilled. Rewritten as a join, it is data that flows through the shuffle like any other.
     o.enable_physical_uncorrelated_scalar_subquery = false;
-    o.hash_join_single_partition_threshold = 0;
-    o.hash_join_single_partition_threshold_rows = 0;
     config.options_mut().sql_parser.collect_spans = true;
     config
         .options_mut()

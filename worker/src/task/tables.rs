@@ -6,7 +6,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::project_schema;
+use datafusion::common::stats::Precision;
+use datafusion::common::{Statistics, project_schema};
 use datafusion::datasource::TableType;
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::csv::CsvFormat;
@@ -55,6 +56,9 @@ pub struct ScanTable {
     compression: FileCompressionType,
     /// One group of file ranges per partition of the scan.
     groups: Vec<Vec<PartitionedFile>>,
+    /// The bytes of every group: an estimate of the table's size, by which DataFusion joins
+    /// a small table by collecting it whole instead of shuffling both sides.
+    bytes: usize,
 }
 
 impl ScanTable {
@@ -87,7 +91,15 @@ impl ScanTable {
             }
         };
         let groups = tasks.iter().map(|t| t.iter().map(file).collect()).collect();
+        let bytes = tasks
+            .iter()
+            .flatten()
+            .map(|f| {
+                usize::try_from(f.end.min(f.size).saturating_sub(f.start)).unwrap_or(usize::MAX)
+            })
+            .fold(0usize, usize::saturating_add);
         Ok(ScanTable {
+            bytes,
             schema: input.schema.schema(),
             format: input.format,
             delimiter: input
@@ -167,6 +179,10 @@ impl TableProvider for ScanTable {
             .with_file_groups(self.groups.iter().cloned().map(FileGroup::new).collect())
             .with_limit(limit)
             .with_file_compression_type(self.compression)
+            .with_statistics(
+                Statistics::new_unknown(&self.schema)
+                    .with_total_byte_size(Precision::Inexact(self.bytes)),
+            )
             .build();
         let scan = format.create_physical_plan(state, conf).await?;
         if !guarded {
