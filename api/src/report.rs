@@ -61,9 +61,13 @@ pub struct TaskReport {
     pub cpu_seconds: f64,
     /// The process's peak resident memory, in bytes.
     pub peak_memory_bytes: u64,
-    /// The committed output's manifest path (commit pod only).
+    /// The committed output's manifest path (commit pod only); a job graph's main output.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<String>,
+    /// A job graph's outputs, each as `name: manifest URL` (commit pod only; left out when
+    /// they would not fit the termination message).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<String>,
 }
 
 /// Any pod's report when it fails.

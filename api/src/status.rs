@@ -26,9 +26,12 @@ pub struct DaskJobStatus {
     /// When the job ended (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_time: Option<String>,
-    /// The path of the output's `_SUCCESS` manifest.
+    /// The path of the output's `_SUCCESS` manifest (a job graph's main output's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<String>,
+    /// A job graph's outputs, each as `name: manifest URL`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<String>,
     /// On failure: the stage, task and error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,

@@ -58,12 +58,15 @@ if job_json examples/sql-reports.yaml graph "" \
   if ! kubectl --namespace "$NS" wait --for=condition=Complete daskjob/graph --timeout=180s >/dev/null; then
     fail "$name" "not Complete: $(dj_field graph '{.status.message}')"
   else
-    feeds=$(kubectl --namespace "$NS" get daskjob graph -o json |
-      jq -r '.status.stages[] | select(.name | test("-view-paid$")) | .feeds | join(",")')
+    graph_status=$(kubectl --namespace "$NS" get daskjob graph -o json)
+    feeds=$(jq -r '.status.stages[] | select(.name | test("-view-paid$")) | .feeds | join(",")' <<<"$graph_status")
+    outputs=$(jq -r '.status.outputs | map(split(":")[0]) | join(",")' <<<"$graph_status")
     jq --arg root local 'del(.spec.storage.secretRef) | '"$graph_paths" \
       "$WORK/graph.json" >"$WORK/graph-local.json"
     if [[ "$feeds" != "by_region,top_customers" ]]; then
       fail "$name" "the view's stage feeds '$feeds' in the status"
+    elif [[ "$outputs" != "by_region,top_customers" ]]; then
+      fail "$name" "the status lists the outputs '$outputs'"
     elif ! "$KASK" run "$WORK/graph-local.json" >/dev/null 2>"$WORK/graph.err"; then
       fail "$name" "kask run failed: $(tail -n 3 "$WORK/graph.err")"
     else

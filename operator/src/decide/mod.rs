@@ -459,12 +459,20 @@ impl Decider<'_> {
                 match reports.read.into_iter().next() {
                     Some(report) => {
                         self.status.output = report.output.clone();
+                        self.status.outputs = report.outputs.clone();
                         self.status.output_rows = Some(report.rows_out);
-                        let msg = format!(
-                            "wrote {} rows to {}",
-                            report.rows_out,
-                            report.output.unwrap_or_default()
-                        );
+                        let msg = match report.outputs.len() {
+                            0 | 1 => format!(
+                                "wrote {} rows to {}",
+                                report.rows_out,
+                                report.output.unwrap_or_default()
+                            ),
+                            n => format!(
+                                "wrote {} rows to {n} outputs: {}",
+                                report.rows_out,
+                                report.outputs.join(", ")
+                            ),
+                        };
                         self.succeed(&msg)
                     }
                     None => {

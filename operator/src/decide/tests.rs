@@ -593,6 +593,28 @@ fn a_committed_job_succeeds_with_its_rows_and_manifest() {
 }
 
 #[test]
+fn a_committed_job_graph_lists_every_output_in_its_status() {
+    let report = json!({"tasks": 0, "rowsIn": 0, "bytesIn": 0, "rowsOut": 46, "bytesOut": 9,
+        "seconds": 1.0, "cpuSeconds": 0.1, "peakMemoryBytes": 1,
+        "output": "s3://lake/x/r/a/_SUCCESS",
+        "outputs": ["a: s3://lake/x/r/a/_SUCCESS", "b: s3://lake/x/r/b/_SUCCESS"]})
+    .to_string();
+    let d = run_with(
+        &planned(stages_done),
+        vec![job("rev-commit", "complete")],
+        vec![ended("c", "rev-commit", 0, 0, "Completed", &report)],
+    );
+    assert_eq!(d.status.phase, Some(Phase::Succeeded));
+    assert_eq!(d.status.output.as_deref(), Some("s3://lake/x/r/a/_SUCCESS"));
+    assert_eq!(d.status.outputs.len(), 2);
+    let (_, _, msg) = cond(&d.status, "Complete").expect("Complete");
+    assert_eq!(
+        msg,
+        "wrote 46 rows to 2 outputs: a: s3://lake/x/r/a/_SUCCESS, b: s3://lake/x/r/b/_SUCCESS"
+    );
+}
+
+#[test]
 fn a_commit_whose_report_is_lost_succeeds_saying_so_never_with_zero_rows() {
     let d = run_with(
         &planned(stages_done),

@@ -271,6 +271,16 @@ pub async fn commit(spec: &DaskJobSpec, job_id: &str, plan_url: &str) -> Result<
         output: Some(format!("{}/{}", store.url, manifest_path(&main.path))),
         ..TaskReport::default()
     };
+    let outputs = spec.outputs();
+    if outputs.len() > 1 {
+        report.outputs = outputs
+            .iter()
+            .map(|o| {
+                let url = format!("{}/{}", store.url, manifest_path(&o.output.path));
+                format!("{}: {url}", o.name)
+            })
+            .collect();
+    }
     Usage::now().fill(&mut report);
     Ok(report)
 }
