@@ -427,23 +427,31 @@ async fn whole_or_none(lab: &Lab, out: &str, allowed: &[&str]) -> Option<String>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_before_or_after_any_step_of_a_table_commit_is_finished_or_undone() {
+    // Each starting state (without and with an earlier result) is made once and copied for
+    // every step.
+    let mut bases = Vec::new();
+    for earlier in [false, true] {
+        let lab = Lab::local();
+        put_groupby_input(&lab, 200).await;
+        let old = if earlier {
+            Some(
+                lab.run(&GROUPBY.replace("targetTaskBytes: 1", "targetTaskBytes: 1073741824"))
+                    .await
+                    .expect("earlier")
+                    .manifest
+                    .job_id,
+            )
+        } else {
+            None
+        };
+        let (_, plan) = lab.staged(GROUPBY).await;
+        bases.push((lab, old, plan));
+    }
     let mut steps = 0;
     for n in 0.. {
-        for earlier in [false, true] {
-            let lab = Lab::local();
-            put_groupby_input(&lab, 200).await;
-            let old = if earlier {
-                Some(
-                    lab.run(&GROUPBY.replace("targetTaskBytes: 1", "targetTaskBytes: 1073741824"))
-                        .await
-                        .expect("earlier")
-                        .manifest
-                        .job_id,
-                )
-            } else {
-                None
-            };
-            let (store, plan) = lab.staged(GROUPBY).await;
+        for (base, old, plan) in &bases {
+            let (lab, old, plan) = (base.copy(), old.clone(), plan.clone());
+            let store = lab.store.clone();
             let faults = Faults::crash_after(n);
             let crashing = FaultStore::around(&store, &faults);
             let inputs = InputCache::default();

@@ -201,16 +201,19 @@ async fn an_output_that_refuses_the_commit_stops_every_output() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_at_any_step_of_a_graph_commit_leaves_every_output_from_one_job() {
+    // One earlier result and one staged job, copied for every step.
+    let base = lab().await;
+    let old = base
+        .run(&graph("overwrite"))
+        .await
+        .expect("earlier")
+        .manifest
+        .job_id;
+    let (_, plan) = base.staged(&graph("overwrite")).await;
     let mut steps = 0;
     for n in 0.. {
-        let lab = lab().await;
-        let old = lab
-            .run(&graph("overwrite"))
-            .await
-            .expect("earlier")
-            .manifest
-            .job_id;
-        let (store, plan) = lab.staged(&graph("overwrite")).await;
+        let lab = base.copy();
+        let store = lab.store.clone();
         let faults = Faults::crash_after(n);
         let crashing = FaultStore::around(&store, &faults);
         let inputs = InputCache::default();

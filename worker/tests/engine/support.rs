@@ -146,6 +146,26 @@ impl Lab {
         }
     }
 
+    /// A local lab holding a copy of this one's files: the same state, to change apart.
+    pub fn copy(&self) -> Lab {
+        fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+            std::fs::create_dir_all(to).expect("mkdir");
+            for entry in std::fs::read_dir(from).expect("read_dir") {
+                let entry = entry.expect("entry");
+                let target = to.join(entry.file_name());
+                if entry.file_type().expect("type").is_dir() {
+                    copy_dir(&entry.path(), &target);
+                } else {
+                    std::fs::copy(entry.path(), &target).expect("copy");
+                }
+            }
+        }
+        assert!(self.storage_yaml.is_none(), "only a local lab is copied");
+        let lab = Lab::local();
+        copy_dir(self.dir.path(), lab.dir.path());
+        lab
+    }
+
     /// A fresh prefix of the test bucket on the MinIO that `tests/minio/minio start` runs, or
     /// `None` when its environment is not set and nothing requires it (a developer's `cargo
     /// test`). Under `tests/run` (`KASK_REQUIRE_S3`) and in CI, a missing MinIO fails the test.
