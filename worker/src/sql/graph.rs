@@ -13,15 +13,14 @@ use datafusion::catalog::{Session, TableProvider};
 use datafusion::error::Result as DfResult;
 use datafusion::logical_expr::{Expr, TableType};
 use datafusion::physical_expr::Partitioning;
-use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::physical_plan::projection::{ProjectionExec, ProjectionExpr};
 use datafusion::prelude::SessionContext;
 use kask_api::SqlJob;
 
 use super::errors::query_error;
 use super::exchange::{ReadMode, ShuffleReaderExec, ShuffleSource};
 use crate::error::Result;
+use crate::task::tables::columns;
 
 /// The names (lower case) of the tables and views `query` uses.
 fn references(ctx: &SessionContext, at: &str, query: &str) -> Result<BTreeSet<String>> {
@@ -136,16 +135,9 @@ impl TableProvider for StageTable {
             Partitioning::UnknownPartitioning(self.tasks),
             Arc::clone(&self.source),
         ));
-        let Some(columns) = projection else {
-            return Ok(reader);
-        };
-        let exprs = columns
-            .iter()
-            .map(|&i| {
-                let name = self.schema.field(i).name();
-                ProjectionExpr::new(Arc::new(Column::new(name, i)), name.clone())
-            })
-            .collect::<Vec<_>>();
-        Ok(Arc::new(ProjectionExec::try_new(exprs, reader)?))
+        match projection {
+            Some(indices) => columns(reader, indices),
+            None => Ok(reader),
+        }
     }
 }

@@ -191,16 +191,25 @@ impl TableProvider for ScanTable {
         let checked: Arc<dyn ExecutionPlan> = Arc::new(csv_guard::NoLineBreaks::new(scan));
         match (projection, read) {
             (Some(wanted), Some(read)) if read.len() > wanted.len() => {
-                let schema = checked.schema();
-                let keep = (0..wanted.len()).map(|i| ProjectionExpr {
-                    expr: Arc::new(Column::new(schema.field(i).name(), i)),
-                    alias: schema.field(i).name().clone(),
-                });
-                Ok(Arc::new(ProjectionExec::try_new(keep, checked)?))
+                let first: Vec<usize> = (0..wanted.len()).collect();
+                columns(checked, &first)
             }
             _ => Ok(checked),
         }
     }
+}
+
+/// Columns `indices` of `plan`, under their own names.
+pub fn columns(
+    plan: Arc<dyn ExecutionPlan>,
+    indices: &[usize],
+) -> DfResult<Arc<dyn ExecutionPlan>> {
+    let schema = plan.schema();
+    let exprs = indices.iter().map(|&i| {
+        let name = schema.field(i).name();
+        ProjectionExpr::new(Arc::new(Column::new(name, i)), name.clone())
+    });
+    Ok(Arc::new(ProjectionExec::try_new(exprs, plan)?))
 }
 
 /// A physical plan seen as a table, so that logical steps can continue after an operator we
