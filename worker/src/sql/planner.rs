@@ -221,11 +221,12 @@ fn stage(id: usize, c: &CutStage, plan: &Plan, view: Option<&String>, feeds: Vec
     let sql = SqlStage {
         plan: plan_text(&c.root),
     };
-    // A stage that scans one table is named after it, as a dataframe job's scan stages are.
-    let what = match (kind(&c.root), sql.scanned_tables(plan).as_slice()) {
-        _ if view.is_some() => format!("view-{}", dns_safe(view.map_or("", |v| v.as_str()))),
-        ("scan", [table]) => format!("scan-{}", dns_safe(table)),
-        (kind, _) => kind.to_string(),
+    // A stage that scans one table is named after it, as a dataframe job's scan stages are;
+    // a shared view's last stage, after the view.
+    let what = match (view, kind(&c.root), sql.scanned_tables(plan).as_slice()) {
+        (Some(view), _, _) => format!("view-{}", dns_safe(view)),
+        (None, "scan", [table]) => format!("scan-{}", dns_safe(table)),
+        (None, kind, _) => kind.to_string(),
     };
     Stage {
         id,
