@@ -33,6 +33,8 @@ import tempfile
 import time
 import traceback
 
+from benchlib import best, default_kask, machine, output_files, package_versions, preread_parquet
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 CACHE = os.environ.get("KASK_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "kask")
@@ -202,21 +204,6 @@ def ensure_data(kind, a, log):
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return d
-
-
-def preread(dirs):
-    """Reads every input file once so that every engine, the first one too, starts with the
-    data in the page cache."""
-    total = 0
-    for d in dirs:
-        for f in glob.glob(os.path.join(d, "**", "*.parquet"), recursive=True):
-            with open(f, "rb") as fh:
-                while True:
-                    b = fh.read(1 << 24)
-                    if not b:
-                        break
-                    total += len(b)
-    return total
 
 
 def input_globs(kind, ddir, q):
@@ -535,22 +522,6 @@ class DaskEngine:
 # Answer checks
 # ---------------------------------------------------------------------------------------------
 
-def output_files(engine, out):
-    """The Parquet files of a result, and an error if the result is not well formed."""
-    if engine == "kask":
-        man = os.path.join(out, "_SUCCESS")
-        if not os.path.exists(man):
-            return None, "no _SUCCESS manifest"
-        try:
-            m = json.load(open(man))
-            files = [os.path.join(out, f["path"] if isinstance(f, dict) else f) for f in m["files"]]
-            return files, None
-        except (ValueError, KeyError, TypeError) as e:
-            files = sorted(glob.glob(os.path.join(out, "part-*.parquet")))
-            return files, f"unreadable _SUCCESS manifest ({e})"
-    return sorted(glob.glob(os.path.join(out, "**", "*.parquet"), recursive=True)), None
-
-
 def summarize(engine, out):
     """{rows, columns, sums: {numeric column: sum}} of a result."""
     import polars as pl
@@ -633,11 +604,6 @@ def check_answers(summaries):
 # ---------------------------------------------------------------------------------------------
 # Report
 # ---------------------------------------------------------------------------------------------
-
-def best(times):
-    t = [x for x in (times or []) if x is not None]
-    return min(t) if t else None
-
 
 def fmt_cell(r, runs):
     if r is None:
@@ -740,37 +706,9 @@ def build_report(meta, rows, engines):
                                      "kask_failed": kask_failed}
 
 
-def versions(engines):
-    from importlib.metadata import version, PackageNotFoundError
-    v = {}
-    for pkg in ["polars", "duckdb", "dask", "pandas", "pyarrow"]:
-        try:
-            v[pkg] = version(pkg)
-        except PackageNotFoundError:
-            v[pkg] = "missing"
-    return v
-
-
-def machine():
-    cores = os.cpu_count()
-    mem = ""
-    try:
-        with open("/proc/meminfo") as f:
-            kb = int(f.readline().split()[1])
-            mem = f", {kb / 2 ** 20:.0f} GiB"
-    except (OSError, ValueError, IndexError):
-        pass
-    return f"{cores} cores{mem}, {platform.machine()}"
-
-
 # ---------------------------------------------------------------------------------------------
 # Main
 # ---------------------------------------------------------------------------------------------
-
-def default_kask():
-    target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "kask", "target")
-    return os.path.join(target, "release", "kask")
-
 
 def parse_args(argv):
     ap = argparse.ArgumentParser(
@@ -834,12 +772,12 @@ def main(argv):
 
     kinds = sorted({k for k, _ in a.questions}, key=["groupby", "join"].index)
     dirs = {k: ensure_data(k, a, log) for k in kinds}
-    log(f"reading the input once ({preread(dirs.values()) / 2 ** 20:.0f} MiB) so that every engine starts warm")
+    log(f"reading the input once ({preread_parquet(dirs.values()) / 2 ** 20:.0f} MiB) so that every engine starts warm")
 
     import dask
     meta = {
         "rows": a.rows, "rows_sci": sci(a.rows), "groups": a.groups, "partitions": a.partitions, "runs": a.runs,
-        "data": {k: d for k, d in dirs.items()}, "machine": machine(), "versions": versions(a.engines),
+        "data": {k: d for k, d in dirs.items()}, "machine": machine(), "versions": package_versions(["polars", "duckdb", "dask", "pandas", "pyarrow"]),
         "python": platform.python_version(), "engines": a.engines,
         "dask_scheduler": dask.config.get("scheduler", None) or "default threaded (no distributed Client)",
         "kask": a.kask if "kask" in a.engines else None, "kask_args": a.kask_arg,

@@ -45,6 +45,9 @@ import tempfile
 import time
 import traceback
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchlib import default_kask, package_versions  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 CACHE = os.environ.get("KASK_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "kask")
@@ -618,17 +621,6 @@ def machine_facts():
             "kernel": platform.release(), "python": platform.python_version()}
 
 
-def versions():
-    from importlib.metadata import PackageNotFoundError, version
-    out = {}
-    for pkg in ["numpy", "dask", "zarr", "numcodecs"]:
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = "missing"
-    return out
-
-
 def blas():
     """NumPy's BLAS, as its build reports it (e.g. scipy-openblas 0.3.x)."""
     try:
@@ -649,11 +641,6 @@ def summarize(times):
 # ---------------------------------------------------------------------------------------------
 # Main.
 # ---------------------------------------------------------------------------------------------
-
-def default_kask():
-    target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "kask", "target")
-    return os.path.join(target, "release", "kask")
-
 
 def parse_args(argv):
     ap = argparse.ArgumentParser(prog="bench/arrays/run", description=__doc__,
@@ -722,7 +709,7 @@ def main(argv):
     meta = {
         "sizes": a.sizes, "codec": a.codec, "size_parameters": {c: SIZES[a.sizes][c] for c in a.cases}, "cases": a.cases,
         "engines": a.engines, "repeat": a.repeat, "warmup": a.warmup, "kask_workers": a.workers,
-        "data": a.data, "machine": machine_facts(), "versions": versions(), "numpy_blas": blas(),
+        "data": a.data, "machine": machine_facts(), "versions": package_versions(["numpy", "dask", "zarr", "numcodecs"]), "numpy_blas": blas(),
         "kask": a.kask, "kask_version": kask_version, "kask_args": a.kask_arg,
         "dask_schedulers": {"array": "threads (default, no distributed Client)", "bag": "processes (default)"},
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "load_average_at_start": load1,

@@ -39,6 +39,9 @@ import tempfile
 import time
 import traceback
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchlib import best, default_kask, machine, output_files, package_versions, preread_parquet  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 QUERY_DIR = os.path.join(REPO, "tests", "sql", "tpch")
@@ -144,20 +147,6 @@ class OtherCpu:
         if busy is None or self.busy0 is None or wall <= 0:
             return None
         return max(0.0, (busy - self.busy0) - (self.ours() - self.ours0)) / wall
-
-
-def preread(data):
-    """Reads every input file once so that every engine, the first one too, starts with the data
-    in the page cache. Returns the bytes read."""
-    total = 0
-    for f in glob.glob(os.path.join(data, "**", "*.parquet"), recursive=True):
-        with open(f, "rb") as fh:
-            while True:
-                b = fh.read(1 << 24)
-                if not b:
-                    break
-                total += len(b)
-    return total
 
 
 # ---------------------------------------------------------------------------------------------
@@ -391,21 +380,6 @@ def worker_main(spec_path):
 # Answer checks
 # ---------------------------------------------------------------------------------------------
 
-def output_files(engine, out):
-    """The Parquet files of a result, and a problem if the result is not well formed."""
-    if engine == "kask":
-        man = os.path.join(out, "_SUCCESS")
-        if not os.path.exists(man):
-            return None, "no _SUCCESS manifest"
-        try:
-            with open(man) as f:
-                m = json.load(f)
-            return [os.path.join(out, x["path"] if isinstance(x, dict) else x) for x in m["files"]], None
-        except (ValueError, KeyError, TypeError) as e:
-            return sorted(glob.glob(os.path.join(out, "part-*.parquet"))), f"unreadable _SUCCESS manifest ({e})"
-    return sorted(glob.glob(os.path.join(out, "**", "*.parquet"), recursive=True)), None
-
-
 def summarize(engine, out):
     """{rows, columns, numeric: [[column, sum], ...]} of a result (nulls and NaN skipped)."""
     import polars as pl
@@ -477,11 +451,6 @@ def check_answers(summaries):
 # ---------------------------------------------------------------------------------------------
 # Report
 # ---------------------------------------------------------------------------------------------
-
-def best(times):
-    t = [x for x in (times or []) if x is not None]
-    return min(t) if t else None
-
 
 def usable(r):
     """Whether an engine's result counts: a successful run and an answer that agrees."""
@@ -676,28 +645,6 @@ def build_report(meta, rows, engines):
 # Machine and versions
 # ---------------------------------------------------------------------------------------------
 
-def versions():
-    from importlib.metadata import PackageNotFoundError, version
-    v = {}
-    for pkg in ["duckdb", "polars", "datafusion", "pyarrow"]:
-        try:
-            v[pkg] = version(pkg)
-        except PackageNotFoundError:
-            v[pkg] = "missing"
-    return v
-
-
-def machine():
-    mem = ""
-    try:
-        with open("/proc/meminfo") as f:
-            kb = int(f.readline().split()[1])
-            mem = f", {kb / 2 ** 20:.0f} GiB"
-    except (OSError, ValueError, IndexError):
-        pass
-    return f"{os.cpu_count()} cores{mem}, {platform.machine()}"
-
-
 def cpu_model():
     try:
         with open("/proc/cpuinfo") as f:
@@ -722,11 +669,6 @@ def kask_datafusion():
 # ---------------------------------------------------------------------------------------------
 # Main
 # ---------------------------------------------------------------------------------------------
-
-def default_kask():
-    target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "kask", "target")
-    return os.path.join(target, "release", "kask")
-
 
 def parse_args(argv):
     ap = argparse.ArgumentParser(prog="bench/tpch/run", description=__doc__,
@@ -783,13 +725,13 @@ def main(argv):
 
     tables = table_files(a.data)
     t0 = time.perf_counter()
-    n = preread(a.data)
+    n = preread_parquet([a.data])
     log(f"read the tables once ({n / 2 ** 20:.0f} MiB in {time.perf_counter() - t0:.1f}s) so that every engine "
         "starts warm")
 
     meta = {
         "scale": a.scale, "runs": a.runs, "queries": a.queries, "engines": a.engines, "data": a.data,
-        "machine": machine(), "cpu": cpu_model(), "kernel": platform.release(), "versions": versions(),
+        "machine": machine(), "cpu": cpu_model(), "kernel": platform.release(), "versions": package_versions(["duckdb", "polars", "datafusion", "pyarrow"]),
         "python": platform.python_version(), "timeout": a.timeout,
         "kask": a.kask if "kask" in a.engines else None, "kask_args": a.kask_arg,
         "kask_workers": a.kask_workers, "kask_datafusion": kask_datafusion() if "kask" in a.engines else None,
