@@ -350,14 +350,11 @@ impl Decider<'_> {
                         stage.name, stage.tasks, stage.groups
                     ),
                 );
-                running.push((i, String::new()));
             }
         }
         let mut wake: Next = None;
+        // The Jobs created just now have no pods to watch yet.
         for (i, job) in &running {
-            if job.is_empty() {
-                continue; // created just now
-            }
             self.sync_suspend(job);
             if self.suspended() {
                 continue;
