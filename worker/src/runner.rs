@@ -12,13 +12,12 @@ use tracing::{info, warn};
 use crate::commit::{Manifest, check_output, commit_all};
 use crate::error::{Error, Result};
 use crate::plan::listing::{Listing, list_inputs};
-use crate::plan::planner::plan_stages;
 use crate::plan::{Plan, Stage};
 use crate::store::{Store, local_storage};
 use crate::task::build::InputCache;
 use crate::task::recover::Lineage;
 use crate::task::tables::session;
-use crate::task::{TaskOutcome, run_task, schema::resolve};
+use crate::task::{TaskOutcome, run_task};
 use kask_api::{DaskJob, Storage};
 
 /// What a run reports as it goes.
@@ -219,13 +218,7 @@ pub async fn prepare(
         Some(id) => id.to_string(),
         None => local_run_id(&store, &spec, &local_job_id(job, &listing)).await?,
     };
-    let mut plan = if spec.sql.is_some() {
-        crate::sql::planner::plan_sql(&store, &id, &spec, &listing).await?
-    } else {
-        let mut plan = plan_stages(&id, &spec, &listing)?;
-        resolve(&mut plan, &store).await?;
-        plan
-    };
+    let mut plan = crate::sql::planner::plan_sql(&store, &id, &spec, &listing).await?;
     plan.job_name = job_name(job);
     info!(job = %plan.job_id, stages = plan.stages.len(), tasks = plan.total_tasks(), "planned");
     Ok((store, plan))

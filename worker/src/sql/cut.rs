@@ -163,11 +163,39 @@ fn cut_node(
     if children.is_empty() {
         return Ok(plan);
     }
+    let broadcast = read_whole_in_every_task(&plan);
     let cut_children = children
         .into_iter()
-        .map(|c| cut_node(c, source, n_partitions, stages))
+        .enumerate()
+        .map(|(i, c)| match (i, &broadcast) {
+            (0, Some(left)) => Ok(Arc::clone(left)),
+            _ => cut_node(c, source, n_partitions, stages),
+        })
         .collect::<Result<Vec<_>>>()?;
     renew(plan, cut_children)
+}
+
+/// The build side of a join that collects it whole, when every task can read it whole on its
+/// own: a coalesce over a sub-plan without exchanges (a small table, filtered and projected).
+/// Every task then scans the table itself, as a broadcast, instead of waiting for a stage
+/// that would gather the same rows into the shuffle for each task to read whole anyway.
+fn read_whole_in_every_task(plan: &Arc<dyn ExecutionPlan>) -> Option<Arc<dyn ExecutionPlan>> {
+    let j = plan.downcast_ref::<HashJoinExec>()?;
+    if *j.partition_mode() != PartitionMode::CollectLeft {
+        return None;
+    }
+    let left = j.left();
+    let whole = left.is::<CoalescePartitionsExec>()
+        && left.children().len() == 1
+        && !left.children().into_iter().any(has_exchange);
+    whole.then(|| Arc::clone(left))
+}
+
+fn has_exchange(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    plan.is::<RepartitionExec>()
+        || plan.is::<CoalescePartitionsExec>()
+        || plan.is::<SortPreservingMergeExec>()
+        || plan.children().into_iter().any(has_exchange)
 }
 
 /// Whether a join that collects its left side emits left rows after it has seen every right

@@ -13,6 +13,7 @@ pub mod cut;
 pub mod errors;
 pub mod exchange;
 pub mod graph;
+pub mod pipeline;
 pub mod planner;
 pub mod session;
 pub mod task;

@@ -23,21 +23,26 @@ use crate::plan::{PLAN_VERSION, Plan, PlanSchema, Sink, Stage, StageSource};
 use crate::store::Store;
 use kask_api::DaskJobSpec;
 
-/// Plans an SQL job: its tables cut into tasks, its query into stages.
+/// Plans an SQL job or a dataframe pipeline: its tables cut into tasks, its queries or its
+/// pipeline into stages.
 pub async fn plan_sql(
     store: &Store,
     job_id: &str,
     spec: &DaskJobSpec,
     listing: &Listing,
 ) -> Result<Plan> {
-    let sql = spec
-        .sql
-        .as_ref()
-        .ok_or_else(|| Error::internal("plan_sql on a job without spec.sql"))?;
+    let names: Vec<&String> = match (&spec.sql, &spec.dataframe) {
+        (Some(sql), _) => sql.tables.keys().collect(),
+        (None, Some(df)) => df.inputs.keys().collect(),
+        (None, None) => {
+            return Err(Error::internal(
+                "plan_sql on a job without sql or dataframe",
+            ));
+        }
+    };
     let target = spec.target_task_bytes();
-    let tables: BTreeMap<String, Vec<Vec<crate::plan::Fragment>>> = sql
-        .tables
-        .keys()
+    let tables: BTreeMap<String, Vec<Vec<crate::plan::Fragment>>> = names
+        .into_iter()
         .map(|name| {
             let listed = listing
                 .inputs
@@ -47,11 +52,16 @@ pub async fn plan_sql(
         })
         .collect::<Result<_>>()?;
     let widest = tables.values().map(Vec::len).max().unwrap_or(1);
-    let partitions = spec
-        .shuffle_partitions
-        .map(|p| p as usize)
-        .unwrap_or_else(|| widest.min(spec.workers() as usize))
-        .max(1);
+    // A job whose every table is one task runs whole in that task: a shuffle would only move
+    // its rows around.
+    let partitions = if widest <= 1 {
+        1
+    } else {
+        spec.shuffle_partitions
+            .map(|p| p as usize)
+            .unwrap_or_else(|| widest.min(spec.workers() as usize))
+            .max(1)
+    };
     let mut plan = Plan {
         version: PLAN_VERSION,
         job_id: job_id.to_string(),
@@ -91,13 +101,11 @@ pub async fn plan_sql(
 /// Plans the job's views and queries again and cuts them, with `source` behind their shuffle
 /// readers: the shared views' stages first, then each output's.
 pub async fn stages_of(store: &Store, plan: &Plan, source: &Arc<dyn ShuffleSource>) -> Result<Cut> {
-    let sql = plan
-        .spec
-        .sql
-        .as_ref()
-        .ok_or_else(|| Error::internal("an SQL plan without spec.sql"))?;
     let partitions = plan.sql.as_ref().map_or(1, |s| s.partitions);
-    let ctx = session(store, partitions);
+    let Some(sql) = plan.spec.sql.as_ref() else {
+        return pipeline_stages(store, plan, source, partitions).await;
+    };
+    let ctx = session(store, &plan.spec, partitions);
     register_tables(&ctx, store, plan)?;
     let only_queries = SQLOptions::new()
         .with_allow_ddl(false)
@@ -170,6 +178,39 @@ pub async fn stages_of(store: &Store, plan: &Plan, source: &Arc<dyn ShuffleSourc
     })
 }
 
+/// A dataframe job's pipeline, planned as one logical plan and cut like a query.
+async fn pipeline_stages(
+    store: &Store,
+    plan: &Plan,
+    source: &Arc<dyn ShuffleSource>,
+    partitions: usize,
+) -> Result<Cut> {
+    let ctx = session(store, &plan.spec, partitions);
+    let lp = super::pipeline::logical(&ctx, store, plan)?;
+    let physical = ctx
+        .state()
+        .create_physical_plan(&lp)
+        .await
+        .map_err(|e| pipeline_error(&e))?;
+    let mut stages = Vec::new();
+    let last = cut_into(&mut stages, physical, source, partitions, SinkKind::Output)?;
+    Ok(Cut {
+        ctx,
+        stages,
+        targets: vec![SqlTarget {
+            name: "output".into(),
+            stage: last,
+        }],
+        views: vec![],
+    })
+}
+
+/// An error that the pipeline's steps did not catch while they were built: a type that the
+/// optimizer's coercion finds wrong, for one.
+fn pipeline_error(e: &datafusion::error::DataFusionError) -> Error {
+    Error::spec("spec.dataframe.pipeline", crate::task::df_message(e))
+}
+
 /// A job's plan cut into stages, and the session that planned it (a task runs its stage in it).
 pub struct Cut {
     pub ctx: SessionContext,
@@ -226,6 +267,7 @@ fn stage(id: usize, c: &CutStage, plan: &Plan, view: Option<&String>, feeds: Vec
     let what = match (view, kind(&c.root), sql.scanned_tables(plan).as_slice()) {
         (Some(view), _, _) => format!("view-{}", dns_safe(view)),
         (None, "scan", [table]) => format!("scan-{}", dns_safe(table)),
+        (None, kind, _) if plan.spec.dataframe.is_some() => pipeline_word(kind, &c.root, plan),
         (None, kind, _) => kind.to_string(),
     };
     Stage {
@@ -264,6 +306,39 @@ fn kind(root: &Arc<dyn datafusion::physical_plan::ExecutionPlan>) -> &'static st
         "scan"
     } else {
         "select"
+    }
+}
+
+/// The pipeline step a stage of a dataframe job mostly does, in the pipeline's words.
+fn pipeline_word(
+    kind: &str,
+    root: &Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+    plan: &Plan,
+) -> String {
+    let has_step = |f: fn(&kask_api::StepRef<'_>) -> bool| {
+        plan.spec
+            .dataframe
+            .iter()
+            .flat_map(|d| &d.pipeline)
+            .filter_map(|s| s.as_ref())
+            .any(|s| f(&s))
+    };
+    match kind {
+        "join" => "merge".into(),
+        "aggregate" if !has_step(|s| matches!(s, kask_api::StepRef::GroupBy(_))) => {
+            "distinct".into()
+        }
+        "aggregate" => "groupby".into(),
+        "select" => {
+            let mut names = Vec::new();
+            collect_names(root, &mut names);
+            if names.iter().any(|n| n.contains("Limit")) {
+                "head".into()
+            } else {
+                "select".into()
+            }
+        }
+        other => other.into(),
     }
 }
 

@@ -9,15 +9,18 @@ use crate::error::{Error, Result};
 use crate::plan::Plan;
 use crate::store::Store;
 use crate::task::tables::{ScanTable, batch_size};
+use kask_api::DaskJobSpec;
 
 /// A session whose physical plans Kask can cut into stages: `partitions` for every hash
 /// exchange; scans keep one partition per task; no round-robin repartitioning (it needs
 /// rows to move between partitions of one process); no work stealing between a scan's
 /// partitions (in one task, its partition would steal every other task's files); no dynamic
 /// filters and no scalar subquery operator (they pass state between operators of one
-/// process). A join whose build side is small by DataFusion's own thresholds (a scan's
-/// estimate is its bytes) collects it whole in every task instead of shuffling both sides.
-pub fn session(store: &Store, partitions: usize) -> SessionContext {
+/// process). A join whose build side is small (a scan's estimate is its bytes) collects it
+/// whole in every task instead of shuffling both sides: below `spec.broadcastBytes` when the
+/// spec sets it or the job is a pipeline, else below DataFusion's own thresholds. A pipeline's
+/// column names are case-sensitive, as in pandas; an SQL query's follow SQL.
+pub fn session(store: &Store, spec: &DaskJobSpec, partitions: usize) -> SessionContext {
     let mut config = SessionConfig::new()
         .with_target_partitions(partitions.max(1))
         .with_batch_size(batch_size())
@@ -32,7 +35,14 @@ pub fn session(store: &Store, partitions: usize) -> SessionContext {
     // operators read; once those operators run in another stage's task, they would read it
     // unfilled. Rewritten as a join, it is data that flows through the shuffle like any other.
     o.enable_physical_uncorrelated_scalar_subquery = false;
+    if spec.dataframe.is_some() || spec.broadcast_bytes.is_some() {
+        let bytes = usize::try_from(spec.broadcast_bytes()).unwrap_or(usize::MAX);
+        o.hash_join_single_partition_threshold = bytes;
+    }
     config.options_mut().sql_parser.collect_spans = true;
+    if spec.dataframe.is_some() {
+        config.options_mut().sql_parser.enable_ident_normalization = false;
+    }
     config
         .options_mut()
         .execution
