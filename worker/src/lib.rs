@@ -10,9 +10,9 @@ pub mod failpoint;
 pub mod lineage;
 pub mod plan;
 pub mod pod;
+pub mod relational;
 pub mod runner;
 pub mod shuffle;
-pub mod sql;
 pub mod store;
 pub mod task;
 

@@ -13,10 +13,10 @@ use crate::commit::{Manifest, check_output, commit_all};
 use crate::error::{Error, Result};
 use crate::plan::listing::{Listing, list_inputs};
 use crate::plan::{Plan, Stage};
+use crate::relational::tables::session;
 use crate::store::{Store, local_storage};
-use crate::task::build::InputCache;
 use crate::task::recover::Lineage;
-use crate::task::tables::session;
+use crate::task::recover::Recoveries;
 use crate::task::{TaskOutcome, run_task};
 use kask_api::{DaskJob, Storage};
 
@@ -218,7 +218,7 @@ pub async fn prepare(
         Some(id) => id.to_string(),
         None => local_run_id(&store, &spec, &local_job_id(job, &listing)).await?,
     };
-    let mut plan = crate::sql::planner::plan_sql(&store, &id, &spec, &listing).await?;
+    let mut plan = crate::relational::planner::plan_sql(&store, &id, &spec, &listing).await?;
     plan.job_name = job_name(job);
     info!(job = %plan.job_id, stages = plan.stages.len(), tasks = plan.total_tasks(), "planned");
     Ok((store, plan))
@@ -250,13 +250,13 @@ pub async fn run(job: &DaskJob, opts: &RunOptions, progress: &dyn Progress) -> R
         .parallelism
         .unwrap_or_else(|| (plan.spec.workers() as usize).min(cores))
         .max(1);
-    let shared = Arc::new((store, plan, InputCache::default()));
+    let shared = Arc::new((store, plan, Recoveries::default()));
     let resumed = run_stages(&shared, parallelism, progress).await?;
-    let (store, plan, inputs) = shared.as_ref();
+    let (store, plan, recoveries) = shared.as_ref();
     let lineage = Lineage {
         store,
         plan,
-        inputs,
+        recoveries,
     };
     let mut all = retrying(plan.spec.retries(), "commit", || {
         commit_all(store, plan, &lineage)
@@ -319,8 +319,8 @@ async fn run_stages(shared: &Shared, parallelism: usize, progress: &dyn Progress
             // Spawned, so that tasks run on the runtime's worker threads in parallel rather
             // than taking turns on the thread that drives the run.
             let handle = AbortOnDrop(tokio::spawn(async move {
-                let (store, plan, inputs) = shared.as_ref();
-                run_with_retries(store, plan, inputs, stage, task, retries).await
+                let (store, plan, recoveries) = shared.as_ref();
+                run_with_retries(store, plan, recoveries, stage, task, retries).await
             }));
             running.push(async move { (stage, handle.await) });
         }
@@ -347,8 +347,8 @@ async fn run_stages(shared: &Shared, parallelism: usize, progress: &dyn Progress
     }
 }
 
-/// What every task of a process shares: the store, the plan, and the inputs read so far.
-pub type Shared = Arc<(Store, Plan, InputCache)>;
+/// What every task of a process shares: the store, the plan, and the re-runs so far.
+pub type Shared = Arc<(Store, Plan, Recoveries)>;
 
 /// Runs `tasks` of stage `stage`, at most `parallelism` at once, each retried in place on
 /// retryable errors up to `spec.retries` times; the first error cancels the rest.
@@ -366,8 +366,8 @@ pub async fn run_tasks(
         .map(|t| {
             let shared = Arc::clone(shared);
             AbortOnDrop(tokio::spawn(async move {
-                let (store, plan, inputs) = shared.as_ref();
-                run_with_retries(store, plan, inputs, stage, t, retries).await
+                let (store, plan, recoveries) = shared.as_ref();
+                run_with_retries(store, plan, recoveries, stage, t, retries).await
             }))
         })
         .buffer_unordered(parallelism.max(1));
@@ -424,14 +424,14 @@ where
 async fn run_with_retries(
     store: &Store,
     plan: &Plan,
-    inputs: &InputCache,
+    recoveries: &Recoveries,
     stage: usize,
     task: usize,
     retries: u32,
 ) -> Result<TaskOutcome> {
     let mut attempt = 0;
     loop {
-        match run_task(store, plan, inputs, stage, task).await {
+        match run_task(store, plan, recoveries, stage, task).await {
             Ok(o) => return Ok(o),
             Err(e) if e.is_retryable() && attempt < retries => {
                 attempt += 1;

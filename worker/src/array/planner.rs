@@ -128,7 +128,6 @@ pub fn plan(job_id: &str, spec: &DaskJobSpec, inputs: BTreeMap<String, ArrayMeta
             output_schema: PlanSchema(std::sync::Arc::new(
                 datafusion::arrow::datatypes::Schema::empty(),
             )),
-            sink_input_schema: None,
             array: Some(st),
             sql: None,
             feeds: vec![],

@@ -8,7 +8,7 @@ use super::read::compressed;
 use super::steps;
 use crate::error::{Error, Result};
 use crate::plan::listing::{ListedFile, ListedInput, Splits, matching_files};
-use crate::plan::planner::{cut_input, dns_safe};
+use crate::plan::tasks::{cut_input, dns_safe};
 use crate::plan::{
     InputFile, InputPlan, Op, PLAN_VERSION, Partial, Plan, PlanSchema, Sink, Stage, StageSource,
 };
@@ -77,7 +77,6 @@ fn stage(name: &str, source: StageSource, ops: Vec<Op>, tasks: usize) -> Stage {
         fragments: vec![],
         task_bytes: vec![],
         output_schema: empty_schema(),
-        sink_input_schema: None,
         array: None,
         sql: None,
         feeds: vec![],
@@ -148,7 +147,6 @@ pub fn plan(job_id: &str, spec: &DaskJobSpec, source: &str, listed: &ListedInput
         cur.sink = Sink::Shuffle {
             partitions,
             keys: if keyed { vec!["k".into()] } else { vec![] },
-            float_keys: vec![],
             partial: Partial::Bag { step: i },
         };
         stages.push(cur);

@@ -99,7 +99,6 @@ fn push(
             state.push(item);
             Ok(())
         }
-        other => Err(Error::internal(format!("{other:?} in a bag stage"))),
     }
 }
 
@@ -134,7 +133,6 @@ impl<'a> Pipeline<'a> {
                     rows.push(None);
                     states.push(Some(Wide::new(job, *step)?));
                 }
-                other => return Err(Error::internal(format!("{other:?} in a bag stage"))),
             }
         }
         Ok(Pipeline {
@@ -282,7 +280,7 @@ pub async fn execute(
             };
             let batch = state.into_rows()?;
             marker.rows_out = batch.num_rows() as u64;
-            let mut p = Partitioner::new(shuffle_schema(), keys, &[], *partitions)?;
+            let mut p = Partitioner::new(shuffle_schema(), keys, *partitions)?;
             p.push(batch)?;
             vec![crate::shuffle::write(store, dir, p, *partitions).await?]
         }

@@ -8,23 +8,15 @@ use kask_worker::plan::{Op, Partial, Plan, Sink, StageSource};
 
 fn op_text(plan: &Plan, op: &Op) -> String {
     let step = |i: &usize| {
-        let kinds = match (&plan.spec.dataframe, &plan.spec.bag) {
-            (Some(df), _) => df.pipeline.get(*i).map(|s| s.kinds_set()),
-            (None, Some(bag)) => bag.steps.get(*i).map(|s| s.kinds_set()),
-            _ => None,
-        };
-        kinds
-            .and_then(|k| k.first().map(|k| format!("{k}[{i}]")))
+        plan.spec
+            .bag
+            .as_ref()
+            .and_then(|bag| bag.steps.get(*i))
+            .and_then(|s| s.kinds_set().first().map(|k| format!("{k}[{i}]")))
             .unwrap_or_default()
     };
     match op {
-        Op::Step { step: i } => step(i),
-        Op::Merge { step: i } => format!("{} (right side read whole: broadcast)", step(i)),
-        Op::GroupBy { step: i } => format!("{} (whole, in one task)", step(i)),
-        Op::FinalGroupBy { step: i } => format!("{} (final: merge partial states)", step(i)),
-        Op::Distinct { step: i } => format!("{} (whole, in one task)", step(i)),
-        Op::FinalDistinct { step: i } => format!("{} (final)", step(i)),
-        Op::Sort { step: i } | Op::Head { step: i } | Op::BagRow { step: i } => step(i),
+        Op::BagRow { step: i } => step(i),
         Op::BagWide { step: i } => format!("{} (whole, in one task)", step(i)),
         Op::BagFinal { step: i } => format!("{} (final: merge the tasks' states)", step(i)),
     }
@@ -118,13 +110,6 @@ pub fn render(plan: &Plan, store_url: &str) -> String {
                     let _ = writeln!(s, "  computes {}", array_text(a));
                 }
             }
-            StageSource::Join { left, right, step } => {
-                let _ = writeln!(
-                    s,
-                    "  reads    the same partition of {} and {}, joined by merge[{step}]",
-                    plan.stages[*left].name, plan.stages[*right].name
-                );
-            }
             StageSource::Sql { reads } => {
                 let tables = st
                     .sql
@@ -178,10 +163,6 @@ pub fn render(plan: &Plan, store_url: &str) -> String {
             } => {
                 let before = match partial {
                     Partial::None => String::new(),
-                    Partial::GroupBy { step } => format!(" after partial groupby[{step}]"),
-                    Partial::Distinct { step, .. } => format!(" after partial distinct[{step}]"),
-                    Partial::TopK { n, .. } => format!(" after a per-task top {n}"),
-                    Partial::Limit { n } => format!(" after a per-task head {n}"),
                     Partial::Bag { step } => format!(" after a per-task state of step [{step}]"),
                 };
                 let by = if keys.is_empty() {

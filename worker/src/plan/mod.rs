@@ -4,18 +4,19 @@
 //! scratch prefix so that every worker runs the same plan.
 
 pub mod listing;
-pub mod planner;
 pub mod schema;
+pub mod tasks;
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use kask_api::{CsvOptions, DaskJobSpec, DataframeJob, Format};
+use kask_api::{CsvOptions, DaskJobSpec, Format};
 pub use schema::PlanSchema;
 
-/// Bumped when the plan's JSON changes incompatibly (2: SQL stages).
-pub const PLAN_VERSION: u32 = 2;
+/// Bumped when the plan's JSON changes incompatibly (2: SQL stages; 3: pipelines planned as
+/// SQL stages).
+pub const PLAN_VERSION: u32 = 3;
 
 /// A job's plan.
 #[derive(Serialize, Deserialize, Clone, Debug)]
@@ -41,7 +42,7 @@ pub struct Plan {
     pub array: Option<crate::array::ArrayPlan>,
     /// An SQL job's table fragments and partition count.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sql: Option<crate::sql::SqlPlan>,
+    pub sql: Option<crate::relational::SqlPlan>,
 }
 
 /// One input as listed at plan time.
@@ -94,17 +95,13 @@ pub struct Stage {
     pub task_bytes: Vec<u64>,
     /// The schema of what the sink writes.
     pub output_schema: PlanSchema,
-    /// The schema entering a partial aggregation in the sink; the next stage's final
-    /// aggregation is built against it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sink_input_schema: Option<PlanSchema>,
     /// An array stage's work (its source is [`StageSource::Array`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub array: Option<crate::array::ArrayStage>,
     /// An SQL stage's sub-plan, as DataFusion displays it (its source is
     /// [`StageSource::Sql`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sql: Option<crate::sql::SqlStage>,
+    pub sql: Option<crate::relational::SqlStage>,
     /// The outputs whose results depend on it (a job graph's; empty for a job with one
     /// output, which every stage feeds).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -140,15 +137,6 @@ pub enum StageSource {
         /// The stage that wrote it.
         stage: usize,
     },
-    /// The same reduce partition of two shuffles, joined by a merge step.
-    Join {
-        /// The stage that shuffled the left side.
-        left: usize,
-        /// The stage that shuffled the right input.
-        right: usize,
-        /// The merge step's index in the pipeline.
-        step: usize,
-    },
     /// Blocks of arrays, as [`Stage::array`] says.
     Array,
     /// A sub-plan of an SQL job's physical plan ([`Stage::sql`]), over table files and the
@@ -163,46 +151,6 @@ pub enum StageSource {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase", tag = "kind")]
 pub enum Op {
-    /// A row-wise step: filter, select, drop, rename or assign.
-    Step {
-        /// Pipeline index.
-        step: usize,
-    },
-    /// A merge whose right input every task reads whole (broadcast, or a one-task stage).
-    Merge {
-        /// Pipeline index.
-        step: usize,
-    },
-    /// A whole groupby inside one task.
-    GroupBy {
-        /// Pipeline index.
-        step: usize,
-    },
-    /// The final half of a groupby, over partial states from the shuffle.
-    FinalGroupBy {
-        /// Pipeline index.
-        step: usize,
-    },
-    /// A whole distinct inside one task.
-    Distinct {
-        /// Pipeline index.
-        step: usize,
-    },
-    /// The final half of a distinct, over the shuffle.
-    FinalDistinct {
-        /// Pipeline index.
-        step: usize,
-    },
-    /// A sort of everything the task holds.
-    Sort {
-        /// Pipeline index.
-        step: usize,
-    },
-    /// The first n rows.
-    Head {
-        /// Pipeline index.
-        step: usize,
-    },
     /// A row-wise bag step (map, pluck, filter, split, flatten).
     BagRow {
         /// Index in `spec.bag.steps`.
@@ -236,9 +184,6 @@ pub enum Sink {
         partitions: usize,
         /// Columns hashed to choose the partition.
         keys: Vec<String>,
-        /// Hash these keys as float64 (a merge of an integer key with a float key).
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        float_keys: Vec<bool>,
         /// Work done before the shuffle to make it smaller.
         partial: Partial,
     },
@@ -250,31 +195,6 @@ pub enum Sink {
 pub enum Partial {
     /// Rows as they are.
     None,
-    /// Partial aggregation states of a groupby step.
-    GroupBy {
-        /// Pipeline index.
-        step: usize,
-    },
-    /// Rows made distinct within the task.
-    Distinct {
-        /// Pipeline index.
-        step: usize,
-        /// The columns entering the distinct, in order (filled in with the schemas).
-        #[serde(default)]
-        columns: Vec<String>,
-    },
-    /// The task's first n rows in sort order.
-    TopK {
-        /// Pipeline index of the sort.
-        step: usize,
-        /// n.
-        n: u64,
-    },
-    /// The task's first n rows.
-    Limit {
-        /// n.
-        n: u64,
-    },
     /// A wide bag step's state within the task.
     Bag {
         /// Index in `spec.bag.steps`.
@@ -304,14 +224,6 @@ impl Fragment {
 }
 
 impl Plan {
-    /// The dataframe part of the spec (validation guarantees it for dataframe jobs).
-    pub fn dataframe(&self) -> &DataframeJob {
-        self.spec
-            .dataframe
-            .as_ref()
-            .expect("a plan is only built for a dataframe job")
-    }
-
     /// The job's scratch prefix: `<output>/_kask/<job id>`.
     pub fn scratch(&self) -> String {
         self.spec.scratch_prefix(&self.job_id)

@@ -19,8 +19,8 @@ use crate::error::{Error, Result};
 use crate::plan::{PLAN_VERSION, Plan};
 use crate::runner::{RunOptions, Shared, prepare, run_tasks};
 use crate::store::Store;
-use crate::task::build::InputCache;
 use crate::task::recover::Lineage;
+use crate::task::recover::Recoveries;
 use kask_api::report::{PlanReport, PlannedStage, TaskReport};
 use kask_api::{DaskJob, DaskJobSpec, SECRET_KEYS, Storage};
 
@@ -212,7 +212,7 @@ pub async fn run_stage(
     // pod does not retry its tasks itself (object_store still retries single requests).
     let mut plan = plan;
     plan.spec.retries = Some(0);
-    let shared: Shared = Arc::new((store, plan, InputCache::default()));
+    let shared: Shared = Arc::new((store, plan, Recoveries::default()));
     let outcomes = run_tasks(&shared, stage_id, tasks, cores, &|_| {}).await?;
     let mut report = TaskReport {
         tasks: outcomes.len() as u32,
@@ -247,11 +247,11 @@ pub async fn commit(spec: &DaskJobSpec, job_id: &str, plan_url: &str) -> Result<
         }
         None => {
             let (store, plan) = load_plan(spec, plan_url).await?;
-            let inputs = InputCache::default();
+            let recoveries = Recoveries::default();
             let lineage = Lineage {
                 store: &store,
                 plan: &plan,
-                inputs: &inputs,
+                recoveries: &recoveries,
             };
             commit_all(&store, &plan, &lineage)
                 .await?
@@ -297,11 +297,11 @@ pub async fn cleanup(spec: &DaskJobSpec, job_id: &str) -> Result<TaskReport> {
         Some(body) => Some(parse_plan(&body, &plan_path)?),
         None => None,
     };
-    let inputs = InputCache::default();
+    let recoveries = Recoveries::default();
     let lineage = plan.as_ref().map(|plan| Lineage {
         store: &store,
         plan,
-        inputs: &inputs,
+        recoveries: &recoveries,
     });
     let with_plan = plan
         .as_ref()

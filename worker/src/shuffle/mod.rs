@@ -54,7 +54,6 @@ pub struct PartRange {
 pub struct Partitioner {
     schema: SchemaRef,
     keys: Vec<usize>,
-    float_keys: Vec<bool>,
     parts: Vec<PartBuffer>,
 }
 
@@ -113,9 +112,8 @@ fn compact_views(batch: RecordBatch) -> Result<RecordBatch> {
 
 /// The value a key is hashed as: equal values of different integer, float or string types
 /// must land in the same partition.
-fn hashable(a: &ArrayRef, as_float: bool) -> Result<ArrayRef> {
+fn hashable(a: &ArrayRef) -> Result<ArrayRef> {
     let target = match a.data_type() {
-        _ if as_float => DataType::Float64,
         dt if dt.is_integer() => DataType::Int64,
         DataType::Float16 | DataType::Float32 => DataType::Float64,
         DataType::Utf8 | DataType::LargeUtf8 => DataType::Utf8View,
@@ -134,12 +132,7 @@ fn hashable(a: &ArrayRef, as_float: bool) -> Result<ArrayRef> {
 
 impl Partitioner {
     /// A partitioner into `partitions` by `keys` (no keys: everything to partition 0).
-    pub fn new(
-        schema: SchemaRef,
-        keys: &[String],
-        float_keys: &[bool],
-        partitions: usize,
-    ) -> Result<Self> {
+    pub fn new(schema: SchemaRef, keys: &[String], partitions: usize) -> Result<Self> {
         let keys = keys
             .iter()
             .map(|k| {
@@ -155,9 +148,6 @@ impl Partitioner {
         };
         Ok(Partitioner {
             schema,
-            float_keys: (0..keys.len())
-                .map(|i| float_keys.get(i).copied().unwrap_or(false))
-                .collect(),
             keys,
             parts: (0..partitions).map(|_| PartBuffer::default()).collect(),
         })
@@ -170,7 +160,6 @@ impl Partitioner {
         Partitioner {
             schema,
             keys: vec![],
-            float_keys: vec![],
             parts: (0..partitions.max(1))
                 .map(|_| PartBuffer::default())
                 .collect(),
@@ -202,8 +191,7 @@ impl Partitioner {
         let arrays = self
             .keys
             .iter()
-            .zip(&self.float_keys)
-            .map(|(&i, &f)| hashable(batch.column(i), f))
+            .map(|&i| hashable(batch.column(i)))
             .collect::<Result<Vec<_>>>()?;
         let mut hashes = vec![0u64; batch.num_rows()];
         create_hashes(&arrays, &HASH_STATE, &mut hashes)

@@ -47,7 +47,7 @@ pub struct Store {
     /// The prefix inside the store that `url` points at.
     pub root: Path,
     /// DataFusion's runtime for this store: the store registered under
-    /// [`crate::task::tables::STORE_URL`], and caches (Parquet footers) that every task of the
+    /// [`crate::relational::tables::STORE_URL`], and caches (Parquet footers) that every task of the
     /// process shares instead of each reading the footers again.
     pub runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
     /// For S3 stores, what listing unfinished multipart uploads needs (object_store has no
@@ -139,7 +139,7 @@ impl Store {
         let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
             .build_arc()
             .map_err(|e| Error::internal(format!("starting DataFusion's runtime: {e}")))?;
-        let registry_url = url::Url::parse(crate::task::tables::STORE_URL)
+        let registry_url = url::Url::parse(crate::relational::tables::STORE_URL)
             .map_err(|e| Error::internal(e.to_string()))?;
         runtime.register_object_store(&registry_url, Arc::clone(&inner));
         Ok(Store {

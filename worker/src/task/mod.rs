@@ -1,31 +1,18 @@
-//! One task: read its partition, run the stage's operations on DataFusion, write the result to
-//! the shuffle or the output under the attempt's own prefix, and commit with a marker.
+//! One task: run it under the attempt's own prefix with its job kind's engine, and commit it
+//! with a marker, exactly once in effect.
 
-pub mod aggregate;
-pub mod build;
-pub mod csv_guard;
-pub mod merge;
 pub mod recover;
-pub mod schema;
-pub mod steps;
-pub mod tables;
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use datafusion::error::DataFusionError;
-use datafusion::physical_plan::{ExecutionPlan, execute_stream};
-use futures::StreamExt;
 use tracing::{Instrument, info, info_span};
 
-use crate::commit::marker::{TaskFile, TaskMarker, commit_task, read_marker};
-use crate::commit::output::write_output;
-use crate::error::{Error, Result, store_failure};
-use crate::plan::{Plan, Sink, StageSource};
-use crate::shuffle::{Partitioner, read_partition};
+use crate::commit::marker::{TaskMarker, commit_task, read_marker};
+use crate::error::{Error, Result};
+use crate::plan::Plan;
 use crate::store::Store;
-use build::{Builder, InputCache, TaskData};
-use tables::session;
+use recover::Recoveries;
 
 /// A DataFusion error as one line for a user, without DataFusion's internal wrapping.
 pub fn df_message(e: &DataFusionError) -> String {
@@ -54,7 +41,7 @@ pub struct TaskOutcome {
 pub async fn run_task(
     store: &Store,
     plan: &Plan,
-    inputs: &InputCache,
+    recoveries: &Recoveries,
     stage: usize,
     task: usize,
 ) -> Result<TaskOutcome> {
@@ -66,7 +53,7 @@ pub async fn run_task(
         }
         let attempt = format!("{:016x}", rand::random::<u64>());
         let started = Instant::now();
-        let mut marker = execute(store, plan, inputs, stage, task, &attempt).await?;
+        let mut marker = execute(store, plan, recoveries, stage, task, &attempt).await?;
         marker.seconds = started.elapsed().as_secs_f64();
         match commit_task(store, plan, &marker).await? {
             None => {
@@ -90,221 +77,39 @@ pub async fn run_task(
     .await
 }
 
-fn leaf_rows(plan: &Arc<dyn ExecutionPlan>) -> u64 {
-    let children = plan.children();
-    if children.is_empty() {
-        return plan.metrics().and_then(|m| m.output_rows()).unwrap_or(0) as u64;
-    }
-    children.into_iter().map(leaf_rows).sum()
-}
-
 /// Runs one attempt of a task: its files under the attempt's prefix, and the marker that
 /// would commit them.
 pub async fn execute(
     store: &Store,
     plan: &Plan,
-    inputs: &InputCache,
+    recoveries: &Recoveries,
     stage: usize,
     task: usize,
     attempt: &str,
 ) -> Result<TaskMarker> {
-    let st = &plan.stages[stage];
     let lineage = recover::Lineage {
         store,
         plan,
-        inputs,
+        recoveries,
     };
-    if plan.array.is_some() || plan.spec.bag.is_some() || plan.sql.is_some() {
-        let dir = plan.attempt_dir(stage, task, attempt);
-        let result = if plan.array.is_some() {
-            crate::array::task::execute(store, plan, stage, task, &dir, &lineage).await
-        } else if plan.sql.is_some() {
-            crate::sql::task::execute(store, plan, stage, task, &dir).await
-        } else {
-            crate::bag::task::execute(store, plan, stage, task, &dir, &lineage).await
-        };
-        return match result {
-            Ok(mut m) => {
-                m.attempt = attempt.to_string();
-                Ok(m)
-            }
-            Err(e) => {
-                let _ = store.delete_prefix(&dir).await;
-                Err(e)
-            }
-        };
-    }
-    let mut data = TaskData::default();
-    let mut shuffled_rows = None;
-    let bytes_in = match &st.source {
-        StageSource::Input { .. } => {
-            data.fragments = st.fragments.get(task).cloned().unwrap_or_default();
-            data.fragments.iter().map(|f| f.end - f.start).sum()
-        }
-        StageSource::Shuffle { stage: from } => {
-            let (b, n) = read_partition(store, plan, *from, task, &lineage).await?;
-            shuffled_rows = Some(b.iter().map(|b| b.num_rows() as u64).sum());
-            data.left = b;
-            n
-        }
-        StageSource::Array | StageSource::Sql { .. } => {
-            return Err(Error::internal(
-                "an array or SQL stage in the dataframe engine",
-            ));
-        }
-        StageSource::Join { left, right, .. } => {
-            let (l, ln) = read_partition(store, plan, *left, task, &lineage).await?;
-            let (r, rn) = read_partition(store, plan, *right, task, &lineage).await?;
-            shuffled_rows = Some(l.iter().chain(&r).map(|b| b.num_rows() as u64).sum());
-            data.left = l;
-            data.right = r;
-            ln + rn
-        }
-    };
-    let fragments = data.fragments.clone();
-
-    let ctx = session(store);
-    let built = Builder {
-        ctx: &ctx,
-        plan,
-        store,
-        inputs: Some(inputs),
-    }
-    .build(st, data)
-    .await?;
     let dir = plan.attempt_dir(stage, task, attempt);
-    let task_err = |e: DataFusionError| match store_failure(&e) {
-        // The store failed under DataFusion's reader: worth another attempt, unlike bad data.
-        Some(why) => store.err_text(format!("stage {} task {task}", st.name), why),
-        None => Error::Task {
-            stage: st.name.clone(),
-            task,
-            message: df_message(&e),
-        },
+    let result = if plan.array.is_some() {
+        crate::array::task::execute(store, plan, stage, task, &dir, &lineage).await
+    } else if plan.sql.is_some() {
+        crate::relational::task::execute(store, plan, stage, task, &dir).await
+    } else if plan.spec.bag.is_some() {
+        crate::bag::task::execute(store, plan, stage, task, &dir, &lineage).await
+    } else {
+        Err(Error::internal("a plan of no job kind this kask runs"))
     };
-    let stream = execute_stream(built.exec.clone(), ctx.task_ctx()).map_err(task_err)?;
-
-    let result: Result<Vec<TaskFile>> = match &st.sink {
-        Sink::Output => {
-            write_output(store, &dir, plan.spec.output_format(), stream, &task_err).await
+    match result {
+        Ok(mut m) => {
+            m.attempt = attempt.to_string();
+            Ok(m)
         }
-        Sink::Scratch => Err(Error::internal("a dataframe stage with a scratch sink")),
-        Sink::Shuffle {
-            partitions,
-            keys,
-            float_keys,
-            ..
-        } => {
-            shuffle_out(
-                store,
-                &dir,
-                stream,
-                keys,
-                float_keys,
-                *partitions,
-                &task_err,
-            )
-            .await
-        }
-    };
-    let files = match result {
-        Ok(f) => f,
         Err(e) => {
             let _ = store.delete_prefix(&dir).await;
-            return Err(match (&st.source, e) {
-                (StageSource::Input { input }, e @ Error::Task { .. }) => {
-                    diagnose(store, plan, &ctx, input, &fragments, e).await
-                }
-                (_, e) => e,
-            });
-        }
-    };
-    Ok(TaskMarker {
-        stage,
-        task,
-        attempt: attempt.to_string(),
-        rows_in: shuffled_rows.unwrap_or_else(|| leaf_rows(&built.exec)),
-        bytes_in,
-        rows_out: files.iter().map(|f| f.rows).sum(),
-        bytes_out: files.iter().map(|f| f.bytes).sum(),
-        files,
-        ..TaskMarker::default()
-    })
-}
-
-async fn shuffle_out(
-    store: &Store,
-    dir: &str,
-    mut stream: datafusion::physical_plan::SendableRecordBatchStream,
-    keys: &[String],
-    float_keys: &[bool],
-    partitions: usize,
-    on_error: &(dyn Fn(DataFusionError) -> Error + Sync),
-) -> Result<Vec<TaskFile>> {
-    let mut p = Partitioner::new(stream.schema(), keys, float_keys, partitions)?;
-    while let Some(batch) = stream.next().await {
-        p.push(batch.map_err(on_error)?)?;
-    }
-    Ok(vec![
-        crate::shuffle::write(store, dir, p, partitions).await?,
-    ])
-}
-
-/// A task over several files failed while reading: find the file, and make line numbers
-/// count from the start of the file rather than from the task's byte range.
-pub(crate) async fn diagnose(
-    store: &Store,
-    plan: &Plan,
-    ctx: &datafusion::prelude::SessionContext,
-    input: &str,
-    fragments: &[crate::plan::Fragment],
-    original: Error,
-) -> Error {
-    for f in fragments {
-        let one = std::slice::from_ref(f);
-        let Ok(table) = tables::ScanTable::new(store, &plan.inputs[input], one) else {
-            continue;
-        };
-        let Ok(df) = ctx.read_table(Arc::new(table)) else {
-            continue;
-        };
-        if let Err(e) = df.collect().await {
-            if store_failure(&e).is_some() {
-                // The store failed, not the data: the task's own error says so.
-                return original;
-            }
-            let msg = file_lines(store, &f.path, f.start, &df_message(&e)).await;
-            return Error::input(input, format!("{}: {msg}", f.path));
+            Err(e)
         }
     }
-    // Reading alone succeeds: the failure is in the task's own operations.
-    original
-}
-
-/// Rewrites the CSV reader's "line N" (0-based, counted from where the task's byte range
-/// starts) into the 1-based line of the file that an editor shows.
-async fn file_lines(store: &Store, path: &str, start: u64, msg: &str) -> String {
-    let Some(i) = msg.find("at line ") else {
-        return msg.to_string();
-    };
-    let at = i + "at line ".len();
-    let digits: String = msg[at..]
-        .chars()
-        .take_while(|c| c.is_ascii_digit())
-        .collect();
-    let Ok(n) = digits.parse::<u64>() else {
-        return msg.to_string();
-    };
-    let line = if start == 0 {
-        n + 1
-    } else {
-        let Ok(prefix) = store.get_range(path, 0..start).await else {
-            return msg.to_string();
-        };
-        // The range begins by skipping the rest of the line `start` falls in, which the
-        // previous range reads.
-        let before = prefix.iter().filter(|&&b| b == b'\n').count() as u64;
-        before + n + 2
-    };
-    format!("{}{line}{}", &msg[..at], &msg[at + digits.len()..])
 }

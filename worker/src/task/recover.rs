@@ -1,12 +1,13 @@
 //! Running a task again when a later step found its committed output lost or corrupt
 //! ([`crate::lineage`]): the same task code, committed under the next marker epoch.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Instant;
 
 use async_trait::async_trait;
 use tracing::warn;
 
-use super::build::InputCache;
 use super::execute;
 use crate::commit::marker::{TaskMarker, commit_task, read_marker_at};
 use crate::error::Result;
@@ -14,14 +15,33 @@ use crate::lineage::{MAX_RECOVERIES, Recover, lost_too_often};
 use crate::plan::Plan;
 use crate::store::Store;
 
-/// What re-running a task needs: the store, the plan and the process's input cache.
+/// How often each task's output had to be made again in this run, shared by its tasks.
+#[derive(Default)]
+pub struct Recoveries {
+    counts: Mutex<HashMap<(usize, usize), u32>>,
+}
+
+impl Recoveries {
+    /// Counts one more re-run of task `task` of stage `stage` in this run; returns the count.
+    pub fn count(&self, stage: usize, task: usize) -> u32 {
+        let mut r = self
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = r.entry((stage, task)).or_default();
+        *n += 1;
+        *n
+    }
+}
+
+/// What re-running a task needs: the store, the plan and the run's recovery counts.
 pub struct Lineage<'a> {
     /// The job's store.
     pub store: &'a Store,
     /// The plan.
     pub plan: &'a Plan,
-    /// Inputs read so far (broadcast tables).
-    pub inputs: &'a InputCache,
+    /// The re-runs so far.
+    pub recoveries: &'a Recoveries,
 }
 
 #[async_trait]
@@ -32,7 +52,7 @@ impl Recover for Lineage<'_> {
             return Ok(m);
         }
         let name = &self.plan.stages[stage].name;
-        if self.inputs.count_recovery(stage, task) > MAX_RECOVERIES {
+        if self.recoveries.count(stage, task) > MAX_RECOVERIES {
             return Err(lost_too_often(name, task, why));
         }
         warn!(job = %self.plan.job_id, stage = %name, task, epoch = next, why, "a committed output was lost or corrupt; running its task again");
@@ -41,7 +61,7 @@ impl Recover for Lineage<'_> {
         let mut marker = Box::pin(execute(
             self.store,
             self.plan,
-            self.inputs,
+            self.recoveries,
             stage,
             task,
             &attempt,

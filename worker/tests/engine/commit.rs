@@ -13,8 +13,8 @@ use kask_worker::commit::{commit_job, lock, read_manifest};
 use kask_worker::plan::Plan;
 use kask_worker::runner::{self, RunOptions};
 use kask_worker::store::Store;
-use kask_worker::task::build::InputCache;
 use kask_worker::task::recover::Lineage;
+use kask_worker::task::recover::Recoveries;
 use kask_worker::task::run_task;
 
 const SPEC: &str = "  dataframe:\n    inputs:\n      t: {path: \"t/*.parquet\"}\n    pipeline:\n      - source: t\n      - filter: \"v >= 0\"\n  targetTaskBytes: 1\n  output: {path: out}\n";
@@ -67,11 +67,11 @@ async fn two_concurrent_attempts_of_a_task_commit_once_and_the_output_is_exact()
     let lab = Lab::local();
     let (store, plan) = prepared(&lab).await;
     assert_eq!(plan.stages[0].tasks, 4, "one task per row group");
-    let inputs = InputCache::default();
+    let recoveries = Recoveries::default();
     for task in 0..plan.stages[0].tasks {
         let (a, b) = tokio::join!(
-            run_task(&store, &plan, &inputs, 0, task),
-            run_task(&store, &plan, &inputs, 0, task)
+            run_task(&store, &plan, &recoveries, 0, task),
+            run_task(&store, &plan, &recoveries, 0, task)
         );
         let (a, b) = (a.expect("attempt a"), b.expect("attempt b"));
         let winner = read_marker(&store, &plan, 0, task)
@@ -96,7 +96,7 @@ async fn two_concurrent_attempts_of_a_task_commit_once_and_the_output_is_exact()
     let lineage = Lineage {
         store: &store,
         plan: &plan,
-        inputs: &inputs,
+        recoveries: &recoveries,
     };
     let manifest = commit_job(&store, &plan, &lineage).await.expect("commit");
     assert_eq!(manifest.rows, 1000);
@@ -126,12 +126,14 @@ async fn a_rerun_skips_tasks_that_already_committed() {
         )
         .await
         .expect("plan");
-    let inputs = InputCache::default();
-    let first = run_task(&store, &plan, &inputs, 0, 1)
+    let recoveries = Recoveries::default();
+    let first = run_task(&store, &plan, &recoveries, 0, 1)
         .await
         .expect("task 1");
     assert!(!first.skipped);
-    let again = run_task(&store, &plan, &inputs, 0, 1).await.expect("again");
+    let again = run_task(&store, &plan, &recoveries, 0, 1)
+        .await
+        .expect("again");
     assert!(again.skipped);
     assert_eq!(again.marker, first.marker);
     // The whole job, rerun, resumes the unfinished run: its scratch space holds a plan.
@@ -149,11 +151,11 @@ async fn a_commit_run_again_after_it_succeeded_reports_its_result_though_its_scr
     let lab = Lab::local();
     put_table(&lab, 500).await;
     let (store, plan) = lab.staged(SPEC).await;
-    let inputs = InputCache::default();
+    let recoveries = Recoveries::default();
     let lineage = Lineage {
         store: &store,
         plan: &plan,
-        inputs: &inputs,
+        recoveries: &recoveries,
     };
     let first = commit_job(&store, &plan, &lineage).await.expect("commit");
     assert!(!scratch_left(&store, "out", &plan.job_id).await);
@@ -364,11 +366,11 @@ async fn a_lock_held_by_a_live_job_stops_another_commit_and_names_it() {
         lock::acquire(&store, "out", &me).await.expect("acquire"),
         lock::Acquired::Held { took_over: None }
     ));
-    let inputs = InputCache::default();
+    let recoveries = Recoveries::default();
     let lineage = Lineage {
         store: &store,
         plan: &second,
-        inputs: &inputs,
+        recoveries: &recoveries,
     };
     let err = commit_job(&store, &second, &lineage)
         .await
@@ -454,11 +456,11 @@ async fn a_crash_before_or_after_any_step_of_a_table_commit_is_finished_or_undon
             let store = lab.store.clone();
             let faults = Faults::crash_after(n);
             let crashing = FaultStore::around(&store, &faults);
-            let inputs = InputCache::default();
+            let recoveries = Recoveries::default();
             let lineage = Lineage {
                 store: &crashing,
                 plan: &plan,
-                inputs: &inputs,
+                recoveries: &recoveries,
             };
             let r = commit_job(&crashing, &plan, &lineage).await;
             if !faults.crashed() {
@@ -479,7 +481,7 @@ async fn a_crash_before_or_after_any_step_of_a_table_commit_is_finished_or_undon
             let lineage = Lineage {
                 store: &store,
                 plan: &plan,
-                inputs: &inputs,
+                recoveries: &recoveries,
             };
             if n % 2 == 0 {
                 commit_job(&store, &plan, &lineage)
@@ -551,11 +553,11 @@ async fn a_crash_during_an_array_commit_is_rolled_forward() {
         let (store, plan) = lab.staged(&array("a * 2")).await;
         let faults = Faults::crash_after(n);
         let crashing = FaultStore::around(&store, &faults);
-        let inputs = InputCache::default();
+        let recoveries = Recoveries::default();
         let lineage = Lineage {
             store: &crashing,
             plan: &plan,
-            inputs: &inputs,
+            recoveries: &recoveries,
         };
         let r = commit_job(&crashing, &plan, &lineage).await;
         if !faults.crashed() {
@@ -567,7 +569,7 @@ async fn a_crash_during_an_array_commit_is_rolled_forward() {
         let lineage = Lineage {
             store: &store,
             plan: &plan,
-            inputs: &inputs,
+            recoveries: &recoveries,
         };
         if n % 2 == 0 {
             commit_job(&store, &plan, &lineage)

@@ -265,9 +265,9 @@ async fn a_task_refuses_a_stage_it_would_plan_differently() {
     if let Some(s) = plan.stages[last].sql.as_mut() {
         s.plan = s.plan.replace("FinalPartitioned", "Final");
     }
-    let inputs = kask_worker::task::build::InputCache::default();
+    let recoveries = kask_worker::task::recover::Recoveries::default();
     let attempt = "0123456789abcdef";
-    let e = kask_worker::task::execute(&store, &plan, &inputs, last, 0, attempt)
+    let e = kask_worker::task::execute(&store, &plan, &recoveries, last, 0, attempt)
         .await
         .expect_err("a changed stage plan is refused");
     assert!(matches!(e, Error::Incompatible(_)), "{e:?}");

@@ -12,8 +12,8 @@ use kask_worker::commit::cleanup::abandon_job;
 use kask_worker::commit::verify::verify;
 use kask_worker::commit::{commit_all, lock, read_manifest};
 use kask_worker::store::Store;
-use kask_worker::task::build::InputCache;
 use kask_worker::task::recover::Lineage;
+use kask_worker::task::recover::Recoveries;
 
 /// `a(k, x)`: 40 rows, keys 0..6 with nulls, x = 10·i, in 4 files.
 fn table_a() -> Vec<(Option<i64>, i64)> {
@@ -151,11 +151,11 @@ async fn a_view_two_outputs_use_is_computed_once_and_both_outputs_are_exact() {
         .expect("markers");
     assert_eq!(markers.len(), view[0].tasks);
 
-    let inputs = InputCache::default();
+    let recoveries = Recoveries::default();
     let lineage = Lineage {
         store: &store,
         plan: &plan,
-        inputs: &inputs,
+        recoveries: &recoveries,
     };
     let all = commit_all(&store, &plan, &lineage).await.expect("commit");
     assert_eq!(all.len(), 2);
@@ -216,11 +216,11 @@ async fn a_crash_at_any_step_of_a_graph_commit_leaves_every_output_from_one_job(
         let store = lab.store.clone();
         let faults = Faults::crash_after(n);
         let crashing = FaultStore::around(&store, &faults);
-        let inputs = InputCache::default();
+        let recoveries = Recoveries::default();
         let lineage = Lineage {
             store: &crashing,
             plan: &plan,
-            inputs: &inputs,
+            recoveries: &recoveries,
         };
         let r = commit_all(&crashing, &plan, &lineage).await;
         if !faults.crashed() {
@@ -235,7 +235,7 @@ async fn a_crash_at_any_step_of_a_graph_commit_leaves_every_output_from_one_job(
         let lineage = Lineage {
             store: &store,
             plan: &plan,
-            inputs: &inputs,
+            recoveries: &recoveries,
         };
         let want = if n % 2 == 0 {
             commit_all(&store, &plan, &lineage)

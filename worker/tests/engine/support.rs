@@ -292,7 +292,7 @@ impl Lab {
         let shared = Arc::new((
             store.clone(),
             plan.clone(),
-            kask_worker::task::build::InputCache::default(),
+            kask_worker::task::recover::Recoveries::default(),
         ));
         for stage in &plan.stages {
             runner::run_tasks(&shared, stage.id, (0..stage.tasks).collect(), 2, &|_| {})

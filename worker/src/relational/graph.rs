@@ -20,7 +20,7 @@ use kask_api::SqlJob;
 use super::errors::query_error;
 use super::exchange::{ReadMode, ShuffleReaderExec, ShuffleSource};
 use crate::error::Result;
-use crate::task::tables::columns;
+use crate::relational::tables::columns;
 
 /// The names (lower case) of the tables and views `query` uses.
 fn references(ctx: &SessionContext, at: &str, query: &str) -> Result<BTreeSet<String>> {

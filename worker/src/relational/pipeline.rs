@@ -22,11 +22,11 @@ use datafusion::prelude::SessionContext;
 
 use crate::error::{Error, Result};
 use crate::plan::Plan;
+use crate::relational::merge::join;
+use crate::relational::steps::{self, column, names};
+use crate::relational::tables::ScanTable;
 use crate::store::Store;
 use crate::task::df_message;
-use crate::task::merge::{Build, join};
-use crate::task::steps::{self, column, names};
-use crate::task::tables::ScanTable;
 use kask_api::{Agg, Distinct, GroupBy, Sort, StepRef};
 
 fn step_path(i: usize) -> String {
@@ -71,7 +71,7 @@ pub fn logical(ctx: &SessionContext, store: &Store, plan: &Plan) -> Result<Logic
             | StepRef::Assign(_)) => steps::apply(ctx, lp, row, &at)?,
             StepRef::Merge(m) => {
                 let right = scan(store, plan, &m.right)?.build().map_err(fail)?;
-                join(lp, right, m, Build::Auto, &format!("{at}.merge"))?
+                join(lp, right, m, &format!("{at}.merge"))?
             }
             StepRef::GroupBy(g) => groupby(lp, g, &format!("{at}.groupby"))?,
             StepRef::Distinct(d) => distinct(lp, d, &format!("{at}.distinct"))?,

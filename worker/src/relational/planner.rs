@@ -18,7 +18,7 @@ use super::session::{register_tables, session};
 use super::{SqlPlan, SqlStage, SqlTarget};
 use crate::error::{Error, Result};
 use crate::plan::listing::Listing;
-use crate::plan::planner::{cut_input, dns_safe, input_plan};
+use crate::plan::tasks::{cut_input, dns_safe, input_plan};
 use crate::plan::{PLAN_VERSION, Plan, PlanSchema, Sink, Stage, StageSource};
 use crate::store::Store;
 use kask_api::DaskJobSpec;
@@ -249,13 +249,11 @@ fn stage(id: usize, c: &CutStage, plan: &Plan, view: Option<&String>, feeds: Vec
         SinkKind::Hash(exprs, n) => Sink::Shuffle {
             partitions: *n,
             keys: exprs.iter().map(|e| e.to_string()).collect(),
-            float_keys: vec![],
             partial: crate::plan::Partial::None,
         },
         SinkKind::Single => Sink::Shuffle {
             partitions: 1,
             keys: vec![],
-            float_keys: vec![],
             partial: crate::plan::Partial::None,
         },
     };
@@ -282,7 +280,6 @@ fn stage(id: usize, c: &CutStage, plan: &Plan, view: Option<&String>, feeds: Vec
         fragments: vec![],
         task_bytes: vec![],
         output_schema: PlanSchema(c.root.schema()),
-        sink_input_schema: None,
         array: None,
         sql: Some(sql),
         feeds,

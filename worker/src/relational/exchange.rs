@@ -185,7 +185,7 @@ pub enum SinkKind {
 pub struct TaskShuffles {
     store: crate::store::Store,
     plan: Arc<crate::plan::Plan>,
-    inputs: crate::task::build::InputCache,
+    recoveries: crate::task::recover::Recoveries,
     /// The first error, with its kind (a store that failed is worth another attempt).
     pub error: Mutex<Option<Error>>,
     /// Bytes and rows read from shuffles.
@@ -204,7 +204,7 @@ impl TaskShuffles {
         TaskShuffles {
             store,
             plan,
-            inputs: crate::task::build::InputCache::default(),
+            recoveries: crate::task::recover::Recoveries::default(),
             error: Mutex::new(None),
             read: Mutex::new((0, 0)),
         }
@@ -240,7 +240,7 @@ impl ShuffleSource for TaskShuffles {
         let lineage = crate::task::recover::Lineage {
             store: &self.store,
             plan: &self.plan,
-            inputs: &self.inputs,
+            recoveries: &self.recoveries,
         };
         let r = crate::shuffle::read_partition(&self.store, &self.plan, stage, partition, &lineage)
             .await;
@@ -253,7 +253,7 @@ impl ShuffleSource for TaskShuffles {
         let lineage = crate::task::recover::Lineage {
             store: &self.store,
             plan: &self.plan,
-            inputs: &self.inputs,
+            recoveries: &self.recoveries,
         };
         let r =
             crate::shuffle::read_map_output(&self.store, &self.plan, stage, map, &lineage).await;

@@ -32,27 +32,17 @@ fn check_keys(
     Ok(())
 }
 
-/// Which input the hash join builds its table from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Build {
-    /// DataFusion chooses from the inputs' statistics.
-    Auto,
-    /// The right input (a broadcast side, known to be small).
-    Right,
-}
-
 /// Joins `left` with `right` as `m` says. `at` is the merge's field path.
 pub fn join(
     left: LogicalPlanBuilder,
     right: LogicalPlan,
     m: &Merge,
-    build: Build,
     at: &str,
 ) -> Result<LogicalPlanBuilder> {
     let (lk, rk) = m.key_columns();
     let left = left
         .build()
-        .map_err(|e| Error::spec(at, super::df_message(&e)))?;
+        .map_err(|e| Error::spec(at, crate::task::df_message(&e)))?;
     let (lfield, rfield) = if m.on.is_some() {
         ("on", "on")
     } else {
@@ -63,7 +53,7 @@ pub fn join(
     let left_names = names(left.schema());
     let right_names = names(right.schema());
 
-    let fail = |e: datafusion::error::DataFusionError| Error::spec(at, super::df_message(&e));
+    let fail = |e: datafusion::error::DataFusionError| Error::spec(at, crate::task::df_message(&e));
     let l = LogicalPlanBuilder::from(left)
         .alias("l")
         .map_err(fail)?
@@ -82,23 +72,17 @@ pub fn join(
     };
     let lcols: Vec<Column> = lk.iter().map(|k| Column::new(Some("l"), k)).collect();
     let rcols: Vec<Column> = rk.iter().map(|k| Column::new(Some("r"), k)).collect();
-    // pandas matches missing keys with each other, unlike SQL. DataFusion builds its hash
-    // table from the join's first input, so a small right side goes first; the projection
-    // below picks columns by side, whatever the order.
-    let nulls = NullEquality::NullEqualsNull;
-    let joined = match build {
-        Build::Auto => {
-            LogicalPlanBuilder::from(l).join_detailed(r, join_type, (lcols, rcols), None, nulls)
-        }
-        Build::Right => LogicalPlanBuilder::from(r).join_detailed(
-            l,
-            join_type.swap(),
-            (rcols, lcols),
+    // pandas matches missing keys with each other, unlike SQL. DataFusion chooses which side
+    // to build its hash table from; the projection below picks columns by side.
+    let joined = LogicalPlanBuilder::from(l)
+        .join_detailed(
+            r,
+            join_type,
+            (lcols, rcols),
             None,
-            nulls,
-        ),
-    }
-    .map_err(fail)?;
+            NullEquality::NullEqualsNull,
+        )
+        .map_err(fail)?;
 
     // Key pairs with the same name become one column, as in pandas.
     let shared: Vec<&String> = lk

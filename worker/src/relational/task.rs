@@ -170,7 +170,7 @@ async fn diagnose(
         } else {
             continue;
         };
-        err = crate::task::diagnose(store, plan, ctx, table, &fragments, err).await;
+        err = super::diagnose::diagnose(store, plan, ctx, table, &fragments, err).await;
         if !matches!(err, Error::Task { .. }) {
             return err;
         }

@@ -7,8 +7,8 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::error::{Error, Result};
 use crate::plan::Plan;
+use crate::relational::tables::{ScanTable, batch_size};
 use crate::store::Store;
-use crate::task::tables::{ScanTable, batch_size};
 use kask_api::DaskJobSpec;
 
 /// A session whose physical plans Kask can cut into stages: `partitions` for every hash

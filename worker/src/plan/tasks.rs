@@ -1,0 +1,143 @@
+//! What every job kind's planner shares: an input cut into tasks of about the target size,
+//! what the plan records of an input, and DNS-safe stage names. No I/O.
+
+use super::listing::{ListedInput, Splits};
+use super::{Fragment, InputFile, InputPlan, PlanSchema};
+
+/// What the plan records of a listed input.
+pub fn input_plan(l: &ListedInput) -> InputPlan {
+    InputPlan {
+        format: l.format,
+        csv: l.csv.clone(),
+        schema: PlanSchema(l.schema.clone()),
+        files: l
+            .files
+            .iter()
+            .map(|f| InputFile {
+                path: f.path.clone(),
+                size: f.size,
+            })
+            .collect(),
+        bytes: l.files.iter().map(|f| f.size).sum(),
+    }
+}
+
+/// Lowercase letters, digits and single dashes, as Kubernetes names and label values need:
+/// at most 40 characters, starting and ending with a letter or digit. A name with none of
+/// those (`_`, `数据`) becomes `input`.
+pub fn dns_safe(name: &str) -> String {
+    let mut s = String::new();
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() {
+            s.push(c.to_ascii_lowercase());
+        } else if !s.is_empty() && !s.ends_with('-') {
+            s.push('-');
+        }
+    }
+    // Cut before trimming, so that a cut at a dash cannot leave one at the end.
+    s.truncate(40);
+    let s = s.trim_matches('-');
+    if s.is_empty() {
+        "input".into()
+    } else {
+        s.into()
+    }
+}
+
+/// Cuts an input into tasks of about `target` bytes: whole row groups for Parquet, byte
+/// ranges for uncompressed text, whole files otherwise; small neighbours share a task.
+pub fn cut_input(listed: &ListedInput, target: u64) -> Vec<Vec<Fragment>> {
+    let mut units: Vec<Fragment> = Vec::new();
+    for f in &listed.files {
+        let unit = |start: u64, end: u64| Fragment {
+            path: f.path.clone(),
+            size: f.size,
+            start,
+            end,
+        };
+        match &f.splits {
+            Splits::RowGroups(starts) if starts.len() > 1 => {
+                for (i, _) in starts.iter().enumerate() {
+                    let start = if i == 0 { 0 } else { starts[i] };
+                    let end = starts.get(i + 1).copied().unwrap_or(f.size);
+                    units.push(unit(start, end));
+                }
+            }
+            Splits::Anywhere if f.size > target => {
+                let pieces = f.size.div_ceil(target);
+                let step = f.size.div_ceil(pieces);
+                let mut start = 0;
+                while start < f.size {
+                    let end = (start + step).min(f.size);
+                    units.push(unit(start, end));
+                    start = end;
+                }
+            }
+            _ => units.push(unit(0, f.size)),
+        }
+    }
+
+    // As many tasks as the target size asks for, but of equal size: 200 MiB with a 128 MiB
+    // target makes two tasks of 100 MiB, not one of 128 and one of 72.
+    let total: u64 = units.iter().map(|u| u.end - u.start).sum();
+    let target = total.div_ceil(total.div_ceil(target.max(1)).max(1)).max(1);
+    let mut tasks: Vec<Vec<Fragment>> = Vec::new();
+    let mut current: Vec<Fragment> = Vec::new();
+    let mut bytes = 0u64;
+    for u in units {
+        let len = u.end - u.start;
+        // A little overshoot beats a tiny last task made of the remainder.
+        if !current.is_empty() && bytes + len > target + target / 8 {
+            tasks.push(std::mem::take(&mut current));
+            bytes = 0;
+        }
+        bytes += len;
+        match current.last_mut() {
+            Some(last) if last.path == u.path && last.end == u.start => last.end = u.end,
+            _ => current.push(u),
+        }
+    }
+    if !current.is_empty() {
+        tasks.push(current);
+    }
+    tasks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dns_safe;
+
+    /// A Kubernetes label value: at most 63 characters, alphanumerics with `-`, `_` or `.`
+    /// between them (written out here rather than taken from the code under test).
+    fn valid_label(v: &str) -> bool {
+        let alnum = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+        v.len() <= 63
+            && alnum(v.chars().next())
+            && alnum(v.chars().last())
+            && v.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    }
+
+    #[test]
+    fn every_input_name_gives_a_valid_stage_label() {
+        let long_cut_at_underscore = format!("{}_tail", "a".repeat(40));
+        let cases = [
+            ("orders", "orders"),
+            ("Orders_2026", "orders-2026"),
+            ("_", "input"),
+            ("数据", "input"),
+            ("__x__", "x"),
+            ("a__b", "a-b"),
+            ("数据_sales", "sales"),
+            (long_cut_at_underscore.as_str(), &"a".repeat(40)),
+        ];
+        for (name, want) in cases {
+            let got = dns_safe(name);
+            assert_eq!(got, want, "{name:?}");
+            let label = format!("s12-scan-{got}");
+            assert!(valid_label(&label), "{name:?} gives {label:?}");
+        }
+        let odd = format!("{}_{}", "b".repeat(39), "c".repeat(10));
+        assert!(valid_label(&format!("s0-scan-{}", dns_safe(&odd))));
+    }
+}
