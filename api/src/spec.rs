@@ -168,6 +168,19 @@ impl DaskJobSpec {
     }
     /// Every result the job writes, in order: `spec.output`, or a job graph's outputs.
     pub fn outputs(&self) -> Vec<NamedOutput> {
+        if let Some(df) = &self.dataframe
+            && !df.outputs.is_empty()
+        {
+            return df
+                .outputs
+                .iter()
+                .map(|(name, o)| NamedOutput {
+                    name: name.clone(),
+                    field: format!("spec.dataframe.outputs.{name}"),
+                    output: o.to_output(),
+                })
+                .collect();
+        }
         if let Some(sql) = &self.sql
             && !sql.outputs.is_empty()
         {
@@ -301,10 +314,94 @@ pub struct SecretRef {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DataframeJob {
-    /// Named tables. Each name can be the pipeline's `source` or a `merge`'s `right`.
+    /// Named tables. Each name can be a pipeline's `source` or a `merge`'s `right`.
     pub inputs: BTreeMap<String, Input>,
-    /// Steps applied in order; the first one is `source`.
+    /// Steps applied in order; the first one is `source`. Its result is written to
+    /// `spec.output`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pipeline: Vec<Step>,
+    /// Named pipelines, in order: each may start from (`source`) or merge with (`right`) an
+    /// input or a view before it, and the outputs may use them all. A view that several
+    /// outputs use is computed once.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub views: IndexMap<String, Vec<Step>>,
+    /// Several named results instead of `pipeline` (a job graph), each a pipeline with its own
+    /// output folder and manifest; they commit together or not at all. An output may also use
+    /// the outputs before it, as it would a view.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub outputs: IndexMap<String, DataframeOutput>,
+}
+
+/// One result of a dataframe job graph.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DataframeOutput {
+    /// The steps whose result this is; the first one is `source`.
+    pub pipeline: Vec<Step>,
+    /// Its folder, relative to `storage.url`, as `spec.output.path`.
+    pub path: String,
+    /// parquet (default), csv or json.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<Format>,
+    /// `error` (default) refuses to replace an existing result; `overwrite` replaces it.
+    #[serde(default)]
+    pub mode: OutputMode,
+}
+
+/// One named pipeline of a dataframe job: a view, an output's, or the job's one pipeline.
+#[derive(Clone, Debug)]
+pub struct NamedPipeline<'a> {
+    /// The name by which later pipelines use it (`output` for the job's one pipeline).
+    pub name: String,
+    /// The field path of its steps, e.g. `spec.dataframe.views.paid`.
+    pub field: String,
+    /// Its steps.
+    pub steps: &'a [Step],
+    /// Whether its result is one of the job's outputs.
+    pub is_output: bool,
+}
+
+impl DataframeJob {
+    /// Every pipeline with its name and field path, in the order they may use each other:
+    /// the views, then the one pipeline or the outputs.
+    pub fn pipelines(&self) -> Vec<NamedPipeline<'_>> {
+        let mut all: Vec<NamedPipeline<'_>> = self
+            .views
+            .iter()
+            .map(|(n, s)| NamedPipeline {
+                name: n.clone(),
+                field: format!("spec.dataframe.views.{n}"),
+                steps: s,
+                is_output: false,
+            })
+            .collect();
+        if !self.pipeline.is_empty() {
+            all.push(NamedPipeline {
+                name: "output".into(),
+                field: "spec.dataframe.pipeline".into(),
+                steps: &self.pipeline,
+                is_output: true,
+            });
+        }
+        all.extend(self.outputs.iter().map(|(n, o)| NamedPipeline {
+            name: n.clone(),
+            field: format!("spec.dataframe.outputs.{n}.pipeline"),
+            steps: &o.pipeline,
+            is_output: true,
+        }));
+        all
+    }
+}
+
+impl DataframeOutput {
+    /// Where and how it is written, as a `spec.output` would say.
+    pub fn to_output(&self) -> Output {
+        Output {
+            path: self.path.clone(),
+            format: self.format,
+            mode: self.mode,
+        }
+    }
 }
 
 /// One table: the files that a glob matches, all with the same columns.

@@ -211,7 +211,7 @@ pub fn validate(spec: &DaskJobSpec) -> Result<(), ValidationErrors> {
     }
 
     if let Some(df) = &spec.dataframe {
-        check_dataframe(df, &mut e);
+        check_dataframe(df, spec.output.is_some(), &mut e);
     }
     if let Some(array) = &spec.array {
         array.check(&mut e);
@@ -221,7 +221,7 @@ pub fn validate(spec: &DaskJobSpec) -> Result<(), ValidationErrors> {
     }
     if let Some(sql) = &spec.sql {
         sql.check(spec.output.is_some(), &mut e);
-    } else if spec.output.is_none() {
+    } else if spec.dataframe.is_none() && spec.output.is_none() {
         e.add("spec.output", "is required");
     }
 
@@ -390,12 +390,47 @@ fn input_names(df: &DataframeJob) -> String {
     df.inputs.keys().cloned().collect::<Vec<_>>().join(", ")
 }
 
-fn check_input_ref(df: &DataframeJob, path: String, name: &str, e: &mut Errors) {
-    if !df.inputs.contains_key(name) {
-        e.add(
-            path,
-            format!("no input named {name:?} (inputs: {})", input_names(df)),
-        );
+/// The names a pipeline's `source` and `right` may use: the inputs and the pipelines before it.
+struct Known<'a> {
+    df: &'a DataframeJob,
+    pipelines: Vec<String>,
+}
+
+impl Known<'_> {
+    fn check(&self, path: String, name: &str, e: &mut Errors) {
+        if self.df.inputs.contains_key(name) || self.pipelines.iter().any(|p| p == name) {
+            return;
+        }
+        let graph = !self.df.views.is_empty() || !self.df.outputs.is_empty();
+        let later = self.df.views.contains_key(name) || self.df.outputs.contains_key(name);
+        if later {
+            e.add(
+                path,
+                format!(
+                    "{name:?} comes after this pipeline; a pipeline can use the inputs and the \
+                     views and outputs before it"
+                ),
+            );
+        } else if graph {
+            e.add(
+                path,
+                format!(
+                    "no input, view or output named {name:?} (inputs: {}; pipelines before \
+                     this one: {})",
+                    input_names(self.df),
+                    if self.pipelines.is_empty() {
+                        "none".to_string()
+                    } else {
+                        self.pipelines.join(", ")
+                    }
+                ),
+            );
+        } else {
+            e.add(
+                path,
+                format!("no input named {name:?} (inputs: {})", input_names(self.df)),
+            );
+        }
     }
 }
 
@@ -417,22 +452,84 @@ fn check_columns(path: String, cols: &[String], e: &mut Errors) {
     }
 }
 
-fn check_dataframe(df: &DataframeJob, e: &mut Errors) {
+fn check_dataframe(df: &DataframeJob, has_output: bool, e: &mut Errors) {
     if df.inputs.is_empty() {
         e.add("spec.dataframe.inputs", "needs at least one input");
     }
     for (name, input) in &df.inputs {
         check_input("spec.dataframe.inputs", name, input, e);
     }
-    if df.pipeline.is_empty() {
-        e.add(
+    match (df.pipeline.is_empty(), df.outputs.is_empty()) {
+        (false, true) => {
+            if !has_output {
+                e.add("spec.output", "is required with spec.dataframe.pipeline");
+            }
+        }
+        (true, true) => e.add(
             "spec.dataframe.pipeline",
+            "needs at least one step, starting with `source: <input>` (or spec.dataframe.outputs \
+             for several results)",
+        ),
+        (false, false) => e.add(
+            "spec.dataframe",
+            "has both pipeline and outputs; a job graph puts each pipeline in outputs",
+        ),
+        (true, false) => {
+            if has_output {
+                e.add(
+                    "spec.output",
+                    "is not used by a job graph, whose results are in spec.dataframe.outputs; \
+                     remove it",
+                );
+            }
+        }
+    }
+    for (name, field) in df
+        .views
+        .keys()
+        .map(|n| (n, format!("spec.dataframe.views.{n}")))
+        .chain(
+            df.outputs
+                .keys()
+                .map(|n| (n, format!("spec.dataframe.outputs.{n}"))),
+        )
+    {
+        if name.trim().is_empty() || name.contains(['.', '"', '/']) {
+            e.add(
+                &field,
+                "a view or output name must not be empty nor contain '.', '/' or '\"'",
+            );
+        }
+        if df.inputs.contains_key(name) {
+            e.add(&field, format!("{name:?} is also the name of an input"));
+        }
+    }
+    for name in df.views.keys().filter(|v| df.outputs.contains_key(*v)) {
+        e.add(
+            format!("spec.dataframe.outputs.{name}"),
+            format!("{name:?} is also the name of a view"),
+        );
+    }
+    let mut known = Known {
+        df,
+        pipelines: vec![],
+    };
+    for p in df.pipelines() {
+        check_pipeline(&known, &p.field, p.steps, e);
+        known.pipelines.push(p.name);
+    }
+}
+
+fn check_pipeline(known: &Known<'_>, field: &str, steps: &[Step], e: &mut Errors) {
+    if steps.is_empty() {
+        e.add(
+            field,
             "needs at least one step, starting with `source: <input>`",
         );
         return;
     }
-    for (i, step) in df.pipeline.iter().enumerate() {
-        let at = format!("spec.dataframe.pipeline[{i}]");
+    for (i, step) in steps.iter().enumerate() {
+        let at = format!("{field}[{i}]");
         let Some(step) = step.as_ref() else {
             let set = step.kinds_set();
             if set.is_empty() {
@@ -455,11 +552,11 @@ fn check_dataframe(df: &DataframeJob, e: &mut Errors) {
         if i == 0 && !matches!(step, StepRef::Source(_)) {
             e.add(&at, "the first step must be `source: <input>`".to_string());
         }
-        check_step(df, &at, i, step, e);
+        check_step(known, &at, i, step, e);
     }
 }
 
-fn check_step(df: &DataframeJob, at: &str, i: usize, step: StepRef<'_>, e: &mut Errors) {
+fn check_step(known: &Known<'_>, at: &str, i: usize, step: StepRef<'_>, e: &mut Errors) {
     match step {
         StepRef::Source(name) => {
             if i != 0 {
@@ -468,7 +565,7 @@ fn check_step(df: &DataframeJob, at: &str, i: usize, step: StepRef<'_>, e: &mut 
                     "only the first step can be a source; use merge to combine inputs",
                 );
             }
-            check_input_ref(df, format!("{at}.source"), name, e);
+            known.check(format!("{at}.source"), name, e);
         }
         StepRef::Filter(expr) => {
             if expr.trim().is_empty() {
@@ -514,7 +611,7 @@ fn check_step(df: &DataframeJob, at: &str, i: usize, step: StepRef<'_>, e: &mut 
         }
         StepRef::Merge(m) => {
             let at = format!("{at}.merge");
-            check_input_ref(df, format!("{at}.right"), &m.right, e);
+            known.check(format!("{at}.right"), &m.right, e);
             match (&m.on, &m.left_on, &m.right_on) {
                 (Some(on), None, None) => check_columns(format!("{at}.on"), on, e),
                 (None, Some(l), Some(r)) => {

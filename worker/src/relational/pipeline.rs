@@ -4,6 +4,7 @@
 //! `last` skip missing values, a median of integers is a float, sorts put missing values last,
 //! and `head` without a sort takes the first rows in file order.
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field};
@@ -27,38 +28,38 @@ use crate::relational::steps::{self, column, names};
 use crate::relational::tables::ScanTable;
 use crate::store::Store;
 use crate::task::df_message;
-use kask_api::{Agg, Distinct, GroupBy, Sort, StepRef};
+use kask_api::{Agg, DataframeJob, Distinct, GroupBy, NamedPipeline, Sort, StepRef};
 
-fn step_path(i: usize) -> String {
-    format!("spec.dataframe.pipeline[{i}]")
-}
-
-/// The pipeline of `plan`'s dataframe job, over its inputs scanned with one partition per
-/// task.
-pub fn logical(ctx: &SessionContext, store: &Store, plan: &Plan) -> Result<LogicalPlan> {
-    let df = plan
-        .spec
-        .dataframe
-        .as_ref()
-        .ok_or_else(|| Error::internal("a pipeline plan without spec.dataframe"))?;
+/// A named pipeline's steps as one logical plan, over the job's inputs scanned with one
+/// partition per task and the pipelines before it (`before`: inlined, or the scan of a
+/// shared one's stage).
+pub fn logical(
+    ctx: &SessionContext,
+    store: &Store,
+    plan: &Plan,
+    pipeline: &NamedPipeline<'_>,
+    before: &HashMap<String, LogicalPlan>,
+) -> Result<LogicalPlan> {
+    let field = pipeline.field.as_str();
     let step = |i: usize| {
-        df.pipeline
+        pipeline
+            .steps
             .get(i)
             .and_then(|s| s.as_ref())
-            .ok_or_else(|| Error::internal(format!("pipeline[{i}] was not validated")))
+            .ok_or_else(|| Error::internal(format!("{field}[{i}] was not validated")))
     };
     let source = match step(0)? {
         StepRef::Source(s) => s,
         _ => {
             return Err(Error::spec(
-                "spec.dataframe.pipeline[0]",
+                format!("{field}[0]"),
                 "the first step must be `source: <input>`",
             ));
         }
     };
-    let mut lp = scan(store, plan, source)?;
-    for i in 1..df.pipeline.len() {
-        let at = step_path(i);
+    let mut lp = table(store, plan, source, before)?;
+    for i in 1..pipeline.steps.len() {
+        let at = format!("{field}[{i}]");
         let fail = |e: datafusion::error::DataFusionError| Error::spec(&at, df_message(&e));
         lp = match step(i)? {
             StepRef::Source(_) => {
@@ -70,7 +71,9 @@ pub fn logical(ctx: &SessionContext, store: &Store, plan: &Plan) -> Result<Logic
             | StepRef::Rename(_)
             | StepRef::Assign(_)) => steps::apply(ctx, lp, row, &at)?,
             StepRef::Merge(m) => {
-                let right = scan(store, plan, &m.right)?.build().map_err(fail)?;
+                let right = table(store, plan, &m.right, before)?
+                    .build()
+                    .map_err(fail)?;
                 join(lp, right, m, &format!("{at}.merge"))?
             }
             StepRef::GroupBy(g) => groupby(lp, g, &format!("{at}.groupby"))?,
@@ -81,8 +84,57 @@ pub fn logical(ctx: &SessionContext, store: &Store, plan: &Plan) -> Result<Logic
                 .map_err(fail)?,
         };
     }
-    lp.build()
-        .map_err(|e| Error::spec("spec.dataframe.pipeline", df_message(&e)))
+    lp.build().map_err(|e| Error::spec(field, df_message(&e)))
+}
+
+/// What `source` or `right` names: an earlier pipeline, or an input.
+fn table(
+    store: &Store,
+    plan: &Plan,
+    name: &str,
+    before: &HashMap<String, LogicalPlan>,
+) -> Result<LogicalPlanBuilder> {
+    match before.get(name) {
+        Some(lp) => Ok(LogicalPlanBuilder::from(lp.clone())),
+        None => scan(store, plan, name),
+    }
+}
+
+/// The pipelines that two or more outputs use, directly or through other pipelines (an
+/// output uses itself): each is computed once, in stages of its own.
+pub fn shared(df: &DataframeJob) -> BTreeSet<String> {
+    let pipelines = df.pipelines();
+    let uses = |steps: &[kask_api::Step]| -> Vec<String> {
+        steps
+            .iter()
+            .filter_map(|s| match s.as_ref()? {
+                StepRef::Source(n) => Some(n.to_string()),
+                StepRef::Merge(m) => Some(m.right.clone()),
+                _ => None,
+            })
+            .filter(|n| pipelines.iter().any(|p| &p.name == n))
+            .collect()
+    };
+    let mut count: BTreeMap<String, usize> = BTreeMap::new();
+    for out in pipelines.iter().filter(|p| p.is_output) {
+        let mut reached = BTreeSet::new();
+        let mut todo = vec![out.name.clone()];
+        while let Some(n) = todo.pop() {
+            if reached.insert(n.clone())
+                && let Some(p) = pipelines.iter().find(|p| p.name == n)
+            {
+                todo.extend(uses(p.steps));
+            }
+        }
+        for n in reached {
+            *count.entry(n).or_default() += 1;
+        }
+    }
+    count
+        .into_iter()
+        .filter(|(_, c)| *c >= 2)
+        .map(|(n, _)| n)
+        .collect()
 }
 
 /// Input `name` with one partition per task, its columns qualified by the input's name.

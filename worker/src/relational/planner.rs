@@ -1,7 +1,7 @@
 //! From an SQL job's spec and listing to its stages: the same function runs in the plan pod,
 //! which records the stages, and in every task, which finds its own stage in it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use datafusion::catalog::TableProvider;
@@ -14,6 +14,7 @@ use super::cut::{CutStage, cut_into};
 use super::errors::query_error;
 use super::exchange::{PlanningOnly, ShuffleSource, SinkKind};
 use super::graph::{StageTable, shared_views};
+use super::pipeline;
 use super::session::{register_tables, session};
 use super::{SqlPlan, SqlStage, SqlTarget};
 use crate::error::{Error, Result};
@@ -21,6 +22,9 @@ use crate::plan::listing::Listing;
 use crate::plan::tasks::{cut_input, dns_safe, input_plan};
 use crate::plan::{PLAN_VERSION, Plan, PlanSchema, Sink, Stage, StageSource};
 use crate::store::Store;
+use datafusion::common::TableReference;
+use datafusion::datasource::provider_as_source;
+use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
 use kask_api::DaskJobSpec;
 
 /// Plans an SQL job or a dataframe pipeline: its tables cut into tasks, its queries or its
@@ -178,37 +182,83 @@ pub async fn stages_of(store: &Store, plan: &Plan, source: &Arc<dyn ShuffleSourc
     })
 }
 
-/// A dataframe job's pipeline, planned as one logical plan and cut like a query.
+/// A dataframe job's pipelines, each planned as one logical plan and cut like a query: the
+/// shared ones (see [`pipeline::shared`]) into stages that keep their rows for the later
+/// pipelines to read, the others inlined into the pipelines that use them.
 async fn pipeline_stages(
     store: &Store,
     plan: &Plan,
     source: &Arc<dyn ShuffleSource>,
     partitions: usize,
 ) -> Result<Cut> {
+    let df = plan
+        .spec
+        .dataframe
+        .as_ref()
+        .ok_or_else(|| Error::internal("a plan of neither SQL nor a dataframe pipeline"))?;
     let ctx = session(store, &plan.spec, partitions);
-    let lp = super::pipeline::logical(&ctx, store, plan)?;
-    let physical = ctx
-        .state()
-        .create_physical_plan(&lp)
-        .await
-        .map_err(|e| pipeline_error(&e))?;
-    let mut stages = Vec::new();
-    let last = cut_into(&mut stages, physical, source, partitions, SinkKind::Output)?;
+    let shared = pipeline::shared(df);
+    let mut before: HashMap<String, LogicalPlan> = HashMap::new();
+    let (mut stages, mut targets, mut views) = (Vec::new(), Vec::new(), Vec::new());
+    for p in df.pipelines() {
+        let lp = pipeline::logical(&ctx, store, plan, &p, &before)?;
+        let lp = if shared.contains(&p.name) {
+            let physical = physical_of(&ctx, &lp, &p.field).await?;
+            let last = cut_into(&mut stages, physical, source, partitions, SinkKind::Single)?;
+            views.push((p.name.clone(), last));
+            let root = &stages[last].root;
+            let table = StageTable::new(
+                last,
+                root.output_partitioning().partition_count(),
+                root.schema(),
+                Arc::clone(source),
+            );
+            let scan = LogicalPlanBuilder::scan(
+                TableReference::bare(p.name.as_str()),
+                provider_as_source(Arc::new(table)),
+                None,
+            )
+            .and_then(LogicalPlanBuilder::build)
+            .map_err(|e| pipeline_error(&p.field, &e))?;
+            before.insert(p.name.clone(), scan.clone());
+            scan
+        } else {
+            lp
+        };
+        if p.is_output {
+            let physical = physical_of(&ctx, &lp, &p.field).await?;
+            let last = cut_into(&mut stages, physical, source, partitions, SinkKind::Output)?;
+            targets.push(SqlTarget {
+                name: p.name.clone(),
+                stage: last,
+            });
+        } else {
+            before.entry(p.name.clone()).or_insert(lp);
+        }
+    }
     Ok(Cut {
         ctx,
         stages,
-        targets: vec![SqlTarget {
-            name: "output".into(),
-            stage: last,
-        }],
-        views: vec![],
+        targets,
+        views,
     })
+}
+
+async fn physical_of(
+    ctx: &SessionContext,
+    lp: &LogicalPlan,
+    field: &str,
+) -> Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+    ctx.state()
+        .create_physical_plan(lp)
+        .await
+        .map_err(|e| pipeline_error(field, &e))
 }
 
 /// An error that the pipeline's steps did not catch while they were built: a type that the
 /// optimizer's coercion finds wrong, for one.
-fn pipeline_error(e: &datafusion::error::DataFusionError) -> Error {
-    Error::spec("spec.dataframe.pipeline", crate::task::df_message(e))
+fn pipeline_error(field: &str, e: &datafusion::error::DataFusionError) -> Error {
+    Error::spec(field, crate::task::df_message(e))
 }
 
 /// A job's plan cut into stages, and the session that planned it (a task runs its stage in it).
@@ -260,11 +310,11 @@ fn stage(id: usize, c: &CutStage, plan: &Plan, view: Option<&String>, feeds: Vec
     let sql = SqlStage {
         plan: plan_text(&c.root),
     };
-    // A stage that scans one table is named after it, as a dataframe job's scan stages are;
-    // a shared view's last stage, after the view.
+    // A stage that reads one table and no other stage is named after the table, whatever it
+    // does before its shuffle (`s0-scan-orders`); a shared view's last stage, after the view.
     let what = match (view, kind(&c.root), sql.scanned_tables(plan).as_slice()) {
         (Some(view), _, _) => format!("view-{}", dns_safe(view)),
-        (None, "scan", [table]) => format!("scan-{}", dns_safe(table)),
+        (None, _, [table]) if c.reads.is_empty() => format!("scan-{}", dns_safe(table)),
         (None, kind, _) if plan.spec.dataframe.is_some() => pipeline_word(kind, &c.root, plan),
         (None, kind, _) => kind.to_string(),
     };
@@ -316,7 +366,8 @@ fn pipeline_word(
         plan.spec
             .dataframe
             .iter()
-            .flat_map(|d| &d.pipeline)
+            .flat_map(|d| d.pipelines())
+            .flat_map(|p| p.steps)
             .filter_map(|s| s.as_ref())
             .any(|s| f(&s))
     };

@@ -10,6 +10,7 @@ mod chaos;
 mod commit;
 mod conformance;
 mod datagen;
+mod df_graph;
 mod faults;
 mod malformed;
 mod pods;

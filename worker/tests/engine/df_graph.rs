@@ -1,0 +1,171 @@
+//! Dataframe job graphs in local mode: a view that several outputs use, and an output that a
+//! later output uses, are each computed once (counted from the plan and from the task
+//! markers); a view that one output uses is inlined; every output equals a plain
+//! implementation here, in its own format.
+
+use std::collections::BTreeMap;
+
+use crate::support::{Lab, V, batch, ints, sorted, strs};
+
+/// `a(k, x)`: 40 rows, keys 0..6 with nulls, x = 10·i, in 4 files.
+fn table_a() -> Vec<(Option<i64>, i64)> {
+    (0..40)
+        .map(|i| ((i % 9 != 4).then_some(i % 7), i * 10))
+        .collect()
+}
+
+/// `b(k, y)`: keys 3..10 with a null.
+fn table_b() -> Vec<(Option<i64>, String)> {
+    (0..15)
+        .map(|i| ((i != 7).then_some(3 + i % 8), format!("y{i}")))
+        .collect()
+}
+
+async fn lab() -> Lab {
+    let lab = Lab::local();
+    let a = table_a();
+    let k: Vec<Option<i64>> = a.iter().map(|r| r.0).collect();
+    let x: Vec<Option<i64>> = a.iter().map(|r| Some(r.1)).collect();
+    lab.put_partitioned("a", &batch(vec![("k", ints(&k)), ("x", ints(&x))]), 4, 5)
+        .await;
+    let b = table_b();
+    let k: Vec<Option<i64>> = b.iter().map(|r| r.0).collect();
+    let y: Vec<Option<&str>> = b.iter().map(|r| Some(r.1.as_str())).collect();
+    lab.put_partitioned("b", &batch(vec![("k", ints(&k)), ("y", strs(&y))]), 3, 5)
+        .await;
+    lab
+}
+
+/// `big` feeds all three outputs; `by_k` is an output that `busy` reads; `small` is used by
+/// `top` only.
+const GRAPH: &str = r#"  dataframe:
+    inputs:
+      a: {path: "a/*.parquet"}
+      b: {path: "b/*.parquet"}
+    views:
+      big: [{source: a}, {filter: "x >= 100"}]
+      small: [{source: b}, {filter: "k > 5"}, {distinct: {subset: [k]}}, {select: [k]}]
+    outputs:
+      by_k:
+        pipeline: [{source: big}, {groupby: {by: [k], aggs: {x: [count, sum]}}}]
+        path: res/by_k
+      top:
+        pipeline:
+          - source: big
+          - merge: {right: small, "on": [k]}
+          - sort: {by: [x], descending: true}
+          - head: 4
+        path: res/top
+        format: csv
+      busy:
+        pipeline: [{source: by_k}, {filter: "x_count >= 3"}, {assign: {mean: "x_sum / x_count"}}]
+        path: res/busy
+  targetTaskBytes: 1
+  shufflePartitions: 3
+"#;
+
+fn big() -> Vec<(Option<i64>, i64)> {
+    table_a().into_iter().filter(|r| r.1 >= 100).collect()
+}
+
+/// `k → (count, sum)` of `big`, without the null key (pandas' dropna).
+fn groups() -> BTreeMap<i64, (i64, i64)> {
+    let mut groups: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+    for (k, x) in big() {
+        if let Some(k) = k {
+            let g = groups.entry(k).or_default();
+            g.0 += 1;
+            g.1 += x;
+        }
+    }
+    groups
+}
+
+#[tokio::test]
+async fn shared_pipelines_are_computed_once_and_every_output_is_exact() {
+    let lab = lab().await;
+    let (store, plan) = lab.staged(GRAPH).await;
+    let views: Vec<&str> = plan
+        .stages
+        .iter()
+        .filter(|s| s.name.contains("-view-"))
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(
+        views.len(),
+        2,
+        "big and by_k are kept, small is inlined: {views:?}"
+    );
+    assert!(views[0].ends_with("-view-big"), "{views:?}");
+    assert!(views[1].ends_with("-view-by-k"), "{views:?}");
+    let big_stage = plan
+        .stages
+        .iter()
+        .find(|s| s.name.ends_with("-view-big"))
+        .expect("big");
+    assert_eq!(big_stage.feeds, ["by_k", "top", "busy"]);
+    // Only big's stages scan `a`, once for every output; each of its tasks committed once.
+    let scans_a = plan
+        .stages
+        .iter()
+        .filter(|s| {
+            s.sql
+                .as_ref()
+                .is_some_and(|q| q.scanned_tables(&plan).contains(&"a"))
+        })
+        .count();
+    assert_eq!(scans_a, 1);
+    let markers = store
+        .list(&plan.markers_dir(big_stage.id))
+        .await
+        .expect("markers");
+    assert_eq!(markers.len(), big_stage.tasks);
+    assert_eq!(plan.targets().len(), 3);
+
+    let lab = self::lab().await;
+    let summary = lab.run(GRAPH).await.expect("the graph runs");
+    assert_eq!(summary.others.len(), 2, "three outputs");
+
+    let (names, types, rows) = lab.typed_result("res/by_k").await;
+    assert_eq!(names, ["k", "x_count", "x_sum"]);
+    assert_eq!(types, ["Int64", "Int64", "Int64"]);
+    let want: Vec<Vec<V>> = groups()
+        .into_iter()
+        .map(|(k, (n, s))| vec![V::I(k), V::I(n), V::I(s)])
+        .collect();
+    assert_eq!(sorted(rows), sorted(want));
+
+    let (names, _, rows) = lab.typed_result("res/busy").await;
+    assert_eq!(names, ["k", "x_count", "x_sum", "mean"]);
+    let want: Vec<Vec<V>> = groups()
+        .into_iter()
+        .filter(|(_, (n, _))| *n >= 3)
+        .map(|(k, (n, s))| vec![V::I(k), V::I(n), V::I(s), V::I(s / n)])
+        .collect();
+    assert_eq!(sorted(rows), sorted(want));
+
+    let small: Vec<i64> = table_b()
+        .iter()
+        .filter_map(|r| r.0)
+        .filter(|k| *k > 5)
+        .collect();
+    let mut top: Vec<(i64, i64)> = big()
+        .into_iter()
+        .filter_map(|(k, x)| k.filter(|k| small.contains(k)).map(|k| (k, x)))
+        .collect();
+    top.sort_by_key(|r| std::cmp::Reverse(r.1));
+    let mut want = vec!["k,x".to_string()];
+    want.extend(top.iter().take(4).map(|(k, x)| format!("{k},{x}")));
+    let m = lab.manifest("res/top").await.expect("top committed");
+    let mut lines = Vec::new();
+    for f in &m.files {
+        let body = lab
+            .store
+            .get(&format!("res/top/{}", f.path))
+            .await
+            .expect("a part file");
+        let text = String::from_utf8(body.to_vec()).expect("utf-8");
+        lines.extend(text.lines().map(str::to_string));
+    }
+    assert_eq!(lines, want);
+}
