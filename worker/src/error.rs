@@ -50,6 +50,11 @@ pub enum Error {
         message: String,
     },
 
+    /// The machine or container is set up in a way the worker cannot run in (its memory
+    /// setting, its spill directory).
+    #[error("environment: {0}")]
+    Environment(String),
+
     /// Committed data went missing or changed in the store, again and again: the environment
     /// loses data, and running once more would not help.
     #[error("data lost: {0}")]
@@ -110,7 +115,7 @@ impl Error {
             | Error::Output { .. }
             | Error::Task { .. } => exit::USER,
             Error::Storage { .. } | Error::Stopped(_) => exit::TRANSIENT,
-            Error::DataLost(_) | Error::Incompatible(_) => exit::LASTING,
+            Error::DataLost(_) | Error::Incompatible(_) | Error::Environment(_) => exit::LASTING,
             Error::Internal(_) => exit::INTERNAL,
         }
     }

@@ -8,6 +8,7 @@ pub mod datagen;
 pub mod error;
 pub mod failpoint;
 pub mod lineage;
+pub mod memory;
 pub mod plan;
 pub mod pod;
 pub mod relational;

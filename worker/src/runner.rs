@@ -61,6 +61,9 @@ pub struct RunOptions {
     pub parallelism: Option<usize>,
     /// Every read and write of the job goes through this wrapper.
     pub wrap: Option<StoreWrapper>,
+    /// `--memory`: the memory this run may use (default: the container's limit, else the
+    /// machine's memory).
+    pub memory: Option<u64>,
 }
 
 /// The result of a run.
@@ -169,6 +172,15 @@ pub async fn prepare(
     if let Some(w) = &opts.wrap {
         store = store.wrapped(|s| (w.0)(s))?;
     }
+    let budget = crate::memory::Budget::detect(opts.memory)?;
+    info!(
+        limit = budget.limit,
+        pool = budget.pool,
+        source = ?budget.source,
+        spill_dir = %budget.spill_dir.display(),
+        "memory budget"
+    );
+    let store = store.with_budget(&budget)?;
     let mut spec = job.spec.clone();
     spec.storage = Some(storage);
     if let Some(array) = &job.spec.array {

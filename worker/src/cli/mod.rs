@@ -39,6 +39,10 @@ enum Command {
         /// Most tasks at once (default: spec.workers, at most the number of cores).
         #[arg(long)]
         parallelism: Option<usize>,
+        /// Memory this run may use, e.g. 512Mi or 2G (default: the container's limit, else the
+        /// machine's memory). Sorts, aggregations and joins spill to disk beyond it.
+        #[arg(long, value_parser = parse_memory)]
+        memory: Option<u64>,
     },
     /// Show the plan (stages, tasks, bytes per task, shuffles) without running it.
     Explain {
@@ -277,6 +281,10 @@ fn human_bytes(bytes: u64) -> String {
     }
 }
 
+fn parse_memory(text: &str) -> Result<u64, String> {
+    kask_worker::memory::parse_size(text)
+}
+
 /// "1 task", "3 tasks".
 fn plural(n: usize, what: &str) -> String {
     format!("{n} {what}{}", if n == 1 { "" } else { "s" })
@@ -289,10 +297,12 @@ pub async fn dispatch(cli: Cli) -> Result<(), Error> {
             job,
             storage,
             parallelism,
+            memory,
         } => {
             let dj = read_job(&job)?;
             let mut opts = options(&job, storage);
             opts.parallelism = parallelism;
+            opts.memory = memory;
             let progress: Box<dyn Progress> = if std::io::stderr().is_terminal() {
                 Box::new(progress::Bars::new())
             } else {

@@ -70,7 +70,8 @@ impl Progress for Bars {
 
 /// A line per stage start and end.
 pub struct Lines {
-    started: Mutex<HashMap<usize, (Instant, u64, u64)>>,
+    /// Per stage: when it started, rows in, rows out, bytes spilled.
+    started: Mutex<HashMap<usize, (Instant, u64, u64, u64)>>,
 }
 
 impl Lines {
@@ -86,7 +87,7 @@ impl Progress for Lines {
     fn stage_started(&self, stage: &Stage) {
         eprintln!("stage {}: {} tasks", stage.name, stage.tasks);
         if let Ok(mut s) = self.started.lock() {
-            s.insert(stage.id, (Instant::now(), 0, 0));
+            s.insert(stage.id, (Instant::now(), 0, 0, 0));
         }
     }
     fn task_finished(&self, stage: &Stage, o: &TaskOutcome) {
@@ -95,17 +96,23 @@ impl Progress for Lines {
         {
             e.1 += o.marker.rows_in;
             e.2 += o.marker.rows_out;
+            e.3 += o.marker.spilled_bytes;
         }
     }
     fn stage_finished(&self, stage: &Stage) {
-        if let Some((t, rin, rout)) = self
+        if let Some((t, rin, rout, spilled)) = self
             .started
             .lock()
             .ok()
             .and_then(|s| s.get(&stage.id).copied())
         {
+            let spilled = if spilled > 0 {
+                format!(", spilled {} to disk", super::human_bytes(spilled))
+            } else {
+                String::new()
+            };
             eprintln!(
-                "stage {}: done in {:.2}s ({rin} rows in, {rout} rows out)",
+                "stage {}: done in {:.2}s ({rin} rows in, {rout} rows out{spilled})",
                 stage.name,
                 t.elapsed().as_secs_f64()
             );

@@ -67,6 +67,9 @@ pub struct TaskMarker {
     /// Input lines skipped as malformed (bag jobs with `onBadRecord: skip`).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub skipped: u64,
+    /// Bytes its operators spilled to disk to stay within the memory budget.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub spilled_bytes: u64,
     /// The Arrow schema of the task's output file, for outputs whose columns are only known
     /// once the data is seen (a bag's records written as Parquet).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -82,6 +82,7 @@ pub async fn execute(
         bytes_in: shuffle_bytes + scanned_bytes(&cut.root),
         rows_out: files.iter().map(|f| f.rows).sum(),
         bytes_out: files.iter().map(|f| f.bytes).sum(),
+        spilled_bytes: spilled_bytes(&cut.root),
         files,
         ..TaskMarker::default()
     })
@@ -176,6 +177,12 @@ async fn diagnose(
         }
     }
     err
+}
+
+/// What the sub-plan's operators (sorts, aggregations, joins) spilled to disk.
+fn spilled_bytes(plan: &Arc<dyn ExecutionPlan>) -> u64 {
+    let own = plan.metrics().and_then(|m| m.spilled_bytes()).unwrap_or(0) as u64;
+    own + plan.children().into_iter().map(spilled_bytes).sum::<u64>()
 }
 
 fn scans(plan: &Arc<dyn ExecutionPlan>, out: &mut Vec<Arc<dyn ExecutionPlan>>) {

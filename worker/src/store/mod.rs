@@ -152,6 +152,19 @@ impl Store {
         })
     }
 
+    /// The same store, with DataFusion's operators held to `budget`: they share its spilling
+    /// pool and spill to its directory.
+    pub fn with_budget(&self, budget: &crate::memory::Budget) -> Result<Store> {
+        let runtime = budget.runtime()?;
+        let registry_url = url::Url::parse(crate::relational::tables::STORE_URL)
+            .map_err(|e| Error::internal(e.to_string()))?;
+        runtime.register_object_store(&registry_url, Arc::clone(&self.inner));
+        Ok(Store {
+            runtime,
+            ..self.clone()
+        })
+    }
+
     /// The same store seen through a wrapper (fault injection in tests, limits): every read
     /// and write, DataFusion's included, goes through `wrap(store)`, beneath the checks of
     /// [`verified`].

@@ -13,6 +13,7 @@ mod datagen;
 mod df_graph;
 mod faults;
 mod malformed;
+mod memory;
 mod pods;
 mod properties;
 mod sql;

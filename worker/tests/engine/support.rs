@@ -251,6 +251,15 @@ impl Lab {
         spec_body: &str,
         wrap: Option<runner::StoreWrapper>,
     ) -> Result<RunSummary, Error> {
+        self.run_with(spec_body, wrap, None).await
+    }
+
+    async fn run_with(
+        &self,
+        spec_body: &str,
+        wrap: Option<runner::StoreWrapper>,
+        memory: Option<u64>,
+    ) -> Result<RunSummary, Error> {
         let yaml = self.job_yaml(spec_body);
         let job = kask_api::load_job("job.yaml", &yaml)?;
         let opts = RunOptions {
@@ -258,6 +267,7 @@ impl Lab {
             base_dir: self.dir.path().to_path_buf(),
             parallelism: Some(2),
             wrap,
+            memory,
         };
         let opts = if self.storage_yaml.is_none() {
             RunOptions {
@@ -272,6 +282,15 @@ impl Lab {
 
     /// Plans a job and runs its stages, but not its commit: the state a commit starts from.
     pub async fn staged(&self, spec_body: &str) -> (Store, kask_worker::plan::Plan) {
+        self.staged_with_memory(spec_body, None).await
+    }
+
+    /// [`Lab::staged`] with operators held to `memory` bytes (`kask run --memory`).
+    pub async fn staged_with_memory(
+        &self,
+        spec_body: &str,
+        memory: Option<u64>,
+    ) -> (Store, kask_worker::plan::Plan) {
         let yaml = self.job_yaml(spec_body);
         let job = kask_api::load_job("job.yaml", &yaml).expect("job");
         let opts = RunOptions {
@@ -279,6 +298,7 @@ impl Lab {
             base_dir: self.dir.path().to_path_buf(),
             parallelism: Some(2),
             wrap: None,
+            memory,
         };
         let (store, plan) = runner::prepare(&job, &opts, None).await.expect("plan");
         kask_worker::commit::check_output(&store, &plan.spec, &plan.job_id)

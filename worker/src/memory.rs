@@ -1,0 +1,217 @@
+//! A worker's memory budget: the container's limit (cgroup v2 `memory.max`, v1
+//! `memory.limit_in_bytes`), `kask run --memory`, or the machine's memory, less a reserve for
+//! what DataFusion does not account for (batches in flight, decoders, the object store's
+//! buffers). DataFusion's operators share the rest through a spilling pool: a sort or an
+//! aggregation that needs more spills to the spill directory instead of growing until the
+//! kernel kills the pod.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+
+use crate::error::{Error, Result};
+
+/// The reserve kept outside the pool: a quarter of the limit, at least 64 MiB, and never more
+/// than half of it.
+pub fn pool_bytes(limit: u64) -> u64 {
+    let reserve = (limit / 4).max(64 << 20).min(limit / 2);
+    limit - reserve
+}
+
+/// Where a worker's memory limit comes from, for its log.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Source {
+    /// `kask run --memory` or `KASK_MEMORY`.
+    Given,
+    /// The container's cgroup.
+    Cgroup,
+    /// The machine's total memory (no limit was set).
+    Machine,
+}
+
+/// A worker's memory limit and the pool that DataFusion's operators share.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Budget {
+    /// The whole limit.
+    pub limit: u64,
+    /// What the spilling pool may hand out.
+    pub pool: u64,
+    /// Where the limit came from.
+    pub source: Source,
+    /// Where operators spill.
+    pub spill_dir: PathBuf,
+}
+
+impl Budget {
+    /// The budget for a limit of `limit` bytes.
+    pub fn new(limit: u64, source: Source, spill_dir: PathBuf) -> Budget {
+        Budget {
+            limit,
+            pool: pool_bytes(limit),
+            source,
+            spill_dir,
+        }
+    }
+
+    /// This process's budget: `given` (`--memory`), else `KASK_MEMORY`, else the cgroup's
+    /// limit, else the machine's memory; spilling to `KASK_SPILL_DIR` or the temporary
+    /// directory.
+    pub fn detect(given: Option<u64>) -> Result<Budget> {
+        let spill_dir = std::env::var_os("KASK_SPILL_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| std::env::temp_dir().join("kask-spill"));
+        let from_env = match std::env::var("KASK_MEMORY") {
+            Ok(v) => Some(parse_size(&v).map_err(|why| {
+                Error::Environment(format!("KASK_MEMORY={v:?} is not a size: {why}"))
+            })?),
+            Err(_) => None,
+        };
+        let (limit, source) = match (
+            given.or(from_env),
+            cgroup_limit(Path::new("/sys/fs/cgroup")),
+        ) {
+            (Some(l), _) => (l, Source::Given),
+            (None, Some(l)) => (l, Source::Cgroup),
+            (None, None) => (machine_memory().unwrap_or(4 << 30), Source::Machine),
+        };
+        Ok(Budget::new(limit, source, spill_dir))
+    }
+
+    /// A DataFusion runtime whose operators share this budget's pool and spill to its
+    /// directory.
+    pub fn runtime(&self) -> Result<Arc<RuntimeEnv>> {
+        std::fs::create_dir_all(&self.spill_dir).map_err(|e| {
+            Error::Environment(format!(
+                "cannot create the spill directory {}: {e}",
+                self.spill_dir.display()
+            ))
+        })?;
+        let pool = usize::try_from(self.pool).unwrap_or(usize::MAX);
+        RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(FairSpillPool::new(pool)))
+            .with_disk_manager_builder(
+                DiskManagerBuilder::default()
+                    .with_mode(DiskManagerMode::Directories(vec![self.spill_dir.clone()])),
+            )
+            .build_arc()
+            .map_err(|e| Error::internal(format!("starting DataFusion's runtime: {e}")))
+    }
+}
+
+/// The memory limit of the cgroup mounted at `root`, if it has one: v2's `memory.max`, else
+/// v1's `memory/memory.limit_in_bytes` (whose "no limit" is a huge number, not `max`).
+pub fn cgroup_limit(root: &Path) -> Option<u64> {
+    if let Ok(v2) = std::fs::read_to_string(root.join("memory.max")) {
+        return parse_cgroup_value(&v2);
+    }
+    let v1 = std::fs::read_to_string(root.join("memory/memory.limit_in_bytes")).ok()?;
+    parse_cgroup_value(&v1)
+}
+
+/// A cgroup memory file's value: `max`, or a v1 "unlimited" near `i64::MAX`, means none.
+pub fn parse_cgroup_value(text: &str) -> Option<u64> {
+    let t = text.trim();
+    if t == "max" {
+        return None;
+    }
+    let n: u64 = t.parse().ok()?;
+    (n > 0 && n < (1 << 60)).then_some(n)
+}
+
+fn machine_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    parse_meminfo_total(&info)
+}
+
+/// `MemTotal` of `/proc/meminfo`, in bytes.
+pub fn parse_meminfo_total(info: &str) -> Option<u64> {
+    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+/// A size such as `512MiB`, `2G`, `1.5GiB` or `1048576` (bytes). Decimal units (`k`, `M`,
+/// `G`, `T`, with or without `B`) are powers of 1000, binary ones (`Ki`, `Mi`, ...) of 1024,
+/// as Kubernetes quantities are.
+pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} does not start with a number"))?;
+    let unit = unit.trim().trim_end_matches(['B', 'b']);
+    let scale: f64 = match unit {
+        "" => 1.0,
+        "k" | "K" => 1e3,
+        "M" | "m" => 1e6,
+        "G" | "g" => 1e9,
+        "T" | "t" => 1e12,
+        "Ki" => 1024.0,
+        "Mi" => 1024.0 * 1024.0,
+        "Gi" => 1024.0 * 1024.0 * 1024.0,
+        "Ti" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {text:?}; use bytes, k, M, G, T, Ki, Mi, Gi or Ti"
+            ));
+        }
+    };
+    let bytes = value * scale;
+    if !bytes.is_finite() || bytes < 1.0 || bytes > u64::MAX as f64 {
+        return Err(format!("{text:?} is not a size between 1 byte and 16 EiB"));
+    }
+    Ok(bytes as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_as_kubernetes_quantities() {
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("512Mi"), Ok(512 << 20));
+        assert_eq!(parse_size("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_size("2G"), Ok(2_000_000_000));
+        assert_eq!(parse_size("1.5Gi"), Ok(3 << 29));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("3 parsecs").is_err());
+        assert!(parse_size("0").is_err());
+    }
+
+    #[test]
+    fn cgroup_files_say_limit_or_none() {
+        assert_eq!(parse_cgroup_value("268435456\n"), Some(256 << 20));
+        assert_eq!(parse_cgroup_value("max\n"), None);
+        // cgroup v1's "unlimited", rounded down to a page.
+        assert_eq!(parse_cgroup_value("9223372036854771712"), None);
+        assert_eq!(parse_cgroup_value(""), None);
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert_eq!(cgroup_limit(dir.path()), None);
+        std::fs::write(dir.path().join("memory.max"), "1073741824\n").expect("write");
+        assert_eq!(cgroup_limit(dir.path()), Some(1 << 30));
+        let v1 = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(v1.path().join("memory")).expect("mkdir");
+        std::fs::write(v1.path().join("memory/memory.limit_in_bytes"), "536870912").expect("w");
+        assert_eq!(cgroup_limit(v1.path()), Some(512 << 20));
+    }
+
+    #[test]
+    fn the_pool_keeps_a_reserve_and_meminfo_is_read_in_kib() {
+        assert_eq!(pool_bytes(256 << 20), 192 << 20);
+        assert_eq!(
+            pool_bytes(100 << 20),
+            50 << 20,
+            "never more than half in reserve"
+        );
+        assert_eq!(pool_bytes(8 << 30), 6 << 30);
+        let info = "MemTotal:       24576000 kB\nMemFree:        100 kB\n";
+        assert_eq!(parse_meminfo_total(info), Some(24_576_000 * 1024));
+    }
+}
