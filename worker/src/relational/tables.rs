@@ -212,56 +212,6 @@ pub fn columns(
     Ok(Arc::new(ProjectionExec::try_new(exprs, plan)?))
 }
 
-/// A physical plan seen as a table, so that logical steps can continue after an operator we
-/// placed ourselves (a final aggregation over shuffled partial states).
-#[derive(Debug)]
-pub struct ExecTable {
-    plan: Arc<dyn ExecutionPlan>,
-}
-
-impl ExecTable {
-    /// Wraps a physical plan.
-    pub fn new(plan: Arc<dyn ExecutionPlan>) -> Self {
-        ExecTable { plan }
-    }
-}
-
-#[async_trait]
-impl TableProvider for ExecTable {
-    fn schema(&self) -> SchemaRef {
-        self.plan.schema()
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::Temporary
-    }
-
-    async fn scan(
-        &self,
-        _state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        _limit: Option<usize>,
-    ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let Some(projection) = projection else {
-            return Ok(self.plan.clone());
-        };
-        let schema = self.plan.schema();
-        let exprs: Vec<(Arc<dyn datafusion::physical_expr::PhysicalExpr>, String)> = projection
-            .iter()
-            .map(|&i| {
-                let name = schema.field(i).name().clone();
-                (
-                    Arc::new(Column::new(&name, i))
-                        as Arc<dyn datafusion::physical_expr::PhysicalExpr>,
-                    name,
-                )
-            })
-            .collect();
-        Ok(Arc::new(ProjectionExec::try_new(exprs, self.plan.clone())?))
-    }
-}
-
 /// Rows per batch: `KASK_BATCH_SIZE`, else 65536. Measured on db-benchmark join q5 (2 cores):
 /// 8.6 s at DataFusion's default of 8192, 7.5 s at 65536; groupby questions unchanged.
 pub fn batch_size() -> usize {
