@@ -61,6 +61,9 @@ pub struct TaskReport {
     pub cpu_seconds: f64,
     /// The process's peak resident memory, in bytes.
     pub peak_memory_bytes: u64,
+    /// Bytes its tasks' operators spilled to disk to stay within the memory budget.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub spilled_bytes: u64,
     /// The committed output's manifest path (commit pod only); a job graph's main output.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<String>,
@@ -148,6 +151,10 @@ pub fn termination_message<T: Serialize>(value: &T) -> String {
         retryable: false,
     })
     .unwrap_or_default()
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[cfg(test)]

@@ -133,6 +133,9 @@ pub struct StageStatus {
     /// The largest peak resident memory of any of its pods, in bytes.
     #[serde(default)]
     pub peak_memory_bytes: u64,
+    /// Bytes its tasks spilled to disk to stay within their memory budget, summed.
+    #[serde(default)]
+    pub spilled_bytes: u64,
     /// Seconds from the stage's first pod start to its last pod's end.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seconds: Option<f64>,

@@ -596,6 +596,7 @@ impl Decider<'_> {
             .map(|r| r.peak_memory_bytes)
             .max()
             .unwrap_or(0);
+        stage.spilled_bytes = reports.iter().map(|r| r.spilled_bytes).sum();
     }
 
     fn finish_stage(&mut self, i: usize, job: &str) {

@@ -126,7 +126,7 @@ fn plan_report() -> String {
 
 fn task_report(tasks: u32, rows: u64) -> String {
     json!({"tasks": tasks, "rowsIn": rows, "bytesIn": 10, "rowsOut": rows, "bytesOut": 10,
-           "seconds": 1.0, "cpuSeconds": 0.5, "peakMemoryBytes": 1000})
+           "seconds": 1.0, "cpuSeconds": 0.5, "peakMemoryBytes": 1000, "spilledBytes": rows * 10})
     .to_string()
 }
 
@@ -372,6 +372,8 @@ fn a_finished_stage_starts_the_next() {
         (s0.succeeded, s0.rows_read, s0.seconds),
         (4, 150, Some(25.0))
     );
+    // Peak memory is the largest pod's; spilled bytes add up over the pods.
+    assert_eq!((s0.peak_memory_bytes, s0.spilled_bytes), (1000, 1500));
     assert!(
         d.actions
             .iter()

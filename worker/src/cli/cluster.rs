@@ -198,7 +198,7 @@ pub async fn status(name: &str, namespace: Option<&str>) -> Result<(), Error> {
     if !s.stages.is_empty() {
         println!();
         println!(
-            "{:<22} {:>7} {:>7} {:>7} {:>6} {:>12} {:>12} {:>10} {:>10} {:>8} {:>8}",
+            "{:<22} {:>7} {:>7} {:>7} {:>6} {:>12} {:>12} {:>10} {:>10} {:>8} {:>8} {:>8}",
             "STAGE",
             "TASKS",
             "DONE",
@@ -209,11 +209,12 @@ pub async fn status(name: &str, namespace: Option<&str>) -> Result<(), Error> {
             "BYTES IN",
             "CPU-S",
             "PEAK MEM",
+            "SPILLED",
             "TIME"
         );
         for st in &s.stages {
             println!(
-                "{:<22} {:>7} {:>7} {:>7} {:>6} {:>12} {:>12} {:>10} {:>10.1} {:>8} {:>8}",
+                "{:<22} {:>7} {:>7} {:>7} {:>6} {:>12} {:>12} {:>10} {:>10.1} {:>8} {:>8} {:>8}",
                 st.name,
                 st.tasks,
                 st.succeeded,
@@ -224,6 +225,7 @@ pub async fn status(name: &str, namespace: Option<&str>) -> Result<(), Error> {
                 human_bytes(st.bytes_read),
                 st.cpu_seconds,
                 human_bytes(st.peak_memory_bytes),
+                human_bytes(st.spilled_bytes),
                 st.seconds
                     .map(|t| format!("{t:.1}s"))
                     .unwrap_or_else(|| "-".into()),

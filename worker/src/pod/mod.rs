@@ -235,6 +235,7 @@ pub async fn run_stage(
         report.bytes_in += o.marker.bytes_in;
         report.rows_out += o.marker.rows_out;
         report.bytes_out += o.marker.bytes_out;
+        report.spilled_bytes += o.marker.spilled_bytes;
     }
     Usage::now().fill(&mut report);
     Ok(report)

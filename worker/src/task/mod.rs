@@ -23,6 +23,12 @@ pub fn df_message(e: &DataFusionError) -> String {
         DataFusionError::External(x) => x.to_string(),
         DataFusionError::SchemaError(s, _) => s.to_string(),
         DataFusionError::Plan(s) | DataFusionError::Execution(s) => s.clone(),
+        // An operator that cannot spill (or cannot spill enough) needed more than the pool.
+        DataFusionError::ResourcesExhausted(s) => format!(
+            "the task needed more memory than its budget allows ({s}); give the workers more \
+             memory (spec.resources.limits.memory, or kask run --memory) or more tasks \
+             (spec.shufflePartitions, a smaller targetTaskBytes)"
+        ),
         other => other.to_string(),
     };
     text.trim().to_string()

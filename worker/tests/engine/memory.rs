@@ -105,3 +105,20 @@ async fn a_groupby_with_more_groups_than_its_budget_holds_spills_and_is_exact() 
         .collect();
     assert_eq!(sorted(rows), sorted(want));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_too_small_to_spill_fails_saying_what_to_change() {
+    let lab = lab().await;
+    let spec = "  dataframe:\n    inputs: {t: {path: \"t/*.parquet\"}}\n    pipeline: [{source: t}, {sort: {by: [k]}}]\n  output: {path: res}\n";
+    let e = lab
+        .run_with_memory(spec, 1 << 20)
+        .await
+        .expect_err("a 512 KiB pool cannot hold a sort's merge buffers");
+    let text = e.to_string();
+    assert!(
+        text.contains("more memory than its budget allows")
+            && text.contains("spec.resources.limits.memory"),
+        "{text}"
+    );
+    assert!(lab.manifest("res").await.is_none(), "nothing committed");
+}

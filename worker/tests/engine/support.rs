@@ -254,6 +254,11 @@ impl Lab {
         self.run_with(spec_body, wrap, None).await
     }
 
+    /// Runs a job whose operators may use `memory` bytes (`kask run --memory`).
+    pub async fn run_with_memory(&self, spec_body: &str, memory: u64) -> Result<RunSummary, Error> {
+        self.run_with(spec_body, None, Some(memory)).await
+    }
+
     async fn run_with(
         &self,
         spec_body: &str,
