@@ -80,6 +80,17 @@ impl Budget {
         Ok(Budget::new(limit, source, spill_dir))
     }
 
+    /// Says in the log what the worker's operators may use, and why.
+    pub fn log(&self) {
+        tracing::info!(
+            limit = self.limit,
+            pool = self.pool,
+            source = ?self.source,
+            spill_dir = %self.spill_dir.display(),
+            "memory budget"
+        );
+    }
+
     /// A DataFusion runtime whose operators share this budget's pool and spill to its
     /// directory.
     pub fn runtime(&self) -> Result<Arc<RuntimeEnv>> {

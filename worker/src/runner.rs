@@ -173,13 +173,7 @@ pub async fn prepare(
         store = store.wrapped(|s| (w.0)(s))?;
     }
     let budget = crate::memory::Budget::detect(opts.memory)?;
-    info!(
-        limit = budget.limit,
-        pool = budget.pool,
-        source = ?budget.source,
-        spill_dir = %budget.spill_dir.display(),
-        "memory budget"
-    );
+    budget.log();
     let store = store.with_budget(&budget)?;
     let mut spec = job.spec.clone();
     spec.storage = Some(storage);
@@ -230,7 +224,8 @@ pub async fn prepare(
         Some(id) => id.to_string(),
         None => local_run_id(&store, &spec, &local_job_id(job, &listing)).await?,
     };
-    let mut plan = crate::relational::planner::plan_sql(&store, &id, &spec, &listing).await?;
+    let mut plan =
+        crate::relational::planner::plan_relational(&store, &id, &spec, &listing).await?;
     plan.job_name = job_name(job);
     info!(job = %plan.job_id, stages = plan.stages.len(), tasks = plan.total_tasks(), "planned");
     Ok((store, plan))

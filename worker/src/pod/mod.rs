@@ -170,13 +170,7 @@ fn parse_plan(body: &[u8], path: &str) -> Result<Plan> {
 /// Reads the plan at `plan_url`, with the store of the job's spec.
 pub async fn load_plan(spec: &DaskJobSpec, plan_url: &str) -> Result<(Store, Plan)> {
     let budget = crate::memory::Budget::detect(None)?;
-    info!(
-        limit = budget.limit,
-        pool = budget.pool,
-        source = ?budget.source,
-        spill_dir = %budget.spill_dir.display(),
-        "memory budget"
-    );
+    budget.log();
     let store = Store::from_storage(storage_of(spec)?)?.with_budget(&budget)?;
     let path = relative(&store, plan_url)?.to_string();
     let body = store.get(&path).await?;

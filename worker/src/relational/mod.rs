@@ -1,10 +1,10 @@
 //! Relational jobs: SQL queries and `dataframe` pipelines. DataFusion plans the queries (or
-//! the pipeline, compiled to a logical plan by [`pipeline`]) into one physical plan for the
-//! whole job, as if every task were a partition of one process; Kask then cuts that plan into stages at each
-//! exchange (a hash repartition, a coalesce, a sorted merge), the way Ballista's distributed
-//! planner does, but with Kask's stages: a stage's tasks are the partitions of its sub-plan,
-//! the exchange between stages is Kask's shuffle through the object store, and every task
-//! commits with a marker.
+//! the pipelines, compiled to logical plans by [`pipeline`]) into one physical plan for the
+//! whole job, as if every task were a partition of one process; Kask then cuts that plan into
+//! stages at each exchange (a hash repartition, a coalesce, a sorted merge), the way
+//! Ballista's distributed planner does, but with Kask's stages: a stage's tasks are the
+//! partitions of its sub-plan, the exchange between stages is Kask's shuffle through the
+//! object store, and every task commits with a marker.
 //!
 //! Stage plans reach the task pods as the spec and the plan's listing: every task plans the
 //! job again, deterministically, and refuses to run if its stage's sub-plan differs from

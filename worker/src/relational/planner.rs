@@ -1,12 +1,15 @@
-//! From an SQL job's spec and listing to its stages: the same function runs in the plan pod,
-//! which records the stages, and in every task, which finds its own stage in it.
+//! From a relational job's spec and listing to its stages (an SQL job's queries, or a
+//! dataframe job's pipelines): the same function runs in the plan pod, which records the
+//! stages, and in every task, which finds its own stage in it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use datafusion::catalog::TableProvider;
-use datafusion::datasource::ViewTable;
+use datafusion::common::TableReference;
+use datafusion::datasource::{ViewTable, provider_as_source};
 use datafusion::execution::context::SQLOptions;
+use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
 use datafusion::physical_plan::{ExecutionPlanProperties, displayable};
 use datafusion::prelude::SessionContext;
 
@@ -22,14 +25,11 @@ use crate::plan::listing::Listing;
 use crate::plan::tasks::{cut_input, dns_safe, input_plan};
 use crate::plan::{PLAN_VERSION, Plan, PlanSchema, Sink, Stage, StageSource};
 use crate::store::Store;
-use datafusion::common::TableReference;
-use datafusion::datasource::provider_as_source;
-use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
 use kask_api::DaskJobSpec;
 
 /// Plans an SQL job or a dataframe pipeline: its tables cut into tasks, its queries or its
 /// pipeline into stages.
-pub async fn plan_sql(
+pub async fn plan_relational(
     store: &Store,
     job_id: &str,
     spec: &DaskJobSpec,
@@ -40,7 +40,7 @@ pub async fn plan_sql(
         (None, Some(df)) => df.inputs.keys().collect(),
         (None, None) => {
             return Err(Error::internal(
-                "plan_sql on a job without sql or dataframe",
+                "plan_relational on a job without sql or dataframe",
             ));
         }
     };

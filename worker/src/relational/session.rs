@@ -1,5 +1,5 @@
-//! The DataFusion session an SQL job is planned and run in, the same in the plan pod and in
-//! every task, so that every process derives the same stages.
+//! The DataFusion session a relational job (SQL or a pipeline) is planned and run in, the
+//! same in the plan pod and in every task, so that every process derives the same stages.
 
 use std::sync::Arc;
 

@@ -1,4 +1,4 @@
-//! One task of an SQL stage: plan the query again, find the stage's sub-plan, check it is
+//! One task of a relational stage: plan the job again, find the stage's sub-plan, check it is
 //! the one the plan pod recorded, run partition `task` of it, and hand the rows to the sink.
 
 use std::sync::Arc;

@@ -1,40 +1,12 @@
 //! Dataframe job graphs in local mode: a view that several outputs use, and an output that a
 //! later output uses, are each computed once (counted from the plan and from the task
 //! markers); a view that one output uses is inlined; every output equals a plain
-//! implementation here, in its own format.
+//! implementation here, in its own format. The tables are the SQL graph tests'.
 
 use std::collections::BTreeMap;
 
-use crate::support::{Lab, V, batch, ints, sorted, strs};
-
-/// `a(k, x)`: 40 rows, keys 0..6 with nulls, x = 10·i, in 4 files.
-fn table_a() -> Vec<(Option<i64>, i64)> {
-    (0..40)
-        .map(|i| ((i % 9 != 4).then_some(i % 7), i * 10))
-        .collect()
-}
-
-/// `b(k, y)`: keys 3..10 with a null.
-fn table_b() -> Vec<(Option<i64>, String)> {
-    (0..15)
-        .map(|i| ((i != 7).then_some(3 + i % 8), format!("y{i}")))
-        .collect()
-}
-
-async fn lab() -> Lab {
-    let lab = Lab::local();
-    let a = table_a();
-    let k: Vec<Option<i64>> = a.iter().map(|r| r.0).collect();
-    let x: Vec<Option<i64>> = a.iter().map(|r| Some(r.1)).collect();
-    lab.put_partitioned("a", &batch(vec![("k", ints(&k)), ("x", ints(&x))]), 4, 5)
-        .await;
-    let b = table_b();
-    let k: Vec<Option<i64>> = b.iter().map(|r| r.0).collect();
-    let y: Vec<Option<&str>> = b.iter().map(|r| Some(r.1.as_str())).collect();
-    lab.put_partitioned("b", &batch(vec![("k", ints(&k)), ("y", strs(&y))]), 3, 5)
-        .await;
-    lab
-}
+use crate::sql_graph::{lab, table_a, table_b};
+use crate::support::{V, sorted};
 
 /// `big` feeds all three outputs; `by_k` is an output that `busy` reads; `small` is used by
 /// `top` only.

@@ -16,20 +16,20 @@ use kask_worker::task::recover::Lineage;
 use kask_worker::task::recover::Recoveries;
 
 /// `a(k, x)`: 40 rows, keys 0..6 with nulls, x = 10·i, in 4 files.
-fn table_a() -> Vec<(Option<i64>, i64)> {
+pub(crate) fn table_a() -> Vec<(Option<i64>, i64)> {
     (0..40)
         .map(|i| ((i % 9 != 4).then_some(i % 7), i * 10))
         .collect()
 }
 
 /// `b(k, y)`: keys 3..10 with a null.
-fn table_b() -> Vec<(Option<i64>, String)> {
+pub(crate) fn table_b() -> Vec<(Option<i64>, String)> {
     (0..15)
         .map(|i| ((i != 7).then_some(3 + i % 8), format!("y{i}")))
         .collect()
 }
 
-async fn lab() -> Lab {
+pub(crate) async fn lab() -> Lab {
     let lab = Lab::local();
     let a = table_a();
     let k: Vec<Option<i64>> = a.iter().map(|r| r.0).collect();
