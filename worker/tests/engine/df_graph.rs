@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::sql_graph::{lab, table_a, table_b};
+use crate::sql_graph::{big, csv_lines, lab, top_reference};
 use crate::support::{V, sorted};
 
 /// `big` feeds all three outputs; `by_k` is an output that `busy` reads; `small` is used by
@@ -35,10 +35,6 @@ const GRAPH: &str = r#"  dataframe:
   targetTaskBytes: 1
   shufflePartitions: 3
 "#;
-
-fn big() -> Vec<(Option<i64>, i64)> {
-    table_a().into_iter().filter(|r| r.1 >= 100).collect()
-}
 
 /// `k → (count, sum)` of `big`, without the null key (pandas' dropna).
 fn groups() -> BTreeMap<i64, (i64, i64)> {
@@ -116,28 +112,6 @@ async fn shared_pipelines_are_computed_once_and_every_output_is_exact() {
         .collect();
     assert_eq!(sorted(rows), sorted(want));
 
-    let small: Vec<i64> = table_b()
-        .iter()
-        .filter_map(|r| r.0)
-        .filter(|k| *k > 5)
-        .collect();
-    let mut top: Vec<(i64, i64)> = big()
-        .into_iter()
-        .filter_map(|(k, x)| k.filter(|k| small.contains(k)).map(|k| (k, x)))
-        .collect();
-    top.sort_by_key(|r| std::cmp::Reverse(r.1));
-    let mut want = vec!["k,x".to_string()];
-    want.extend(top.iter().take(4).map(|(k, x)| format!("{k},{x}")));
-    let m = lab.manifest("res/top").await.expect("top committed");
-    let mut lines = Vec::new();
-    for f in &m.files {
-        let body = lab
-            .store
-            .get(&format!("res/top/{}", f.path))
-            .await
-            .expect("a part file");
-        let text = String::from_utf8(body.to_vec()).expect("utf-8");
-        lines.extend(text.lines().map(str::to_string));
-    }
-    assert_eq!(lines, want);
+    // The same rows as the SQL graph's `top`: big's keys found in small, largest x first.
+    assert_eq!(csv_lines(&lab.store, "res/top").await, top_reference());
 }

@@ -63,7 +63,7 @@ fn graph(mode: &str) -> String {
     )
 }
 
-fn big() -> Vec<(Option<i64>, i64)> {
+pub(crate) fn big() -> Vec<(Option<i64>, i64)> {
     table_a().into_iter().filter(|r| r.1 >= 100).collect()
 }
 
@@ -83,7 +83,7 @@ fn by_k_reference() -> Vec<Vec<V>> {
 }
 
 /// The CSV lines of `top`, header first.
-fn top_reference() -> Vec<String> {
+pub(crate) fn top_reference() -> Vec<String> {
     let small: Vec<i64> = table_b()
         .iter()
         .filter_map(|r| r.0)
@@ -100,7 +100,7 @@ fn top_reference() -> Vec<String> {
 }
 
 /// The text of a CSV output's files, in manifest order.
-async fn csv_lines(store: &Store, out: &str) -> Vec<String> {
+pub(crate) async fn csv_lines(store: &Store, out: &str) -> Vec<String> {
     let m = read_manifest(store, out)
         .await
         .expect("manifest")
