@@ -13,6 +13,7 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    kask_worker::install_kinds();
     let args = cli::Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("KASK_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));

@@ -3,8 +3,9 @@
 use std::fmt::Write;
 
 use super::human_bytes as human;
-use kask_worker::array::ArrayStage;
+use kask_worker::array::{ArrayPlan, ArrayStage};
 use kask_worker::plan::{Op, Partial, Plan, Sink, StageSource};
+use kask_worker::relational::SqlStage;
 
 fn op_text(plan: &Plan, op: &Op) -> String {
     let step = |i: &usize| {
@@ -59,7 +60,9 @@ pub fn render(plan: &Plan, store_url: &str) -> String {
             t.output.path, t.format, t.output.mode
         );
     }
-    if let Some(a) = &plan.array {
+    if plan.kind == "array"
+        && let Ok(a) = ArrayPlan::of(plan)
+    {
         let _ = writeln!(
             s,
             "array {} of shape {:?}, chunks {:?}",
@@ -106,13 +109,13 @@ pub fn render(plan: &Plan, store_url: &str) -> String {
                 );
             }
             StageSource::Array => {
-                if let Some(a) = &st.array {
+                if let Ok(a) = &ArrayStage::of(st) {
                     let _ = writeln!(s, "  computes {}", array_text(a));
                 }
             }
             StageSource::Sql { reads } => {
-                let tables = st
-                    .sql
+                let sub_plan = SqlStage::of(st).ok();
+                let tables = sub_plan
                     .as_ref()
                     .map(|q| q.scanned_tables(plan))
                     .unwrap_or_default();
@@ -123,7 +126,7 @@ pub fn render(plan: &Plan, store_url: &str) -> String {
                         .map(|r| format!("the shuffle of {}", plan.stages[*r].name)),
                 );
                 let _ = writeln!(s, "  reads    {}", what.join(", "));
-                if let Some(q) = &st.sql {
+                if let Some(q) = &sub_plan {
                     let _ = writeln!(s, "  runs");
                     // A scan lists every file of its tasks: long lines are cut for a terminal.
                     for line in q.plan.lines() {

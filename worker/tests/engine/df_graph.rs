@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use crate::sql_graph::{big, csv_lines, lab, top_reference};
 use crate::support::{V, sorted};
+use kask_worker::relational::SqlStage;
 
 /// `big` feeds all three outputs; `by_k` is an output that `busy` reads; `small` is used by
 /// `top` only.
@@ -76,11 +77,7 @@ async fn shared_pipelines_are_computed_once_and_every_output_is_exact() {
     let scans_a = plan
         .stages
         .iter()
-        .filter(|s| {
-            s.sql
-                .as_ref()
-                .is_some_and(|q| q.scanned_tables(&plan).contains(&"a"))
-        })
+        .filter(|s| SqlStage::of(s).is_ok_and(|q| q.scanned_tables(&plan).contains(&"a")))
         .count();
     assert_eq!(scans_a, 1);
     let markers = store

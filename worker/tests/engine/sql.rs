@@ -5,6 +5,8 @@
 
 use crate::support::{Lab, V, batch, ints, sorted, strs};
 use kask_worker::Error;
+use kask_worker::plan::to_detail;
+use kask_worker::relational::SqlStage;
 
 /// `a(k, x)`: 40 rows, keys 0..7 with nulls, in 4 files of row groups of 5 rows.
 fn table_a() -> (
@@ -262,9 +264,9 @@ async fn a_task_refuses_a_stage_it_would_plan_differently() {
         .staged(&job("SELECT k, sum(x) FROM a GROUP BY k", 2))
         .await;
     let last = plan.stages.len() - 1;
-    if let Some(s) = plan.stages[last].sql.as_mut() {
-        s.plan = s.plan.replace("FinalPartitioned", "Final");
-    }
+    let mut changed = SqlStage::of(&plan.stages[last]).expect("an SQL stage");
+    changed.plan = changed.plan.replace("FinalPartitioned", "Final");
+    plan.stages[last].detail = to_detail(&changed).expect("serializes");
     let recoveries = kask_worker::task::recover::Recoveries::default();
     let attempt = "0123456789abcdef";
     let e = kask_worker::task::execute(&store, &plan, &recoveries, last, 0, attempt)

@@ -11,6 +11,7 @@ use crate::support::{Lab, V, batch, ints, sorted, strs};
 use kask_worker::commit::cleanup::abandon_job;
 use kask_worker::commit::verify::verify;
 use kask_worker::commit::{commit_all, lock, read_manifest};
+use kask_worker::relational::SqlStage;
 use kask_worker::store::Store;
 use kask_worker::task::recover::Lineage;
 use kask_worker::task::recover::Recoveries;
@@ -125,11 +126,7 @@ async fn a_view_two_outputs_use_is_computed_once_and_both_outputs_are_exact() {
     let scans_a: Vec<&str> = plan
         .stages
         .iter()
-        .filter(|s| {
-            s.sql
-                .as_ref()
-                .is_some_and(|q| q.scanned_tables(&plan).contains(&"a"))
-        })
+        .filter(|s| SqlStage::of(s).is_ok_and(|q| q.scanned_tables(&plan).contains(&"a")))
         .map(|s| s.name.as_str())
         .collect();
     assert_eq!(scans_a.len(), 1, "{scans_a:?}");

@@ -137,6 +137,7 @@ pub struct Lab {
 impl Lab {
     /// A fresh temporary directory used as `file://` storage.
     pub fn local() -> Lab {
+        kask_worker::install_kinds();
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::local_dir(dir.path()).expect("local store");
         Lab {
@@ -170,6 +171,7 @@ impl Lab {
     /// `None` when its environment is not set and nothing requires it (a developer's `cargo
     /// test`). Under `tests/run` (`KASK_REQUIRE_S3`) and in CI, a missing MinIO fails the test.
     pub fn s3() -> Option<Lab> {
+        kask_worker::install_kinds();
         let endpoint = std::env::var("KASK_S3_ENDPOINT").ok();
         let bucket = std::env::var("KASK_S3_BUCKET").ok();
         let (Some(endpoint), Some(bucket)) = (endpoint, bucket) else {

@@ -1,0 +1,107 @@
+//! The keyed states of `distinct` and `frequencies`: a value per record, by the record's
+//! canonical JSON. Strings that JSON writes without escapes (nearly every word of a word count)
+//! are kept in a map of their own, keyed by the string itself, so that the inner loop neither
+//! builds their JSON text nor hashes the quotes. A key lives in exactly one of the two maps,
+//! and [`Keys::into_map`] joins them under canonical JSON.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use super::canonical;
+
+/// A map with a hasher much faster than SipHash on short keys (foldhash, randomly seeded per
+/// map): the keys are the job's own data, hashed within one task.
+pub type Map<V> = HashMap<String, V, foldhash::fast::RandomState>;
+
+/// Values by canonical JSON.
+#[derive(Debug, Default)]
+pub struct Keys<V> {
+    /// Keys that are canonical JSON text.
+    json: Map<V>,
+    /// Strings that need no escaping, without their quotes.
+    plain: Map<V>,
+}
+
+/// Whether JSON writes `s` as `"s"`: the characters it escapes are all ASCII, and no byte of a
+/// multi-byte UTF-8 character is ASCII, so a byte scan suffices.
+fn is_plain(s: &str) -> bool {
+    !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20)
+}
+
+/// Updates `m[k]` with `f`, starting from the default; a key seen before costs no allocation.
+fn update<V: Default>(m: &mut Map<V>, k: &str, f: impl FnOnce(&mut V)) {
+    match m.get_mut(k) {
+        Some(v) => f(v),
+        None => {
+            let mut v = V::default();
+            f(&mut v);
+            m.insert(k.to_owned(), v);
+        }
+    }
+}
+
+impl<V: Default> Keys<V> {
+    /// Updates the value of a string record.
+    pub fn update_str(&mut self, s: &str, f: impl FnOnce(&mut V)) {
+        if is_plain(s) {
+            update(&mut self.plain, s, f);
+        } else {
+            update(&mut self.json, &canonical(&Value::String(s.to_owned())), f);
+        }
+    }
+
+    /// Updates the value of a record.
+    pub fn update_value(&mut self, v: &Value, f: impl FnOnce(&mut V)) {
+        match v {
+            Value::String(s) => self.update_str(s, f),
+            other => update(&mut self.json, &canonical(other), f),
+        }
+    }
+
+    /// Updates the value of a record given as canonical JSON text (a shuffle row's key).
+    pub fn update_canonical(&mut self, k: &str, f: impl FnOnce(&mut V)) {
+        match k.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+            Some(inner) if is_plain(inner) => update(&mut self.plain, inner, f),
+            _ => update(&mut self.json, k, f),
+        }
+    }
+
+    /// Every key as canonical JSON, with its value.
+    pub fn into_map(self) -> Map<V> {
+        let mut m = self.json;
+        m.reserve(self.plain.len());
+        for (k, v) in self.plain {
+            m.insert(format!("\"{k}\""), v);
+        }
+        m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Keys;
+    use crate::canonical;
+    use serde_json::{Value, json};
+
+    #[test]
+    fn one_key_however_it_arrives() {
+        let mut k: Keys<i64> = Keys::default();
+        let words = ["a", "a\"b", "tab\there", "é€", ""];
+        for w in words {
+            k.update_str(w, |n| *n += 1);
+            k.update_value(&Value::String(w.into()), |n| *n += 10);
+            k.update_canonical(&canonical(&json!(w)), |n| *n += 100);
+        }
+        k.update_value(&json!({"b": 1, "a": [1, "x"]}), |n| *n += 1);
+        k.update_canonical(&canonical(&json!({"a": [1, "x"], "b": 1})), |n| *n += 100);
+        k.update_value(&json!(1), |n| *n += 1);
+        let m = k.into_map();
+        assert_eq!(m.len(), words.len() + 2);
+        for w in words {
+            assert_eq!(m.get(&canonical(&json!(w))), Some(&111), "{w:?}");
+        }
+        assert_eq!(m.get(r#"{"a":[1,"x"],"b":1}"#), Some(&101));
+        assert_eq!(m.get("1"), Some(&1));
+    }
+}

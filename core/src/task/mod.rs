@@ -1,0 +1,103 @@
+//! One task: run it under the attempt's own prefix with its job kind ([`crate::kind`]), and commit it
+//! with a marker, exactly once in effect.
+
+pub mod recover;
+
+use std::time::Instant;
+
+use tracing::{Instrument, info, info_span};
+
+use crate::error::Result;
+use crate::marker::{TaskMarker, commit_task, read_marker};
+use crate::plan::Plan;
+use crate::store::Store;
+use recover::Recoveries;
+
+/// What running a task produced.
+#[derive(Clone, Debug)]
+pub struct TaskOutcome {
+    /// The committed marker (this attempt's, or an earlier attempt's).
+    pub marker: TaskMarker,
+    /// Whether an earlier attempt had already committed the task.
+    pub skipped: bool,
+}
+
+/// Runs task `task` of stage `stage`, exactly once in effect.
+pub async fn run_task(
+    store: &Store,
+    plan: &Plan,
+    recoveries: &Recoveries,
+    stage: usize,
+    task: usize,
+) -> Result<TaskOutcome> {
+    let st = &plan.stages[stage];
+    let span = info_span!("task", job = %plan.job_id, stage = %st.name, task);
+    async move {
+        if let Some(marker) = read_marker(store, plan, stage, task).await? {
+            return Ok(TaskOutcome { marker, skipped: true });
+        }
+        let attempt = format!("{:016x}", rand::random::<u64>());
+        let started = Instant::now();
+        let mut marker = execute(store, plan, recoveries, stage, task, &attempt).await?;
+        marker.seconds = started.elapsed().as_secs_f64();
+        match commit_task(store, plan, &marker).await? {
+            None => {
+                info!(
+                    rows_in = marker.rows_in,
+                    rows_out = marker.rows_out,
+                    bytes_in = marker.bytes_in,
+                    bytes_out = marker.bytes_out,
+                    seconds = marker.seconds,
+                    "task committed"
+                );
+                Ok(TaskOutcome { marker, skipped: false })
+            }
+            Some(winner) => {
+                info!(attempt, winner = %winner.attempt, "another attempt committed first; discarded this one");
+                Ok(TaskOutcome { marker: winner, skipped: true })
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// Runs one attempt of a task: its files under the attempt's prefix, and the marker that
+/// would commit them.
+pub async fn execute(
+    store: &Store,
+    plan: &Plan,
+    recoveries: &Recoveries,
+    stage: usize,
+    task: usize,
+    attempt: &str,
+) -> Result<TaskMarker> {
+    let lineage = recover::Lineage {
+        store,
+        plan,
+        recoveries,
+    };
+    let dir = plan.attempt_dir(stage, task, attempt);
+    let run = crate::kind::TaskRun {
+        store,
+        plan,
+        stage,
+        task,
+        dir: &dir,
+        lineage: &lineage,
+    };
+    let result = match crate::kind::of_plan(plan) {
+        Ok(kind) => kind.execute(&run).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(mut m) => {
+            m.attempt = attempt.to_string();
+            Ok(m)
+        }
+        Err(e) => {
+            let _ = store.delete_prefix(&dir).await;
+            Err(e)
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! The cutter: one physical plan for the whole job becomes stages. Wherever DataFusion moves
+//! rows between partitions — a hash repartition, a coalesce into one partition, a sorted
+//! merge — the plan below becomes a stage of its own whose tasks shuffle their rows, and the
+//! plan above reads them with a [`ShuffleReaderExec`] (a coalesce becomes the reader itself,
+//! which reads the tasks' rows in task order). Everything else runs inside a task, one
+//! partition per task.
+
+use std::sync::Arc;
+
+use datafusion::common::JoinType;
+use datafusion::physical_expr::Partitioning;
+use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+use datafusion::physical_plan::execution_plan::{ChildrenPropertiesMode, ReplaceChildrenOptions};
+use datafusion::physical_plan::joins::{HashJoinExec, NestedLoopJoinExec, PartitionMode};
+use datafusion::physical_plan::limit::GlobalLimitExec;
+use datafusion::physical_plan::repartition::RepartitionExec;
+use datafusion::physical_plan::sorts::sort::SortExec;
+use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
+use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
+
+use super::exchange::{ReadMode, ShuffleReaderExec, ShuffleSource, SinkKind};
+use kask_core::error::{Error, Result};
+
+/// One stage of the cut plan.
+#[derive(Debug)]
+pub struct CutStage {
+    /// The sub-plan; task `t` runs its partition `t`.
+    pub root: Arc<dyn ExecutionPlan>,
+    /// Where its rows go.
+    pub sink: SinkKind,
+    /// The earlier stages it reads.
+    pub reads: Vec<usize>,
+}
+
+/// Cuts `plan` into stages in the order they must run, after the `stages` cut before it (a
+/// job graph's views and other outputs), which its shuffle readers may read; the last stage
+/// sinks into `sink`. Returns the last stage's id.
+pub fn cut_into(
+    stages: &mut Vec<CutStage>,
+    plan: Arc<dyn ExecutionPlan>,
+    source: &Arc<dyn ShuffleSource>,
+    partitions: usize,
+    sink: SinkKind,
+) -> Result<usize> {
+    let root = cut_node(plan, source, partitions, stages)?;
+    Ok(push(stages, root, sink))
+}
+
+fn push(stages: &mut Vec<CutStage>, root: Arc<dyn ExecutionPlan>, sink: SinkKind) -> usize {
+    let mut reads = Vec::new();
+    readers(&root, &mut reads);
+    reads.sort_unstable();
+    reads.dedup();
+    stages.push(CutStage { root, sink, reads });
+    stages.len() - 1
+}
+
+fn readers(plan: &Arc<dyn ExecutionPlan>, out: &mut Vec<usize>) {
+    if let Some(r) = plan.downcast_ref::<ShuffleReaderExec>() {
+        out.push(r.stage());
+    }
+    for c in plan.children() {
+        readers(c, out);
+    }
+}
+
+fn partitions(plan: &Arc<dyn ExecutionPlan>) -> usize {
+    plan.output_partitioning().partition_count()
+}
+
+fn df(e: datafusion::error::DataFusionError) -> Error {
+    Error::internal(format!("cutting the SQL plan into stages: {e}"))
+}
+
+/// `plan` over new inputs, its properties derived from them.
+fn renew(
+    plan: Arc<dyn ExecutionPlan>,
+    children: Vec<Arc<dyn ExecutionPlan>>,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    plan.replace_children(
+        children,
+        ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute),
+    )
+    .map_err(df)
+}
+
+fn cut_node(
+    plan: Arc<dyn ExecutionPlan>,
+    source: &Arc<dyn ShuffleSource>,
+    n_partitions: usize,
+    stages: &mut Vec<CutStage>,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let plan = one_probe_partition(plan, n_partitions)?;
+    if let Some(rep) = plan.downcast_ref::<RepartitionExec>() {
+        let Partitioning::Hash(exprs, n) = rep.partitioning().clone() else {
+            return Err(Error::internal(format!(
+                "a repartition Kask cannot run across tasks: {}",
+                rep.partitioning()
+            )));
+        };
+        let preserve_order = rep.preserve_order();
+        let input = cut_node(Arc::clone(rep.input()), source, n_partitions, stages)?;
+        let schema = input.schema();
+        let ordering = input.output_ordering().cloned();
+        let id = push(stages, input, SinkKind::Hash(exprs.clone(), n));
+        let reader: Arc<dyn ExecutionPlan> = Arc::new(ShuffleReaderExec::new(
+            id,
+            ReadMode::Partition,
+            schema,
+            Partitioning::Hash(exprs, n),
+            Arc::clone(source),
+        ));
+        // Rows of one partition arrive from many tasks: sort them again where order mattered.
+        return match (preserve_order, ordering) {
+            (true, Some(o)) => Ok(Arc::new(
+                SortExec::new(o, reader).with_preserve_partitioning(true),
+            )),
+            _ => Ok(reader),
+        };
+    }
+    let coalesces = plan.is::<CoalescePartitionsExec>();
+    if (coalesces || plan.is::<SortPreservingMergeExec>())
+        && let [input] = plan.children().as_slice()
+    {
+        let input = cut_node(Arc::clone(input), source, n_partitions, stages)?;
+        let maps = partitions(&input);
+        if maps <= 1 {
+            return renew(plan, vec![input]);
+        }
+        let schema = input.schema();
+        let id = push(stages, input, SinkKind::Single);
+        if coalesces {
+            // The one partition, in map-task order: the same rows in the same order on every
+            // run, where a coalesce passes them on as they arrive.
+            let reader: Arc<dyn ExecutionPlan> = Arc::new(ShuffleReaderExec::new(
+                id,
+                ReadMode::Partition,
+                schema,
+                Partitioning::UnknownPartitioning(1),
+                Arc::clone(source),
+            ));
+            return Ok(match plan.fetch() {
+                Some(n) => Arc::new(GlobalLimitExec::new(reader, 0, Some(n))),
+                None => reader,
+            });
+        }
+        let reader: Arc<dyn ExecutionPlan> = Arc::new(ShuffleReaderExec::new(
+            id,
+            ReadMode::Map,
+            schema,
+            Partitioning::UnknownPartitioning(maps),
+            Arc::clone(source),
+        ));
+        return renew(plan, vec![reader]);
+    }
+    if matches!(plan.name(), "RecursiveQueryExec" | "WorkTableExec") {
+        return Err(Error::spec(
+            "spec.sql.query",
+            "recursive queries (WITH RECURSIVE) are not supported yet",
+        ));
+    }
+    let children: Vec<Arc<dyn ExecutionPlan>> = plan.children().into_iter().cloned().collect();
+    if children.is_empty() {
+        return Ok(plan);
+    }
+    let broadcast = read_whole_in_every_task(&plan);
+    let cut_children = children
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| match (i, &broadcast) {
+            (0, Some(left)) => Ok(Arc::clone(left)),
+            _ => cut_node(c, source, n_partitions, stages),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    renew(plan, cut_children)
+}
+
+/// The build side of a join that collects it whole, when every task can read it whole on its
+/// own: a coalesce over a sub-plan without exchanges (a small table, filtered and projected).
+/// Every task then scans the table itself, as a broadcast, instead of waiting for a stage
+/// that would gather the same rows into the shuffle for each task to read whole anyway.
+fn read_whole_in_every_task(plan: &Arc<dyn ExecutionPlan>) -> Option<Arc<dyn ExecutionPlan>> {
+    let j = plan.downcast_ref::<HashJoinExec>()?;
+    if *j.partition_mode() != PartitionMode::CollectLeft {
+        return None;
+    }
+    let left = j.left();
+    let whole = left.is::<CoalescePartitionsExec>()
+        && left.children().len() == 1
+        && !left.children().into_iter().any(has_exchange);
+    whole.then(|| Arc::clone(left))
+}
+
+fn has_exchange(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    plan.is::<RepartitionExec>()
+        || plan.is::<CoalescePartitionsExec>()
+        || plan.is::<SortPreservingMergeExec>()
+        || plan.children().into_iter().any(has_exchange)
+}
+
+/// Whether a join that collects its left side emits left rows after it has seen every right
+/// row (unmatched rows, semi and anti joins, marks): in one process the last partition to
+/// finish does that once; in separate tasks every task would.
+fn needs_every_right_row(t: JoinType) -> bool {
+    matches!(
+        t,
+        JoinType::Left
+            | JoinType::Full
+            | JoinType::LeftSemi
+            | JoinType::LeftAnti
+            | JoinType::LeftMark
+    )
+}
+
+/// A join that collects its left side and emits left rows once it has seen every right row
+/// cannot run in several tasks as it is. A hash join becomes a partitioned one (both sides
+/// hash-repartitioned on its keys, into the partitions of the job's other exchanges), as
+/// DataFusion plans it when the left side is not small. A nested-loop join, which has no
+/// keys, and a null-aware anti join (`NOT IN`), whose answer depends on whether any right
+/// key is null, get one task (the right side coalesced into one partition).
+fn one_probe_partition(
+    plan: Arc<dyn ExecutionPlan>,
+    n_partitions: usize,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    if let Some(j) = plan.downcast_ref::<HashJoinExec>()
+        && *j.partition_mode() == PartitionMode::CollectLeft
+        && needs_every_right_row(*j.join_type())
+        && partitions(j.right()) > 1
+        && !j.null_aware
+    {
+        let (left_keys, right_keys): (Vec<_>, Vec<_>) = j.on().iter().cloned().unzip();
+        let n = n_partitions.max(1);
+        let left: Arc<dyn ExecutionPlan> = Arc::new(
+            RepartitionExec::try_new(Arc::clone(j.left()), Partitioning::Hash(left_keys, n))
+                .map_err(df)?,
+        );
+        let right: Arc<dyn ExecutionPlan> = Arc::new(
+            RepartitionExec::try_new(Arc::clone(j.right()), Partitioning::Hash(right_keys, n))
+                .map_err(df)?,
+        );
+        return j
+            .builder()
+            .with_partition_mode(PartitionMode::Partitioned)
+            .with_new_children(vec![left, right])
+            .map_err(df)?
+            .recompute_properties()
+            .reset_state()
+            .build_exec()
+            .map_err(df);
+    }
+    let collected_left = if let Some(j) = plan.downcast_ref::<HashJoinExec>() {
+        (*j.partition_mode() == PartitionMode::CollectLeft && needs_every_right_row(*j.join_type()))
+            .then(|| (Arc::clone(j.left()), Arc::clone(j.right())))
+    } else if let Some(j) = plan.downcast_ref::<NestedLoopJoinExec>() {
+        needs_every_right_row(*j.join_type()).then(|| (Arc::clone(j.left()), Arc::clone(j.right())))
+    } else {
+        None
+    };
+    match collected_left {
+        Some((left, right)) if partitions(&right) > 1 => {
+            let right: Arc<dyn ExecutionPlan> = Arc::new(CoalescePartitionsExec::new(right));
+            renew(plan, vec![left, right])
+        }
+        _ => Ok(plan),
+    }
+}

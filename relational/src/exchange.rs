@@ -1,0 +1,265 @@
+//! The two ends of an exchange between stages. The lower stage's tasks write their rows to
+//! Kask's shuffle ([`ShuffleSink`]); the upper stage reads them back through
+//! [`ShuffleReaderExec`], a leaf of its sub-plan that stands where DataFusion had placed a
+//! repartition or the input of a coalesce.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::TaskContext;
+use datafusion::physical_expr::{EquivalenceProperties, Partitioning, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream,
+};
+use futures::{StreamExt, TryStreamExt};
+
+use kask_core::error::{Error, Result};
+
+/// Where an upper stage's reader gets a lower stage's shuffled rows.
+#[async_trait]
+pub trait ShuffleSource: Send + Sync + fmt::Debug {
+    /// Partition `partition` of stage `stage`'s shuffle, from every map task.
+    async fn partition(&self, stage: usize, partition: usize) -> Result<Vec<RecordBatch>>;
+    /// Partition 0 of stage `stage`'s shuffle as map task `map` wrote it.
+    async fn map_output(&self, stage: usize, map: usize) -> Result<Vec<RecordBatch>>;
+}
+
+/// The source of a plan that is only displayed and cut, never run (the plan pod's).
+#[derive(Debug)]
+pub struct PlanningOnly;
+
+#[async_trait]
+impl ShuffleSource for PlanningOnly {
+    async fn partition(&self, _stage: usize, _partition: usize) -> Result<Vec<RecordBatch>> {
+        Err(Error::internal("a plan made for planning only was run"))
+    }
+    async fn map_output(&self, _stage: usize, _map: usize) -> Result<Vec<RecordBatch>> {
+        Err(Error::internal("a plan made for planning only was run"))
+    }
+}
+
+/// Which rows a reader's partition `p` holds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ReadMode {
+    /// Partition `p` of the shuffle, from every map task (after a hash exchange).
+    Partition,
+    /// Everything map task `p` wrote (below a coalesce or a sorted merge, whose map tasks
+    /// each wrote one partition).
+    Map,
+}
+
+/// A leaf that reads an earlier stage's shuffle.
+#[derive(Debug)]
+pub struct ShuffleReaderExec {
+    stage: usize,
+    mode: ReadMode,
+    schema: SchemaRef,
+    properties: Arc<PlanProperties>,
+    source: Arc<dyn ShuffleSource>,
+}
+
+impl ShuffleReaderExec {
+    /// A reader of stage `stage` with the partitioning the exchange it replaces had.
+    pub fn new(
+        stage: usize,
+        mode: ReadMode,
+        schema: SchemaRef,
+        partitioning: Partitioning,
+        source: Arc<dyn ShuffleSource>,
+    ) -> Self {
+        let properties = PlanProperties::new(
+            EquivalenceProperties::new(Arc::clone(&schema)),
+            partitioning,
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        );
+        ShuffleReaderExec {
+            stage,
+            mode,
+            schema,
+            properties: Arc::new(properties),
+            source,
+        }
+    }
+
+    /// The stage it reads.
+    pub fn stage(&self) -> usize {
+        self.stage
+    }
+}
+
+impl DisplayAs for ShuffleReaderExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        let how = match self.mode {
+            ReadMode::Partition => "one partition from every task",
+            ReadMode::Map => "each task's output as a partition",
+        };
+        write!(
+            f,
+            "ShuffleReaderExec: stage={}, partitions={}, reads {how}",
+            self.stage,
+            self.properties.partitioning.partition_count()
+        )
+    }
+}
+
+impl ExecutionPlan for ShuffleReaderExec {
+    fn name(&self) -> &str {
+        "ShuffleReaderExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DfResult<TreeNodeRecursion>,
+    ) -> DfResult<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        if children.is_empty() {
+            Ok(self)
+        } else {
+            Err(DataFusionError::Internal(
+                "ShuffleReaderExec has no inputs".into(),
+            ))
+        }
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        _context: Arc<TaskContext>,
+    ) -> DfResult<SendableRecordBatchStream> {
+        let source = Arc::clone(&self.source);
+        let stage = self.stage;
+        let mode = self.mode;
+        let read = async move {
+            let batches = match mode {
+                ReadMode::Partition => source.partition(stage, partition).await,
+                ReadMode::Map => source.map_output(stage, partition).await,
+            };
+            batches.map_err(|e| DataFusionError::External(Box::new(e)))
+        };
+        let stream = futures::stream::once(read)
+            .map_ok(|batches| futures::stream::iter(batches.into_iter().map(Ok)))
+            .try_flatten();
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            Arc::clone(&self.schema),
+            stream.boxed(),
+        )))
+    }
+}
+
+/// How a stage's task hands its rows to the next stage.
+#[derive(Clone, Debug)]
+pub enum SinkKind {
+    /// The job's output files.
+    Output,
+    /// Hash-partitioned by these expressions into this many partitions, as DataFusion's
+    /// repartition would.
+    Hash(Vec<Arc<dyn PhysicalExpr>>, usize),
+    /// Everything into one partition.
+    Single,
+}
+
+/// A shuffle source of a running task: the job's store and plan, and the first error met,
+/// kept whole (DataFusion would pass on only its text).
+pub struct TaskShuffles {
+    store: kask_core::store::Store,
+    plan: Arc<kask_core::plan::Plan>,
+    recoveries: kask_core::task::recover::Recoveries,
+    /// The first error, with its kind (a store that failed is worth another attempt).
+    pub error: Mutex<Option<Error>>,
+    /// Bytes and rows read from shuffles.
+    pub read: Mutex<(u64, u64)>,
+}
+
+impl fmt::Debug for TaskShuffles {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "TaskShuffles({})", self.plan.job_id)
+    }
+}
+
+impl TaskShuffles {
+    /// The shuffles of `plan` in `store`.
+    pub fn new(store: kask_core::store::Store, plan: Arc<kask_core::plan::Plan>) -> Self {
+        TaskShuffles {
+            store,
+            plan,
+            recoveries: kask_core::task::recover::Recoveries::default(),
+            error: Mutex::new(None),
+            read: Mutex::new((0, 0)),
+        }
+    }
+
+    fn keep<T>(&self, r: Result<T>) -> Result<T> {
+        match r {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                let text = e.to_string();
+                if let Ok(mut first) = self.error.lock()
+                    && first.is_none()
+                {
+                    *first = Some(e);
+                }
+                Err(Error::internal(text))
+            }
+        }
+    }
+
+    fn count(&self, bytes: u64, batches: &[RecordBatch]) {
+        let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+        if let Ok(mut r) = self.read.lock() {
+            r.0 += bytes;
+            r.1 += rows;
+        }
+    }
+}
+
+#[async_trait]
+impl ShuffleSource for TaskShuffles {
+    async fn partition(&self, stage: usize, partition: usize) -> Result<Vec<RecordBatch>> {
+        let lineage = kask_core::task::recover::Lineage {
+            store: &self.store,
+            plan: &self.plan,
+            recoveries: &self.recoveries,
+        };
+        let r =
+            kask_core::shuffle::read_partition(&self.store, &self.plan, stage, partition, &lineage)
+                .await;
+        let (batches, bytes) = self.keep(r)?;
+        self.count(bytes, &batches);
+        Ok(batches)
+    }
+
+    async fn map_output(&self, stage: usize, map: usize) -> Result<Vec<RecordBatch>> {
+        let lineage = kask_core::task::recover::Lineage {
+            store: &self.store,
+            plan: &self.plan,
+            recoveries: &self.recoveries,
+        };
+        let r = kask_core::shuffle::read_map_output(&self.store, &self.plan, stage, map, &lineage)
+            .await;
+        let (batches, bytes) = self.keep(r)?;
+        self.count(bytes, &batches);
+        Ok(batches)
+    }
+}

@@ -1,0 +1,88 @@
+//! Relational jobs: SQL queries and `dataframe` pipelines. DataFusion plans the queries (or
+//! the pipelines, compiled to logical plans by [`pipeline`]) into one physical plan for the
+//! whole job, as if every task were a partition of one process; Kask then cuts that plan into
+//! stages at each exchange (a hash repartition, a coalesce, a sorted merge), the way
+//! Ballista's distributed planner does, but with Kask's stages: a stage's tasks are the
+//! partitions of its sub-plan, the exchange between stages is Kask's shuffle through the
+//! object store, and every task commits with a marker.
+//!
+//! Stage plans reach the task pods as the spec and the plan's listing: every task plans the
+//! job again, deterministically, and refuses to run if its stage's sub-plan differs from
+//! the one the plan pod recorded.
+
+pub mod csv_guard;
+pub mod cut;
+pub mod diagnose;
+pub mod errors;
+pub mod exchange;
+pub mod graph;
+mod kind;
+pub mod merge;
+pub mod pipeline;
+pub mod planner;
+pub mod session;
+pub mod steps;
+pub mod tables;
+pub mod task;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use kask_core::plan::{Fragment, Plan, Stage};
+use kask_core::{Error, Result};
+
+pub use kind::Relational;
+
+/// What an SQL job's plan adds to [`kask_core::plan::Plan`].
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SqlPlan {
+    /// The partitions of every hash exchange.
+    pub partitions: usize,
+    /// Each table's byte ranges, one list per scan task.
+    pub tables: BTreeMap<String, Vec<Vec<Fragment>>>,
+}
+
+/// One stage's sub-plan.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SqlStage {
+    /// The sub-plan as DataFusion displays it, with the shuffle readers of earlier stages
+    /// as its leaves. A task refuses to run a sub-plan that differs.
+    pub plan: String,
+}
+
+impl SqlStage {
+    /// The tables whose files this stage's sub-plan scans.
+    pub fn scanned_tables<'a>(&self, plan: &'a Plan) -> Vec<&'a str> {
+        plan.inputs
+            .iter()
+            .filter(|(_, i)| {
+                i.files
+                    .iter()
+                    .any(|f| self.plan.contains(&format!("/{}", f.path)))
+            })
+            .map(|(name, _)| name.as_str())
+            .collect()
+    }
+}
+
+impl SqlPlan {
+    /// The SQL part of `plan`.
+    pub fn of(plan: &Plan) -> Result<SqlPlan> {
+        plan.detail()
+    }
+}
+
+impl SqlStage {
+    /// The sub-plan of `stage`, which every stage of a relational plan has.
+    pub fn of(stage: &Stage) -> Result<SqlStage> {
+        stage.detail()?.ok_or_else(|| {
+            Error::internal(format!(
+                "stage {} of an SQL plan has no sub-plan",
+                stage.name
+            ))
+        })
+    }
+}

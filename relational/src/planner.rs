@@ -1,0 +1,428 @@
+//! From a relational job's spec and listing to its stages (an SQL job's queries, or a
+//! dataframe job's pipelines): the same function runs in the plan pod, which records the
+//! stages, and in every task, which finds its own stage in it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use datafusion::catalog::TableProvider;
+use datafusion::common::TableReference;
+use datafusion::datasource::{ViewTable, provider_as_source};
+use datafusion::execution::context::SQLOptions;
+use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
+use datafusion::physical_plan::{ExecutionPlanProperties, displayable};
+use datafusion::prelude::SessionContext;
+use tracing::info;
+
+use super::cut::{CutStage, cut_into};
+use super::errors::query_error;
+use super::exchange::{PlanningOnly, ShuffleSource, SinkKind};
+use super::graph::{StageTable, shared_views};
+use super::pipeline;
+use super::session::{register_tables, session};
+use super::{SqlPlan, SqlStage};
+use kask_api::DaskJobSpec;
+use kask_core::error::{Error, Result};
+use kask_core::kind::JobIds;
+use kask_core::plan::listing::{Listing, list_inputs};
+use kask_core::plan::tasks::{cut_input, dns_safe, input_plan};
+use kask_core::plan::{
+    OutputStage, PLAN_VERSION, Plan, PlanSchema, Sink, Stage, StageSource, to_detail,
+};
+use kask_core::store::Store;
+
+/// Lists a relational job's tables and plans it, under the id `ids` gives for what it reads.
+pub async fn list_and_plan(store: &Store, spec: &DaskJobSpec, ids: &dyn JobIds) -> Result<Plan> {
+    let tables = match (&spec.dataframe, &spec.sql) {
+        (Some(df), _) => &df.inputs,
+        (None, Some(sql)) => &sql.tables,
+        (None, None) => {
+            return Err(Error::internal(
+                "a relational plan for a job of another kind",
+            ));
+        }
+    };
+    let listing = list_inputs(store, tables, &crate::tables::session(store)).await?;
+    let files: usize = listing.inputs.values().map(|i| i.files.len()).sum();
+    info!(files, "listed the inputs");
+    // What identifies the inputs' contents: names, and each file's path, size and version.
+    let mut fingerprint = Vec::new();
+    for (name, input) in &listing.inputs {
+        fingerprint.push(name.clone());
+        for f in &input.files {
+            fingerprint.push(format!("{}:{}:{}", f.path, f.size, f.version));
+        }
+    }
+    let id = ids.id(store, &fingerprint).await?;
+    plan_relational(store, &id, spec, &listing).await
+}
+
+/// Plans an SQL job or a dataframe pipeline: its tables cut into tasks, its queries or its
+/// pipeline into stages.
+pub async fn plan_relational(
+    store: &Store,
+    job_id: &str,
+    spec: &DaskJobSpec,
+    listing: &Listing,
+) -> Result<Plan> {
+    let names: Vec<&String> = match (&spec.sql, &spec.dataframe) {
+        (Some(sql), _) => sql.tables.keys().collect(),
+        (None, Some(df)) => df.inputs.keys().collect(),
+        (None, None) => {
+            return Err(Error::internal(
+                "plan_relational on a job without sql or dataframe",
+            ));
+        }
+    };
+    let target = spec.target_task_bytes();
+    let tables: BTreeMap<String, Vec<Vec<kask_core::plan::Fragment>>> = names
+        .into_iter()
+        .map(|name| {
+            let listed = listing
+                .inputs
+                .get(name)
+                .ok_or_else(|| Error::internal(format!("table {name:?} was not listed")))?;
+            Ok((name.clone(), cut_input(listed, target)))
+        })
+        .collect::<Result<_>>()?;
+    let widest = tables.values().map(Vec::len).max().unwrap_or(1);
+    // A job whose every table is one task runs whole in that task: a shuffle would only move
+    // its rows around.
+    let partitions = if widest <= 1 {
+        1
+    } else {
+        spec.shuffle_partitions
+            .map(|p| p as usize)
+            .unwrap_or_else(|| widest.min(spec.workers() as usize))
+            .max(1)
+    };
+    let mut plan = Plan {
+        version: PLAN_VERSION,
+        job_id: job_id.to_string(),
+        job_name: String::new(),
+        spec: spec.clone(),
+        inputs: listing
+            .inputs
+            .iter()
+            .map(|(name, l)| (name.clone(), input_plan(l)))
+            .collect(),
+        stages: vec![],
+        kind: "relational".into(),
+        detail: to_detail(&SqlPlan { partitions, tables })?,
+        output_stages: vec![],
+    };
+    let source: Arc<dyn ShuffleSource> = Arc::new(PlanningOnly);
+    let cut = stages_of(store, &plan, &source).await?;
+    let feeds = feeds(&cut);
+    plan.stages = cut
+        .stages
+        .iter()
+        .enumerate()
+        .map(|(id, c)| {
+            let view = cut.views.iter().find(|(_, s)| *s == id).map(|(v, _)| v);
+            stage(id, c, &plan, view, feeds[id].clone())
+        })
+        .collect::<Result<_>>()?;
+    plan.output_stages = cut.targets;
+    Ok(plan)
+}
+
+/// Plans the job's views and queries again and cuts them, with `source` behind their shuffle
+/// readers: the shared views' stages first, then each output's.
+pub async fn stages_of(store: &Store, plan: &Plan, source: &Arc<dyn ShuffleSource>) -> Result<Cut> {
+    let partitions = SqlPlan::of(plan)?.partitions;
+    let Some(sql) = plan.spec.sql.as_ref() else {
+        return pipeline_stages(store, plan, source, partitions).await;
+    };
+    let ctx = session(store, &plan.spec, partitions);
+    register_tables(&ctx, store, plan)?;
+    let only_queries = SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false);
+    let shared = shared_views(&ctx, sql)?;
+    let mut stages = Vec::new();
+    let mut views = Vec::new();
+    for (name, query) in &sql.views {
+        let at = format!("spec.sql.views.{name}");
+        let view = ctx
+            .sql_with_options(query, only_queries)
+            .await
+            .map_err(|e| query_error(&ctx, &at, &e))?;
+        let table: Arc<dyn TableProvider> = if shared.contains(&name.to_ascii_lowercase()) {
+            let physical = view
+                .create_physical_plan()
+                .await
+                .map_err(|e| query_error(&ctx, &at, &e))?;
+            let last = cut_into(&mut stages, physical, source, partitions, SinkKind::Single)?;
+            views.push((name.clone(), last));
+            let root = &stages[last].root;
+            Arc::new(StageTable::new(
+                last,
+                root.output_partitioning().partition_count(),
+                root.schema(),
+                Arc::clone(source),
+            ))
+        } else {
+            Arc::new(ViewTable::new(
+                view.into_unoptimized_plan(),
+                Some(query.clone()),
+            ))
+        };
+        ctx.register_table(name.as_str(), table)
+            .map_err(|e| query_error(&ctx, &at, &e))?;
+    }
+    let queries: Vec<(String, String, &str)> = match &sql.query {
+        Some(q) => vec![("output".into(), "spec.sql.query".into(), q.as_str())],
+        None => sql
+            .outputs
+            .iter()
+            .map(|(n, o)| {
+                (
+                    n.clone(),
+                    format!("spec.sql.outputs.{n}.query"),
+                    o.query.as_str(),
+                )
+            })
+            .collect(),
+    };
+    let mut targets = Vec::new();
+    for (name, at, query) in queries {
+        let df = ctx
+            .sql_with_options(query, only_queries)
+            .await
+            .map_err(|e| query_error(&ctx, &at, &e))?;
+        let physical = df
+            .create_physical_plan()
+            .await
+            .map_err(|e| query_error(&ctx, &at, &e))?;
+        let last = cut_into(&mut stages, physical, source, partitions, SinkKind::Output)?;
+        targets.push(OutputStage { name, stage: last });
+    }
+    Ok(Cut {
+        ctx,
+        stages,
+        targets,
+        views,
+    })
+}
+
+/// A dataframe job's pipelines, each planned as one logical plan and cut like a query: the
+/// shared ones (see [`pipeline::shared`]) into stages that keep their rows for the later
+/// pipelines to read, the others inlined into the pipelines that use them.
+async fn pipeline_stages(
+    store: &Store,
+    plan: &Plan,
+    source: &Arc<dyn ShuffleSource>,
+    partitions: usize,
+) -> Result<Cut> {
+    let df = plan
+        .spec
+        .dataframe
+        .as_ref()
+        .ok_or_else(|| Error::internal("a plan of neither SQL nor a dataframe pipeline"))?;
+    let ctx = session(store, &plan.spec, partitions);
+    let shared = pipeline::shared(df);
+    let mut before: HashMap<String, LogicalPlan> = HashMap::new();
+    let (mut stages, mut targets, mut views) = (Vec::new(), Vec::new(), Vec::new());
+    for p in df.pipelines() {
+        let lp = pipeline::logical(&ctx, store, plan, &p, &before)?;
+        let lp = if shared.contains(&p.name) {
+            let physical = physical_of(&ctx, &lp, &p.field).await?;
+            let last = cut_into(&mut stages, physical, source, partitions, SinkKind::Single)?;
+            views.push((p.name.clone(), last));
+            let root = &stages[last].root;
+            let table = StageTable::new(
+                last,
+                root.output_partitioning().partition_count(),
+                root.schema(),
+                Arc::clone(source),
+            );
+            let scan = LogicalPlanBuilder::scan(
+                TableReference::bare(p.name.as_str()),
+                provider_as_source(Arc::new(table)),
+                None,
+            )
+            .and_then(LogicalPlanBuilder::build)
+            .map_err(|e| pipeline_error(&p.field, &e))?;
+            before.insert(p.name.clone(), scan.clone());
+            scan
+        } else {
+            lp
+        };
+        if p.is_output {
+            let physical = physical_of(&ctx, &lp, &p.field).await?;
+            let last = cut_into(&mut stages, physical, source, partitions, SinkKind::Output)?;
+            targets.push(OutputStage {
+                name: p.name.clone(),
+                stage: last,
+            });
+        } else {
+            before.entry(p.name.clone()).or_insert(lp);
+        }
+    }
+    Ok(Cut {
+        ctx,
+        stages,
+        targets,
+        views,
+    })
+}
+
+async fn physical_of(
+    ctx: &SessionContext,
+    lp: &LogicalPlan,
+    field: &str,
+) -> Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+    ctx.state()
+        .create_physical_plan(lp)
+        .await
+        .map_err(|e| pipeline_error(field, &e))
+}
+
+/// An error that the pipeline's steps did not catch while they were built: a type that the
+/// optimizer's coercion finds wrong, for one.
+fn pipeline_error(field: &str, e: &datafusion::error::DataFusionError) -> Error {
+    Error::spec(field, kask_core::error::df_message(e))
+}
+
+/// A job's plan cut into stages, and the session that planned it (a task runs its stage in it).
+pub struct Cut {
+    pub ctx: SessionContext,
+    pub stages: Vec<CutStage>,
+    /// The stage that writes each output, in the spec's order.
+    pub targets: Vec<OutputStage>,
+    /// The shared views, each with the stage that keeps its rows.
+    pub views: Vec<(String, usize)>,
+}
+
+/// The text a task compares its own sub-plan with.
+pub fn plan_text(root: &Arc<dyn datafusion::physical_plan::ExecutionPlan>) -> String {
+    displayable(root.as_ref()).indent(true).to_string()
+}
+
+/// The outputs each stage feeds: those whose last stage reads it, through any number of
+/// stages (a shared view's stages feed several).
+fn feeds(cut: &Cut) -> Vec<Vec<String>> {
+    let mut feeds = vec![Vec::new(); cut.stages.len()];
+    for t in &cut.targets {
+        let mut todo = vec![t.stage];
+        let mut seen = BTreeSet::new();
+        while let Some(s) = todo.pop() {
+            if seen.insert(s) {
+                feeds[s].push(t.name.clone());
+                todo.extend(cut.stages[s].reads.iter().copied());
+            }
+        }
+    }
+    feeds
+}
+
+fn stage(
+    id: usize,
+    c: &CutStage,
+    plan: &Plan,
+    view: Option<&String>,
+    feeds: Vec<String>,
+) -> Result<Stage> {
+    let sink = match &c.sink {
+        SinkKind::Output => Sink::Output,
+        SinkKind::Hash(exprs, n) => Sink::Shuffle {
+            partitions: *n,
+            keys: exprs.iter().map(|e| e.to_string()).collect(),
+            partial: kask_core::plan::Partial::None,
+        },
+        SinkKind::Single => Sink::Shuffle {
+            partitions: 1,
+            keys: vec![],
+            partial: kask_core::plan::Partial::None,
+        },
+    };
+    let sql = SqlStage {
+        plan: plan_text(&c.root),
+    };
+    // A stage that reads one table and no other stage is named after the table, whatever it
+    // does before its shuffle (`s0-scan-orders`); a shared view's last stage, after the view.
+    let what = match (view, kind(&c.root), sql.scanned_tables(plan).as_slice()) {
+        (Some(view), _, _) => format!("view-{}", dns_safe(view)),
+        (None, _, [table]) if c.reads.is_empty() => format!("scan-{}", dns_safe(table)),
+        (None, kind, _) if plan.spec.dataframe.is_some() => pipeline_word(kind, &c.root, plan),
+        (None, kind, _) => kind.to_string(),
+    };
+    Ok(Stage {
+        id,
+        name: format!("s{id}-{what}"),
+        source: StageSource::Sql {
+            reads: c.reads.clone(),
+        },
+        ops: vec![],
+        sink,
+        tasks: c.root.output_partitioning().partition_count().max(1),
+        fragments: vec![],
+        task_bytes: vec![],
+        output_schema: PlanSchema(c.root.schema()),
+        detail: to_detail(&sql)?,
+        feeds,
+    })
+}
+
+/// A word for what a stage mostly does, for its name.
+fn kind(root: &Arc<dyn datafusion::physical_plan::ExecutionPlan>) -> &'static str {
+    let mut names = Vec::new();
+    collect_names(root, &mut names);
+    let has = |n: &str| names.iter().any(|x| x.contains(n));
+    if has("Join") {
+        "join"
+    } else if has("Window") {
+        "window"
+    } else if has("Aggregate") {
+        "aggregate"
+    } else if has("Sort") {
+        "sort"
+    } else if has("DataSourceExec") {
+        "scan"
+    } else {
+        "select"
+    }
+}
+
+/// The pipeline step a stage of a dataframe job mostly does, in the pipeline's words.
+fn pipeline_word(
+    kind: &str,
+    root: &Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+    plan: &Plan,
+) -> String {
+    let has_step = |f: fn(&kask_api::StepRef<'_>) -> bool| {
+        plan.spec
+            .dataframe
+            .iter()
+            .flat_map(|d| d.pipelines())
+            .flat_map(|p| p.steps)
+            .filter_map(|s| s.as_ref())
+            .any(|s| f(&s))
+    };
+    match kind {
+        "join" => "merge".into(),
+        "aggregate" if !has_step(|s| matches!(s, kask_api::StepRef::GroupBy(_))) => {
+            "distinct".into()
+        }
+        "aggregate" => "groupby".into(),
+        "select" => {
+            let mut names = Vec::new();
+            collect_names(root, &mut names);
+            if names.iter().any(|n| n.contains("Limit")) {
+                "head".into()
+            } else {
+                "select".into()
+            }
+        }
+        other => other.into(),
+    }
+}
+
+fn collect_names(plan: &Arc<dyn datafusion::physical_plan::ExecutionPlan>, out: &mut Vec<String>) {
+    out.push(plan.name().to_string());
+    for c in plan.children() {
+        collect_names(c, out);
+    }
+}

@@ -1,0 +1,66 @@
+//! The DataFusion session a relational job (SQL or a pipeline) is planned and run in, the
+//! same in the plan pod and in every task, so that every process derives the same stages.
+
+use std::sync::Arc;
+
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+use crate::tables::{ScanTable, batch_size};
+use kask_api::DaskJobSpec;
+use kask_core::error::{Error, Result};
+use kask_core::plan::Plan;
+use kask_core::store::Store;
+
+/// A session whose physical plans Kask can cut into stages: `partitions` for every hash
+/// exchange; scans keep one partition per task; no round-robin repartitioning (it needs
+/// rows to move between partitions of one process); no work stealing between a scan's
+/// partitions (in one task, its partition would steal every other task's files); no dynamic
+/// filters and no scalar subquery operator (they pass state between operators of one
+/// process). A join whose build side is small (a scan's estimate is its bytes) collects it
+/// whole in every task instead of shuffling both sides: below `spec.broadcastBytes` when the
+/// spec sets it or the job is a pipeline, else below DataFusion's own thresholds. A pipeline's
+/// column names are case-sensitive, as in pandas; an SQL query's follow SQL.
+pub fn session(store: &Store, spec: &DaskJobSpec, partitions: usize) -> SessionContext {
+    let mut config = SessionConfig::new()
+        .with_target_partitions(partitions.max(1))
+        .with_batch_size(batch_size())
+        .with_round_robin_repartition(false)
+        .with_repartition_file_scans(false);
+    let o = &mut config.options_mut().optimizer;
+    o.enable_dynamic_filter_pushdown = false;
+    o.enable_join_dynamic_filter_pushdown = false;
+    o.enable_topk_dynamic_filter_pushdown = false;
+    o.enable_aggregate_dynamic_filter_pushdown = false;
+    // A scalar subquery evaluated by its own operator fills a value that expressions in other
+    // operators read; once those operators run in another stage's task, they would read it
+    // unfilled. Rewritten as a join, it is data that flows through the shuffle like any other.
+    o.enable_physical_uncorrelated_scalar_subquery = false;
+    if spec.dataframe.is_some() || spec.broadcast_bytes.is_some() {
+        let bytes = usize::try_from(spec.broadcast_bytes()).unwrap_or(usize::MAX);
+        o.hash_join_single_partition_threshold = bytes;
+    }
+    config.options_mut().sql_parser.collect_spans = true;
+    if spec.dataframe.is_some() {
+        config.options_mut().sql_parser.enable_ident_normalization = false;
+    }
+    config
+        .options_mut()
+        .execution
+        .enable_file_stream_work_stealing = false;
+    SessionContext::new_with_config_rt(config, Arc::clone(&store.runtime))
+}
+
+/// Registers every table of an SQL plan, each scanned with one partition per task.
+pub fn register_tables(ctx: &SessionContext, store: &Store, plan: &Plan) -> Result<()> {
+    let sql = crate::SqlPlan::of(plan)?;
+    for (name, tasks) in &sql.tables {
+        let input = plan
+            .inputs
+            .get(name)
+            .ok_or_else(|| Error::internal(format!("table {name:?} was not listed")))?;
+        let table = ScanTable::grouped(store, input, tasks)?;
+        ctx.register_table(name.as_str(), Arc::new(table))
+            .map_err(|e| Error::internal(format!("registering table {name:?}: {e}")))?;
+    }
+    Ok(())
+}

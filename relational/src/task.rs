@@ -1,0 +1,212 @@
+//! One task of a relational stage: plan the job again, find the stage's sub-plan, check it is
+//! the one the plan pod recorded, run partition `task` of it, and hand the rows to the sink.
+
+use std::sync::Arc;
+
+use datafusion::error::DataFusionError;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::metrics::Time;
+use datafusion::physical_plan::repartition::BatchPartitioner;
+use futures::StreamExt;
+
+use datafusion::prelude::SessionContext;
+
+use super::cut::CutStage;
+use super::exchange::{ShuffleSource, SinkKind, TaskShuffles};
+use super::planner::{Cut, plan_text, stages_of};
+use kask_core::error::df_message;
+use kask_core::error::{Error, Result, store_failure};
+use kask_core::marker::{TaskFile, TaskMarker};
+use kask_core::output::write_output;
+use kask_core::plan::{Fragment, Plan};
+use kask_core::shuffle::Partitioner;
+use kask_core::store::Store;
+
+/// Runs task `task` of SQL stage `stage`, writing under `dir`; the marker's attempt is left
+/// for the caller to fill in.
+pub async fn execute(
+    store: &Store,
+    plan: &Plan,
+    stage: usize,
+    task: usize,
+    dir: &str,
+) -> Result<TaskMarker> {
+    let st = &plan.stages[stage];
+    let shuffles = Arc::new(TaskShuffles::new(store.clone(), Arc::new(plan.clone())));
+    let source: Arc<dyn ShuffleSource> = shuffles.clone();
+    let Cut {
+        ctx, mut stages, ..
+    } = stages_of(store, plan, &source).await?;
+    if stages.len() != plan.stages.len() {
+        return Err(Error::Incompatible(format!(
+            "this kask plans {} stages for the query where the plan has {}; the plan pod and \
+             this worker run different versions",
+            stages.len(),
+            plan.stages.len()
+        )));
+    }
+    let cut = stages.swap_remove(stage);
+    let recorded = crate::SqlStage::of(st)?;
+    if plan_text(&cut.root) != recorded.plan {
+        return Err(Error::Incompatible(format!(
+            "stage {} plans differently here than in the plan pod: they run different versions \
+             of kask, or planning the query is not deterministic (a bug in kask)",
+            st.name
+        )));
+    }
+    let task_err = |e: DataFusionError| -> Error {
+        if let Some(kept) = shuffles.error.lock().ok().and_then(|mut k| k.take()) {
+            return kept;
+        }
+        match store_failure(&e) {
+            Some(why) => store.err_text(format!("stage {} task {task}", st.name), why),
+            None => Error::Task {
+                stage: st.name.clone(),
+                task,
+                message: df_message(&e),
+            },
+        }
+    };
+    let files = match sink(store, plan, dir, (stage, &cut), task, &ctx, &task_err).await {
+        Ok(files) => files,
+        Err(e @ Error::Task { .. }) => {
+            return Err(diagnose(store, plan, stage, task, &ctx, e).await);
+        }
+        Err(e) => return Err(e),
+    };
+    let (shuffle_bytes, shuffle_rows) = shuffles.read.lock().map(|r| *r).unwrap_or_default();
+    Ok(TaskMarker {
+        stage,
+        task,
+        rows_in: shuffle_rows + scanned_rows(&cut.root),
+        bytes_in: shuffle_bytes + scanned_bytes(&cut.root),
+        rows_out: files.iter().map(|f| f.rows).sum(),
+        bytes_out: files.iter().map(|f| f.bytes).sum(),
+        spilled_bytes: spilled_bytes(&cut.root),
+        files,
+        ..TaskMarker::default()
+    })
+}
+
+/// Runs partition `task` of the stage's sub-plan into its sink.
+async fn sink(
+    store: &Store,
+    plan: &Plan,
+    dir: &str,
+    (cut_id, cut): (usize, &CutStage),
+    task: usize,
+    ctx: &SessionContext,
+    task_err: &(dyn Fn(DataFusionError) -> Error + Sync),
+) -> Result<Vec<TaskFile>> {
+    let stream = cut.root.execute(task, ctx.task_ctx()).map_err(task_err)?;
+    Ok(match &cut.sink {
+        SinkKind::Output => {
+            let target = plan.target_of(cut_id).ok_or_else(|| {
+                Error::internal(format!("stage {cut_id} writes no output of the plan"))
+            })?;
+            write_output(store, dir, target.format, stream, task_err).await?
+        }
+        SinkKind::Hash(..) | SinkKind::Single => {
+            // A hash exchange splits rows as DataFusion's repartition would; a gather keeps one
+            // partition.
+            let (mut hasher, n) = match &cut.sink {
+                SinkKind::Hash(exprs, n) => (
+                    Some(
+                        BatchPartitioner::new_hash_partitioner(exprs.clone(), *n, Time::new())
+                            .map_err(task_err)?,
+                    ),
+                    *n,
+                ),
+                _ => (None, 1),
+            };
+            let mut parts = Partitioner::by_caller(cut.root.schema(), n);
+            let mut stream = stream;
+            while let Some(batch) = stream.next().await {
+                let batch = batch.map_err(task_err)?;
+                match hasher.as_mut() {
+                    Some(h) => {
+                        for piece in h.partition_iter(batch).map_err(task_err)? {
+                            let (p, b) = piece.map_err(task_err)?;
+                            parts.push_to(p, b)?;
+                        }
+                    }
+                    None => parts.push_to(0, batch)?,
+                }
+            }
+            vec![kask_core::shuffle::write(store, dir, parts, n).await?]
+        }
+    })
+}
+
+/// A task failed on its data: when it scanned a table, find the file and the line. A stage
+/// that scans one table with one partition per task read that task's own ranges; otherwise
+/// every range of the tables it scans is tried, unless they are too large to read again.
+async fn diagnose(
+    store: &Store,
+    plan: &Plan,
+    stage: usize,
+    task: usize,
+    ctx: &SessionContext,
+    original: Error,
+) -> Error {
+    const REREAD_LIMIT: u64 = 1 << 30;
+    let st = &plan.stages[stage];
+    let (Ok(q), Ok(sql)) = (crate::SqlStage::of(st), crate::SqlPlan::of(plan)) else {
+        return original;
+    };
+    let tables = q.scanned_tables(plan);
+    let mut err = original;
+    for table in &tables {
+        let Some(tasks) = sql.tables.get(*table) else {
+            continue;
+        };
+        let fragments: Vec<Fragment> = if tables.len() == 1 && tasks.len() == st.tasks {
+            tasks.get(task).cloned().unwrap_or_default()
+        } else if plan
+            .inputs
+            .get(*table)
+            .is_some_and(|i| i.bytes <= REREAD_LIMIT)
+        {
+            tasks.concat()
+        } else {
+            continue;
+        };
+        err = super::diagnose::diagnose(store, plan, ctx, table, &fragments, err).await;
+        if !matches!(err, Error::Task { .. }) {
+            return err;
+        }
+    }
+    err
+}
+
+/// What the sub-plan's operators (sorts, aggregations, joins) spilled to disk.
+fn spilled_bytes(plan: &Arc<dyn ExecutionPlan>) -> u64 {
+    let own = plan.metrics().and_then(|m| m.spilled_bytes()).unwrap_or(0) as u64;
+    own + plan.children().into_iter().map(spilled_bytes).sum::<u64>()
+}
+
+fn scans(plan: &Arc<dyn ExecutionPlan>, out: &mut Vec<Arc<dyn ExecutionPlan>>) {
+    if plan.name() == "DataSourceExec" {
+        out.push(Arc::clone(plan));
+    }
+    for c in plan.children() {
+        scans(c, out);
+    }
+}
+
+fn scanned_rows(root: &Arc<dyn ExecutionPlan>) -> u64 {
+    let mut all = Vec::new();
+    scans(root, &mut all);
+    all.iter()
+        .filter_map(|s| s.metrics()?.output_rows())
+        .sum::<usize>() as u64
+}
+
+fn scanned_bytes(root: &Arc<dyn ExecutionPlan>) -> u64 {
+    let mut all = Vec::new();
+    scans(root, &mut all);
+    all.iter()
+        .filter_map(|s| s.metrics()?.sum_by_name("bytes_scanned"))
+        .map(|v| v.as_usize() as u64)
+        .sum()
+}
