@@ -9,6 +9,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use tracing::{info, warn};
 
+use crate::commit::undo::step_back;
 use crate::commit::{Manifest, check_output, commit_all};
 use crate::error::{Error, Result};
 use crate::job_id::GivenOrLocal;
@@ -135,6 +136,10 @@ pub fn job_name(job: &DaskJob) -> String {
     }
 }
 
+/// How often stepping back from a failed commit is tried: more often than the commit, as it
+/// is a handful of renames and what it protects is the previous result's wholeness.
+const STEP_BACK_RETRIES: u32 = 10;
+
 /// Runs a whole job locally.
 pub async fn run(job: &DaskJob, opts: &RunOptions, progress: &dyn Progress) -> Result<RunSummary> {
     let started = Instant::now();
@@ -160,10 +165,25 @@ pub async fn run(job: &DaskJob, opts: &RunOptions, progress: &dyn Progress) -> R
         plan,
         recoveries,
     };
-    let mut all = retrying(plan.spec.retries(), "commit", || {
+    let committed = retrying(plan.spec.retries(), "commit", || {
         commit_all(store, plan, &lineage)
     })
-    .await?
+    .await;
+    let mut all = match committed {
+        Ok(all) => all,
+        Err(e) => {
+            // Leave no output half-changed: the files already moved in go back to the scratch
+            // space, where the run again finds them.
+            if let Err(again) = retrying(STEP_BACK_RETRIES, "stepping back from the commit", || {
+                step_back(store, plan)
+            })
+            .await
+            {
+                warn!(job = %plan.job_id, error = %again, "could not step back from the failed commit: the output may hold files its manifest does not name until the job runs again");
+            }
+            return Err(e);
+        }
+    }
     .into_iter()
     .map(|(t, m)| {
         let url = format!("{}/{}", store.url, t.output.path.trim_matches('/'));

@@ -10,7 +10,8 @@
 //!
 //! A job writes and deletes only what it owns: at plan time the output must be empty or hold a
 //! Kask result ([`owner`]); a commit removes only files a manifest names; the cleanup of a
-//! failed job ([`cleanup`]) undoes only its own commit. [`verify`] checks a committed result.
+//! failed job ([`cleanup`]) undoes only its own commit, and a local run whose commit failed steps
+//! back from it ([`undo`]). [`verify`] checks a committed result.
 
 pub mod cleanup;
 pub mod job;
@@ -18,6 +19,7 @@ pub mod journal;
 pub mod lock;
 pub mod manifest;
 pub mod owner;
+pub mod undo;
 pub mod verify;
 
 pub use job::{commit_all, commit_job, committed};

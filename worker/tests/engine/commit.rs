@@ -7,6 +7,7 @@ use bytes::Bytes;
 use crate::faults::{FaultStore, Faults};
 use crate::support::{Lab, V, batch, floats, ints, sorted};
 use kask_worker::commit::cleanup::abandon;
+use kask_worker::commit::undo::step_back;
 use kask_worker::commit::verify::verify;
 use kask_worker::commit::{commit_job, lock, read_manifest};
 use kask_worker::marker::read_marker;
@@ -428,7 +429,7 @@ async fn whole_or_none(lab: &Lab, out: &str, allowed: &[&str]) -> Option<String>
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_crash_before_or_after_any_step_of_a_table_commit_is_finished_or_undone() {
+async fn a_crash_before_or_after_any_step_of_a_table_commit_is_finished_stepped_back_or_undone() {
     // Each starting state (without and with an earlier result) is made once and copied for
     // every step.
     let mut bases = Vec::new();
@@ -450,6 +451,7 @@ async fn a_crash_before_or_after_any_step_of_a_table_commit_is_finished_or_undon
         bases.push((lab, old, plan));
     }
     let mut steps = 0;
+    let mut moved_back = 0;
     for n in 0.. {
         for (base, old, plan) in &bases {
             let (lab, old, plan) = (base.copy(), old.clone(), plan.clone());
@@ -483,7 +485,33 @@ async fn a_crash_before_or_after_any_step_of_a_table_commit_is_finished_or_undon
                 plan: &plan,
                 recoveries: &recoveries,
             };
-            if n % 2 == 0 {
+            if n % 3 == 2 {
+                // A local run steps back from its failed commit before it reports the error.
+                let back = step_back(&store, &plan).await.expect("step back");
+                moved_back += back.moved_back;
+                let now = read_manifest(&store, "out")
+                    .await
+                    .expect("manifest")
+                    .map(|m| m.job_id);
+                if back.finished {
+                    assert_eq!(now.as_deref(), Some(plan.job_id.as_str()), "step {n}");
+                } else {
+                    assert_eq!(
+                        now, old,
+                        "step {n}: stepping back leaves the earlier result"
+                    );
+                    let files = visible(&store, "out").await;
+                    assert!(
+                        files.iter().all(|f| !f.contains(&plan.job_id)),
+                        "step {n}: {files:?}"
+                    );
+                }
+                if now.is_some() {
+                    let v = verify(&store, "out").await.expect("verify");
+                    assert!(v.ok(), "step {n}: {:?}", v.problems);
+                }
+            }
+            if n % 3 != 1 {
                 commit_job(&store, &plan, &lineage)
                     .await
                     .expect("the commit run again finishes");
@@ -528,6 +556,10 @@ async fn a_crash_before_or_after_any_step_of_a_table_commit_is_finished_or_undon
         }
     }
     assert!(steps >= 8, "the commit has its steps: {steps}");
+    assert!(
+        moved_back > 0,
+        "some crash left moved files to step back from"
+    );
     println!("table commit: a crash at each of {steps} writes, with and without an earlier result");
 }
 
