@@ -280,8 +280,10 @@ pub async fn execute(
             };
             let batch = state.into_rows()?;
             marker.rows_out = batch.num_rows() as u64;
-            let mut p = Partitioner::new(shuffle_schema(), keys, *partitions)?;
+            let mut p =
+                Partitioner::new(shuffle_schema(), keys, *partitions)?.within(&store.runtime);
             p.push(batch)?;
+            marker.spilled_bytes = p.spilled_bytes();
             vec![kask_core::shuffle::write(store, dir, p, *partitions).await?]
         }
     };

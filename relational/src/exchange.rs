@@ -18,15 +18,24 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream,
 };
+use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 
 use kask_core::error::{Error, Result};
+use kask_core::marker::{TaskMarker, latest_markers};
+
+/// Map tasks' slices of a partition a reader holds in memory at once: enough requests in
+/// flight to hide the store's latency, few enough that a partition streams through the task
+/// instead of being gathered whole.
+const SLICES_IN_FLIGHT: usize = 8;
 
 /// Where an upper stage's reader gets a lower stage's shuffled rows.
 #[async_trait]
 pub trait ShuffleSource: Send + Sync + fmt::Debug {
-    /// Partition `partition` of stage `stage`'s shuffle, from every map task.
-    async fn partition(&self, stage: usize, partition: usize) -> Result<Vec<RecordBatch>>;
+    /// The committed map tasks of stage `stage` (their newest markers), in task order.
+    async fn maps(&self, stage: usize) -> Result<Vec<TaskMarker>>;
+    /// Map task `map`'s slice of partition `partition` of its stage's shuffle.
+    async fn slice(&self, map: TaskMarker, partition: usize) -> Result<Vec<RecordBatch>>;
     /// Partition 0 of stage `stage`'s shuffle as map task `map` wrote it.
     async fn map_output(&self, stage: usize, map: usize) -> Result<Vec<RecordBatch>>;
 }
@@ -37,7 +46,10 @@ pub struct PlanningOnly;
 
 #[async_trait]
 impl ShuffleSource for PlanningOnly {
-    async fn partition(&self, _stage: usize, _partition: usize) -> Result<Vec<RecordBatch>> {
+    async fn maps(&self, _stage: usize) -> Result<Vec<TaskMarker>> {
+        Err(Error::internal("a plan made for planning only was run"))
+    }
+    async fn slice(&self, _map: TaskMarker, _partition: usize) -> Result<Vec<RecordBatch>> {
         Err(Error::internal("a plan made for planning only was run"))
     }
     async fn map_output(&self, _stage: usize, _map: usize) -> Result<Vec<RecordBatch>> {
@@ -150,15 +162,30 @@ impl ExecutionPlan for ShuffleReaderExec {
     ) -> DfResult<SendableRecordBatchStream> {
         let source = Arc::clone(&self.source);
         let stage = self.stage;
-        let mode = self.mode;
-        let read = async move {
-            let batches = match mode {
-                ReadMode::Partition => source.partition(stage, partition).await,
-                ReadMode::Map => source.map_output(stage, partition).await,
-            };
-            batches.map_err(|e| DataFusionError::External(Box::new(e)))
+        // Lists of batches, a map task's slice (or the one map output) at a time.
+        let pieces: BoxStream<'static, Result<Vec<RecordBatch>>> = match self.mode {
+            ReadMode::Partition => futures::stream::once({
+                let source = Arc::clone(&source);
+                async move { source.maps(stage).await }
+            })
+            .map_ok(move |maps| {
+                let source = Arc::clone(&source);
+                futures::stream::iter(maps)
+                    .map(move |m| {
+                        let source = Arc::clone(&source);
+                        async move { source.slice(m, partition).await }
+                    })
+                    .buffered(SLICES_IN_FLIGHT)
+            })
+            .try_flatten()
+            .boxed(),
+            ReadMode::Map => {
+                futures::stream::once(async move { source.map_output(stage, partition).await })
+                    .boxed()
+            }
         };
-        let stream = futures::stream::once(read)
+        let stream = pieces
+            .map_err(|e| DataFusionError::External(Box::new(e)))
             .map_ok(|batches| futures::stream::iter(batches.into_iter().map(Ok)))
             .try_flatten();
         Ok(Box::pin(RecordBatchStreamAdapter::new(
@@ -236,15 +263,18 @@ impl TaskShuffles {
 
 #[async_trait]
 impl ShuffleSource for TaskShuffles {
-    async fn partition(&self, stage: usize, partition: usize) -> Result<Vec<RecordBatch>> {
+    async fn maps(&self, stage: usize) -> Result<Vec<TaskMarker>> {
+        let r = latest_markers(&self.store, &self.plan, stage).await;
+        self.keep(r)
+    }
+
+    async fn slice(&self, map: TaskMarker, partition: usize) -> Result<Vec<RecordBatch>> {
         let lineage = kask_core::task::recover::Lineage {
             store: &self.store,
             plan: &self.plan,
             recoveries: &self.recoveries,
         };
-        let r =
-            kask_core::shuffle::read_partition(&self.store, &self.plan, stage, partition, &lineage)
-                .await;
+        let r = kask_core::shuffle::read_slice(&self.store, map, partition, &lineage).await;
         let (batches, bytes) = self.keep(r)?;
         self.count(bytes, &batches);
         Ok(batches)

@@ -67,13 +67,14 @@ pub async fn execute(
             },
         }
     };
-    let files = match sink(store, plan, dir, (stage, &cut), task, &ctx, &task_err).await {
-        Ok(files) => files,
-        Err(e @ Error::Task { .. }) => {
-            return Err(diagnose(store, plan, stage, task, &ctx, e).await);
-        }
-        Err(e) => return Err(e),
-    };
+    let (files, writer_spilled) =
+        match sink(store, plan, dir, (stage, &cut), task, &ctx, &task_err).await {
+            Ok(written) => written,
+            Err(e @ Error::Task { .. }) => {
+                return Err(diagnose(store, plan, stage, task, &ctx, e).await);
+            }
+            Err(e) => return Err(e),
+        };
     let (shuffle_bytes, shuffle_rows) = shuffles.read.lock().map(|r| *r).unwrap_or_default();
     Ok(TaskMarker {
         stage,
@@ -82,13 +83,14 @@ pub async fn execute(
         bytes_in: shuffle_bytes + scanned_bytes(&cut.root),
         rows_out: files.iter().map(|f| f.rows).sum(),
         bytes_out: files.iter().map(|f| f.bytes).sum(),
-        spilled_bytes: spilled_bytes(&cut.root),
+        spilled_bytes: spilled_bytes(&cut.root) + writer_spilled,
         files,
         ..TaskMarker::default()
     })
 }
 
-/// Runs partition `task` of the stage's sub-plan into its sink.
+/// Runs partition `task` of the stage's sub-plan into its sink; returns the files and the
+/// bytes the shuffle writer spilled.
 async fn sink(
     store: &Store,
     plan: &Plan,
@@ -97,14 +99,17 @@ async fn sink(
     task: usize,
     ctx: &SessionContext,
     task_err: &(dyn Fn(DataFusionError) -> Error + Sync),
-) -> Result<Vec<TaskFile>> {
+) -> Result<(Vec<TaskFile>, u64)> {
     let stream = cut.root.execute(task, ctx.task_ctx()).map_err(task_err)?;
     Ok(match &cut.sink {
         SinkKind::Output => {
             let target = plan.target_of(cut_id).ok_or_else(|| {
                 Error::internal(format!("stage {cut_id} writes no output of the plan"))
             })?;
-            write_output(store, dir, target.format, stream, task_err).await?
+            (
+                write_output(store, dir, target.format, stream, task_err).await?,
+                0,
+            )
         }
         SinkKind::Hash(..) | SinkKind::Single => {
             // A hash exchange splits rows as DataFusion's repartition would; a gather keeps one
@@ -119,7 +124,7 @@ async fn sink(
                 ),
                 _ => (None, 1),
             };
-            let mut parts = Partitioner::by_caller(cut.root.schema(), n);
+            let mut parts = Partitioner::by_caller(cut.root.schema(), n).within(&store.runtime);
             let mut stream = stream;
             while let Some(batch) = stream.next().await {
                 let batch = batch.map_err(task_err)?;
@@ -133,7 +138,11 @@ async fn sink(
                     None => parts.push_to(0, batch)?,
                 }
             }
-            vec![kask_core::shuffle::write(store, dir, parts, n).await?]
+            let spilled = parts.spilled_bytes();
+            (
+                vec![kask_core::shuffle::write(store, dir, parts, n).await?],
+                spilled,
+            )
         }
     })
 }

@@ -1,27 +1,25 @@
 //! The shuffle: a map task hash-partitions its output into the stage's reduce partitions and
-//! writes one Arrow IPC object holding all of them, each an IPC stream at a byte range listed
-//! in the task's marker. A reducer fetches its range from every map task with ranged GETs:
-//! M objects per stage, not M × R.
+//! writes one Arrow IPC object holding all of them, each partition at a byte range listed in
+//! the task's marker ([`writer`]: within the memory budget, spilling to local disk). A reducer
+//! fetches its range from every map task with ranged GETs: M objects per stage, not M × R.
 
 use std::io::Cursor;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use datafusion::arrow::array::{ArrayRef, AsArray, RecordBatch, UInt32Array};
-use datafusion::arrow::compute::{cast, concat_batches, take_record_batch};
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::array::{ArrayRef, AsArray, RecordBatch};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::ipc::reader::StreamReader;
-use datafusion::arrow::ipc::writer::StreamWriter;
-use datafusion::common::hash_utils::{RandomState, create_hashes};
+use datafusion::common::hash_utils::RandomState;
 use futures::{StreamExt, TryStreamExt};
 
 use crate::error::{Error, Result};
 use crate::lineage::{Fetch, Recover, read_checked, with_recovery};
-use crate::marker::{TaskFile, TaskMarker, latest_markers};
-use crate::output::put_file;
+use crate::marker::{TaskMarker, latest_markers};
 use crate::plan::Plan;
 use crate::store::Store;
-use crate::store::checksum::crc32c;
 
 /// Every process must send a key to the same partition, so the hash seed is fixed.
 const HASH_STATE: RandomState = RandomState::with_seed(0x6b61_736b_7368_7566);
@@ -31,45 +29,9 @@ const HASH_STATE: RandomState = RandomState::with_seed(0x6b61_736b_7368_7566);
 const MIN_BATCH_ROWS: usize = 16 * 1024;
 
 pub use crate::marker::PartRange;
+pub use writer::{Partitioner, write};
 
-/// Splits a map task's output by key hash.
-pub struct Partitioner {
-    schema: SchemaRef,
-    keys: Vec<usize>,
-    parts: Vec<PartBuffer>,
-}
-
-#[derive(Default)]
-struct PartBuffer {
-    done: Vec<RecordBatch>,
-    pending: Vec<RecordBatch>,
-    pending_rows: usize,
-    rows: u64,
-}
-
-impl PartBuffer {
-    fn push(&mut self, batch: RecordBatch, schema: &SchemaRef) -> Result<()> {
-        self.rows += batch.num_rows() as u64;
-        self.pending_rows += batch.num_rows();
-        self.pending.push(batch);
-        if self.pending_rows >= MIN_BATCH_ROWS {
-            self.flush(schema)?;
-        }
-        Ok(())
-    }
-
-    fn flush(&mut self, schema: &SchemaRef) -> Result<()> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        let merged =
-            concat_batches(schema, &self.pending).map_err(|e| Error::internal(e.to_string()))?;
-        self.pending.clear();
-        self.done.push(compact_views(merged)?);
-        self.pending_rows = 0;
-        Ok(())
-    }
-}
+mod writer;
 
 /// String views taken from a larger batch still point into all of its buffers, which IPC
 /// would write out whole for every partition: keep only the bytes the rows use.
@@ -112,146 +74,21 @@ fn hashable(a: &ArrayRef) -> Result<ArrayRef> {
     cast(a, &target).map_err(|e| Error::internal(format!("hashing a shuffle key: {e}")))
 }
 
-impl Partitioner {
-    /// A partitioner into `partitions` by `keys` (no keys: everything to partition 0).
-    pub fn new(schema: SchemaRef, keys: &[String], partitions: usize) -> Result<Self> {
-        let keys = keys
-            .iter()
-            .map(|k| {
-                schema.index_of(k).map_err(|_| {
-                    Error::internal(format!("shuffle key {k:?} is not in the task's output"))
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let partitions = if keys.is_empty() {
-            1
-        } else {
-            partitions.max(1)
-        };
-        Ok(Partitioner {
-            schema,
-            keys,
-            parts: (0..partitions).map(|_| PartBuffer::default()).collect(),
-        })
-    }
-
-    /// A partitioner into `partitions` whose caller chooses each batch's partition
-    /// ([`Partitioner::push_to`]): an SQL stage hashes rows the way DataFusion's own
-    /// repartitioning does.
-    pub fn by_caller(schema: SchemaRef, partitions: usize) -> Self {
-        Partitioner {
-            schema,
-            keys: vec![],
-            parts: (0..partitions.max(1))
-                .map(|_| PartBuffer::default())
-                .collect(),
-        }
-    }
-
-    /// Adds a batch to partition `partition`.
-    pub fn push_to(&mut self, partition: usize, batch: RecordBatch) -> Result<()> {
-        if batch.num_rows() == 0 {
-            return Ok(());
-        }
-        let n = self.parts.len();
-        let part = self
-            .parts
-            .get_mut(partition)
-            .ok_or_else(|| Error::internal(format!("shuffle partition {partition} of {n}")))?;
-        part.push(batch, &self.schema)
-    }
-
-    /// Adds a batch.
-    pub fn push(&mut self, batch: RecordBatch) -> Result<()> {
-        if batch.num_rows() == 0 {
-            return Ok(());
-        }
-        let n = self.parts.len();
-        if n == 1 {
-            return self.parts[0].push(batch, &self.schema);
-        }
-        let arrays = self
-            .keys
-            .iter()
-            .map(|&i| hashable(batch.column(i)))
-            .collect::<Result<Vec<_>>>()?;
-        let mut hashes = vec![0u64; batch.num_rows()];
-        create_hashes(&arrays, &HASH_STATE, &mut hashes)
-            .map_err(|e| Error::internal(e.to_string()))?;
-        let mut indices: Vec<Vec<u32>> = vec![Vec::new(); n];
-        for (row, h) in hashes.iter().enumerate() {
-            indices[(*h % n as u64) as usize].push(row as u32);
-        }
-        for (p, idx) in indices.into_iter().enumerate() {
-            if idx.is_empty() {
-                continue;
-            }
-            let part = if idx.len() == batch.num_rows() {
-                batch.clone()
-            } else {
-                take_record_batch(&batch, &UInt32Array::from(idx))
-                    .map_err(|e| Error::internal(e.to_string()))?
-            };
-            self.parts[p].push(part, &self.schema)?;
-        }
-        Ok(())
-    }
-
-    /// Rows added so far.
-    pub fn rows(&self) -> u64 {
-        self.parts.iter().map(|p| p.rows).sum()
-    }
-
-    /// The shuffle object and where each partition sits in it.
-    pub fn finish(mut self, partitions: usize) -> Result<(Bytes, Vec<PartRange>)> {
-        let mut out = Vec::new();
-        let mut ranges = vec![PartRange::default(); partitions.max(1)];
-        for (p, part) in self.parts.iter_mut().enumerate() {
-            part.flush(&self.schema)?;
-            if part.rows == 0 {
-                ranges[p].offset = out.len() as u64;
-                continue;
-            }
-            let offset = out.len() as u64;
-            let mut w = StreamWriter::try_new(&mut out, &self.schema)
-                .map_err(|e| Error::internal(e.to_string()))?;
-            for b in &part.done {
-                w.write(b).map_err(|e| Error::internal(e.to_string()))?;
-            }
-            w.finish().map_err(|e| Error::internal(e.to_string()))?;
-            drop(w);
-            ranges[p] = PartRange {
-                offset,
-                len: out.len() as u64 - offset,
-                rows: part.rows,
-                crc32c: Some(crc32c(&out[offset as usize..])),
-            };
-        }
-        Ok((Bytes::from(out), ranges))
-    }
-}
-
-/// Decodes one IPC stream.
+/// Decodes a partition's byte range: Arrow IPC streams back to back (one per spill of the map
+/// task, and one for the rows it still held at the end).
 pub fn decode(bytes: Bytes) -> Result<Vec<RecordBatch>> {
-    let reader = StreamReader::try_new(Cursor::new(bytes), None)
-        .map_err(|e| Error::internal(format!("corrupt shuffle data: {e}")))?;
-    reader
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::internal(format!("corrupt shuffle data: {e}")))
-}
-
-/// Writes a map task's shuffle object, `<dir>/shuffle.arrow`, and describes it.
-pub async fn write(
-    store: &Store,
-    dir: &str,
-    p: Partitioner,
-    partitions: usize,
-) -> Result<TaskFile> {
-    let rows = p.rows();
-    let (bytes, ranges) = p.finish(partitions)?;
-    let mut file = put_file(store, format!("{dir}/shuffle.arrow"), rows, bytes).await?;
-    file.partitions = ranges;
-    Ok(file)
+    let corrupt = |e: ArrowError| Error::internal(format!("corrupt shuffle data: {e}"));
+    let len = bytes.len() as u64;
+    let mut cursor = Cursor::new(bytes);
+    let mut batches = Vec::new();
+    while cursor.position() < len {
+        // Unbuffered: each stream's reader stops right after its end-of-stream marker.
+        let reader = StreamReader::try_new(&mut cursor, None).map_err(corrupt)?;
+        for batch in reader {
+            batches.push(batch.map_err(corrupt)?);
+        }
+    }
+    Ok(batches)
 }
 
 /// How many map outputs a reducer fetches at once.
@@ -328,4 +165,16 @@ async fn fetch(
         batches.extend(decoded);
     }
     Ok((batches, bytes))
+}
+
+/// Map task `marker`'s slice of reduce partition `partition`, checked, and made again through
+/// `lineage` when found lost or corrupt: what a reducer streams, one map task at a time.
+/// Returns the batches and the bytes fetched.
+pub async fn read_slice(
+    store: &Store,
+    marker: TaskMarker,
+    partition: usize,
+    lineage: &dyn Recover,
+) -> Result<(Vec<RecordBatch>, u64)> {
+    with_recovery(lineage, marker, move |m| fetch(store, m, partition)).await
 }

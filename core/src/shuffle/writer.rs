@@ -1,0 +1,491 @@
+//! The map side of the shuffle: a task's output split into reduce partitions, held in memory
+//! within the worker's memory budget, spilled to a local file when the budget is spent, and
+//! streamed into one object (`shuffle.arrow`) at the end. Each partition's byte range in the
+//! object is one Arrow IPC stream per spill and one for the rows still in memory, back to back;
+//! the reader decodes streams until the range ends.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use datafusion::arrow::array::{RecordBatch, UInt32Array};
+use datafusion::arrow::compute::{concat_batches, take_record_batch};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::ipc::writer::StreamWriter;
+use datafusion::common::hash_utils::create_hashes;
+use datafusion::execution::SpillFile;
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
+use datafusion::execution::runtime_env::RuntimeEnv;
+
+use super::{HASH_STATE, MIN_BATCH_ROWS, PartRange, compact_views, hashable};
+use crate::error::{Error, Result};
+use crate::marker::TaskFile;
+use crate::store::Store;
+use crate::store::checksum::crc32c_append;
+use crate::store::upload::Upload;
+
+/// Splits a map task's output by key hash.
+pub struct Partitioner {
+    schema: SchemaRef,
+    keys: Vec<usize>,
+    parts: Vec<PartBuffer>,
+    budget: Option<Budget>,
+    spill: Option<Spill>,
+}
+
+/// The memory the buffered rows hold, reserved from the worker's pool.
+struct Budget {
+    reservation: MemoryReservation,
+    runtime: Arc<RuntimeEnv>,
+}
+
+/// Rows written out to a local file to free memory: each partition's IPC streams in it.
+struct Spill {
+    /// Kept so that the file lives as long as the writer.
+    _file: Arc<dyn SpillFile>,
+    handle: File,
+    len: u64,
+    /// Per partition, the (offset, length) of each stream in the file.
+    segments: Vec<Vec<(u64, u64)>>,
+    bytes: u64,
+}
+
+#[derive(Default)]
+struct PartBuffer {
+    done: Vec<RecordBatch>,
+    pending: Vec<RecordBatch>,
+    pending_rows: usize,
+    rows: u64,
+}
+
+impl PartBuffer {
+    fn push(&mut self, batch: RecordBatch, schema: &SchemaRef) -> Result<()> {
+        self.rows += batch.num_rows() as u64;
+        self.pending_rows += batch.num_rows();
+        self.pending.push(batch);
+        if self.pending_rows >= MIN_BATCH_ROWS {
+            self.flush(schema)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, schema: &SchemaRef) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let merged =
+            concat_batches(schema, &self.pending).map_err(|e| Error::internal(e.to_string()))?;
+        self.pending.clear();
+        self.done.push(compact_views(merged)?);
+        self.pending_rows = 0;
+        Ok(())
+    }
+
+    /// The buffered rows as one IPC stream (none when nothing is buffered), emptying the
+    /// buffer.
+    fn take_stream(&mut self, schema: &SchemaRef) -> Result<Option<Vec<u8>>> {
+        self.flush(schema)?;
+        if self.done.is_empty() {
+            return Ok(None);
+        }
+        let mut out = Vec::new();
+        let mut w =
+            StreamWriter::try_new(&mut out, schema).map_err(|e| Error::internal(e.to_string()))?;
+        for b in self.done.drain(..) {
+            w.write(&b).map_err(|e| Error::internal(e.to_string()))?;
+        }
+        w.finish().map_err(|e| Error::internal(e.to_string()))?;
+        drop(w);
+        Ok(Some(out))
+    }
+}
+
+impl Partitioner {
+    /// A partitioner into `partitions` by `keys` (no keys: everything to partition 0).
+    pub fn new(schema: SchemaRef, keys: &[String], partitions: usize) -> Result<Self> {
+        let keys = keys
+            .iter()
+            .map(|k| {
+                schema.index_of(k).map_err(|_| {
+                    Error::internal(format!("shuffle key {k:?} is not in the task's output"))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let partitions = if keys.is_empty() {
+            1
+        } else {
+            partitions.max(1)
+        };
+        Ok(Self::with_parts(schema, keys, partitions))
+    }
+
+    /// A partitioner into `partitions` whose caller chooses each batch's partition
+    /// ([`Partitioner::push_to`]): an SQL stage hashes rows the way DataFusion's own
+    /// repartitioning does.
+    pub fn by_caller(schema: SchemaRef, partitions: usize) -> Self {
+        Self::with_parts(schema, vec![], partitions.max(1))
+    }
+
+    fn with_parts(schema: SchemaRef, keys: Vec<usize>, partitions: usize) -> Self {
+        Partitioner {
+            schema,
+            keys,
+            parts: (0..partitions).map(|_| PartBuffer::default()).collect(),
+            budget: None,
+            spill: None,
+        }
+    }
+
+    /// Holds the buffered rows within `runtime`'s memory pool, spilling them to its disk
+    /// manager's directory when the pool has no more room.
+    pub fn within(mut self, runtime: &Arc<RuntimeEnv>) -> Self {
+        let reservation = MemoryConsumer::new("kask shuffle writer")
+            .with_can_spill(true)
+            .register(&runtime.memory_pool);
+        self.budget = Some(Budget {
+            reservation,
+            runtime: Arc::clone(runtime),
+        });
+        self
+    }
+
+    /// Adds a batch to partition `partition`.
+    pub fn push_to(&mut self, partition: usize, batch: RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let n = self.parts.len();
+        let size = batch.get_array_memory_size();
+        let part = self
+            .parts
+            .get_mut(partition)
+            .ok_or_else(|| Error::internal(format!("shuffle partition {partition} of {n}")))?;
+        part.push(batch, &self.schema)?;
+        self.account(size)
+    }
+
+    /// Adds a batch.
+    pub fn push(&mut self, batch: RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let n = self.parts.len();
+        if n == 1 {
+            return self.push_to(0, batch);
+        }
+        let arrays = self
+            .keys
+            .iter()
+            .map(|&i| hashable(batch.column(i)))
+            .collect::<Result<Vec<_>>>()?;
+        let mut hashes = vec![0u64; batch.num_rows()];
+        create_hashes(&arrays, &HASH_STATE, &mut hashes)
+            .map_err(|e| Error::internal(e.to_string()))?;
+        let mut indices: Vec<Vec<u32>> = vec![Vec::new(); n];
+        for (row, h) in hashes.iter().enumerate() {
+            indices[(*h % n as u64) as usize].push(row as u32);
+        }
+        for (p, idx) in indices.into_iter().enumerate() {
+            if idx.is_empty() {
+                continue;
+            }
+            let part = if idx.len() == batch.num_rows() {
+                batch.clone()
+            } else {
+                take_record_batch(&batch, &UInt32Array::from(idx))
+                    .map_err(|e| Error::internal(e.to_string()))?
+            };
+            self.push_to(p, part)?;
+        }
+        Ok(())
+    }
+
+    /// Counts `size` more bytes against the budget; spills everything buffered when the pool
+    /// cannot give them.
+    fn account(&mut self, size: usize) -> Result<()> {
+        let Some(budget) = &self.budget else {
+            return Ok(());
+        };
+        if budget.reservation.try_grow(size).is_ok() {
+            return Ok(());
+        }
+        self.spill_all()
+    }
+
+    /// Writes every buffered partition to the spill file as an IPC stream and frees its
+    /// memory.
+    fn spill_all(&mut self) -> Result<()> {
+        let Some(budget) = &self.budget else {
+            return Ok(());
+        };
+        if self.spill.is_none() {
+            let file = budget
+                .runtime
+                .disk_manager
+                .create_tmp_file("kask shuffle writer")
+                .map_err(|e| Error::Environment(format!("a shuffle spill file: {e}")))?;
+            // DataFusion's disk manager names a file in the spill directory (and removes it when
+            // dropped); the writer appends to it and reads its ranges back directly.
+            let handle = file
+                .path()
+                .ok_or_else(|| {
+                    Error::Environment("the spill directory is not on a local disk".into())
+                })
+                .and_then(|path| {
+                    std::fs::OpenOptions::new()
+                        .read(true)
+                        .append(true)
+                        .open(path)
+                        .map_err(|e| Error::Environment(format!("a shuffle spill file: {e}")))
+                })?;
+            self.spill = Some(Spill {
+                _file: file,
+                handle,
+                len: 0,
+                segments: vec![Vec::new(); self.parts.len()],
+                bytes: 0,
+            });
+        }
+        let Some(spill) = self.spill.as_mut() else {
+            return Ok(());
+        };
+        for (p, part) in self.parts.iter_mut().enumerate() {
+            let Some(stream) = part.take_stream(&self.schema)? else {
+                continue;
+            };
+            spill
+                .handle
+                .write_all(&stream)
+                .map_err(|e| Error::Environment(format!("writing a shuffle spill file: {e}")))?;
+            spill.segments[p].push((spill.len, stream.len() as u64));
+            spill.len += stream.len() as u64;
+            spill.bytes += stream.len() as u64;
+        }
+        budget.reservation.free();
+        Ok(())
+    }
+
+    /// Rows added so far.
+    pub fn rows(&self) -> u64 {
+        self.parts.iter().map(|p| p.rows).sum()
+    }
+
+    /// Bytes written to the spill file.
+    pub fn spilled_bytes(&self) -> u64 {
+        self.spill.as_ref().map_or(0, |s| s.bytes)
+    }
+}
+
+/// Writes a map task's shuffle object, `<dir>/shuffle.arrow`, partition after partition, and
+/// describes it.
+pub async fn write(
+    store: &Store,
+    dir: &str,
+    mut p: Partitioner,
+    partitions: usize,
+) -> Result<TaskFile> {
+    let path = format!("{dir}/shuffle.arrow");
+    let rows = p.rows();
+    let mut upload = Upload::new(store, &path);
+    let mut ranges = vec![PartRange::default(); partitions.max(1)];
+    let mut offset = 0u64;
+    let fail = |e: object_store::Error| store.err(format!("writing {path}"), e);
+    for (i, range) in ranges.iter_mut().enumerate() {
+        let mut crc = 0u32;
+        let mut len = 0u64;
+        let spilled = p
+            .spill
+            .as_ref()
+            .map(|s| s.segments.get(i).cloned().unwrap_or_default())
+            .unwrap_or_default();
+        for (at, n) in spilled {
+            let Some(spill) = p.spill.as_ref() else { break };
+            let mut buf = vec![0u8; n as usize];
+            spill
+                .handle
+                .read_exact_at(&mut buf, at)
+                .map_err(|e| Error::Environment(format!("reading a shuffle spill file: {e}")))?;
+            crc = crc32c_append(crc, &buf);
+            len += n;
+            upload.put(Bytes::from(buf)).await.map_err(fail)?;
+        }
+        let rows = p.parts.get(i).map_or(0, |b| b.rows);
+        if let Some(part) = p.parts.get_mut(i)
+            && let Some(stream) = part.take_stream(&p.schema)?
+        {
+            crc = crc32c_append(crc, &stream);
+            len += stream.len() as u64;
+            upload.put(Bytes::from(stream)).await.map_err(fail)?;
+        }
+        *range = PartRange {
+            offset,
+            len,
+            rows,
+            crc32c: (len > 0).then_some(crc),
+        };
+        offset += len;
+    }
+    upload.finish().await.map_err(fail)?;
+    Ok(TaskFile {
+        path,
+        rows,
+        bytes: upload.bytes(),
+        crc32c: Some(upload.crc32c()),
+        partitions: ranges,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use datafusion::arrow::array::{Int64Array, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+    use crate::memory::{Budget, Source};
+    use crate::shuffle::decode;
+    use crate::store::checksum::crc32c;
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, false),
+            Field::new("s", DataType::Utf8, false),
+        ]))
+    }
+
+    /// Rows `from..from + n`, each about 100 bytes.
+    fn rows(from: i64, n: i64) -> RecordBatch {
+        let keys: Vec<i64> = (from..from + n).collect();
+        let text: Vec<String> = keys.iter().map(|k| format!("{k:>96}")).collect();
+        RecordBatch::try_new(
+            schema(),
+            vec![
+                Arc::new(Int64Array::from(keys)),
+                Arc::new(StringArray::from(text)),
+            ],
+        )
+        .expect("batch")
+    }
+
+    /// Each partition's rows as (key, text) pairs, read back from the object through its
+    /// ranges, every range's checksum checked.
+    async fn read_back(store: &Store, file: &TaskFile) -> Vec<Vec<(i64, String)>> {
+        let body = store
+            .get_opt(&file.path)
+            .await
+            .expect("read")
+            .expect("there");
+        assert_eq!(body.len() as u64, file.bytes);
+        assert_eq!(Some(crc32c(&body)), file.crc32c);
+        let mut out = Vec::new();
+        for r in &file.partitions {
+            let bytes = body.slice(r.offset as usize..(r.offset + r.len) as usize);
+            assert_eq!(r.crc32c, (r.len > 0).then(|| crc32c(&bytes)));
+            let mut part = Vec::new();
+            for b in decode(bytes).expect("decodes") {
+                let k = b
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .expect("k");
+                let s = b
+                    .column(1)
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .expect("s");
+                part.extend((0..b.num_rows()).map(|i| (k.value(i), s.value(i).to_string())));
+            }
+            assert_eq!(part.len() as u64, r.rows);
+            out.push(part);
+        }
+        out
+    }
+
+    /// Files (not directories) anywhere under `dir`.
+    fn files_under(dir: &std::path::Path) -> usize {
+        std::fs::read_dir(dir)
+            .expect("a directory")
+            .map(|e| e.expect("an entry").path())
+            .map(|p| if p.is_dir() { files_under(&p) } else { 1 })
+            .sum()
+    }
+
+    async fn shuffle(store: &Store, budgeted: bool, dir: &str) -> (TaskFile, u64) {
+        let mut p = Partitioner::new(schema(), &["k".into()], 4).expect("keys");
+        if budgeted {
+            p = p.within(&store.runtime);
+        }
+        for i in 0..40 {
+            p.push(rows(i * 5_000, 5_000)).expect("push");
+        }
+        let spilled = p.spilled_bytes();
+        (write(store, dir, p, 4).await.expect("written"), spilled)
+    }
+
+    #[tokio::test]
+    async fn a_writer_over_its_budget_spills_and_every_partition_reads_back_the_same() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spill_dir = dir.path().join("spill");
+        // A 4 MiB pool for 20 MB of rows.
+        let budget = Budget::new(8 << 20, Source::Given, spill_dir.clone());
+        let store = Store::local_dir(&dir.path().join("store"))
+            .expect("store")
+            .with_budget(&budget)
+            .expect("budget");
+
+        let (spilled_file, spilled) = shuffle(&store, true, "spilled").await;
+        let (held_file, held) = shuffle(&store, false, "held").await;
+        assert!(spilled > 10 << 20, "spilled {spilled} bytes");
+        assert_eq!(held, 0);
+        assert_eq!(
+            store.runtime.memory_pool.reserved(),
+            0,
+            "the budget is given back"
+        );
+        assert_eq!(files_under(&spill_dir), 0, "the spill file is removed");
+
+        let spilled_parts = read_back(&store, &spilled_file).await;
+        let held_parts = read_back(&store, &held_file).await;
+        // Spilling changes where rows wait, not which partition they go to or what they are.
+        let as_sets = |parts: &[Vec<(i64, String)>]| -> Vec<BTreeMap<i64, String>> {
+            parts.iter().map(|p| p.iter().cloned().collect()).collect()
+        };
+        assert_eq!(as_sets(&spilled_parts), as_sets(&held_parts));
+        // Every input row is in exactly one partition, unchanged.
+        let mut all: Vec<(i64, String)> = spilled_parts.concat();
+        all.sort();
+        let expected: Vec<(i64, String)> = (0..200_000).map(|k| (k, format!("{k:>96}"))).collect();
+        assert_eq!(all, expected);
+        assert!(spilled_parts.iter().all(|p| !p.is_empty()));
+        assert_eq!(spilled_file.rows, 200_000);
+    }
+
+    #[test]
+    fn a_range_of_several_streams_decodes_as_their_rows_in_order() {
+        let stream = |from: i64| {
+            let mut out = Vec::new();
+            let mut w = StreamWriter::try_new(&mut out, &schema()).expect("writer");
+            w.write(&rows(from, 3)).expect("write");
+            w.finish().expect("finish");
+            drop(w);
+            out
+        };
+        let body = [stream(0), stream(10), stream(20)].concat();
+        let keys: Vec<i64> = decode(Bytes::from(body))
+            .expect("decodes")
+            .iter()
+            .flat_map(|b| {
+                let k = b
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .expect("k");
+                k.values().to_vec()
+            })
+            .collect();
+        assert_eq!(keys, [0, 1, 2, 10, 11, 12, 20, 21, 22]);
+    }
+}
