@@ -136,19 +136,33 @@ pub async fn write_output(
             }])
         }
         Format::Csv | Format::Json => {
-            let mut batches: Vec<RecordBatch> = Vec::new();
+            // Each batch is encoded and handed to the upload as it comes, which sends parts
+            // as they fill: a text result is never held whole.
+            let mut encoder = TextEncoder::new(format);
+            let mut upload: Option<Upload> = None;
             while let Some(batch) = stream.next().await {
                 let batch = plain_batch(batch.map_err(on_error)?, &schema)?;
-                rows += batch.num_rows() as u64;
-                if batch.num_rows() > 0 {
-                    batches.push(batch);
+                if batch.num_rows() == 0 {
+                    continue;
                 }
+                rows += batch.num_rows() as u64;
+                let bytes = encoder.encode(&batch).map_err(|e| encode_err(&path, e))?;
+                let up = upload.get_or_insert_with(|| Upload::new(store, &path));
+                up.put(Bytes::from(bytes))
+                    .await
+                    .map_err(|e| write_err(store, &path, e))?;
             }
-            if rows == 0 {
+            let Some(mut up) = upload else {
                 return Ok(vec![]);
-            }
-            let buf = encode_text(format, &batches).map_err(|e| encode_err(&path, e))?;
-            Ok(vec![put_file(store, path, rows, Bytes::from(buf)).await?])
+            };
+            up.finish().await.map_err(|e| write_err(store, &path, e))?;
+            Ok(vec![TaskFile {
+                path,
+                rows,
+                bytes: up.bytes(),
+                crc32c: Some(up.crc32c()),
+                partitions: vec![],
+            }])
         }
     }
 }
@@ -174,25 +188,37 @@ pub async fn put_file(store: &Store, path: String, rows: u64, body: Bytes) -> Re
     Ok(file)
 }
 
-/// CSV (with a header) or JSON lines.
-pub fn encode_text(
+/// Encodes batches one at a time as CSV (the header before the first) or JSON lines.
+pub struct TextEncoder {
     format: Format,
-    batches: &[RecordBatch],
-) -> std::result::Result<Vec<u8>, String> {
-    let mut buf = Vec::new();
-    if format == Format::Csv {
-        let mut w = CsvWriterBuilder::new().with_header(true).build(&mut buf);
-        for b in batches {
-            w.write(b).map_err(|e| e.to_string())?;
+    header_written: bool,
+}
+
+impl TextEncoder {
+    /// An encoder for `format` (CSV or JSON lines).
+    pub fn new(format: Format) -> TextEncoder {
+        TextEncoder {
+            format,
+            header_written: false,
         }
-    } else {
-        let mut w = LineDelimitedWriter::new(&mut buf);
-        for b in batches {
-            w.write(b).map_err(|e| e.to_string())?;
-        }
-        w.finish().map_err(|e| e.to_string())?;
     }
-    Ok(buf)
+
+    /// The bytes of one batch, to be appended after the previous batches' bytes.
+    pub fn encode(&mut self, batch: &RecordBatch) -> std::result::Result<Vec<u8>, String> {
+        let mut buf = Vec::new();
+        if self.format == Format::Csv {
+            let mut w = CsvWriterBuilder::new()
+                .with_header(!self.header_written)
+                .build(&mut buf);
+            w.write(batch).map_err(|e| e.to_string())?;
+            self.header_written = true;
+        } else {
+            let mut w = LineDelimitedWriter::new(&mut buf);
+            w.write(batch).map_err(|e| e.to_string())?;
+            w.finish().map_err(|e| e.to_string())?;
+        }
+        Ok(buf)
+    }
 }
 
 /// An output file holding no rows, only the schema, so that readers of an empty result still
@@ -220,4 +246,48 @@ pub fn empty_file(
         Format::Zarr => return Err(Error::internal("a table written as Zarr")),
     };
     Ok(Bytes::from(buf))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Int64Array, StringArray};
+
+    fn batch(from: i64, to: i64) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, true),
+            Field::new("s", DataType::Utf8, true),
+        ]));
+        let s: Vec<String> = (from..to).map(|i| format!("v{i}")).collect();
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from_iter_values(from..to)),
+                Arc::new(StringArray::from_iter_values(s)),
+            ],
+        )
+        .expect("batch")
+    }
+
+    #[test]
+    fn csv_batches_encoded_one_by_one_carry_one_header() {
+        let mut e = TextEncoder::new(Format::Csv);
+        let mut text = e.encode(&batch(0, 2)).expect("encode");
+        text.extend(e.encode(&batch(2, 3)).expect("encode"));
+        assert_eq!(
+            String::from_utf8(text).expect("utf8"),
+            "k,s\n0,v0\n1,v1\n2,v2\n"
+        );
+    }
+
+    #[test]
+    fn json_batches_encoded_one_by_one_are_whole_lines() {
+        let mut e = TextEncoder::new(Format::Json);
+        let mut text = e.encode(&batch(0, 1)).expect("encode");
+        text.extend(e.encode(&batch(1, 2)).expect("encode"));
+        assert_eq!(
+            String::from_utf8(text).expect("utf8"),
+            "{\"k\":0,\"s\":\"v0\"}\n{\"k\":1,\"s\":\"v1\"}\n"
+        );
+    }
 }

@@ -122,3 +122,46 @@ async fn a_budget_too_small_to_spill_fails_saying_what_to_change() {
     );
     assert!(lab.manifest("res").await.is_none(), "nothing committed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_csv_result_larger_than_an_upload_part_streams_out_with_one_header() {
+    let lab = lab().await;
+    let spec = "  dataframe:\n    inputs: {t: {path: \"t/*.parquet\"}}\n    pipeline: [{source: t}, {sort: {by: [k, s]}}]\n  output: {path: res, format: csv}\n";
+    lab.run_with_memory(spec, MEMORY).await.expect("run");
+    let m = lab.manifest("res").await.expect("a manifest");
+    let mut got: Vec<(i64, String)> = Vec::new();
+    let mut largest = 0;
+    for f in &m.files {
+        let body = lab
+            .store
+            .get(&format!("res/{}", f.path))
+            .await
+            .expect("a listed file");
+        largest = largest.max(body.len());
+        let text = std::str::from_utf8(&body).expect("utf8");
+        let mut lines = text.lines();
+        assert_eq!(
+            lines.next(),
+            Some("k,s"),
+            "{} starts with its header",
+            f.path
+        );
+        for line in lines {
+            let (k, s) = line.split_once(',').expect("two fields");
+            got.push((k.parse().expect("an integer key"), s.to_string()));
+        }
+    }
+    assert!(
+        largest > 10 << 20,
+        "no file spans two upload parts ({largest} bytes)"
+    );
+    let mut want: Vec<(i64, String)> = (0..ROWS)
+        .map(|i| (key(i), format!("name-{:07}", i % 400_000)))
+        .collect();
+    want.sort();
+    assert_eq!(got.len(), want.len());
+    assert!(
+        got == want,
+        "the rows differ from the reference or its order"
+    );
+}
