@@ -14,10 +14,10 @@ use kask_api::{BagJob, Format};
 use kask_core::error::{Error, Result};
 use kask_core::lineage::Recover;
 use kask_core::marker::{TaskFile, TaskMarker};
-use kask_core::output::put_file;
 use kask_core::plan::{Op, Partial, Plan, Sink, StageSource};
 use kask_core::shuffle::{Partitioner, read_partition};
 use kask_core::store::Store;
+use kask_core::store::upload::Upload;
 
 /// Where a stage's records end up.
 enum Out {
@@ -53,6 +53,30 @@ impl Out {
             Out::Shuffle(w) => w.push(v),
         }
         Ok(())
+    }
+}
+
+/// Lines buffered before they are handed to the upload.
+const SEND_BYTES: usize = 1 << 20;
+
+impl Out {
+    /// Hands the JSON lines buffered so far to `upload` (started on first use).
+    async fn send(&mut self, store: &Store, path: &str, upload: &mut Option<Upload>) -> Result<()> {
+        let Out::Output {
+            lines,
+            parquet: false,
+            ..
+        } = self
+        else {
+            return Ok(());
+        };
+        if lines.len() < SEND_BYTES {
+            return Ok(());
+        }
+        let up = upload.get_or_insert_with(|| Upload::new(store, path));
+        up.put(Bytes::from(std::mem::take(lines)))
+            .await
+            .map_err(|e| store.err(format!("writing {path}"), e))
     }
 }
 
@@ -196,6 +220,9 @@ pub async fn execute(
         } => Out::Shuffle(Wide::new(job, *step)?),
         other => return Err(Error::internal(format!("a bag stage writing {other:?}"))),
     };
+    // JSON lines go out as pieces of the input are read, not held to the task's end.
+    let lines_path = format!("{dir}/part.jsonl");
+    let mut upload: Option<Upload> = None;
     let mut marker = TaskMarker {
         stage,
         task,
@@ -221,14 +248,18 @@ pub async fn execute(
                 .map(Vec::as_slice)
                 .unwrap_or_default()
             {
-                let stats = reader
-                    .read(frag, &mut |v| {
-                        records += 1;
-                        pipeline.push(0, v)
-                    })
-                    .await?;
-                marker.bytes_in += stats.bytes;
-                marker.skipped += stats.skipped;
+                let mut pieces = reader.pieces(frag)?;
+                while let Some(piece) = pieces.next().await? {
+                    let stats = reader
+                        .records(&pieces, &piece, &mut |v| {
+                            records += 1;
+                            pipeline.push(0, v)
+                        })
+                        .await?;
+                    marker.skipped += stats.skipped;
+                    pipeline.out.send(store, &lines_path, &mut upload).await?;
+                }
+                marker.bytes_in += pieces.fetched;
             }
             marker.rows_in = records;
             pipeline.finish()?
@@ -267,8 +298,20 @@ pub async fn execute(
                 marker.schema = Some(schema.into());
                 vec![file]
             } else {
-                let path = format!("{dir}/part.jsonl");
-                vec![put_file(store, path, count, Bytes::from(lines)).await?]
+                let up = upload.get_or_insert_with(|| Upload::new(store, &lines_path));
+                up.put(Bytes::from(lines))
+                    .await
+                    .map_err(|e| store.err(format!("writing {lines_path}"), e))?;
+                up.finish()
+                    .await
+                    .map_err(|e| store.err(format!("writing {lines_path}"), e))?;
+                vec![TaskFile {
+                    path: lines_path,
+                    rows: count,
+                    bytes: up.bytes(),
+                    crc32c: Some(up.crc32c()),
+                    partitions: vec![],
+                }]
             }
         }
         Out::Shuffle(state) => {

@@ -2,10 +2,13 @@
 
 use std::sync::Arc;
 
+use futures::StreamExt;
+
 use kask_core::error::df_message;
 use kask_core::error::{Error, store_failure};
 use kask_core::plan::Plan;
 use kask_core::store::Store;
+use kask_core::store::lines::lines_before;
 
 /// A task over several files failed while reading: find the file, and make line numbers
 /// count from the start of the file rather than from the task's byte range.
@@ -25,7 +28,18 @@ pub async fn diagnose(
         let Ok(df) = ctx.read_table(Arc::new(table)) else {
             continue;
         };
-        if let Err(e) = df.collect().await {
+        // Batches are read and dropped: the search holds no more of a file than its task did.
+        let read = match df.execute_stream().await {
+            Ok(mut stream) => loop {
+                match stream.next().await {
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => break Err(e),
+                    None => break Ok(()),
+                }
+            },
+            Err(e) => Err(e),
+        };
+        if let Err(e) = read {
             if store_failure(&e).is_some() {
                 // The store failed, not the data: the task's own error says so.
                 return original;
@@ -53,15 +67,15 @@ async fn file_lines(store: &Store, path: &str, start: u64, msg: &str) -> String 
         return msg.to_string();
     };
     let line = if start == 0 {
-        n + 1
+        (n + 1).to_string()
     } else {
-        let Ok(prefix) = store.get_range(path, 0..start).await else {
-            return msg.to_string();
-        };
         // The range begins by skipping the rest of the line `start` falls in, which the
         // previous range reads.
-        let before = prefix.iter().filter(|&&b| b == b'\n').count() as u64;
-        before + n + 2
+        match lines_before(store, path, start).await {
+            Ok(Some(before)) => (before + n + 2).to_string(),
+            Ok(None) => format!("{} after byte {start}", n + 1),
+            Err(_) => return msg.to_string(),
+        }
     };
     format!("{}{line}{}", &msg[..at], &msg[at + digits.len()..])
 }

@@ -19,6 +19,7 @@ pub const STORE_URL: &str = "kask://store";
 
 pub mod cas;
 pub mod checksum;
+pub mod lines;
 pub mod upload;
 pub mod uploads;
 pub mod verified;

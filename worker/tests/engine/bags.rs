@@ -1,6 +1,7 @@
 //! Bag jobs against plain references: every step over random records (missing fields, nulls,
-//! lists) cut into random files, tasks and shuffle partitions; text and `.gz` inputs; and
-//! malformed lines with and without `onBadRecord: skip`.
+//! lists) cut into random files, tasks and shuffle partitions; text, `.gz` and `.zst` inputs
+//! and inputs larger than a read window; truncated compressed files; and malformed lines with
+//! and without `onBadRecord: skip`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -222,7 +223,7 @@ proptest! {
 }
 
 #[test]
-fn gzip_inputs_are_read_whole() {
+fn gzip_inputs_are_read_beside_plain_ones() {
     run(async {
         let lab = Lab::local();
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -424,5 +425,108 @@ fn parquet_parts_of_a_bag_share_one_schema_as_pandas_would_read_them() {
             );
         }
         assert_eq!(rows.len(), 4);
+    });
+}
+
+/// Record `i` of the large-input tests: about 110 bytes as a JSON line.
+fn padded(i: u64) -> Value {
+    json!({"i": i, "w": format!("word{}", i % 1000), "pad": "x".repeat(80)})
+}
+
+fn lines_of(range: std::ops::Range<u64>) -> Vec<u8> {
+    range
+        .map(|i| format!("{}\n", padded(i)))
+        .collect::<String>()
+        .into_bytes()
+}
+
+fn gzip(body: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(body).expect("gzip");
+    gz.finish().expect("gzip")
+}
+
+#[test]
+fn inputs_larger_than_a_read_window_are_read_in_pieces_and_exact() {
+    run(async {
+        let lab = Lab::local();
+        // 33 MB of plain lines cut into three ranges of 11 MB (each more than one 8 MiB
+        // window), and compressed files that decode to many 1 MiB windows.
+        lab.put("in/a.jsonl", lines_of(0..300_000)).await;
+        lab.put("in/b.jsonl.gz", gzip(&lines_of(300_000..400_000)))
+            .await;
+        let zst = zstd::bulk::compress(&lines_of(400_000..500_000), 1).expect("zstd");
+        lab.put("in/c.jsonl.zst", zst).await;
+        let l = Layout {
+            files: 1,
+            task_bytes: 11_500_000,
+            partitions: 1,
+        };
+        let body = job("", &l).replace("{path: \"in/*.jsonl\"}", "{path: \"in/*\", format: json}");
+        let summary = lab.run(&body).await.expect("runs");
+        let m = lab.manifest("out").await.expect("committed");
+        assert!(
+            m.files.iter().any(|f| f.bytes > 10 << 20),
+            "no part spans two upload parts: {:?}",
+            m.files.iter().map(|f| f.bytes).collect::<Vec<_>>()
+        );
+        let mut got = output(&lab).await;
+        got.sort_by_key(|r| r["i"].as_u64().expect("i"));
+        assert_eq!(got.len(), 500_000, "{summary:?}");
+        assert!(
+            got.iter().zip(0..).all(|(r, i)| *r == padded(i)),
+            "a record was lost, duplicated or changed"
+        );
+    });
+}
+
+#[test]
+fn truncated_compressed_inputs_fail_naming_the_file() {
+    run(async {
+        let l = Layout {
+            files: 1,
+            task_bytes: 1 << 30,
+            partitions: 1,
+        };
+        let body = lines_of(0..50_000);
+        let gz = gzip(&body);
+        let zst = zstd::bulk::compress(&body, 1).expect("zstd");
+        for (name, whole) in [("in/t.jsonl.gz", gz), ("in/t.jsonl.zst", zst)] {
+            let lab = Lab::local();
+            lab.put(name, whole[..whole.len() * 2 / 3].to_vec()).await;
+            let job = job("      - count: {}\n", &l)
+                .replace("{path: \"in/*.jsonl\"}", "{path: \"in/*\", format: json}");
+            let err = lab.run(&job).await.expect_err("fails").to_string();
+            assert!(
+                err.contains(name) && err.contains("cannot decompress"),
+                "{name}: {err}"
+            );
+            assert!(lab.manifest("out").await.is_none(), "{name}: committed");
+        }
+    });
+}
+
+#[test]
+fn a_malformed_line_deep_in_a_later_range_is_named_by_its_line_in_the_file() {
+    run(async {
+        let lab = Lab::local();
+        let mut body = lines_of(0..200_000);
+        body.extend_from_slice(b"{\"i\": oops}\n");
+        body.extend(lines_of(200_001..220_000));
+        lab.put("in/part-0.jsonl", body).await;
+        let l = Layout {
+            files: 1,
+            task_bytes: 9_000_000,
+            partitions: 1,
+        };
+        let err = lab
+            .run(&job("      - count: {}\n", &l))
+            .await
+            .expect_err("fails")
+            .to_string();
+        assert!(
+            err.starts_with("input \"r\": in/part-0.jsonl line 200001: not valid JSON"),
+            "{err}"
+        );
     });
 }
