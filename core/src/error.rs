@@ -165,6 +165,16 @@ pub fn df_message(e: &datafusion::error::DataFusionError) -> String {
         ),
         other => other.to_string(),
     };
+    // Spilling filled the spill volume (the error comes back wrapped in an I/O error from the
+    // spill writer, or as ResourcesExhausted).
+    if text.contains("used disk space during the spilling process") {
+        return format!(
+            "the task spilled more than its spill space holds ({}); give the workers more \
+             (the chart's worker.spillSize) or more tasks (spec.shufflePartitions, a smaller \
+             targetTaskBytes)",
+            text.trim()
+        );
+    }
     text.trim().to_string()
 }
 

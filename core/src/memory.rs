@@ -43,6 +43,10 @@ pub struct Budget {
     pub source: Source,
     /// Where operators spill.
     pub spill_dir: PathBuf,
+    /// The most the spill directory may hold (`KASK_SPILL_LIMIT`: on a cluster, the size
+    /// limit of the pod's `/tmp` volume), so that a task past it fails saying so instead of
+    /// having its pod evicted.
+    pub spill_limit: Option<u64>,
 }
 
 impl Budget {
@@ -53,6 +57,7 @@ impl Budget {
             pool: pool_bytes(limit),
             source,
             spill_dir,
+            spill_limit: None,
         }
     }
 
@@ -77,7 +82,16 @@ impl Budget {
             (None, Some(l)) => (l, Source::Cgroup),
             (None, None) => (machine_memory().unwrap_or(4 << 30), Source::Machine),
         };
-        Ok(Budget::new(limit, source, spill_dir))
+        let spill_limit = match std::env::var("KASK_SPILL_LIMIT") {
+            Ok(v) => Some(parse_size(&v).map_err(|why| {
+                Error::Environment(format!("KASK_SPILL_LIMIT={v:?} is not a size: {why}"))
+            })?),
+            Err(_) => None,
+        };
+        Ok(Budget {
+            spill_limit,
+            ..Budget::new(limit, source, spill_dir)
+        })
     }
 
     /// Says in the log what the worker's operators may use, and why.
@@ -87,6 +101,7 @@ impl Budget {
             pool = self.pool,
             source = ?self.source,
             spill_dir = %self.spill_dir.display(),
+            spill_limit = ?self.spill_limit,
             "memory budget"
         );
     }
@@ -101,15 +116,23 @@ impl Budget {
             ))
         })?;
         let pool = usize::try_from(self.pool).unwrap_or(usize::MAX);
+        let mut disk = DiskManagerBuilder::default()
+            .with_mode(DiskManagerMode::Directories(vec![self.spill_dir.clone()]));
+        if let Some(limit) = self.spill_limit {
+            disk = disk.with_max_temp_directory_size(spill_bytes(limit));
+        }
         RuntimeEnvBuilder::new()
             .with_memory_pool(Arc::new(FairSpillPool::new(pool)))
-            .with_disk_manager_builder(
-                DiskManagerBuilder::default()
-                    .with_mode(DiskManagerMode::Directories(vec![self.spill_dir.clone()])),
-            )
+            .with_disk_manager_builder(disk)
             .build_arc()
             .map_err(|e| Error::internal(format!("starting DataFusion's runtime: {e}")))
     }
+}
+
+/// What operators may spill within a spill volume of `limit` bytes: a tenth (at most 1 GiB) is
+/// left for the shuffle writer's own spill file and the rest of `/tmp`.
+pub fn spill_bytes(limit: u64) -> u64 {
+    limit - (limit / 10).min(1 << 30)
 }
 
 /// The memory limit of the cgroup mounted at `root`, if it has one: v2's `memory.max`, else
@@ -183,6 +206,57 @@ pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use datafusion::arrow::array::{Int64Array, RecordBatch};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::datasource::MemTable;
+    use datafusion::prelude::{SessionConfig, SessionContext};
+
+    #[test]
+    fn spill_space_leaves_room_for_the_rest_of_tmp() {
+        assert_eq!(spill_bytes(100 << 20), 90 << 20);
+        assert_eq!(spill_bytes(100 << 30), 99 << 30);
+    }
+
+    /// A sort of 24 MB of rows in an 8 MiB pool, with `spill_limit` of spill space.
+    async fn sort(spill_limit: Option<u64>) -> std::result::Result<usize, String> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let budget = Budget {
+            spill_limit,
+            ..Budget::new(72 << 20, Source::Given, dir.path().join("spill"))
+        };
+        let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, false)]));
+        let batches: Vec<RecordBatch> = (0..30)
+            .map(|b| {
+                let keys = (0..100_000i64).map(|i| (i * 7_919 + b * 13) % 1_000_003);
+                RecordBatch::try_new(
+                    Arc::clone(&schema),
+                    vec![Arc::new(Int64Array::from_iter_values(keys))],
+                )
+                .expect("batch")
+            })
+            .collect();
+        let table = MemTable::try_new(schema, vec![batches]).expect("table");
+        let ctx = SessionContext::new_with_config_rt(
+            SessionConfig::new().with_target_partitions(1),
+            budget.runtime().expect("runtime"),
+        );
+        ctx.register_table("t", Arc::new(table)).expect("register");
+        let df = ctx.sql("SELECT k FROM t ORDER BY k").await.expect("plan");
+        match df.collect().await {
+            Ok(b) => Ok(b.iter().map(RecordBatch::num_rows).sum()),
+            Err(e) => Err(crate::error::df_message(&e)),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_sort_spills_within_its_spill_space_or_fails_naming_it() {
+        assert_eq!(sort(None).await, Ok(3_000_000));
+        let err = sort(Some(1 << 20)).await.expect_err("1 MiB of spill space");
+        assert!(
+            err.contains("spilled more than its spill space holds") && err.contains("spillSize"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn sizes_read_as_kubernetes_quantities() {

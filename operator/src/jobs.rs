@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::{
     PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile,
     SecretKeySelector, SecurityContext, Volume, VolumeMount,
 };
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::{Resource, ResourceExt};
 
@@ -32,6 +33,7 @@ pub struct JobFactory<'a> {
     base: String,
     image: String,
     resources: Option<ResourceRequirements>,
+    spill_size: Option<Quantity>,
 }
 
 /// One step to run.
@@ -69,6 +71,8 @@ pub struct WorkerDefaults {
     pub image: String,
     /// Requests and limits of a worker container.
     pub resources: Option<ResourceRequirements>,
+    /// The size limit of a worker's `/tmp` volume, where its operators spill.
+    pub spill_size: Option<Quantity>,
 }
 
 impl<'a> JobFactory<'a> {
@@ -86,6 +90,7 @@ impl<'a> JobFactory<'a> {
                 .resources
                 .clone()
                 .or_else(|| defaults.resources.clone()),
+            spill_size: defaults.spill_size.clone(),
             dj,
         })
     }
@@ -222,6 +227,11 @@ impl<'a> JobFactory<'a> {
                 }),
             },
         ];
+        // The worker keeps its spilling inside the volume's limit, so that a task that needs
+        // more fails saying so instead of its pod being evicted.
+        if let Some(size) = &self.spill_size {
+            env.push(plain("KASK_SPILL_LIMIT", size.0.clone()));
+        }
         // Fault tests kill a pod at an exact step (see the worker's failpoints).
         if let Some(point) = self.dj.annotations().get(names::ANNOTATION_FAILPOINT) {
             env.push(plain("KASK_FAILPOINT", point.clone()));
@@ -294,7 +304,10 @@ impl<'a> JobFactory<'a> {
             }],
             volumes: Some(vec![Volume {
                 name: "tmp".into(),
-                empty_dir: Some(EmptyDirVolumeSource::default()),
+                empty_dir: Some(EmptyDirVolumeSource {
+                    size_limit: self.spill_size.clone(),
+                    ..EmptyDirVolumeSource::default()
+                }),
                 ..Volume::default()
             }]),
             ..PodSpec::default()
@@ -332,7 +345,6 @@ fn pod_failure_policy() -> PodFailurePolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
     const JOB: &str = r#"
 apiVersion: kask.dev/v1alpha1
@@ -360,6 +372,7 @@ spec:
                 requests: Some([("cpu".to_string(), Quantity("500m".into()))].into()),
                 ..ResourceRequirements::default()
             }),
+            spill_size: Some(Quantity("10Gi".into())),
         }
     }
 
@@ -495,6 +508,30 @@ spec:
             assert!(SECRET_KEYS.contains(&r.key.as_str()));
             assert_eq!(r.optional, Some(true));
         }
+    }
+
+    #[test]
+    fn workers_spill_into_a_tmp_volume_of_the_configured_size_and_know_its_limit() {
+        let plan = plan_job(&job(""));
+        let pod = plan
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+            .expect("set by the factory");
+        let tmp = pod
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == "tmp")
+            .and_then(|v| v.empty_dir.as_ref())
+            .expect("a /tmp emptyDir");
+        assert_eq!(tmp.size_limit, Some(Quantity("10Gi".into())));
+        let env = container(&plan).env.as_ref().expect("env");
+        let limit = env
+            .iter()
+            .find(|e| e.name == "KASK_SPILL_LIMIT")
+            .and_then(|e| e.value.as_deref());
+        assert_eq!(limit, Some("10Gi"));
     }
 
     #[test]

@@ -23,6 +23,7 @@ use clap::{ArgAction, Parser};
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, ResourceRequirements};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{Controller, WatchStreamExt, controller, watcher};
@@ -45,6 +46,10 @@ struct Args {
     /// of a Kubernetes ResourceRequirements, e.g. '{"requests":{"cpu":"1","memory":"2Gi"}}'.
     #[arg(long, env = "KASK_WORKER_RESOURCES")]
     worker_resources: Option<String>,
+    /// The size limit of a worker pod's /tmp volume, where its tasks spill (a Kubernetes
+    /// quantity, e.g. 10Gi); unlimited when empty.
+    #[arg(long, env = "KASK_WORKER_SPILL_SIZE")]
+    worker_spill_size: Option<String>,
     /// Namespaces whose DaskJobs to run, comma-separated; all namespaces when empty.
     #[arg(long, env = "KASK_WATCH_NAMESPACES", value_delimiter = ',')]
     namespaces: Vec<String>,
@@ -101,6 +106,17 @@ fn main() -> ExitCode {
     }
 }
 
+/// A byte size as a Kubernetes quantity (digits and a binary or decimal suffix), checked here
+/// so that a typo stops the operator at start rather than every worker Job at creation.
+fn size_quantity(s: &str) -> Option<Quantity> {
+    let digits = s.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let suffix = &s[digits.len()..];
+    let ok = !digits.is_empty()
+        && digits.chars().all(|c| c.is_ascii_digit())
+        && ["", "Ki", "Mi", "Gi", "Ti", "Pi", "k", "M", "G", "T", "P"].contains(&suffix);
+    ok.then(|| Quantity(s.to_string()))
+}
+
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if args.lease_grace >= args.lease_duration {
         return Err("--lease-grace must be shorter than --lease-duration".into());
@@ -112,6 +128,14 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 serde_json::from_str::<ResourceRequirements>(json)
                     .map_err(|e| format!("--worker-resources (KASK_WORKER_RESOURCES): {e}"))?,
             ),
+            _ => None,
+        },
+        spill_size: match args.worker_spill_size.as_deref().map(str::trim) {
+            Some(s) if !s.is_empty() => Some(size_quantity(s).ok_or_else(|| {
+                format!(
+                    "--worker-spill-size (KASK_WORKER_SPILL_SIZE) {s:?} is not a size such as 10Gi"
+                )
+            })?),
             _ => None,
         },
     };
@@ -321,5 +345,20 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {},
         () = term => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::size_quantity;
+
+    #[test]
+    fn spill_sizes_are_byte_quantities() {
+        for ok in ["10Gi", "512Mi", "1000000", "20G"] {
+            assert!(size_quantity(ok).is_some(), "{ok}");
+        }
+        for bad in ["", "Gi", "10 Gi", "ten", "1.5Gi", "10Gb", "-1Gi"] {
+            assert!(size_quantity(bad).is_none(), "{bad}");
+        }
     }
 }
