@@ -8,6 +8,7 @@
 //! The job kinds (`kask-relational`, `kask-array`, `kask-bag`) build on this crate; the
 //! `kask` binary installs them.
 
+pub mod capped_pool;
 pub mod commit;
 pub mod error;
 pub mod failpoint;

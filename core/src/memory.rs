@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
-use datafusion::execution::memory_pool::FairSpillPool;
+use std::num::NonZeroUsize;
+
+use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 
 use crate::error::{Error, Result};
@@ -122,7 +124,11 @@ impl Budget {
             disk = disk.with_max_temp_directory_size(spill_bytes(limit));
         }
         RuntimeEnvBuilder::new()
-            .with_memory_pool(Arc::new(FairSpillPool::new(pool)))
+            // The error of a task out of budget names the largest consumers.
+            .with_memory_pool(Arc::new(TrackConsumersPool::new(
+                FairSpillPool::new(pool),
+                NonZeroUsize::new(5).unwrap_or(NonZeroUsize::MIN),
+            )))
             .with_disk_manager_builder(disk)
             .build_arc()
             .map_err(|e| Error::internal(format!("starting DataFusion's runtime: {e}")))

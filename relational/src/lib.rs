@@ -21,6 +21,7 @@ pub mod merge;
 pub mod pipeline;
 pub mod planner;
 pub mod session;
+pub mod spill_join;
 pub mod steps;
 pub mod tables;
 pub mod task;

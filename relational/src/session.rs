@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use datafusion::execution::memory_pool::MemoryLimit;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::tables::{ScanTable, batch_size};
@@ -23,7 +24,7 @@ use kask_core::store::Store;
 pub fn session(store: &Store, spec: &DaskJobSpec, partitions: usize) -> SessionContext {
     let mut config = SessionConfig::new()
         .with_target_partitions(partitions.max(1))
-        .with_batch_size(batch_size())
+        .with_batch_size(batch_size(store))
         .with_round_robin_repartition(false)
         .with_repartition_file_scans(false);
     let o = &mut config.options_mut().optimizer;
@@ -47,6 +48,13 @@ pub fn session(store: &Store, spec: &DaskJobSpec, partitions: usize) -> SessionC
         .options_mut()
         .execution
         .enable_file_stream_work_stealing = false;
+    // A sort keeps this much back for merging its spilled runs; DataFusion's 10 MiB default
+    // leaves nothing for a second sort (a sort-merge join has two) in a small budget.
+    if let MemoryLimit::Finite(pool) = store.runtime.memory_pool.memory_limit() {
+        let execution = &mut config.options_mut().execution;
+        execution.sort_spill_reservation_bytes =
+            execution.sort_spill_reservation_bytes.min(pool / 16);
+    }
     SessionContext::new_with_config_rt(config, Arc::clone(&store.runtime))
 }
 

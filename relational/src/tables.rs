@@ -28,6 +28,7 @@ use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use super::csv_guard;
+use datafusion::execution::memory_pool::MemoryLimit;
 use kask_api::Format;
 use kask_core::plan::listing::input_compression;
 use kask_core::plan::{Fragment, InputPlan};
@@ -40,7 +41,7 @@ pub use kask_core::store::STORE_URL;
 pub fn session(store: &Store) -> SessionContext {
     let mut config = SessionConfig::new()
         .with_target_partitions(1)
-        .with_batch_size(batch_size());
+        .with_batch_size(batch_size(store));
     config.options_mut().sql_parser.enable_ident_normalization = false;
     SessionContext::new_with_config_rt(config, Arc::clone(&store.runtime))
 }
@@ -211,12 +212,18 @@ pub fn columns(
     Ok(Arc::new(ProjectionExec::try_new(exprs, plan)?))
 }
 
-/// Rows per batch: `KASK_BATCH_SIZE`, else 65536. Measured on db-benchmark join q5 (2 cores):
-/// 8.6 s at DataFusion's default of 8192, 7.5 s at 65536; groupby questions unchanged.
-pub fn batch_size() -> usize {
+/// Rows per batch: `KASK_BATCH_SIZE`, else 65536, fewer in a small memory budget (at least
+/// DataFusion's default of 8192): a sort or join inserts a batch at a time into its share of
+/// the pool, so batches stay about a 256th of the pool at 64-byte rows. 65536 measured on
+/// db-benchmark join q5 (2 cores): 8.6 s at 8192, 7.5 s at 65536; groupby questions unchanged.
+pub fn batch_size(store: &Store) -> usize {
+    let pool = match store.runtime.memory_pool.memory_limit() {
+        MemoryLimit::Finite(pool) => pool,
+        _ => usize::MAX,
+    };
     std::env::var("KASK_BATCH_SIZE")
         .ok()
         .and_then(|v| v.parse().ok())
         .filter(|&n: &usize| n > 0)
-        .unwrap_or(65536)
+        .unwrap_or_else(|| (pool / (64 * 256)).clamp(8192, 65536))
 }

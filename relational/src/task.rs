@@ -2,6 +2,7 @@
 //! the one the plan pod recorded, run partition `task` of it, and hand the rows to the sink.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use datafusion::error::DataFusionError;
 use datafusion::physical_plan::ExecutionPlan;
@@ -9,11 +10,15 @@ use datafusion::physical_plan::metrics::Time;
 use datafusion::physical_plan::repartition::BatchPartitioner;
 use futures::StreamExt;
 
+use datafusion::execution::TaskContext;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::prelude::SessionContext;
 
 use super::cut::CutStage;
 use super::exchange::{ShuffleSource, SinkKind, TaskShuffles};
 use super::planner::{Cut, plan_text, stages_of};
+use kask_core::capped_pool::CappedPool;
 use kask_core::error::df_message;
 use kask_core::error::{Error, Result, store_failure};
 use kask_core::marker::{TaskFile, TaskMarker};
@@ -45,7 +50,7 @@ pub async fn execute(
             plan.stages.len()
         )));
     }
-    let cut = stages.swap_remove(stage);
+    let mut cut = stages.swap_remove(stage);
     let recorded = crate::SqlStage::of(st)?;
     if plan_text(&cut.root) != recorded.plan {
         return Err(Error::Incompatible(format!(
@@ -54,7 +59,11 @@ pub async fn execute(
             st.name
         )));
     }
+    let exhausted = AtomicBool::new(false);
     let task_err = |e: DataFusionError| -> Error {
+        if matches!(e.find_root(), DataFusionError::ResourcesExhausted(_)) {
+            exhausted.store(true, Ordering::Relaxed);
+        }
         if let Some(kept) = shuffles.error.lock().ok().and_then(|mut k| k.take()) {
             return kept;
         }
@@ -67,14 +76,47 @@ pub async fn execute(
             },
         }
     };
-    let (files, writer_spilled) =
-        match sink(store, plan, dir, (stage, &cut), task, &ctx, &task_err).await {
-            Ok(written) => written,
-            Err(e @ Error::Task { .. }) => {
-                return Err(diagnose(store, plan, stage, task, &ctx, e).await);
+    let mut written = sink(
+        store,
+        plan,
+        dir,
+        (stage, &cut),
+        task,
+        ctx.task_ctx(),
+        &task_err,
+    )
+    .await;
+    if matches!(written, Err(Error::Task { .. })) && exhausted.load(Ordering::Relaxed) {
+        // A hash join's build side outgrew the budget: run again with spilling joins.
+        if let Ok(Some(root)) = crate::spill_join::sort_merge_joins(&cut.root) {
+            tracing::warn!(
+                stage = %st.name,
+                task,
+                "a hash join needed more memory than the task's budget; running the task again with sort-merge joins, which spill"
+            );
+            cut.root = root;
+            if let Ok(mut read) = shuffles.read.lock() {
+                *read = Default::default();
             }
-            Err(e) => return Err(e),
-        };
+            written = sink(
+                store,
+                plan,
+                dir,
+                (stage, &cut),
+                task,
+                capped(&ctx)?,
+                &task_err,
+            )
+            .await;
+        }
+    }
+    let (files, writer_spilled) = match written {
+        Ok(written) => written,
+        Err(e @ Error::Task { .. }) => {
+            return Err(diagnose(store, plan, stage, task, &ctx, e).await);
+        }
+        Err(e) => return Err(e),
+    };
     let (shuffle_bytes, shuffle_rows) = shuffles.read.lock().map(|r| *r).unwrap_or_default();
     Ok(TaskMarker {
         stage,
@@ -97,10 +139,10 @@ async fn sink(
     dir: &str,
     (cut_id, cut): (usize, &CutStage),
     task: usize,
-    ctx: &SessionContext,
+    task_ctx: Arc<TaskContext>,
     task_err: &(dyn Fn(DataFusionError) -> Error + Sync),
 ) -> Result<(Vec<TaskFile>, u64)> {
-    let stream = cut.root.execute(task, ctx.task_ctx()).map_err(task_err)?;
+    let stream = cut.root.execute(task, task_ctx).map_err(task_err)?;
     Ok(match &cut.sink {
         SinkKind::Output => {
             let target = plan.target_of(cut_id).ok_or_else(|| {
@@ -145,6 +187,22 @@ async fn sink(
             )
         }
     })
+}
+
+/// The task context of `ctx` with each operator held to half the pool: the sorts
+/// under a sort-merge join run one after the other, and the first must leave room for the
+/// second ([`kask_core::capped_pool`]).
+fn capped(ctx: &SessionContext) -> Result<Arc<TaskContext>> {
+    let runtime = ctx.runtime_env();
+    let pool = Arc::new(CappedPool::new(Arc::clone(&runtime.memory_pool), 2));
+    let runtime = RuntimeEnvBuilder::from_runtime_env(&runtime)
+        .with_memory_pool(pool)
+        .build_arc()
+        .map_err(|e| Error::internal(format!("a runtime for spilling joins: {e}")))?;
+    let state = SessionStateBuilder::new_from_existing(ctx.state())
+        .with_runtime_env(runtime)
+        .build();
+    Ok(Arc::new(TaskContext::from(&state)))
 }
 
 /// A task failed on its data: when it scanned a table, find the file and the line. A stage

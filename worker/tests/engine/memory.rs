@@ -38,8 +38,13 @@ async fn lab() -> Lab {
 /// Runs `pipeline` over `t` in one task under [`MEMORY`], commits it, and returns what its
 /// tasks spilled.
 async fn run(lab: &Lab, pipeline: &str) -> (Store, u64) {
+    run_over(lab, "{t: {path: \"t/*.parquet\"}}", pipeline, "res").await
+}
+
+/// [`run`] over the tables `inputs`.
+async fn run_over(lab: &Lab, inputs: &str, pipeline: &str, out: &str) -> (Store, u64) {
     let spec = format!(
-        "  dataframe:\n    inputs: {{t: {{path: \"t/*.parquet\"}}}}\n    pipeline: {pipeline}\n  output: {{path: res}}\n"
+        "  dataframe:\n    inputs: {inputs}\n    pipeline: {pipeline}\n  output: {{path: {out}}}\n"
     );
     let (store, plan) = lab.staged_with_memory(&spec, Some(MEMORY)).await;
     let mut spilled = 0;
@@ -164,4 +169,72 @@ async fn a_csv_result_larger_than_an_upload_part_streams_out_with_one_header() {
         got == want,
         "the rows differ from the reference or its order"
     );
+}
+
+/// Row `j` of the right side of the merge test: a key no other row has, and 30 bytes more.
+fn right_key(j: i64) -> i64 {
+    (j * 48_271) % 1_000_003
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merges_of_every_how_with_both_sides_larger_than_the_budget_spill_and_are_exact() {
+    const RIGHT: i64 = 700_000;
+    let lab = lab().await;
+    let k: Vec<Option<i64>> = (0..RIGHT).map(|j| Some(right_key(j))).collect();
+    let v: Vec<Option<i64>> = (0..RIGHT).map(Some).collect();
+    let w: Vec<String> = (0..RIGHT).map(|j| format!("right-row-{j:020}")).collect();
+    let w_refs: Vec<Option<&str>> = w.iter().map(|s| Some(s.as_str())).collect();
+    lab.put_parquet(
+        "u/u.parquet",
+        &batch(vec![("k", ints(&k)), ("v", ints(&v)), ("w", strs(&w_refs))]),
+        100_000,
+    )
+    .await;
+    let right: HashMap<i64, i64> = (0..RIGHT).map(|j| (right_key(j), j)).collect();
+    let left_row = |i: i64| (key(i), format!("name-{:07}", i % 400_000));
+    let row = |k: i64, s: Option<String>, j: Option<i64>| {
+        vec![
+            V::I(k),
+            s.map_or(V::Null, V::S),
+            j.map_or(V::Null, V::I),
+            j.map_or(V::Null, |j| V::S(format!("right-row-{j:020}"))),
+        ]
+    };
+    for how in ["inner", "left", "right", "outer"] {
+        let (_, spilled) = run_over(
+            &lab,
+            "{t: {path: \"t/*.parquet\"}, u: {path: \"u/*.parquet\"}}",
+            &format!("[{{source: t}}, {{merge: {{right: u, on: [k], how: {how}}}}}]"),
+            how,
+        )
+        .await;
+        assert!(spilled > 0, "{how}: the merge spilled nothing");
+        let (names, rows) = lab.result(how).await;
+        assert_eq!(names, ["k", "s", "v", "w"], "{how}");
+        let mut want = Vec::new();
+        let mut matched = std::collections::HashSet::new();
+        for i in 0..ROWS {
+            let (k, s) = left_row(i);
+            match right.get(&k) {
+                Some(&j) => {
+                    matched.insert(k);
+                    want.push(row(k, Some(s), Some(j)));
+                }
+                None if how == "left" || how == "outer" => want.push(row(k, Some(s), None)),
+                None => {}
+            }
+        }
+        if how == "right" || how == "outer" {
+            for j in 0..RIGHT {
+                if !matched.contains(&right_key(j)) {
+                    want.push(row(right_key(j), None, Some(j)));
+                }
+            }
+        }
+        assert_eq!(rows.len(), want.len(), "{how}");
+        assert!(
+            sorted(rows) == sorted(want),
+            "{how}: rows differ from the reference"
+        );
+    }
 }

@@ -67,7 +67,7 @@ pub fn run(f: impl std::future::Future<Output = ()>) {
 }
 
 pub fn sorted(mut rows: Vec<Vec<V>>) -> Vec<Vec<V>> {
-    rows.sort_by_key(|r| r.iter().map(V::key).collect::<Vec<_>>().join("|"));
+    rows.sort_by_cached_key(|r| r.iter().map(V::key).collect::<Vec<_>>().join("|"));
     rows
 }
 
