@@ -38,7 +38,8 @@ impl JobKind for Bag {
             .map(|f| format!("{}:{}:{}", f.path, f.size, f.version))
             .collect();
         let id = ids.id(store, &fingerprint).await?;
-        crate::planner::plan(&id, spec, &source, &listed)
+        let pool = kask_core::memory::pool_limit(&store.runtime);
+        crate::planner::plan(&id, spec, &source, &listed, pool)
     }
 
     async fn execute(&self, run: &TaskRun<'_>) -> Result<TaskMarker> {

@@ -9,7 +9,7 @@ use super::steps;
 use kask_api::{BagJob, BagStepRef, CsvOptions, DaskJobSpec, Format};
 use kask_core::error::{Error, Result};
 use kask_core::plan::listing::{ListedFile, ListedInput, Splits, matching_files};
-use kask_core::plan::tasks::{cut_input, dns_safe};
+use kask_core::plan::tasks::{cut_input, dns_safe, reduce_partitions};
 use kask_core::plan::{
     InputFile, InputPlan, Op, PLAN_VERSION, Partial, Plan, PlanSchema, Sink, Stage, StageSource,
 };
@@ -82,8 +82,15 @@ fn stage(name: &str, source: StageSource, ops: Vec<Op>, tasks: usize) -> Stage {
     }
 }
 
-/// The plan of a bag job over its listed source.
-pub fn plan(job_id: &str, spec: &DaskJobSpec, source: &str, listed: &ListedInput) -> Result<Plan> {
+/// The plan of a bag job over its listed source, its shuffles sized for tasks with a memory
+/// pool of `pool` bytes.
+pub fn plan(
+    job_id: &str,
+    spec: &DaskJobSpec,
+    source: &str,
+    listed: &ListedInput,
+    pool: Option<u64>,
+) -> Result<Plan> {
     let job = spec
         .bag
         .as_ref()
@@ -133,10 +140,8 @@ pub fn plan(job_id: &str, spec: &DaskJobSpec, source: &str, listed: &ListedInput
         }
         let keyed = matches!(step, BagStepRef::Distinct | BagStepRef::Frequencies);
         let partitions = if keyed {
-            spec.shuffle_partitions
-                .map(|p| p as usize)
-                .unwrap_or(cur.tasks.min(workers))
-                .max(1)
+            let bytes = listed.files.iter().map(|f| f.size).sum();
+            reduce_partitions(spec.shuffle_partitions, cur.tasks, workers, bytes, pool)
         } else {
             1
         };

@@ -135,6 +135,15 @@ impl Budget {
     }
 }
 
+/// The memory pool of `runtime`, when it has a limit: what the planners size reduce
+/// partitions by.
+pub fn pool_limit(runtime: &RuntimeEnv) -> Option<u64> {
+    match runtime.memory_pool.memory_limit() {
+        datafusion::execution::memory_pool::MemoryLimit::Finite(n) => u64::try_from(n).ok(),
+        _ => None,
+    }
+}
+
 /// What operators may spill within a spill volume of `limit` bytes: a tenth (at most 1 GiB) is
 /// left for the shuffle writer's own spill file and the rest of `/tmp`.
 pub fn spill_bytes(limit: u64) -> u64 {

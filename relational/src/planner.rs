@@ -25,7 +25,7 @@ use kask_api::DaskJobSpec;
 use kask_core::error::{Error, Result};
 use kask_core::kind::JobIds;
 use kask_core::plan::listing::{Listing, list_inputs};
-use kask_core::plan::tasks::{cut_input, dns_safe, input_plan};
+use kask_core::plan::tasks::{cut_input, dns_safe, input_plan, reduce_partitions};
 use kask_core::plan::{
     OutputStage, PLAN_VERSION, Plan, PlanSchema, Sink, Stage, StageSource, to_detail,
 };
@@ -91,10 +91,19 @@ pub async fn plan_relational(
     let partitions = if widest <= 1 {
         1
     } else {
-        spec.shuffle_partitions
-            .map(|p| p as usize)
-            .unwrap_or_else(|| widest.min(spec.workers() as usize))
-            .max(1)
+        let bytes = listing
+            .inputs
+            .values()
+            .flat_map(|l| &l.files)
+            .map(|f| f.size)
+            .sum();
+        reduce_partitions(
+            spec.shuffle_partitions,
+            widest,
+            spec.workers() as usize,
+            bytes,
+            kask_core::memory::pool_limit(&store.runtime),
+        )
     };
     let mut plan = Plan {
         version: PLAN_VERSION,

@@ -103,9 +103,62 @@ pub fn cut_input(listed: &ListedInput, target: u64) -> Vec<Vec<Fragment>> {
     tasks
 }
 
+/// Input bytes one reduce partition is planned for, as a part of a task's memory pool: Arrow
+/// holds a Parquet or CSV byte in a few bytes, and an operator's state more again.
+const POOL_PARTS_PER_PARTITION: u64 = 4;
+
+/// The most reduce partitions a shuffle is planned with: every reducer reads a slice of every
+/// map task's object, so their product is the shuffle's request count.
+const MAX_PARTITIONS: usize = 2048;
+
+/// How many partitions a shuffle of `input_bytes` read by `maps` map tasks gets: the spec's
+/// `shufflePartitions` if set; else one per worker (no more than there are map tasks), or more
+/// when that would give a partition more input than a quarter of the memory `pool` a task may
+/// use, so that a reducer's share of the data is sized from the budget rather than the
+/// number of workers.
+pub fn reduce_partitions(
+    given: Option<u32>,
+    maps: usize,
+    workers: usize,
+    input_bytes: u64,
+    pool: Option<u64>,
+) -> usize {
+    if let Some(p) = given {
+        return (p as usize).max(1);
+    }
+    let by_workers = maps.min(workers).max(1);
+    let by_budget = match pool {
+        Some(pool) if pool > 0 => {
+            let per = (pool / POOL_PARTS_PER_PARTITION).max(1);
+            usize::try_from(input_bytes.div_ceil(per)).unwrap_or(usize::MAX)
+        }
+        _ => 1,
+    };
+    by_workers.max(by_budget.min(MAX_PARTITIONS))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::dns_safe;
+    use super::{dns_safe, reduce_partitions};
+
+    #[test]
+    fn reduce_partitions_follow_the_workers_until_the_data_outgrows_the_budget() {
+        const GIB: u64 = 1 << 30;
+        // The spec decides when it says.
+        assert_eq!(reduce_partitions(Some(7), 100, 2, 100 * GIB, Some(GIB)), 7);
+        assert_eq!(reduce_partitions(Some(0), 100, 2, GIB, None), 1);
+        // Small data: one per worker, no more than the map tasks.
+        assert_eq!(reduce_partitions(None, 16, 4, GIB / 2, Some(GIB)), 4);
+        assert_eq!(reduce_partitions(None, 3, 8, GIB / 2, Some(GIB)), 3);
+        assert_eq!(reduce_partitions(None, 3, 8, GIB, None), 3);
+        // 2 GiB through a 192 MiB pool (256 MiB pods): 48 MiB of input per partition.
+        assert_eq!(reduce_partitions(None, 16, 2, 2 * GIB, Some(192 << 20)), 43);
+        // Never more than the cap, whatever the data.
+        assert_eq!(
+            reduce_partitions(None, 10_000, 2, 10_000 * GIB, Some(GIB)),
+            2048
+        );
+    }
 
     /// A Kubernetes label value: at most 63 characters, alphanumerics with `-`, `_` or `.`
     /// between them (written out here rather than taken from the code under test).

@@ -238,3 +238,42 @@ async fn merges_of_every_how_with_both_sides_larger_than_the_budget_spill_and_ar
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_budget_plans_more_reduce_partitions_than_workers_and_stays_exact() {
+    let lab = lab().await;
+    // 1 MiB map tasks over the table; 2 workers; a 24 MiB pool (48 MiB given) takes 6 MiB of
+    // input per reduce partition.
+    let spec = "  workers: 2\n  targetTaskBytes: 1048576\n  dataframe:\n    inputs: {t: {path: \"t/*.parquet\"}}\n    pipeline: [{source: t}, {groupby: {by: [s], aggs: {k: [count]}}}]\n  output: {path: res}\n";
+    let input = lab
+        .store
+        .size_opt("t/t.parquet")
+        .await
+        .expect("size")
+        .expect("the table");
+    let (store, plan) = lab.staged_with_memory(spec, Some(MEMORY)).await;
+    let maps = plan.stages[0].tasks;
+    let reducers = plan.stages.last().expect("stages").tasks;
+    let want = usize::try_from(input.div_ceil(6 << 20)).expect("small");
+    assert!(maps > 2 && want > 2, "{maps} map tasks over {input} bytes");
+    assert_eq!(reducers, want, "reduce tasks for {input} bytes of input");
+    let recoveries = Recoveries::default();
+    let lineage = Lineage {
+        store: &store,
+        plan: &plan,
+        recoveries: &recoveries,
+    };
+    commit_all(&store, &plan, &lineage).await.expect("commit");
+    let (_, rows) = lab.result("res").await;
+    let mut counts: HashMap<String, i64> = HashMap::new();
+    for i in 0..ROWS {
+        *counts
+            .entry(format!("name-{:07}", i % 400_000))
+            .or_default() += 1;
+    }
+    let want: Vec<Vec<V>> = counts
+        .into_iter()
+        .map(|(s, n)| vec![V::S(s), V::I(n)])
+        .collect();
+    assert_eq!(sorted(rows), sorted(want));
+}
