@@ -34,6 +34,7 @@ import time
 import traceback
 
 from benchlib import best, default_kask, machine, output_files, package_versions, preread_parquet
+from memcap import MemoryCap, parse_size
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -74,8 +75,19 @@ JOIN = {
 }
 
 
+# A full sort of the groupby table (not a db-benchmark question): the larger-than-memory runs
+# (--memory-cap) sort 1e8 rows.
+SORT = {
+    "q1": {"by": ["id3", "v3"], "title": "sort by id3, v3"},
+}
+
+TABLES = {"groupby": GROUPBY, "join": JOIN, "sort": SORT}
+
+
 def kask_steps(kind, q):
     """The Kask pipeline after `- source: x`, or None where Kask cannot express the question."""
+    if kind == "sort":
+        return [{"sort": {"by": SORT[q]["by"]}}]
     if kind == "join":
         j = JOIN[q]
         return [{"merge": {"right": j["right"], "on": j["on"], "how": j["how"]}}]
@@ -105,10 +117,10 @@ def all_questions():
     return [("groupby", q) for q in GROUPBY] + [("join", q) for q in JOIN]
 
 
-def parse_questions(specs):
-    """`groupby:q1,q2 join:q1`, `groupby`, `join:all`, `all` -> [(kind, q), ...]."""
+def parse_questions(specs, default=None):
+    """`groupby:q1,q2 join:q1`, `groupby`, `join:all`, `sort`, `all` -> [(kind, q), ...]."""
     if not specs:
-        return all_questions()
+        return default or all_questions()
     out = []
     for spec in specs:
         for part in spec.split():
@@ -116,9 +128,9 @@ def parse_questions(specs):
                 out += all_questions()
                 continue
             kind, _, qs = part.partition(":")
-            table = {"groupby": GROUPBY, "join": JOIN}.get(kind)
+            table = TABLES.get(kind)
             if table is None:
-                raise SystemExit(f"--questions: unknown kind {kind!r} in {part!r} (groupby or join)")
+                raise SystemExit(f"--questions: unknown kind {kind!r} in {part!r} (groupby, join or sort)")
             names = list(table) if qs in ("", "all") else [x for x in qs.split(",") if x]
             for q in names:
                 if q not in table:
@@ -206,9 +218,14 @@ def ensure_data(kind, a, log):
     return d
 
 
+def data_kind(kind):
+    """The data set a question reads: a sort reads the groupby table."""
+    return "join" if kind == "join" else "groupby"
+
+
 def input_globs(kind, ddir, q):
     """{input name: glob} for a question."""
-    if kind == "groupby":
+    if data_kind(kind) == "groupby":
         return {"x": os.path.join(ddir, "*.parquet")}
     right = JOIN[q]["right"]
     return {"x": os.path.join(ddir, "x", "*.parquet"), right: os.path.join(ddir, right, "*.parquet")}
@@ -236,7 +253,7 @@ def flow(v):
 
 def kask_job_yaml(kind, q, ddir_name, steps):
     name = f"{kind}-{q}"
-    if kind == "groupby":
+    if data_kind(kind) == "groupby":
         inputs = {"x": f"{ddir_name}/*.parquet"}
     else:
         right = JOIN[q]["right"]
@@ -280,11 +297,16 @@ def run_kask(a, kind, q, ddir, workdir, log):
     for r in range(a.runs):
         logf = os.path.join(jobdir, f"{kind}-{q}.run{r + 1}.log")
         cmd = [a.kask, "run", job] + a.kask_arg
+        if a.cap:
+            # Kask is told its limit as a pod's container would tell it (the cgroup it reads
+            # is the container's own; here the cap is a child cgroup it cannot see).
+            cmd += ["--memory", str(a.cap.limit)]
+        ooms = a.cap.oom_kills() if a.cap else 0
         with open(logf, "w") as lf:
             t0 = time.perf_counter()
             try:
                 p = subprocess.run(cmd, stdout=lf, stderr=subprocess.STDOUT, timeout=a.timeout,
-                                   start_new_session=True)
+                                   start_new_session=True, preexec_fn=a.cap.enter if a.cap else None)
                 dt = time.perf_counter() - t0
                 rc = p.returncode
             except subprocess.TimeoutExpired:
@@ -299,10 +321,22 @@ def run_kask(a, kind, q, ddir, workdir, log):
         else:
             times.append(None)
             msg = "timeout" if rc == "timeout" else f"exit {rc}: " + " | ".join(text.strip().splitlines()[-3:])
+            if a.cap and a.cap.oom_kills() > ooms:
+                msg = "killed at the memory cap (OOM); " + msg
             errors.append(msg)
             reported.append(None)
             log(f"  {kind} {q:<4} kask    run{r + 1} FAILED {msg} (log: {logf})")
-    return times, errors, out, {"job_yaml": job_yaml, "kask_reported_seconds": reported}
+    return times, errors, out, {"job_yaml": job_yaml, "kask_reported_seconds": reported,
+                                "peak_bytes": cap_peak(a)}
+
+
+def cap_peak(a):
+    """The cgroup's peak memory since the last call, when runs are capped."""
+    if not a.cap:
+        return None
+    peak = a.cap.peak()
+    a.cap.reset_peak()
+    return peak
 
 
 # ---------------------------------------------------------------------------------------------
@@ -314,14 +348,16 @@ def run_python_engine(a, engine, kind, q, ddir, workdir, log):
     os.makedirs(outroot, exist_ok=True)
     results = os.path.join(outroot, "results.jsonl")
     spec = {"engine": engine, "kind": kind, "q": q, "runs": a.runs, "inputs": input_globs(kind, ddir, q),
-            "outroot": outroot, "results": results}
+            "outroot": outroot, "results": results, "memory_cap": a.cap.limit if a.cap else None}
     spec_path = os.path.join(outroot, "spec.json")
     with open(spec_path, "w") as f:
         json.dump(spec, f)
     logf = os.path.join(outroot, "worker.log")
     with open(logf, "w") as lf:
+        ooms = a.cap.oom_kills() if a.cap else 0
         p = subprocess.Popen([sys.executable, os.path.abspath(__file__), "_worker", spec_path],
-                             stdout=lf, stderr=subprocess.STDOUT, start_new_session=True)
+                             stdout=lf, stderr=subprocess.STDOUT, start_new_session=True,
+                             preexec_fn=a.cap.enter if a.cap else None)
         timed_out = False
         try:
             # Imports and schema reads come on top of the runs themselves.
@@ -353,9 +389,11 @@ def run_python_engine(a, engine, kind, q, ddir, workdir, log):
             else:
                 tail = open(logf, errors="replace").read().strip().splitlines()[-3:]
                 msg = f"worker exit {p.returncode}: " + " | ".join(tail)
+            if a.cap and a.cap.oom_kills() > ooms:
+                msg = "killed at the memory cap (OOM); " + msg
             errors.append(msg)
             log(f"  {kind} {q:<4} {engine:<7} run{r} FAILED {msg} (log: {logf})")
-    return times, errors, out, {}
+    return times, errors, out, {"peak_bytes": cap_peak(a)}
 
 
 def worker_main(spec_path):
@@ -363,7 +401,7 @@ def worker_main(spec_path):
     with open(spec_path) as f:
         spec = json.load(f)
     engine = spec["engine"]
-    impl = {"polars": PolarsEngine, "duckdb": DuckDBEngine, "dask": DaskEngine}[engine]()
+    impl = {"polars": PolarsEngine, "duckdb": DuckDBEngine, "dask": DaskEngine}[engine](spec.get("memory_cap"))
     for r in range(1, spec["runs"] + 1):
         out = os.path.join(spec["outroot"], f"run{r}")
         shutil.rmtree(out, ignore_errors=True)
@@ -402,14 +440,18 @@ class PolarsEngine:
     AGG = {"sum": "sum", "mean": "mean", "median": "median", "std": "std", "var": "var", "min": "min",
            "max": "max", "count": "count", "first": "first", "last": "last", "nunique": "n_unique"}
 
-    def __init__(self):
+    def __init__(self, cap=None):
         import polars as pl
         self.pl = pl
+        # Under a memory cap, Polars' streaming engine (its out-of-core one).
+        self.engine = "streaming" if cap else "auto"
 
     def run(self, kind, q, inputs, out):
         pl = self.pl
         x = pl.scan_parquet(inputs["x"])
-        if kind == "join":
+        if kind == "sort":
+            res = x.sort(SORT[q]["by"])
+        elif kind == "join":
             j = JOIN[q]
             right = pl.scan_parquet(inputs[j["right"]])
             cols = join_columns(x.collect_schema().names(), right.collect_schema().names(), j["on"])
@@ -429,7 +471,7 @@ class PolarsEngine:
                 res = x.group_by(g["by"]).agg(exprs)
                 if g.get("range"):
                     res = res.select("id3", (pl.col("v1_max") - pl.col("v2_min")).alias("range_v1_v2"))
-        res.collect().write_parquet(os.path.join(out, "part-0.parquet"))
+        res.collect(engine=self.engine).write_parquet(os.path.join(out, "part-0.parquet"))
 
 
 class DuckDBEngine:
@@ -437,10 +479,13 @@ class DuckDBEngine:
            "var": "var_samp({})", "min": "min({})", "max": "max({})", "count": "count({})",
            "first": "first({})", "last": "last({})", "nunique": "count(DISTINCT {})"}
 
-    def __init__(self):
+    def __init__(self, cap=None):
         import duckdb
         self.duckdb = duckdb
         self.schemas = {}
+        # Under a memory cap, DuckDB's own limit at 3/4 of it (its buffer manager does not count
+        # everything), spilling to a temporary directory.
+        self.memory_limit = f"{cap * 3 // 4 // 2 ** 20}MiB" if cap else None
 
     @staticmethod
     def lit(s):
@@ -448,6 +493,8 @@ class DuckDBEngine:
 
     def sql(self, kind, q, inputs):
         x = f"read_parquet({self.lit(inputs['x'])})"
+        if kind == "sort":
+            return f"SELECT * FROM {x} ORDER BY {', '.join(SORT[q]['by'])}"
         if kind == "join":
             j = JOIN[q]
             rglob = inputs[j["right"]]
@@ -472,6 +519,12 @@ class DuckDBEngine:
         sql = self.sql(kind, q, inputs)
         con = self.duckdb.connect()
         try:
+            if self.memory_limit:
+                con.execute(f"SET memory_limit = {self.lit(self.memory_limit)}")
+                tmp = os.path.join(os.path.dirname(out), f"{os.path.basename(out)}.duckdb-tmp")
+                con.execute(f"SET temp_directory = {self.lit(tmp)}")
+                # An ORDER BY keeps insertion order otherwise, which costs memory.
+                con.execute("SET preserve_insertion_order = false")
             con.execute(f"COPY ({sql}) TO {self.lit(os.path.join(out, 'part-0.parquet'))} (FORMAT parquet)")
         finally:
             con.close()
@@ -481,15 +534,25 @@ class DaskEngine:
     AGG = {"sum": "sum", "mean": "mean", "median": "median", "std": "std", "var": "var", "min": "min",
            "max": "max", "count": "count", "first": "first", "last": "last", "nunique": "nunique"}
 
-    def __init__(self):
+    def __init__(self, cap=None):
         import dask
         import dask.dataframe as dd
         self.dask, self.dd = dask, dd
+        self.client = None
+        if cap:
+            # Dask's memory limit is a distributed worker's: one worker process with every core,
+            # which spills at its thresholds and pauses near the limit (started before the clock).
+            from dask.distributed import Client, LocalCluster
+            cluster = LocalCluster(n_workers=1, threads_per_worker=os.cpu_count() or 1, processes=True,
+                                   memory_limit=cap * 9 // 10, dashboard_address=None)
+            self.client = Client(cluster)
 
     def run(self, kind, q, inputs, out):
         dd = self.dd
         x = dd.read_parquet(inputs["x"])
-        if kind == "join":
+        if kind == "sort":
+            res = x.sort_values(SORT[q]["by"])
+        elif kind == "join":
             j = JOIN[q]
             right = dd.read_parquet(inputs[j["right"]])
             res = x.merge(right, on=j["on"], how=j["how"], suffixes=("_x", "_y"))
@@ -706,6 +769,42 @@ def build_report(meta, rows, engines):
                                      "kask_failed": kask_failed}
 
 
+def cap_report(meta, rows, engines):
+    """Under a memory cap: which engines finished each question, their peak memory, and Kask's
+    time against the fastest engine that finished (goal: Kask finishes all, within 1.5x)."""
+    cap = meta["memory_cap"]
+    lines = ["", f"### Under a {cap / 2 ** 30:.2f} GiB memory cap (a cgroup, each engine told its limit)", "",
+             "Best seconds, or ✗ for not finished; the cgroup's peak memory in GiB after `/`.", "",
+             "| question | " + " | ".join(engines) + " | kask/fastest |",
+             "|---|" + "---:|" * (len(engines) + 1)]
+    met, finished = 0, 0
+    for row in rows:
+        res, cells, bests = row["engines"], [f"{row['kind']} {row['q']}"], {}
+        for e in engines:
+            r = res.get(e) or {}
+            b = best(r.get("times") or [])
+            ok = b is not None and r.get("check", {}).get("status") in ("ok", "unchecked", None)
+            peak = r.get("peak_bytes")
+            mem = f" / {peak / 2 ** 30:.2f}" if peak else ""
+            cells.append(("n/a" if r.get("na") else "✗") + mem if not ok else f"{b:.2f}{mem}")
+            if ok:
+                bests[e] = b
+        k = bests.get("kask")
+        if k is not None:
+            finished += 1
+        fastest = min(bests.values()) if bests else None
+        if k is None or fastest is None:
+            cells.append("—")
+        else:
+            ratio = k / fastest
+            met += ratio <= 1.5 + 1e-12
+            cells.append(f"{ratio:.2f} {'✓' if ratio <= 1.5 + 1e-12 else '✗'}")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", f"Kask finished {finished} of {len(rows)} questions under the cap; within 1.5x of the fastest "
+              f"finisher on {met}."]
+    return "\n".join(lines) + "\n", {"kask_finished": finished, "within_1_5x_of_fastest": met}
+
+
 # ---------------------------------------------------------------------------------------------
 # Main
 # ---------------------------------------------------------------------------------------------
@@ -734,12 +833,24 @@ def parse_args(argv):
     ap.add_argument("--markdown", metavar="PATH", help="also write the table here")
     ap.add_argument("--workdir", help="where jobs and results go (default: a temporary directory, removed at the end)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("--memory-cap", metavar="SIZE",
+                    help="run every engine in a cgroup with this memory limit (e.g. 2Gi), each told its limit "
+                         "(kask --memory, DuckDB memory_limit, Polars' streaming engine, a Dask worker's "
+                         "memory_limit); a run killed at the cap counts as not finished. Default questions "
+                         "then: groupby, join and sort")
     a = ap.parse_args(argv)
+    a.cap = None
+    if a.memory_cap:
+        try:
+            a.memory_cap_bytes = parse_size(a.memory_cap)
+        except ValueError as e:
+            ap.error(f"--memory-cap: {e}")
     a.engines = [e.strip() for e in a.engines.split(",") if e.strip()]
     for e in a.engines:
         if e not in ENGINES:
             ap.error(f"--engines: unknown engine {e!r} (known: {', '.join(ENGINES)})")
-    a.questions = parse_questions(a.questions)
+    default = all_questions() + [("sort", q) for q in SORT] if a.memory_cap else None
+    a.questions = parse_questions(a.questions, default)
     a.data = os.path.abspath(a.data)
     if a.runs < 1:
         ap.error("--runs must be at least 1")
@@ -770,14 +881,18 @@ def main(argv):
         warnings.append(f"load average {load1:.2f} at the start: something else is using the CPU, so timings are noisy")
         log("warning: " + warnings[-1])
 
-    kinds = sorted({k for k, _ in a.questions}, key=["groupby", "join"].index)
-    dirs = {k: ensure_data(k, a, log) for k in kinds}
-    log(f"reading the input once ({preread_parquet(dirs.values()) / 2 ** 20:.0f} MiB) so that every engine starts warm")
+    kinds = sorted({data_kind(k) for k, _ in a.questions}, key=["groupby", "join"].index)
+    data = {k: ensure_data(k, a, log) for k in kinds}
+    dirs = {k: data[data_kind(k)] for k, _ in a.questions}
+    if a.memory_cap:
+        a.cap = MemoryCap(a.memory_cap_bytes, f"kask-bench-{os.getpid()}")
+    log(f"reading the input once ({preread_parquet(data.values()) / 2 ** 20:.0f} MiB) so that every engine starts warm")
 
     import dask
     meta = {
         "rows": a.rows, "rows_sci": sci(a.rows), "groups": a.groups, "partitions": a.partitions, "runs": a.runs,
-        "data": {k: d for k, d in dirs.items()}, "machine": machine(), "versions": package_versions(["polars", "duckdb", "dask", "pandas", "pyarrow"]),
+        "memory_cap": a.memory_cap_bytes if a.memory_cap else None,
+        "data": {k: d for k, d in data.items()}, "machine": machine(), "versions": package_versions(["polars", "duckdb", "dask", "pandas", "pyarrow"]),
         "python": platform.python_version(), "engines": a.engines,
         "dask_scheduler": dask.config.get("scheduler", None) or "default threaded (no distributed Client)",
         "kask": a.kask if "kask" in a.engines else None, "kask_args": a.kask_arg,
@@ -797,7 +912,7 @@ def main(argv):
     rows = []
     try:
         for kind, q in a.questions:
-            title = (GROUPBY if kind == "groupby" else JOIN)[q]["title"]
+            title = TABLES[kind][q]["title"]
             log(f"{kind} {q}: {title}")
             row = {"kind": kind, "q": q, "title": title, "engines": {}}
             for e in a.engines:
@@ -831,6 +946,8 @@ def main(argv):
                     log(f"  {kind} {q:<4} {e:<7} ANSWER MISMATCH: {c['detail']}")
             rows.append(row)
     finally:
+        if a.cap:
+            a.cap.close()
         kept = a.keep or a.workdir
         if kept:
             log(f"kept {workdir}")
@@ -840,6 +957,9 @@ def main(argv):
     meta["warnings"] = warnings
     meta["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     table, summary = build_report(meta, rows, a.engines)
+    if a.cap:
+        capped, summary["capped"] = cap_report(meta, rows, a.engines)
+        table += capped
     print(table, end="")
     if a.markdown:
         with open(a.markdown, "w") as f:

@@ -21,7 +21,12 @@ pub struct Keys<V> {
     json: Map<V>,
     /// Strings that need no escaping, without their quotes.
     plain: Map<V>,
+    /// About how many bytes the maps hold.
+    held: usize,
 }
+
+/// What a map entry costs besides its key's bytes: the `String`, the value, the table's slot.
+const ENTRY_BYTES: usize = 48;
 
 /// Whether JSON writes `s` as `"s"`: the characters it escapes are all ASCII, and no byte of a
 /// multi-byte UTF-8 character is ASCII, so a byte scan suffices.
@@ -30,13 +35,18 @@ fn is_plain(s: &str) -> bool {
 }
 
 /// Updates `m[k]` with `f`, starting from the default; a key seen before costs no allocation.
-fn update<V: Default>(m: &mut Map<V>, k: &str, f: impl FnOnce(&mut V)) {
+/// Returns the bytes a new key added.
+fn update<V: Default>(m: &mut Map<V>, k: &str, f: impl FnOnce(&mut V)) -> usize {
     match m.get_mut(k) {
-        Some(v) => f(v),
+        Some(v) => {
+            f(v);
+            0
+        }
         None => {
             let mut v = V::default();
             f(&mut v);
             m.insert(k.to_owned(), v);
+            k.len() + ENTRY_BYTES
         }
     }
 }
@@ -44,27 +54,32 @@ fn update<V: Default>(m: &mut Map<V>, k: &str, f: impl FnOnce(&mut V)) {
 impl<V: Default> Keys<V> {
     /// Updates the value of a string record.
     pub fn update_str(&mut self, s: &str, f: impl FnOnce(&mut V)) {
-        if is_plain(s) {
-            update(&mut self.plain, s, f);
+        self.held += if is_plain(s) {
+            update(&mut self.plain, s, f)
         } else {
-            update(&mut self.json, &canonical(&Value::String(s.to_owned())), f);
-        }
+            update(&mut self.json, &canonical(&Value::String(s.to_owned())), f)
+        };
     }
 
     /// Updates the value of a record.
     pub fn update_value(&mut self, v: &Value, f: impl FnOnce(&mut V)) {
         match v {
             Value::String(s) => self.update_str(s, f),
-            other => update(&mut self.json, &canonical(other), f),
+            other => self.held += update(&mut self.json, &canonical(other), f),
         }
     }
 
     /// Updates the value of a record given as canonical JSON text (a shuffle row's key).
     pub fn update_canonical(&mut self, k: &str, f: impl FnOnce(&mut V)) {
-        match k.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+        self.held += match k.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
             Some(inner) if is_plain(inner) => update(&mut self.plain, inner, f),
             _ => update(&mut self.json, k, f),
-        }
+        };
+    }
+
+    /// About how many bytes the keys and their entries take.
+    pub fn held_bytes(&self) -> usize {
+        self.held
     }
 
     /// Every key as canonical JSON, with its value.

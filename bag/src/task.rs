@@ -15,7 +15,7 @@ use kask_core::error::{Error, Result};
 use kask_core::lineage::Recover;
 use kask_core::marker::{TaskFile, TaskMarker};
 use kask_core::plan::{Op, Partial, Plan, Sink, StageSource};
-use kask_core::shuffle::{Partitioner, read_partition};
+use kask_core::shuffle::{Partitioner, fold_partition};
 use kask_core::store::Store;
 use kask_core::store::upload::Upload;
 
@@ -223,6 +223,18 @@ pub async fn execute(
     // JSON lines go out as pieces of the input are read, not held to the task's end.
     let lines_path = format!("{dir}/part.jsonl");
     let mut upload: Option<Upload> = None;
+    // A map task's keyed state goes to the shuffle whenever it passes a quarter of the pool
+    // (the reducers merge what several flushes send), so that a range with millions of
+    // distinct values does not hold them all.
+    let mut shuffle = match &st.sink {
+        Sink::Shuffle {
+            partitions, keys, ..
+        } => Some(Partitioner::new(shuffle_schema(), keys, *partitions)?.within(&store.runtime)),
+        _ => None,
+    };
+    let flush_at = kask_core::memory::pool_limit(&store.runtime)
+        .map_or(usize::MAX, |p| usize::try_from(p / 4).unwrap_or(usize::MAX));
+    let mut shuffled_rows = 0u64;
     let mut marker = TaskMarker {
         stage,
         task,
@@ -258,6 +270,15 @@ pub async fn execute(
                         .await?;
                     marker.skipped += stats.skipped;
                     pipeline.out.send(store, &lines_path, &mut upload).await?;
+                    if let (Out::Shuffle(state), Some(p)) = (&mut pipeline.out, shuffle.as_mut())
+                        && state.keyed()
+                        && state.held_bytes() > flush_at
+                    {
+                        let full = std::mem::replace(state, state.emptied());
+                        let rows = full.into_rows()?;
+                        shuffled_rows += rows.num_rows() as u64;
+                        p.push(rows)?;
+                    }
                 }
                 marker.bytes_in += pieces.fetched;
             }
@@ -265,20 +286,22 @@ pub async fn execute(
             pipeline.finish()?
         }
         StageSource::Shuffle { stage: from } => {
-            let (batches, bytes) = read_partition(store, plan, *from, task, lineage).await?;
-            marker.bytes_in = bytes;
             let Some(Op::BagFinal { .. }) = st.ops.first() else {
                 return Err(Error::internal(
                     "a bag reduce stage that does not start by merging",
                 ));
             };
             let mut pipeline = Pipeline::new(job, &st.ops, out)?;
-            if let Some(Some(state)) = pipeline.states.first_mut() {
-                for b in &batches {
-                    marker.rows_in += b.num_rows() as u64;
-                    state.push_rows(b)?;
-                }
-            }
+            let Some(Some(state)) = pipeline.states.first_mut() else {
+                return Err(Error::internal("a bag reduce stage without its state"));
+            };
+            let mut rows_in = 0u64;
+            marker.bytes_in = fold_partition(store, plan, *from, task, lineage, &mut |b| {
+                rows_in += b.num_rows() as u64;
+                state.push_rows(&b)
+            })
+            .await?;
+            marker.rows_in = rows_in;
             pipeline.finish()?
         }
         other => return Err(Error::internal(format!("a bag stage reading {other:?}"))),
@@ -322,9 +345,13 @@ pub async fn execute(
                 return Err(Error::internal("a bag shuffle without its sink"));
             };
             let batch = state.into_rows()?;
-            marker.rows_out = batch.num_rows() as u64;
-            let mut p =
-                Partitioner::new(shuffle_schema(), keys, *partitions)?.within(&store.runtime);
+            marker.rows_out = shuffled_rows + batch.num_rows() as u64;
+            let mut p = match shuffle {
+                Some(p) => p,
+                None => {
+                    Partitioner::new(shuffle_schema(), keys, *partitions)?.within(&store.runtime)
+                }
+            };
             p.push(batch)?;
             marker.spilled_bytes = p.spilled_bytes();
             vec![kask_core::shuffle::write(store, dir, p, *partitions).await?]

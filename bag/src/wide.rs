@@ -60,9 +60,33 @@ impl Wide {
         }
     }
 
+    /// An empty state of the same step, for a map task that flushed this one.
+    pub fn emptied(&self) -> Wide {
+        match self {
+            Wide::Distinct(_) => Wide::Distinct(Keys::default()),
+            Wide::Frequencies(_) => Wide::Frequencies(Keys::default()),
+            Wide::Count(_) => Wide::Count(0),
+            Wide::TopK { k, by, .. } => Wide::TopK {
+                k: *k,
+                by: by.clone(),
+                items: Vec::new(),
+            },
+        }
+    }
+
     /// Whether the state's shuffle rows are hashed by key (else all go to one partition).
     pub fn keyed(&self) -> bool {
         matches!(self, Wide::Distinct(_) | Wide::Frequencies(_))
+    }
+
+    /// About how many bytes the state holds (what a map task flushes to the shuffle past its
+    /// budget).
+    pub fn held_bytes(&self) -> usize {
+        match self {
+            Wide::Distinct(m) => m.held_bytes(),
+            Wide::Frequencies(m) => m.held_bytes(),
+            Wide::Count(_) | Wide::TopK { .. } => 0,
+        }
     }
 
     /// Folds in one record.

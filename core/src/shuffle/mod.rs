@@ -108,6 +108,31 @@ pub async fn read_partition(
     Ok((parts.into_iter().flatten().collect(), bytes))
 }
 
+/// Folds reduce partition `partition` of stage `from` into `fold` batch by batch, in map-task
+/// order, holding no more than a few map tasks' slices at once (rather than the whole partition,
+/// as [`read_partition`] does). Returns the bytes fetched.
+pub async fn fold_partition(
+    store: &Store,
+    plan: &Plan,
+    from: usize,
+    partition: usize,
+    lineage: &dyn Recover,
+    fold: &mut (dyn FnMut(RecordBatch) -> Result<()> + Send),
+) -> Result<u64> {
+    let markers = latest_markers(store, plan, from).await?;
+    let mut slices = futures::stream::iter(markers)
+        .map(|m| with_recovery(lineage, m, move |m| fetch(store, m, partition)))
+        .buffered(FETCH_CONCURRENCY);
+    let mut bytes = 0;
+    while let Some((batches, n)) = slices.try_next().await? {
+        bytes += n;
+        for b in batches {
+            fold(b)?;
+        }
+    }
+    Ok(bytes)
+}
+
 /// [`read_partition`], keeping each map task's batches apart (in map-task order): what a
 /// merge of sorted map outputs needs.
 pub async fn read_partition_by_map(

@@ -277,3 +277,52 @@ async fn a_small_budget_plans_more_reduce_partitions_than_workers_and_stays_exac
         .collect();
     assert_eq!(sorted(rows), sorted(want));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bag_frequencies_past_the_budget_flush_their_state_and_stay_exact() {
+    const WORDS: usize = 1_000_000;
+    let lab = Lab::local();
+    // Two files (two map tasks), each naming every word twice, a million lines apart.
+    let text: String = (0..2 * WORDS)
+        .map(|i| format!("w{}\n", i % WORDS))
+        .collect();
+    lab.put("in/a.txt", text.clone().into_bytes()).await;
+    lab.put("in/b.txt", text.into_bytes()).await;
+    let spec = "  bag:\n    inputs:\n      r: {path: \"in/*.txt\", format: text}\n    steps:\n      - source: r\n      - frequencies: {}\n  targetTaskBytes: 20000000\n  output: {path: out}\n";
+    let (store, plan) = lab.staged_with_memory(spec, Some(MEMORY)).await;
+    assert_eq!(plan.stages[0].tasks, 2, "one map task per file");
+    for (m, _) in store.list(&plan.markers_dir(0)).await.expect("markers") {
+        let body = store.get(&m).await.expect("marker");
+        let marker: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        // Held whole, a map task's state would send each word once; flushed at a quarter of
+        // the 24 MiB pool, the two sightings of a word fall in different flushes.
+        assert!(
+            marker["rowsOut"].as_u64().expect("rowsOut") > WORDS as u64,
+            "a map task did not flush: {marker}"
+        );
+    }
+    let recoveries = Recoveries::default();
+    let lineage = Lineage {
+        store: &store,
+        plan: &plan,
+        recoveries: &recoveries,
+    };
+    commit_all(&store, &plan, &lineage).await.expect("commit");
+    let m = lab.manifest("out").await.expect("committed");
+    let mut seen = std::collections::HashSet::new();
+    for f in &m.files {
+        let body = lab
+            .store
+            .get(&format!("out/{}", f.path))
+            .await
+            .expect("part");
+        for line in std::str::from_utf8(&body).expect("utf8").lines() {
+            let r: serde_json::Value = serde_json::from_str(line).expect("json");
+            assert_eq!(r["count"], 4, "{r}");
+            let w = r["value"].as_str().expect("a word").to_string();
+            assert!(seen.insert(w), "{r} twice");
+        }
+    }
+    assert_eq!(seen.len(), WORDS);
+    assert!((0..WORDS).all(|i| seen.contains(&format!("w{i}"))));
+}
