@@ -894,7 +894,9 @@ def main(argv):
         "memory_cap": a.memory_cap_bytes if a.memory_cap else None,
         "data": {k: d for k, d in data.items()}, "machine": machine(), "versions": package_versions(["polars", "duckdb", "dask", "pandas", "pyarrow"]),
         "python": platform.python_version(), "engines": a.engines,
-        "dask_scheduler": dask.config.get("scheduler", None) or "default threaded (no distributed Client)",
+        "dask_scheduler": ("distributed LocalCluster: one worker process, every core, memory_limit 0.9 x the cap"
+                           if a.memory_cap else
+                           dask.config.get("scheduler", None) or "default threaded (no distributed Client)"),
         "kask": a.kask if "kask" in a.engines else None, "kask_args": a.kask_arg,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "load_average_at_start": load1,
     }
