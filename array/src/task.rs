@@ -205,6 +205,7 @@ async fn write_chunks(
                 bytes,
                 crc32c: Some(crc),
                 partitions: vec![],
+                window: 0,
             })
         })
         .collect()

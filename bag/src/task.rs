@@ -334,6 +334,7 @@ pub async fn execute(
                     bytes: up.bytes(),
                     crc32c: Some(up.crc32c()),
                     partitions: vec![],
+                    window: 0,
                 }]
             }
         }

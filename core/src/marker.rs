@@ -36,6 +36,14 @@ pub struct TaskFile {
     /// For shuffle files: where each reduce partition sits.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub partitions: Vec<PartRange>,
+    /// For shuffle files: the size of the windows a long range is checked in
+    /// ([`PartRange::windows`]); 0 when no range has windows.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub window: u64,
+}
+
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
 }
 
 /// What a committed task did; also the task's termination message in a pod.
@@ -233,4 +241,9 @@ pub struct PartRange {
         skip_serializing_if = "Option::is_none"
     )]
     pub crc32c: Option<u32>,
+    /// For a range longer than its file's `window`: the CRC-32C of each window of it in turn
+    /// (the last one shorter), so that a reducer can check and decode it piece by piece
+    /// instead of holding it whole.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<u32>,
 }

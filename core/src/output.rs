@@ -133,6 +133,7 @@ pub async fn write_output(
                 bytes: upload.bytes(),
                 crc32c: Some(upload.crc32c()),
                 partitions: vec![],
+                window: 0,
             }])
         }
         Format::Csv | Format::Json => {
@@ -162,6 +163,7 @@ pub async fn write_output(
                 bytes: up.bytes(),
                 crc32c: Some(up.crc32c()),
                 partitions: vec![],
+                window: 0,
             }])
         }
     }
@@ -182,6 +184,7 @@ pub async fn put_file(store: &Store, path: String, rows: u64, body: Bytes) -> Re
         bytes: body.len() as u64,
         crc32c: Some(crc32c(&body)),
         partitions: vec![],
+        window: 0,
         path,
     };
     store.put(&file.path, body).await?;

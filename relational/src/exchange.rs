@@ -23,10 +23,12 @@ use futures::{StreamExt, TryStreamExt};
 
 use kask_core::error::{Error, Result};
 use kask_core::marker::{TaskMarker, latest_markers};
+use kask_core::shuffle::SliceReader;
 
-/// Map tasks' slices of a partition a reader holds in memory at once: enough requests in
-/// flight to hide the store's latency, few enough that a partition streams through the task
-/// instead of being gathered whole.
+/// Map tasks' slices of a partition a reader opens ahead of the one it reads: enough requests
+/// in flight to hide the store's latency. Each holds a window or two
+/// ([`kask_core::shuffle::SliceReader`]), so a partition streams through the task instead of
+/// being gathered whole.
 const SLICES_IN_FLIGHT: usize = 8;
 
 /// Where an upper stage's reader gets a lower stage's shuffled rows.
@@ -34,10 +36,10 @@ const SLICES_IN_FLIGHT: usize = 8;
 pub trait ShuffleSource: Send + Sync + fmt::Debug {
     /// The committed map tasks of stage `stage` (their newest markers), in task order.
     async fn maps(&self, stage: usize) -> Result<Vec<TaskMarker>>;
-    /// Map task `map`'s slice of partition `partition` of its stage's shuffle.
-    async fn slice(&self, map: TaskMarker, partition: usize) -> Result<Vec<RecordBatch>>;
-    /// Partition 0 of stage `stage`'s shuffle as map task `map` wrote it.
-    async fn map_output(&self, stage: usize, map: usize) -> Result<Vec<RecordBatch>>;
+    /// Opens map task `map`'s slice of partition `partition` of its stage's shuffle.
+    async fn open(&self, map: TaskMarker, partition: usize) -> Result<SliceReader>;
+    /// The next batch of an opened slice.
+    async fn next(&self, slice: &mut SliceReader) -> Result<Option<RecordBatch>>;
 }
 
 /// The source of a plan that is only displayed and cut, never run (the plan pod's).
@@ -49,12 +51,22 @@ impl ShuffleSource for PlanningOnly {
     async fn maps(&self, _stage: usize) -> Result<Vec<TaskMarker>> {
         Err(Error::internal("a plan made for planning only was run"))
     }
-    async fn slice(&self, _map: TaskMarker, _partition: usize) -> Result<Vec<RecordBatch>> {
+    async fn open(&self, _map: TaskMarker, _partition: usize) -> Result<SliceReader> {
         Err(Error::internal("a plan made for planning only was run"))
     }
-    async fn map_output(&self, _stage: usize, _map: usize) -> Result<Vec<RecordBatch>> {
+    async fn next(&self, _slice: &mut SliceReader) -> Result<Option<RecordBatch>> {
         Err(Error::internal("a plan made for planning only was run"))
     }
+}
+
+/// An opened slice's batches.
+fn batches(
+    source: Arc<dyn ShuffleSource>,
+    slice: SliceReader,
+) -> impl futures::Stream<Item = Result<RecordBatch>> + Send {
+    futures::stream::try_unfold((source, slice), |(source, mut slice)| async move {
+        Ok(source.next(&mut slice).await?.map(|b| (b, (source, slice))))
+    })
 }
 
 /// Which rows a reader's partition `p` holds.
@@ -162,32 +174,45 @@ impl ExecutionPlan for ShuffleReaderExec {
     ) -> DfResult<SendableRecordBatchStream> {
         let source = Arc::clone(&self.source);
         let stage = self.stage;
-        // Lists of batches, a map task's slice (or the one map output) at a time.
-        let pieces: BoxStream<'static, Result<Vec<RecordBatch>>> = match self.mode {
-            ReadMode::Partition => futures::stream::once({
+        let maps = {
+            let source = Arc::clone(&source);
+            futures::stream::once(async move { source.maps(stage).await })
+        };
+        // Opened slices, in map-task order.
+        let slices: BoxStream<'static, Result<SliceReader>> = match self.mode {
+            ReadMode::Partition => {
                 let source = Arc::clone(&source);
-                async move { source.maps(stage).await }
-            })
-            .map_ok(move |maps| {
-                let source = Arc::clone(&source);
-                futures::stream::iter(maps)
-                    .map(move |m| {
-                        let source = Arc::clone(&source);
-                        async move { source.slice(m, partition).await }
-                    })
-                    .buffered(SLICES_IN_FLIGHT)
-            })
-            .try_flatten()
-            .boxed(),
+                maps.map_ok(move |maps| {
+                    let source = Arc::clone(&source);
+                    futures::stream::iter(maps)
+                        .map(move |m| {
+                            let source = Arc::clone(&source);
+                            async move { source.open(m, partition).await }
+                        })
+                        .buffered(SLICES_IN_FLIGHT)
+                })
+                .try_flatten()
+                .boxed()
+            }
             ReadMode::Map => {
-                futures::stream::once(async move { source.map_output(stage, partition).await })
-                    .boxed()
+                let source = Arc::clone(&source);
+                maps.and_then(move |maps| {
+                    let source = Arc::clone(&source);
+                    async move {
+                        match maps.into_iter().find(|m| m.task == partition) {
+                            Some(m) => Ok(Some(source.open(m, 0).await?)),
+                            None => Ok(None),
+                        }
+                    }
+                })
+                .try_filter_map(|s| async move { Ok(s) })
+                .boxed()
             }
         };
-        let stream = pieces
-            .map_err(|e| DataFusionError::External(Box::new(e)))
-            .map_ok(|batches| futures::stream::iter(batches.into_iter().map(Ok)))
-            .try_flatten();
+        let stream = slices
+            .map_ok(move |slice| batches(Arc::clone(&source), slice))
+            .try_flatten()
+            .map_err(|e| DataFusionError::External(Box::new(e)));
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             Arc::clone(&self.schema),
             stream.boxed(),
@@ -252,11 +277,18 @@ impl TaskShuffles {
         }
     }
 
-    fn count(&self, bytes: u64, batches: &[RecordBatch]) {
-        let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+    fn count(&self, bytes: u64, rows: usize) {
         if let Ok(mut r) = self.read.lock() {
             r.0 += bytes;
-            r.1 += rows;
+            r.1 += rows as u64;
+        }
+    }
+
+    fn lineage(&self) -> kask_core::task::recover::Lineage<'_> {
+        kask_core::task::recover::Lineage {
+            store: &self.store,
+            plan: &self.plan,
+            recoveries: &self.recoveries,
         }
     }
 }
@@ -268,28 +300,21 @@ impl ShuffleSource for TaskShuffles {
         self.keep(r)
     }
 
-    async fn slice(&self, map: TaskMarker, partition: usize) -> Result<Vec<RecordBatch>> {
-        let lineage = kask_core::task::recover::Lineage {
-            store: &self.store,
-            plan: &self.plan,
-            recoveries: &self.recoveries,
-        };
-        let r = kask_core::shuffle::read_slice(&self.store, map, partition, &lineage).await;
-        let (batches, bytes) = self.keep(r)?;
-        self.count(bytes, &batches);
-        Ok(batches)
+    async fn open(&self, map: TaskMarker, partition: usize) -> Result<SliceReader> {
+        let r = SliceReader::open_or_recover(&self.store, map, partition, &self.lineage()).await;
+        let slice = self.keep(r)?;
+        self.count(slice.bytes(), 0);
+        Ok(slice)
     }
 
-    async fn map_output(&self, stage: usize, map: usize) -> Result<Vec<RecordBatch>> {
-        let lineage = kask_core::task::recover::Lineage {
-            store: &self.store,
-            plan: &self.plan,
-            recoveries: &self.recoveries,
-        };
-        let r = kask_core::shuffle::read_map_output(&self.store, &self.plan, stage, map, &lineage)
-            .await;
-        let (batches, bytes) = self.keep(r)?;
-        self.count(bytes, &batches);
-        Ok(batches)
+    async fn next(&self, slice: &mut SliceReader) -> Result<Option<RecordBatch>> {
+        let before = slice.bytes();
+        let r = slice.next_or_recover(&self.lineage()).await;
+        let batch = self.keep(r)?;
+        self.count(
+            slice.bytes() - before,
+            batch.as_ref().map_or(0, |b| b.num_rows()),
+        );
+        Ok(batch)
     }
 }

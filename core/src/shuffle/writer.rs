@@ -283,8 +283,19 @@ impl Partitioner {
 pub async fn write(
     store: &Store,
     dir: &str,
+    p: Partitioner,
+    partitions: usize,
+) -> Result<TaskFile> {
+    write_windowed(store, dir, p, partitions, WINDOW_BYTES).await
+}
+
+/// [`write`], checking ranges longer than `window` bytes window by window.
+async fn write_windowed(
+    store: &Store,
+    dir: &str,
     mut p: Partitioner,
     partitions: usize,
+    window: u64,
 ) -> Result<TaskFile> {
     let path = format!("{dir}/shuffle.arrow");
     let rows = p.rows();
@@ -294,6 +305,7 @@ pub async fn write(
     let fail = |e: object_store::Error| store.err(format!("writing {path}"), e);
     for (i, range) in ranges.iter_mut().enumerate() {
         let mut crc = 0u32;
+        let mut windows = Windows::new(window);
         let mut len = 0u64;
         let spilled = p
             .spill
@@ -308,6 +320,7 @@ pub async fn write(
                 .read_exact_at(&mut buf, at)
                 .map_err(|e| Error::Environment(format!("reading a shuffle spill file: {e}")))?;
             crc = crc32c_append(crc, &buf);
+            windows.add(&buf);
             len += n;
             upload.put(Bytes::from(buf)).await.map_err(fail)?;
         }
@@ -316,6 +329,7 @@ pub async fn write(
             && let Some(stream) = part.take_stream(&p.schema)?
         {
             crc = crc32c_append(crc, &stream);
+            windows.add(&stream);
             len += stream.len() as u64;
             upload.put(Bytes::from(stream)).await.map_err(fail)?;
         }
@@ -324,17 +338,70 @@ pub async fn write(
             len,
             rows,
             crc32c: (len > 0).then_some(crc),
+            windows: windows.finish(),
         };
         offset += len;
     }
     upload.finish().await.map_err(fail)?;
+    let windowed = ranges.iter().any(|r| !r.windows.is_empty());
     Ok(TaskFile {
         path,
         rows,
         bytes: upload.bytes(),
         crc32c: Some(upload.crc32c()),
         partitions: ranges,
+        window: if windowed { window } else { 0 },
     })
+}
+
+/// The size of the windows a long range is checked and read in: large enough that a window
+/// is one worthwhile request, small enough that a merge of many map outputs, each holding a
+/// window or two, stays within a task's memory.
+pub const WINDOW_BYTES: u64 = 2 << 20;
+
+/// The CRC-32C of each `size`-byte window of a range, computed as its bytes go by.
+struct Windows {
+    size: u64,
+    filled: u64,
+    crc: u32,
+    done: Vec<u32>,
+}
+
+impl Windows {
+    fn new(size: u64) -> Self {
+        Windows {
+            size: size.max(1),
+            filled: 0,
+            crc: 0,
+            done: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            let take = bytes.len().min((self.size - self.filled) as usize);
+            self.crc = crc32c_append(self.crc, &bytes[..take]);
+            self.filled += take as u64;
+            bytes = &bytes[take..];
+            if self.filled == self.size {
+                self.done.push(self.crc);
+                self.crc = 0;
+                self.filled = 0;
+            }
+        }
+    }
+
+    /// The windows' checksums; none for a range of one window, which its whole-range
+    /// checksum covers.
+    fn finish(mut self) -> Vec<u32> {
+        if self.filled > 0 {
+            self.done.push(self.crc);
+        }
+        if self.done.len() <= 1 {
+            return Vec::new();
+        }
+        self.done
+    }
 }
 
 #[cfg(test)]
@@ -345,8 +412,9 @@ mod tests {
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
 
     use super::*;
+    use crate::marker::TaskMarker;
     use crate::memory::{Budget, Source};
-    use crate::shuffle::decode;
+    use crate::shuffle::SliceReader;
     use crate::store::checksum::crc32c;
 
     fn schema() -> SchemaRef {
@@ -370,8 +438,27 @@ mod tests {
         .expect("batch")
     }
 
+    /// The (key, text) pairs of some batches.
+    fn pairs(batches: &[RecordBatch]) -> Vec<(i64, String)> {
+        let mut out = Vec::new();
+        for b in batches {
+            let k = b
+                .column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .expect("k");
+            let s = b
+                .column(1)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .expect("s");
+            out.extend((0..b.num_rows()).map(|i| (k.value(i), s.value(i).to_string())));
+        }
+        out
+    }
+
     /// Each partition's rows as (key, text) pairs, read back from the object through its
-    /// ranges, every range's checksum checked.
+    /// ranges as a reducer reads them, every range's checksums checked here too.
     async fn read_back(store: &Store, file: &TaskFile) -> Vec<Vec<(i64, String)>> {
         let body = store
             .get_opt(&file.path)
@@ -380,24 +467,29 @@ mod tests {
             .expect("there");
         assert_eq!(body.len() as u64, file.bytes);
         assert_eq!(Some(crc32c(&body)), file.crc32c);
+        let marker = TaskMarker {
+            files: vec![file.clone()],
+            ..TaskMarker::default()
+        };
         let mut out = Vec::new();
-        for r in &file.partitions {
+        for (p, r) in file.partitions.iter().enumerate() {
             let bytes = body.slice(r.offset as usize..(r.offset + r.len) as usize);
             assert_eq!(r.crc32c, (r.len > 0).then(|| crc32c(&bytes)));
-            let mut part = Vec::new();
-            for b in decode(bytes).expect("decodes") {
-                let k = b
-                    .column(0)
-                    .as_any()
-                    .downcast_ref::<Int64Array>()
-                    .expect("k");
-                let s = b
-                    .column(1)
-                    .as_any()
-                    .downcast_ref::<StringArray>()
-                    .expect("s");
-                part.extend((0..b.num_rows()).map(|i| (k.value(i), s.value(i).to_string())));
+            if !r.windows.is_empty() {
+                let w = file.window as usize;
+                let want: Vec<u32> = bytes.chunks(w).map(crc32c).collect();
+                assert_eq!(r.windows, want);
             }
+            let (batches, fetched) = SliceReader::open(store, &marker, p)
+                .await
+                .map_err(|e| format!("{e:?}"))
+                .expect("opens")
+                .read_all()
+                .await
+                .map_err(|e| format!("{e:?}"))
+                .expect("reads");
+            assert_eq!(fetched, r.len);
+            let part = pairs(&batches);
             assert_eq!(part.len() as u64, r.rows);
             out.push(part);
         }
@@ -463,29 +555,84 @@ mod tests {
         assert_eq!(spilled_file.rows, 200_000);
     }
 
-    #[test]
-    fn a_range_of_several_streams_decodes_as_their_rows_in_order() {
-        let stream = |from: i64| {
-            let mut out = Vec::new();
-            let mut w = StreamWriter::try_new(&mut out, &schema()).expect("writer");
-            w.write(&rows(from, 3)).expect("write");
-            w.finish().expect("finish");
-            drop(w);
-            out
+    #[tokio::test]
+    async fn a_writer_in_small_windows_checks_each_and_reads_back_the_same_rows() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let budget = Budget::new(8 << 20, Source::Given, dir.path().join("spill"));
+        let store = Store::local_dir(&dir.path().join("store"))
+            .expect("store")
+            .with_budget(&budget)
+            .expect("budget");
+        // Spilled streams and the held one, cut into 4 KiB windows at every kind of place.
+        let mut p = Partitioner::new(schema(), &["k".into()], 3)
+            .expect("keys")
+            .within(&store.runtime);
+        for i in 0..40 {
+            p.push(rows(i * 5_000, 5_000)).expect("push");
+        }
+        assert!(p.spilled_bytes() > 0);
+        let file = write_windowed(&store, "windowed", p, 3, 4096)
+            .await
+            .expect("written");
+        assert_eq!(file.window, 4096);
+        assert!(file.partitions.iter().all(|r| r.windows.len() > 100));
+        let mut all: Vec<(i64, String)> = read_back(&store, &file).await.concat();
+        all.sort();
+        let expected: Vec<(i64, String)> = (0..200_000).map(|k| (k, format!("{k:>96}"))).collect();
+        assert_eq!(all, expected);
+
+        // A range of one window has no window checksums; its own checksum covers it.
+        let mut small = Partitioner::new(schema(), &["k".into()], 2).expect("keys");
+        small.push(rows(0, 10)).expect("push");
+        let file = write(&store, "small", small, 2).await.expect("written");
+        assert_eq!(file.window, 0);
+        assert!(file.partitions.iter().all(|r| r.windows.is_empty()));
+        let mut all = read_back(&store, &file).await.concat();
+        all.sort();
+        assert_eq!(all.len(), 10);
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_window_is_found_before_it_is_decoded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::local_dir(dir.path()).expect("store");
+        let mut p = Partitioner::new(schema(), &[], 1).expect("keys");
+        for i in 0..10 {
+            p.push(rows(i * 1_000, 1_000)).expect("push");
+        }
+        let file = write_windowed(&store, "m", p, 1, 64 << 10)
+            .await
+            .expect("written");
+        let marker = TaskMarker {
+            files: vec![file.clone()],
+            ..TaskMarker::default()
         };
-        let body = [stream(0), stream(10), stream(20)].concat();
-        let keys: Vec<i64> = decode(Bytes::from(body))
-            .expect("decodes")
-            .iter()
-            .flat_map(|b| {
-                let k = b
-                    .column(0)
-                    .as_any()
-                    .downcast_ref::<Int64Array>()
-                    .expect("k");
-                k.values().to_vec()
-            })
-            .collect();
-        assert_eq!(keys, [0, 1, 2, 10, 11, 12, 20, 21, 22]);
+        // Flip a byte in the third window.
+        let mut body = store
+            .get_opt(&file.path)
+            .await
+            .expect("read")
+            .expect("there")
+            .to_vec();
+        body[(2 * 64 << 10) + 10] ^= 0xff;
+        store
+            .put(&file.path, Bytes::from(body))
+            .await
+            .expect("rewritten");
+        let mut reader = SliceReader::open(&store, &marker, 0)
+            .await
+            .map_err(|e| format!("{e:?}"))
+            .expect("the first window is sound");
+        let mut rows_read = 0;
+        let why = loop {
+            match reader.next_batch().await {
+                Ok(Some(b)) => rows_read += b.num_rows(),
+                Ok(None) => panic!("a corrupt window was decoded"),
+                Err(crate::lineage::Fetch::Lost(why)) => break why,
+                Err(crate::lineage::Fetch::Failed(e)) => panic!("{e}"),
+            }
+        };
+        assert!(why.contains("checksum"), "{why}");
+        assert!(rows_read < 10_000);
     }
 }
