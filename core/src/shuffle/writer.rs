@@ -614,7 +614,7 @@ mod tests {
             .expect("read")
             .expect("there")
             .to_vec();
-        body[(2 * 64 << 10) + 10] ^= 0xff;
+        body[2 * (64 << 10) + 10] ^= 0xff;
         store
             .put(&file.path, Bytes::from(body))
             .await
