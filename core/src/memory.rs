@@ -7,7 +7,7 @@
 
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
@@ -31,6 +31,17 @@ pub enum Source {
     Cgroup,
     /// The machine's total memory (no limit was set).
     Machine,
+}
+
+/// What the binary does when its memory is limited: its allocator's memory policy is the
+/// binary's to choose ([`when_limited`]).
+static WHEN_LIMITED: OnceLock<fn()> = OnceLock::new();
+
+/// Has `hook` run once a budget is detected under a real limit (`--memory`, `KASK_MEMORY` or a
+/// cgroup): freed memory that an allocator keeps for reuse still counts against a cgroup's
+/// limit, so a limited process should hand it back promptly.
+pub fn when_limited(hook: fn()) {
+    let _ = WHEN_LIMITED.set(hook);
 }
 
 /// A worker's memory limit and the pool that DataFusion's operators share.
@@ -83,6 +94,11 @@ impl Budget {
             (None, Some(l)) => (l, Source::Cgroup),
             (None, None) => (machine_memory().unwrap_or(4 << 30), Source::Machine),
         };
+        if source != Source::Machine
+            && let Some(hook) = WHEN_LIMITED.get()
+        {
+            hook();
+        }
         let spill_limit = match std::env::var("KASK_SPILL_LIMIT") {
             Ok(v) => Some(parse_size(&v).map_err(|why| {
                 Error::Environment(format!("KASK_SPILL_LIMIT={v:?} is not a size: {why}"))

@@ -12,8 +12,38 @@ use clap::Parser;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+// mimalloc's own setter. Freed memory that mimalloc keeps committed for reuse counts against a
+// cgroup's limit, and its delayed purge (10 ms by default) runs only when the freeing thread
+// allocates again, so idle threads hold on to it. Under a limit the worker purges at once
+// (`mi_option_purge_delay`, 15) with `MADV_FREE` instead of decommitting
+// (`mi_option_purge_decommits`, 5): pages the kernel may take back under pressure, without
+// a system call that unmaps them. A 100-million-row sort at `--memory 1Gi`: 1.35 GB peak resident
+// with mimalloc's defaults; inside a 1 GiB cgroup it finishes, in 98 s (116 s when decommitting).
+//
+// Sound: a C function of two integers that touches no memory of ours (mimalloc's `mi_option_t`
+// is a C enum, an `int`); the indices are those of the vendored `mimalloc.h` (v2 and v3) of
+// libmimalloc-sys 0.1.49 (Cargo.lock), and a wrong one would change another integer option,
+// never memory safety.
+#[allow(unsafe_code)]
+unsafe extern "C" {
+    fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
+}
+const MI_OPTION_PURGE_DECOMMITS: std::ffi::c_int = 5;
+const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
+
+/// Has mimalloc hand freed memory back to the kernel at once.
+#[allow(unsafe_code)]
+fn purge_promptly() {
+    // SAFETY: see the declaration; mimalloc allows options to be set at any time.
+    unsafe {
+        mi_option_set(MI_OPTION_PURGE_DECOMMITS, 0);
+        mi_option_set(MI_OPTION_PURGE_DELAY, 0);
+    }
+}
+
 fn main() -> ExitCode {
     kask_worker::install_kinds();
+    kask_core::memory::when_limited(purge_promptly);
     let args = cli::Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("KASK_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));

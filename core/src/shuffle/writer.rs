@@ -5,7 +5,7 @@
 //! the reader decodes streams until the range ends.
 
 use std::fs::File;
-use std::io::Write;
+use std::io::{BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
@@ -13,6 +13,7 @@ use bytes::Bytes;
 use datafusion::arrow::array::{RecordBatch, UInt32Array};
 use datafusion::arrow::compute::{concat_batches, take_record_batch};
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::ipc::writer::StreamWriter;
 use datafusion::common::hash_utils::create_hashes;
 use datafusion::execution::SpillFile;
@@ -83,22 +84,89 @@ impl PartBuffer {
         Ok(())
     }
 
-    /// The buffered rows as one IPC stream (none when nothing is buffered), emptying the
-    /// buffer.
-    fn take_stream(&mut self, schema: &SchemaRef) -> Result<Option<Vec<u8>>> {
+    /// Writes the buffered rows to `out` as one IPC stream (nothing when nothing is
+    /// buffered), emptying the buffer; returns the bytes written.
+    fn write_stream<W: Write>(&mut self, schema: &SchemaRef, out: W) -> Result<u64> {
         self.flush(schema)?;
         if self.done.is_empty() {
-            return Ok(None);
+            return Ok(0);
         }
-        let mut out = Vec::new();
-        let mut w =
-            StreamWriter::try_new(&mut out, schema).map_err(|e| Error::internal(e.to_string()))?;
+        let io = |e: ArrowError| Error::Environment(format!("writing a shuffle spill file: {e}"));
+        let mut w = StreamWriter::try_new(Counting { inner: out, n: 0 }, schema).map_err(io)?;
         for b in self.done.drain(..) {
-            w.write(&b).map_err(|e| Error::internal(e.to_string()))?;
+            w.write(&b).map_err(io)?;
         }
-        w.finish().map_err(|e| Error::internal(e.to_string()))?;
-        drop(w);
-        Ok(Some(out))
+        w.finish().map_err(io)?;
+        let mut out = w.into_inner().map_err(io)?;
+        out.flush()
+            .map_err(|e| Error::Environment(format!("writing a shuffle spill file: {e}")))?;
+        Ok(out.n)
+    }
+
+    /// Uploads the buffered rows as one IPC stream, a few MiB at a time (rather than encoding
+    /// them whole first, which would hold them twice), emptying the buffer.
+    async fn upload_stream(&mut self, schema: &SchemaRef, out: &mut RangeOut<'_>) -> Result<()> {
+        self.flush(schema)?;
+        if self.done.is_empty() {
+            return Ok(());
+        }
+        let encode = |e: ArrowError| Error::internal(format!("encoding shuffle data: {e}"));
+        let mut w = StreamWriter::try_new(Vec::new(), schema).map_err(encode)?;
+        for b in std::mem::take(&mut self.done) {
+            w.write(&b).map_err(encode)?;
+            drop(b);
+            if w.get_ref().len() >= CHUNK_BYTES {
+                out.put(std::mem::take(w.get_mut())).await?;
+            }
+        }
+        w.finish().map_err(encode)?;
+        out.put(w.into_inner().map_err(encode)?).await
+    }
+}
+
+/// Bytes written through a writer.
+struct Counting<W> {
+    inner: W,
+    n: u64,
+}
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.n += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The size of the pieces a map task's object is uploaded in.
+const CHUNK_BYTES: usize = 8 << 20;
+
+/// One partition's range of the object being uploaded: its length and checksums so far.
+struct RangeOut<'a> {
+    upload: &'a mut Upload,
+    path: &'a str,
+    store: &'a Store,
+    len: u64,
+    crc: u32,
+    windows: Windows,
+}
+
+impl RangeOut<'_> {
+    async fn put(&mut self, bytes: Vec<u8>) -> Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        self.crc = crc32c_append(self.crc, &bytes);
+        self.windows.add(&bytes);
+        self.len += bytes.len() as u64;
+        self.upload
+            .put(Bytes::from(bytes))
+            .await
+            .map_err(|e| self.store.err(format!("writing {}", self.path), e))
     }
 }
 
@@ -252,16 +320,14 @@ impl Partitioner {
             return Ok(());
         };
         for (p, part) in self.parts.iter_mut().enumerate() {
-            let Some(stream) = part.take_stream(&self.schema)? else {
+            let out = BufWriter::with_capacity(1 << 20, &spill.handle);
+            let n = part.write_stream(&self.schema, out)?;
+            if n == 0 {
                 continue;
-            };
-            spill
-                .handle
-                .write_all(&stream)
-                .map_err(|e| Error::Environment(format!("writing a shuffle spill file: {e}")))?;
-            spill.segments[p].push((spill.len, stream.len() as u64));
-            spill.len += stream.len() as u64;
-            spill.bytes += stream.len() as u64;
+            }
+            spill.segments[p].push((spill.len, n));
+            spill.len += n;
+            spill.bytes += n;
         }
         budget.reservation.free();
         Ok(())
@@ -304,9 +370,14 @@ async fn write_windowed(
     let mut offset = 0u64;
     let fail = |e: object_store::Error| store.err(format!("writing {path}"), e);
     for (i, range) in ranges.iter_mut().enumerate() {
-        let mut crc = 0u32;
-        let mut windows = Windows::new(window);
-        let mut len = 0u64;
+        let mut out = RangeOut {
+            upload: &mut upload,
+            path: &path,
+            store,
+            len: 0,
+            crc: 0,
+            windows: Windows::new(window),
+        };
         let spilled = p
             .spill
             .as_ref()
@@ -314,25 +385,26 @@ async fn write_windowed(
             .unwrap_or_default();
         for (at, n) in spilled {
             let Some(spill) = p.spill.as_ref() else { break };
-            let mut buf = vec![0u8; n as usize];
-            spill
-                .handle
-                .read_exact_at(&mut buf, at)
-                .map_err(|e| Error::Environment(format!("reading a shuffle spill file: {e}")))?;
-            crc = crc32c_append(crc, &buf);
-            windows.add(&buf);
-            len += n;
-            upload.put(Bytes::from(buf)).await.map_err(fail)?;
+            let mut done = 0;
+            while done < n {
+                let mut buf = vec![0u8; (n - done).min(CHUNK_BYTES as u64) as usize];
+                spill
+                    .handle
+                    .read_exact_at(&mut buf, at + done)
+                    .map_err(|e| {
+                        Error::Environment(format!("reading a shuffle spill file: {e}"))
+                    })?;
+                done += buf.len() as u64;
+                out.put(buf).await?;
+            }
         }
         let rows = p.parts.get(i).map_or(0, |b| b.rows);
-        if let Some(part) = p.parts.get_mut(i)
-            && let Some(stream) = part.take_stream(&p.schema)?
-        {
-            crc = crc32c_append(crc, &stream);
-            windows.add(&stream);
-            len += stream.len() as u64;
-            upload.put(Bytes::from(stream)).await.map_err(fail)?;
+        if let Some(part) = p.parts.get_mut(i) {
+            part.upload_stream(&p.schema, &mut out).await?;
         }
+        let RangeOut {
+            len, crc, windows, ..
+        } = out;
         *range = PartRange {
             offset,
             len,
