@@ -339,20 +339,11 @@ pub async fn execute(
             }
         }
         Out::Shuffle(state) => {
-            let Sink::Shuffle {
-                partitions, keys, ..
-            } = &st.sink
-            else {
+            let (Sink::Shuffle { partitions, .. }, Some(mut p)) = (&st.sink, shuffle) else {
                 return Err(Error::internal("a bag shuffle without its sink"));
             };
             let batch = state.into_rows()?;
             marker.rows_out = shuffled_rows + batch.num_rows() as u64;
-            let mut p = match shuffle {
-                Some(p) => p,
-                None => {
-                    Partitioner::new(shuffle_schema(), keys, *partitions)?.within(&store.runtime)
-                }
-            };
             p.push(batch)?;
             marker.spilled_bytes = p.spilled_bytes();
             vec![kask_core::shuffle::write(store, dir, p, *partitions).await?]

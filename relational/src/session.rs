@@ -57,7 +57,6 @@ pub fn session(store: &Store, spec: &DaskJobSpec, partitions: usize) -> SessionC
     // A sort keeps this much back for merging its spilled runs; DataFusion's 10 MiB default
     // leaves nothing for a second sort (a sort-merge join has two) in a small budget.
     if let MemoryLimit::Finite(pool) = store.runtime.memory_pool.memory_limit() {
-        let execution = &mut config.options_mut().execution;
         execution.sort_spill_reservation_bytes =
             execution.sort_spill_reservation_bytes.min(pool / 16);
     }
