@@ -9,6 +9,17 @@ use kask_worker::commit::commit_all;
 use kask_worker::store::Store;
 use kask_worker::task::recover::{Lineage, Recoveries};
 
+/// Commits a staged job's outputs.
+async fn commit(store: &Store, plan: &kask_worker::plan::Plan) {
+    let recoveries = Recoveries::default();
+    let lineage = Lineage {
+        store,
+        plan,
+        recoveries: &recoveries,
+    };
+    commit_all(store, plan, &lineage).await.expect("commit");
+}
+
 const ROWS: i64 = 1_200_000;
 /// `--memory 48Mi`: a 24 MiB pool after the reserve.
 const MEMORY: u64 = 48 << 20;
@@ -55,13 +66,7 @@ async fn run_over(lab: &Lab, inputs: &str, pipeline: &str, out: &str) -> (Store,
             spilled += marker["spilledBytes"].as_u64().unwrap_or(0);
         }
     }
-    let recoveries = Recoveries::default();
-    let lineage = Lineage {
-        store: &store,
-        plan: &plan,
-        recoveries: &recoveries,
-    };
-    commit_all(&store, &plan, &lineage).await.expect("commit");
+    commit(&store, &plan).await;
     (store, spilled)
 }
 
@@ -257,13 +262,7 @@ async fn a_small_budget_plans_more_reduce_partitions_than_workers_and_stays_exac
     let want = usize::try_from(input.div_ceil(6 << 20)).expect("small");
     assert!(maps > 2 && want > 2, "{maps} map tasks over {input} bytes");
     assert_eq!(reducers, want, "reduce tasks for {input} bytes of input");
-    let recoveries = Recoveries::default();
-    let lineage = Lineage {
-        store: &store,
-        plan: &plan,
-        recoveries: &recoveries,
-    };
-    commit_all(&store, &plan, &lineage).await.expect("commit");
+    commit(&store, &plan).await;
     let (_, rows) = lab.result("res").await;
     let mut counts: HashMap<String, i64> = HashMap::new();
     for i in 0..ROWS {
@@ -301,13 +300,7 @@ async fn bag_frequencies_past_the_budget_flush_their_state_and_stay_exact() {
             "a map task did not flush: {marker}"
         );
     }
-    let recoveries = Recoveries::default();
-    let lineage = Lineage {
-        store: &store,
-        plan: &plan,
-        recoveries: &recoveries,
-    };
-    commit_all(&store, &plan, &lineage).await.expect("commit");
+    commit(&store, &plan).await;
     let m = lab.manifest("out").await.expect("committed");
     let mut seen = std::collections::HashSet::new();
     for f in &m.files {
