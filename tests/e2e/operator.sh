@@ -22,7 +22,7 @@ apply_job unschedulable examples/groupby.yaml \
 apply_job no-image examples/groupby.yaml \
   '.spec.startupDeadlineSeconds = 20 | .spec.image = "localhost/kask:no-such-version"'
 apply_job oom "$WORK/big.yaml" \
-  '.spec.retries = 0 | .spec.resources = {requests: {memory: "32Mi"}, limits: {memory: "32Mi"}}'
+  '.spec.retries = 0 | .spec.resources = {requests: {memory: "16Mi"}, limits: {memory: "16Mi"}}'
 apply_job finalizers examples/groupby.yaml '.metadata.finalizers = ["example.com/keep"]'
 sed -e 's/^      orders:/      _:/; s/^      regions:/      "数据":/' \
   -e 's/source: orders/source: _/; s/right: regions/right: "数据"/' \
@@ -90,7 +90,7 @@ kubectl delete namespace "$quota_ns" --wait=false >/dev/null
 name="a worker over its memory limit: the message says OOMKilled and what to change"
 if kubectl --namespace "$NS" wait --for=condition=Failed daskjob/oom --timeout=180s >/dev/null; then
   msg=$(dj_field oom '{.status.message}')
-  if [[ "$msg" == *OOMKilled*32Mi*spec.resources*targetTaskBytes* ]]; then
+  if [[ "$msg" == *OOMKilled*16Mi*spec.resources*targetTaskBytes* ]]; then
     ok "$name (${msg:0:150})"
   else
     fail "$name" "message '$msg'"
