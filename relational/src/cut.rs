@@ -55,7 +55,8 @@ fn push(stages: &mut Vec<CutStage>, root: Arc<dyn ExecutionPlan>, sink: SinkKind
     stages.len() - 1
 }
 
-fn readers(plan: &Arc<dyn ExecutionPlan>, out: &mut Vec<usize>) {
+/// The stages whose shuffles `plan`'s readers read.
+pub fn readers(plan: &Arc<dyn ExecutionPlan>, out: &mut Vec<usize>) {
     if let Some(r) = plan.downcast_ref::<ShuffleReaderExec>() {
         out.push(r.stage());
     }

@@ -117,6 +117,11 @@ impl ShuffleReaderExec {
     pub fn stage(&self) -> usize {
         self.stage
     }
+
+    /// Which rows each of its partitions holds.
+    pub fn mode(&self) -> ReadMode {
+        self.mode
+    }
 }
 
 impl DisplayAs for ShuffleReaderExec {

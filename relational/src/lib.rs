@@ -6,10 +6,11 @@
 //! partitions of its sub-plan, the exchange between stages is Kask's shuffle through the
 //! object store, and every task commits with a marker.
 //!
-//! Stage plans reach the task pods as the spec and the plan's listing: every task plans the
-//! job again, deterministically, and refuses to run if its stage's sub-plan differs from
-//! the one the plan pod recorded.
+//! Stage plans reach the task pods inside the job's plan, as DataFusion's protobuf with
+//! Kask's codec for its own nodes ([`codec`]): a task decodes its stage and runs it, and
+//! refuses to if the decoded sub-plan displays differently from the one the plan pod cut.
 
+pub mod codec;
 pub mod csv_guard;
 pub mod cut;
 pub mod diagnose;
@@ -52,6 +53,11 @@ pub struct SqlStage {
     /// The sub-plan as DataFusion displays it, with the shuffle readers of earlier stages
     /// as its leaves. A task refuses to run a sub-plan that differs.
     pub plan: String,
+    /// The sub-plan itself: DataFusion's protobuf with [`codec::KaskCodec`], base64.
+    pub proto: String,
+    /// The partitioning of a hash exchange the stage writes into, as protobuf, base64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
 }
 
 impl SqlStage {

@@ -1,6 +1,6 @@
 //! From a relational job's spec and listing to its stages (an SQL job's queries, or a
-//! dataframe job's pipelines): the same function runs in the plan pod, which records the
-//! stages, and in every task, which finds its own stage in it.
+//! dataframe job's pipelines), in the plan pod (or `kask run`): each stage is recorded with
+//! its sub-plan as protobuf, which its tasks decode and run.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -123,20 +123,21 @@ pub async fn plan_relational(
     let source: Arc<dyn ShuffleSource> = Arc::new(PlanningOnly);
     let cut = stages_of(store, &plan, &source).await?;
     let feeds = feeds(&cut);
+    let task_ctx = cut.ctx.task_ctx();
     plan.stages = cut
         .stages
         .iter()
         .enumerate()
         .map(|(id, c)| {
             let view = cut.views.iter().find(|(_, s)| *s == id).map(|(v, _)| v);
-            stage(id, c, &plan, view, feeds[id].clone())
+            stage(id, c, &plan, view, feeds[id].clone(), &task_ctx)
         })
         .collect::<Result<_>>()?;
     plan.output_stages = cut.targets;
     Ok(plan)
 }
 
-/// Plans the job's views and queries again and cuts them, with `source` behind their shuffle
+/// Plans the job's views and queries and cuts them, with `source` behind their shuffle
 /// readers: the shared views' stages first, then each output's.
 pub async fn stages_of(store: &Store, plan: &Plan, source: &Arc<dyn ShuffleSource>) -> Result<Cut> {
     let partitions = SqlPlan::of(plan)?.partitions;
@@ -333,6 +334,7 @@ fn stage(
     plan: &Plan,
     view: Option<&String>,
     feeds: Vec<String>,
+    task_ctx: &datafusion::execution::TaskContext,
 ) -> Result<Stage> {
     let sink = match &c.sink {
         SinkKind::Output => Sink::Output,
@@ -347,8 +349,28 @@ fn stage(
             partial: kask_core::plan::Partial::None,
         },
     };
+    let encoded = super::codec::encode(&c.root, &c.sink)?;
+    let text = plan_text(&c.root);
+    // A node that protobuf would carry only in part fails the job here, once, rather than
+    // in every task.
+    match super::codec::decode(&encoded, task_ctx, Arc::new(PlanningOnly)) {
+        Ok((decoded, _)) if plan_text(&decoded) == text => {}
+        Ok((decoded, _)) => {
+            return Err(Error::internal(format!(
+                "stage s{id}'s plan changes on its way to its tasks:\n{text}\nbecomes\n{}",
+                plan_text(&decoded)
+            )));
+        }
+        Err(why) => {
+            return Err(Error::internal(format!(
+                "stage s{id}'s plan cannot be decoded as its tasks would: {why}"
+            )));
+        }
+    }
     let sql = SqlStage {
-        plan: plan_text(&c.root),
+        plan: text,
+        proto: encoded.plan,
+        hash: encoded.hash,
     };
     // A stage that reads one table and no other stage is named after the table, whatever it
     // does before its shuffle (`s0-scan-orders`); a shared view's last stage, after the view.

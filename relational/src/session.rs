@@ -20,10 +20,11 @@ const PARTIAL_AGGREGATION_PROBE_ROWS: usize = 1_000_000;
 /// rows to move between partitions of one process); no work stealing between a scan's
 /// partitions (in one task, its partition would steal every other task's files); no dynamic
 /// filters and no scalar subquery operator (they pass state between operators of one
-/// process). A join whose build side is small (a scan's estimate is its bytes) collects it
-/// whole in every task instead of shuffling both sides: below `spec.broadcastBytes` when the
-/// spec sets it or the job is a pipeline, else below DataFusion's own thresholds. A pipeline's
-/// column names are case-sensitive, as in pandas; an SQL query's follow SQL.
+/// process); no sort pushdown (see below). A join whose build side is small (a scan's
+/// estimate is its bytes) collects it whole in every task instead of shuffling both sides:
+/// below `spec.broadcastBytes` when the spec sets it or the job is a pipeline, else below
+/// DataFusion's own thresholds. A pipeline's column names are case-sensitive, as in pandas;
+/// an SQL query's follow SQL.
 pub fn session(store: &Store, spec: &DaskJobSpec, partitions: usize) -> SessionContext {
     let mut config = SessionConfig::new()
         .with_target_partitions(partitions.max(1))
@@ -39,6 +40,10 @@ pub fn session(store: &Store, spec: &DaskJobSpec, partitions: usize) -> SessionC
     // operators read; once those operators run in another stage's task, they would read it
     // unfilled. Rewritten as a join, it is data that flows through the shuffle like any other.
     o.enable_physical_uncorrelated_scalar_subquery = false;
+    // Sort pushdown leaves hints in a Parquet scan (the order to read its row groups in) that
+    // datafusion-proto does not carry, so the stage a task decodes would differ from the one
+    // the plan pod cut. They only let a top-k stop early on sorted files.
+    o.enable_sort_pushdown = false;
     if spec.dataframe.is_some() || spec.broadcast_bytes.is_some() {
         let bytes = usize::try_from(spec.broadcast_bytes()).unwrap_or(usize::MAX);
         o.hash_join_single_partition_threshold = bytes;

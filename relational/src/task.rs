@@ -1,5 +1,5 @@
-//! One task of a relational stage: plan the job again, find the stage's sub-plan, check it is
-//! the one the plan pod recorded, run partition `task` of it, and hand the rows to the sink.
+//! One task of a relational stage: decode the stage's sub-plan from the plan, check it is the
+//! one the plan pod cut, run partition `task` of it, and hand the rows to the sink.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,15 +15,17 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::prelude::SessionContext;
 
+use super::codec::{EncodedStage, decode};
 use super::cut::CutStage;
 use super::exchange::{ShuffleSource, SinkKind, TaskShuffles};
-use super::planner::{Cut, plan_text, stages_of};
+use super::planner::plan_text;
+use super::session::session;
 use kask_core::capped_pool::CappedPool;
 use kask_core::error::df_message;
 use kask_core::error::{Error, Result, store_failure};
 use kask_core::marker::{TaskFile, TaskMarker};
 use kask_core::output::write_output;
-use kask_core::plan::{Fragment, Plan};
+use kask_core::plan::{Fragment, Plan, Sink};
 use kask_core::shuffle::Partitioner;
 use kask_core::store::Store;
 
@@ -39,26 +41,8 @@ pub async fn execute(
     let st = &plan.stages[stage];
     let shuffles = Arc::new(TaskShuffles::new(store.clone(), Arc::new(plan.clone())));
     let source: Arc<dyn ShuffleSource> = shuffles.clone();
-    let Cut {
-        ctx, mut stages, ..
-    } = stages_of(store, plan, &source).await?;
-    if stages.len() != plan.stages.len() {
-        return Err(Error::Incompatible(format!(
-            "this kask plans {} stages for the query where the plan has {}; the plan pod and \
-             this worker run different versions",
-            stages.len(),
-            plan.stages.len()
-        )));
-    }
-    let mut cut = stages.swap_remove(stage);
-    let recorded = crate::SqlStage::of(st)?;
-    if plan_text(&cut.root) != recorded.plan {
-        return Err(Error::Incompatible(format!(
-            "stage {} plans differently here than in the plan pod: they run different versions \
-             of kask, or planning the query is not deterministic (a bug in kask)",
-            st.name
-        )));
-    }
+    let ctx = session(store, &plan.spec, crate::SqlPlan::of(plan)?.partitions);
+    let mut cut = decoded(plan, stage, &ctx, source)?;
     let exhausted = AtomicBool::new(false);
     let task_err = |e: DataFusionError| -> Error {
         if matches!(e.find_root(), DataFusionError::ResourcesExhausted(_)) {
@@ -129,6 +113,51 @@ pub async fn execute(
         files,
         ..TaskMarker::default()
     })
+}
+
+/// Stage `stage` of `plan` as the plan pod cut it, its shuffle readers reading from `source`.
+fn decoded(
+    plan: &Plan,
+    stage: usize,
+    ctx: &SessionContext,
+    source: Arc<dyn ShuffleSource>,
+) -> Result<CutStage> {
+    let st = &plan.stages[stage];
+    let recorded = crate::SqlStage::of(st)?;
+    let encoded = EncodedStage {
+        plan: recorded.proto.clone(),
+        hash: recorded.hash.clone(),
+    };
+    let (root, hash) = decode(&encoded, &ctx.task_ctx(), source).map_err(|why| {
+        Error::Incompatible(format!(
+            "stage {}'s plan cannot be read by this kask ({why}): the plan pod and this \
+             worker run different versions",
+            st.name
+        ))
+    })?;
+    if plan_text(&root) != recorded.plan {
+        return Err(Error::Incompatible(format!(
+            "stage {}'s plan reads differently here than in the plan pod: they run different \
+             versions of kask",
+            st.name
+        )));
+    }
+    let sink = match (hash, &st.sink) {
+        (Some(hash), _) => hash,
+        (None, Sink::Output) => SinkKind::Output,
+        (None, Sink::Shuffle { .. }) => SinkKind::Single,
+        (None, Sink::Scratch) => {
+            return Err(Error::internal(format!(
+                "relational stage {} sinks into scratch files",
+                st.name
+            )));
+        }
+    };
+    let mut reads = Vec::new();
+    crate::cut::readers(&root, &mut reads);
+    reads.sort_unstable();
+    reads.dedup();
+    Ok(CutStage { root, sink, reads })
 }
 
 /// Runs partition `task` of the stage's sub-plan into its sink; returns the files and the

@@ -15,8 +15,9 @@ use kask_api::{CsvOptions, DaskJobSpec, Format};
 pub use schema::PlanSchema;
 
 /// Bumped when the plan's JSON changes incompatibly (2: SQL stages; 3: pipelines planned as
-/// SQL stages; 4: a job kind's part of the plan under `kind` and `detail`).
-pub const PLAN_VERSION: u32 = 4;
+/// SQL stages; 4: a job kind's part of the plan under `kind` and `detail`; 5: relational
+/// stages carry their sub-plans as protobuf).
+pub const PLAN_VERSION: u32 = 5;
 
 /// A job's plan.
 #[derive(Serialize, Deserialize, Clone, Debug)]

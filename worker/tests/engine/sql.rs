@@ -1,7 +1,7 @@
 //! SQL jobs end to end in local mode: every row read once however the tables are cut into
 //! tasks, joins of every kind and the other wide operators equal to plain implementations
-//! here, mistakes in a query named with their place, and a task that refuses a stage it would
-//! plan differently.
+//! here, mistakes in a query named with their place, and tasks that run the stage plans the
+//! plan pod recorded, or refuse to.
 
 use crate::support::{Lab, V, batch, ints, sorted, strs};
 use kask_worker::Error;
@@ -258,22 +258,75 @@ async fn a_query_s_mistakes_are_the_user_s_and_say_where_and_what_exists() {
 }
 
 #[tokio::test]
-async fn a_task_refuses_a_stage_it_would_plan_differently() {
+async fn a_task_refuses_a_stage_plan_it_cannot_read_as_recorded() {
     let lab = lab().await;
-    let (store, mut plan) = lab
+    let (store, plan) = lab
         .staged(&job("SELECT k, sum(x) FROM a GROUP BY k", 2))
         .await;
     let last = plan.stages.len() - 1;
-    let mut changed = SqlStage::of(&plan.stages[last]).expect("an SQL stage");
-    changed.plan = changed.plan.replace("FinalPartitioned", "Final");
-    plan.stages[last].detail = to_detail(&changed).expect("serializes");
+    let recorded = SqlStage::of(&plan.stages[last]).expect("an SQL stage");
     let recoveries = kask_worker::task::recover::Recoveries::default();
     let attempt = "0123456789abcdef";
-    let e = kask_worker::task::execute(&store, &plan, &recoveries, last, 0, attempt)
+    let text_changed = SqlStage {
+        plan: recorded.plan.replace("FinalPartitioned", "Final"),
+        ..recorded.clone()
+    };
+    let not_protobuf = SqlStage {
+        proto: "AAAA/w==".into(),
+        ..recorded.clone()
+    };
+    let not_base64 = SqlStage {
+        proto: "not base64!".into(),
+        ..recorded
+    };
+    for changed in [text_changed, not_protobuf, not_base64] {
+        let mut plan = plan.clone();
+        plan.stages[last].detail = to_detail(&changed).expect("serializes");
+        let e = kask_worker::task::execute(&store, &plan, &recoveries, last, 0, attempt)
+            .await
+            .expect_err("a changed stage plan is refused");
+        assert!(matches!(e, Error::Incompatible(_)), "{e:?}");
+        assert!(e.to_string().contains(&plan.stages[last].name), "{e}");
+    }
+}
+
+/// Tasks run the sub-plans recorded in the plan, not the spec: a plan whose spec was changed
+/// after planning (here to another aggregate and another table) still gives the planned result.
+#[tokio::test]
+async fn tasks_run_the_recorded_stage_plans_not_the_spec() {
+    let lab = lab().await;
+    let (store, plan) = lab
+        .staged_edited(
+            &job("SELECT k, sum(x) AS s FROM a GROUP BY k", 2),
+            None,
+            |p| {
+                if let Some(sql) = p.spec.sql.as_mut() {
+                    sql.query = Some("SELECT k, max(y) AS s FROM b GROUP BY k".into());
+                }
+            },
+        )
+        .await;
+    assert!(plan.stages.len() > 1, "a shuffle between stages");
+    let recoveries = kask_worker::task::recover::Recoveries::default();
+    let lineage = kask_worker::task::recover::Lineage {
+        store: &store,
+        plan: &plan,
+        recoveries: &recoveries,
+    };
+    kask_worker::commit::commit_job(&store, &plan, &lineage)
         .await
-        .expect_err("a changed stage plan is refused");
-    assert!(matches!(e, Error::Incompatible(_)), "{e:?}");
-    assert!(e.to_string().contains(&plan.stages[last].name), "{e}");
+        .expect("commit");
+    let mut want: std::collections::BTreeMap<Option<i64>, i64> = Default::default();
+    for (k, x) in table_a().0 {
+        *want.entry(k).or_default() += x;
+    }
+    let want: Vec<Vec<V>> = want
+        .into_iter()
+        .map(|(k, s)| vec![k.map_or(V::Null, V::I), V::I(s)])
+        .collect();
+    let (columns, got) = lab.result("out").await;
+    assert_eq!(columns, ["k", "s"]);
+    assert_eq!(sorted(got), sorted(want));
 }
 
 #[tokio::test]

@@ -298,6 +298,17 @@ impl Lab {
         spec_body: &str,
         memory: Option<u64>,
     ) -> (Store, kask_worker::plan::Plan) {
+        self.staged_edited(spec_body, memory, |_| {}).await
+    }
+
+    /// [`Lab::staged_with_memory`] with the plan changed by `edit` before its tasks run, as a
+    /// plan pod of another version might have written it.
+    pub async fn staged_edited(
+        &self,
+        spec_body: &str,
+        memory: Option<u64>,
+        edit: impl FnOnce(&mut kask_worker::plan::Plan),
+    ) -> (Store, kask_worker::plan::Plan) {
         let yaml = self.job_yaml(spec_body);
         let job = kask_api::load_job("job.yaml", &yaml).expect("job");
         let opts = RunOptions {
@@ -307,7 +318,8 @@ impl Lab {
             wrap: None,
             memory,
         };
-        let (store, plan) = runner::prepare(&job, &opts, None).await.expect("plan");
+        let (store, mut plan) = runner::prepare(&job, &opts, None).await.expect("plan");
+        edit(&mut plan);
         kask_worker::commit::check_output(&store, &plan.spec, &plan.job_id)
             .await
             .expect("the output may be written");
