@@ -33,7 +33,7 @@ import tempfile
 import time
 import traceback
 
-from benchlib import best, default_kask, machine, output_files, package_versions, preread_parquet
+from benchlib import best, default_kask, machine, output_files, package_versions, preread_parquet, run_timed
 from memcap import MemoryCap, parse_size
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -303,14 +303,8 @@ def run_kask(a, kind, q, ddir, workdir, log):
             cmd += ["--memory", str(a.cap.limit)]
         ooms = a.cap.oom_kills() if a.cap else 0
         with open(logf, "w") as lf:
-            t0 = time.perf_counter()
-            try:
-                p = subprocess.run(cmd, stdout=lf, stderr=subprocess.STDOUT, timeout=a.timeout,
-                                   start_new_session=True, preexec_fn=a.cap.enter if a.cap else None)
-                dt = time.perf_counter() - t0
-                rc = p.returncode
-            except subprocess.TimeoutExpired:
-                dt, rc = None, "timeout"
+            rc, dt = run_timed(cmd, a.timeout, stdout=lf, stderr=subprocess.STDOUT,
+                               preexec_fn=a.cap.enter if a.cap else None)
         text = open(logf, errors="replace").read()
         if rc == 0:
             times.append(dt)

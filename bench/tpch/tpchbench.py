@@ -40,7 +40,8 @@ import time
 import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchlib import best, default_kask, machine, output_files, package_versions, preread_parquet  # noqa: E402
+from benchlib import (best, default_kask, machine, output_files, package_versions,  # noqa: E402
+                      preread_parquet, run_timed)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -194,15 +195,7 @@ def run_kask(a, q, tables, workdir):
         logf = os.path.join(storage, f"{q}.run{r}.log")
         cmd = [a.kask, "run", path] + a.kask_arg
         with open(logf, "w") as lf:
-            t0 = time.perf_counter()
-            p = subprocess.Popen(cmd, stdout=lf, stderr=subprocess.STDOUT, start_new_session=True)
-            try:
-                rc = p.wait(timeout=a.timeout)
-                dt = time.perf_counter() - t0
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
-                dt, rc = None, "timeout"
+            rc, dt = run_timed(cmd, a.timeout, stdout=lf, stderr=subprocess.STDOUT)
         with open(logf, errors="replace") as lf:
             text = lf.read().strip()
         if rc == 0:
