@@ -79,8 +79,9 @@ pub struct DaskJobSpec {
     #[schemars(range(min = 1))]
     pub target_task_bytes: Option<u64>,
 
-    /// A merge whose right input is smaller than this many bytes is a broadcast join; larger
-    /// ones shuffle both sides (default 67108864, 64 MiB).
+    /// A join side (a merge's right input, an SQL join's build side) estimated smaller than
+    /// this many bytes is read whole by every task, a broadcast join; larger ones shuffle both
+    /// sides (default 67108864, 64 MiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub broadcast_bytes: Option<u64>,
 
