@@ -16,6 +16,7 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::buffer::Buffer;
 use datafusion::arrow::ipc::reader::StreamDecoder;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::error::{Error, Result};
 use crate::lineage::{Fetch, Recover, read_checked, with_recovery};
@@ -170,10 +171,15 @@ impl SliceReader {
         };
         let store = self.store.clone();
         let path = p.path.clone();
-        let fetch = tokio::spawn(async move {
-            let len = p.range.end - p.range.start;
-            read_checked(&store, &p.path, Some(p.range), len, p.crc).await
-        });
+        // In the reading task's span, so that the store's retries and errors carry its job,
+        // stage and task.
+        let fetch = tokio::spawn(
+            async move {
+                let len = p.range.end - p.range.start;
+                read_checked(&store, &p.path, Some(p.range), len, p.crc).await
+            }
+            .in_current_span(),
+        );
         self.ahead = Some((path, fetch));
     }
 
