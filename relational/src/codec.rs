@@ -183,22 +183,23 @@ fn cannot_travel(e: &DataFusionError) -> Error {
     ))
 }
 
-/// Decodes a stage's sub-plan and its hash exchange in `ctx`; its shuffle readers read from
-/// `source`. `Err` holds what went wrong, for the caller to word.
+/// Decodes a stage's sub-plan and its hash exchange (as [`encode`] made them) in `ctx`; its
+/// shuffle readers read from `source`. `Err` holds what went wrong, for the caller to word.
 pub fn decode(
-    stage: &EncodedStage,
+    plan: &str,
+    hash: Option<&str>,
     ctx: &TaskContext,
     source: Arc<dyn ShuffleSource>,
 ) -> std::result::Result<(Arc<dyn ExecutionPlan>, Option<SinkKind>), String> {
     let codec = KaskCodec { source };
     let converter = DefaultPhysicalProtoConverter {};
-    let bytes = STANDARD.decode(&stage.plan).map_err(|e| e.to_string())?;
+    let bytes = STANDARD.decode(plan).map_err(|e| e.to_string())?;
     let node = protobuf::PhysicalPlanNode::try_decode(&bytes).map_err(|e| e.to_string())?;
     let decode_ctx = PhysicalPlanDecodeContext::new(ctx, &codec);
     let root = converter
         .proto_to_execution_plan(&node, &decode_ctx)
         .map_err(|e| e.to_string())?;
-    let hash = match &stage.hash {
+    let hash = match hash {
         None => None,
         Some(text) => {
             let bytes = STANDARD.decode(text).map_err(|e| e.to_string())?;
@@ -243,8 +244,13 @@ mod tests {
         let sink = SinkKind::Hash(vec![Arc::new(Column::new("s", 1))], 8);
         let encoded = encode(&root, &sink).expect("encodes");
         let ctx = SessionContext::new();
-        let (back, hash) =
-            decode(&encoded, &ctx.task_ctx(), Arc::new(PlanningOnly)).expect("decodes");
+        let (back, hash) = decode(
+            &encoded.plan,
+            encoded.hash.as_deref(),
+            &ctx.task_ctx(),
+            Arc::new(PlanningOnly),
+        )
+        .expect("decodes");
         assert_eq!(plan_text(&back), plan_text(&root));
         assert!(back.is::<NoLineBreaks>());
         let [child] = back.children()[..] else {
@@ -269,11 +275,7 @@ mod tests {
     fn bytes_that_are_not_a_plan_are_refused() {
         let ctx = SessionContext::new();
         for plan in ["not base64!", "AAAA/w=="] {
-            let stage = EncodedStage {
-                plan: plan.into(),
-                hash: None,
-            };
-            assert!(decode(&stage, &ctx.task_ctx(), Arc::new(PlanningOnly)).is_err());
+            assert!(decode(plan, None, &ctx.task_ctx(), Arc::new(PlanningOnly)).is_err());
         }
     }
 }

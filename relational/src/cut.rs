@@ -46,17 +46,23 @@ pub fn cut_into(
     Ok(push(stages, root, sink))
 }
 
+impl CutStage {
+    /// The stage of `root` sinking into `sink`, with the stages its readers read.
+    pub fn new(root: Arc<dyn ExecutionPlan>, sink: SinkKind) -> CutStage {
+        let mut reads = Vec::new();
+        readers(&root, &mut reads);
+        reads.sort_unstable();
+        reads.dedup();
+        CutStage { root, sink, reads }
+    }
+}
+
 fn push(stages: &mut Vec<CutStage>, root: Arc<dyn ExecutionPlan>, sink: SinkKind) -> usize {
-    let mut reads = Vec::new();
-    readers(&root, &mut reads);
-    reads.sort_unstable();
-    reads.dedup();
-    stages.push(CutStage { root, sink, reads });
+    stages.push(CutStage::new(root, sink));
     stages.len() - 1
 }
 
-/// The stages whose shuffles `plan`'s readers read.
-pub fn readers(plan: &Arc<dyn ExecutionPlan>, out: &mut Vec<usize>) {
+fn readers(plan: &Arc<dyn ExecutionPlan>, out: &mut Vec<usize>) {
     if let Some(r) = plan.downcast_ref::<ShuffleReaderExec>() {
         out.push(r.stage());
     }

@@ -353,7 +353,12 @@ fn stage(
     let text = plan_text(&c.root);
     // A node that protobuf would carry only in part fails the job here, once, rather than
     // in every task.
-    match super::codec::decode(&encoded, task_ctx, Arc::new(PlanningOnly)) {
+    match super::codec::decode(
+        &encoded.plan,
+        encoded.hash.as_deref(),
+        task_ctx,
+        Arc::new(PlanningOnly),
+    ) {
         Ok((decoded, _)) if plan_text(&decoded) == text => {}
         Ok((decoded, _)) => {
             return Err(Error::internal(format!(

@@ -15,7 +15,7 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::prelude::SessionContext;
 
-use super::codec::{EncodedStage, decode};
+use super::codec::decode;
 use super::cut::CutStage;
 use super::exchange::{ShuffleSource, SinkKind, TaskShuffles};
 use super::planner::plan_text;
@@ -124,11 +124,13 @@ fn decoded(
 ) -> Result<CutStage> {
     let st = &plan.stages[stage];
     let recorded = crate::SqlStage::of(st)?;
-    let encoded = EncodedStage {
-        plan: recorded.proto.clone(),
-        hash: recorded.hash.clone(),
-    };
-    let (root, hash) = decode(&encoded, &ctx.task_ctx(), source).map_err(|why| {
+    let (root, hash) = decode(
+        &recorded.proto,
+        recorded.hash.as_deref(),
+        &ctx.task_ctx(),
+        source,
+    )
+    .map_err(|why| {
         Error::Incompatible(format!(
             "stage {}'s plan cannot be read by this kask ({why}): the plan pod and this \
              worker run different versions",
@@ -153,11 +155,7 @@ fn decoded(
             )));
         }
     };
-    let mut reads = Vec::new();
-    crate::cut::readers(&root, &mut reads);
-    reads.sort_unstable();
-    reads.dedup();
-    Ok(CutStage { root, sink, reads })
+    Ok(CutStage::new(root, sink))
 }
 
 /// Runs partition `task` of the stage's sub-plan into its sink; returns the files and the
