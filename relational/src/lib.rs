@@ -17,6 +17,7 @@ pub mod diagnose;
 pub mod errors;
 pub mod exchange;
 pub mod graph;
+pub mod join_order;
 mod kind;
 pub mod merge;
 pub mod pipeline;

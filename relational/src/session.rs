@@ -3,8 +3,12 @@
 
 use std::sync::Arc;
 
+use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::memory_pool::MemoryLimit;
+use datafusion::optimizer::{Optimizer, OptimizerRule};
 use datafusion::prelude::{SessionConfig, SessionContext};
+
+use crate::join_order::JoinOrder;
 
 use crate::tables::{ScanTable, batch_size};
 use kask_api::DaskJobSpec;
@@ -22,7 +26,7 @@ const PARTIAL_AGGREGATION_PROBE_ROWS: usize = 1_000_000;
 /// filters and no scalar subquery operator (they pass state between operators of one
 /// process); no sort pushdown (see below). A join whose build side is small (a scan's
 /// estimate is its bytes) collects it whole in every task instead of shuffling both sides:
-/// below `spec.broadcastBytes`. A pipeline's column names are case-sensitive, as in pandas;
+/// below `spec.broadcastBytes`. Joins are reordered by estimated size ([`JoinOrder`]). A pipeline's column names are case-sensitive, as in pandas;
 /// an SQL query's follow SQL.
 pub fn session(store: &Store, spec: &DaskJobSpec, partitions: usize) -> SessionContext {
     let mut config = SessionConfig::new()
@@ -65,7 +69,26 @@ pub fn session(store: &Store, spec: &DaskJobSpec, partitions: usize) -> SessionC
         execution.sort_spill_reservation_bytes =
             execution.sort_spill_reservation_bytes.min(pool / 16);
     }
-    SessionContext::new_with_config_rt(config, Arc::clone(&store.runtime))
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_runtime_env(Arc::clone(&store.runtime))
+        .with_default_features()
+        .with_optimizer_rules(optimizer_rules())
+        .build();
+    SessionContext::new_with_state(state)
+}
+
+/// DataFusion's logical optimizer rules with Kask's join order among them: after filters are
+/// pushed to the tables (its estimates read them) and before projections are added between
+/// the joins.
+fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
+    let mut rules = Optimizer::new().rules;
+    let at = rules
+        .iter()
+        .position(|r| r.name() == "optimize_projections")
+        .unwrap_or(rules.len());
+    rules.insert(at, Arc::new(JoinOrder));
+    rules
 }
 
 /// Registers every table of an SQL plan, each scanned with one partition per task.

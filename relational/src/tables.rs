@@ -71,6 +71,11 @@ impl ScanTable {
         Self::grouped(store, input, &[fragments.to_vec()])
     }
 
+    /// The bytes the scan reads: an estimate of the table's size.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     /// The scan of `input` with one partition per task, each reading that task's fragments.
     pub fn grouped(
         store: &Store,

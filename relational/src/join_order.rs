@@ -1,0 +1,607 @@
+//! The order in which a query's tables are joined.
+//!
+//! DataFusion joins tables in the order a query names them and keeps a subquery's semi join
+//! above every inner join, so TPC-H's q21 joins all of `lineitem` with `supplier` before the
+//! one nation it asks for removes 24 of every 25 rows, and q18 builds a hash table of its whole
+//! `customer ⋈ orders ⋈ lineitem` only to keep 624 rows that a semi join selects. In one
+//! process that costs time; here it also costs shuffles through the store and a task's memory.
+//!
+//! This rule, in the logical optimizer, takes each tree of inner joins (its tables and its join
+//! conditions), moves a semi or anti join whose columns all come from one of those tables onto
+//! that table when its other side is the smaller, and joins the tables again in the order that
+//! keeps the estimated intermediate results smallest. Estimates are sizes in bytes: a table's
+//! files, scaled by fixed selectivities for its filters, and for a join on keys, the product of
+//! both sides over the smaller table's size (one side's key is the other's primary key, the
+//! usual case). A tree with a table whose size is unknown, a condition it cannot place, or
+//! tables no condition connects is left as it was.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use datafusion::catalog::default_table_source::source_as_provider;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Column, NullEquality, Result};
+use datafusion::logical_expr::expr::{Between, InList, Like};
+use datafusion::logical_expr::utils::{conjunction, split_conjunction_owned};
+use datafusion::logical_expr::{
+    BinaryExpr, Expr, Join, JoinConstraint, JoinType, LogicalPlan, Operator, Projection,
+};
+use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
+
+use crate::tables::ScanTable;
+
+/// The rule; see the module's documentation.
+#[derive(Debug, Default)]
+pub struct JoinOrder;
+
+impl OptimizerRule for JoinOrder {
+    fn name(&self) -> &str {
+        "kask_join_order"
+    }
+
+    fn supports_rewrite(&self) -> bool {
+        true
+    }
+
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        _config: &dyn OptimizerConfig,
+    ) -> Result<Transformed<LogicalPlan>> {
+        reorder(plan)
+    }
+}
+
+/// Reorders every tree of inner joins in `plan`.
+fn reorder(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
+    match &plan {
+        LogicalPlan::Join(j) if is_inner(j) => cluster(plan, None),
+        LogicalPlan::Join(j) if is_filtering(j) => filtering(plan),
+        _ => plan.map_children(reorder),
+    }
+}
+
+/// An inner equi-join whose inputs may be joined in another order.
+fn is_inner(j: &Join) -> bool {
+    j.join_type == JoinType::Inner && j.join_constraint == JoinConstraint::On && !j.null_aware
+}
+
+/// A semi or anti join: a filter of its left side's rows.
+fn is_filtering(j: &Join) -> bool {
+    matches!(j.join_type, JoinType::LeftSemi | JoinType::LeftAnti)
+        && j.join_constraint == JoinConstraint::On
+        && !j.null_aware
+}
+
+/// A semi or anti join: pushed onto a table of the inner joins below it when that pays, and
+/// otherwise with the smaller side built (a hash join builds its left side).
+fn filtering(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
+    let LogicalPlan::Join(j) = &plan else {
+        return Ok(Transformed::no(plan));
+    };
+    if let Some(inner) = through_columns(&j.left)
+        && let LogicalPlan::Join(below) = inner
+        && is_inner(below)
+    {
+        let pushed = cluster(j.left.as_ref().clone(), Some(j))?;
+        if pushed.transformed && pushed.data.schema() == j.left.schema() {
+            return Ok(pushed);
+        }
+    }
+    let left = reorder(j.left.as_ref().clone())?;
+    let right = reorder(j.right.as_ref().clone())?;
+    let changed = left.transformed || right.transformed;
+    let (joined, swapped) = smaller_built(j, left.data, right.data)?;
+    if !swapped && !changed {
+        return Ok(Transformed::no(plan));
+    }
+    Ok(Transformed::yes(joined))
+}
+
+/// The semi or anti join `j` of `left` and `right` (already reordered), turned around when its
+/// right side is estimated smaller, so that the hash join builds that side; and whether it
+/// was turned.
+fn smaller_built(j: &Join, left: LogicalPlan, right: LogicalPlan) -> Result<(LogicalPlan, bool)> {
+    let swap = matches!((estimate(&left), estimate(&right)), (Some(l), Some(r)) if r.size < l.size);
+    let (left, right) = (Arc::new(left), Arc::new(right));
+    let joined = if swap {
+        let join_type = match j.join_type {
+            JoinType::LeftSemi => JoinType::RightSemi,
+            _ => JoinType::RightAnti,
+        };
+        let on = j.on.iter().map(|(l, r)| (r.clone(), l.clone())).collect();
+        Join::try_new(
+            right,
+            left,
+            on,
+            j.filter.clone(),
+            join_type,
+            j.join_constraint,
+            j.null_equality,
+            false,
+        )?
+    } else {
+        Join::try_new(
+            left,
+            right,
+            j.on.clone(),
+            j.filter.clone(),
+            j.join_type,
+            j.join_constraint,
+            j.null_equality,
+            false,
+        )?
+    };
+    Ok((LogicalPlan::Join(joined), swap))
+}
+
+/// `plan` below projections that only pick columns.
+fn through_columns(plan: &LogicalPlan) -> Option<&LogicalPlan> {
+    match plan {
+        LogicalPlan::Projection(p) if only_columns(p) => through_columns(&p.input),
+        other => Some(other),
+    }
+}
+
+fn only_columns(p: &Projection) -> bool {
+    p.expr.iter().all(|e| matches!(e, Expr::Column(_)))
+}
+
+/// How a tree of inner joins combines its tables (by index).
+#[derive(Clone, Debug, PartialEq)]
+enum Shape {
+    Table(usize),
+    Join(Box<Shape>, Box<Shape>),
+}
+
+/// A tree of inner joins taken apart: its tables and its conditions.
+struct Tree {
+    tables: Vec<LogicalPlan>,
+    /// Equality conditions, each a pair of expressions that the join hashes.
+    keys: Vec<(Expr, Expr)>,
+    /// Other conditions.
+    filters: Vec<Expr>,
+    null_equality: NullEquality,
+}
+
+impl Tree {
+    fn take_apart(&mut self, plan: &LogicalPlan) -> Shape {
+        match plan {
+            LogicalPlan::Join(j) if is_inner(j) && j.null_equality == self.null_equality => {
+                self.keys.extend(j.on.iter().cloned());
+                if let Some(f) = &j.filter {
+                    self.filters.extend(split_conjunction_owned(f.clone()));
+                }
+                let left = self.take_apart(&j.left);
+                let right = self.take_apart(&j.right);
+                Shape::Join(Box::new(left), Box::new(right))
+            }
+            LogicalPlan::Projection(p)
+                if only_columns(p)
+                    && matches!(p.input.as_ref(), LogicalPlan::Join(j)
+                        if is_inner(j) && j.null_equality == self.null_equality) =>
+            {
+                self.take_apart(&p.input)
+            }
+            other => {
+                self.tables.push(other.clone());
+                Shape::Table(self.tables.len() - 1)
+            }
+        }
+    }
+
+    /// The tables whose columns `expr` reads; `None` when a column is in none of them or in
+    /// more than one.
+    fn tables_of(&self, expr: &Expr) -> Option<BTreeSet<usize>> {
+        let mut found = BTreeSet::new();
+        for column in expr.column_refs() {
+            let mut owners = self.owners(column);
+            let first = owners.next()?;
+            if owners.next().is_some() {
+                return None;
+            }
+            found.insert(first);
+        }
+        Some(found)
+    }
+
+    fn owners<'a>(&'a self, column: &'a Column) -> impl Iterator<Item = usize> + 'a {
+        self.tables
+            .iter()
+            .enumerate()
+            .filter(move |(_, t)| t.schema().has_column(column))
+            .map(|(i, _)| i)
+    }
+}
+
+/// Reorders the inner joins of `plan` (an inner join), after pushing `filtering` (a semi or
+/// anti join whose left side is `plan`) onto one of its tables when that pays.
+fn cluster(plan: LogicalPlan, filtering: Option<&Join>) -> Result<Transformed<LogicalPlan>> {
+    let LogicalPlan::Join(root) = through_columns(&plan).unwrap_or(&plan) else {
+        return Ok(Transformed::no(plan));
+    };
+    let mut tree = Tree {
+        tables: Vec::new(),
+        keys: Vec::new(),
+        filters: Vec::new(),
+        null_equality: root.null_equality,
+    };
+    let shape = tree.take_apart(&plan);
+    let mut changed = false;
+    for table in &mut tree.tables {
+        let t = reorder(std::mem::take(table))?;
+        changed |= t.transformed;
+        *table = t.data;
+    }
+    if let Some(f) = filtering {
+        match push_onto(&mut tree, f)? {
+            true => changed = true,
+            false => return Ok(Transformed::no(plan)),
+        }
+    }
+    let order = best_order(&tree).unwrap_or_else(|| shape.clone());
+    if order == shape && !changed {
+        return Ok(Transformed::no(plan));
+    }
+    let Some(joined) = build(&tree, &order)? else {
+        return Ok(Transformed::no(plan));
+    };
+    Ok(Transformed::yes(restore_columns(joined, &plan)?))
+}
+
+/// Puts the semi or anti join `f` onto the one table of `tree` that holds every column it
+/// reads from its left side, if its right side is estimated smaller than that table.
+fn push_onto(tree: &mut Tree, f: &Join) -> Result<bool> {
+    let mut reads: Vec<&Expr> = f.on.iter().map(|(l, _)| l).collect();
+    let left_columns: Vec<Expr> = f
+        .filter
+        .iter()
+        .flat_map(|e| e.column_refs())
+        .filter(|c| f.left.schema().has_column(c))
+        .map(|c| Expr::Column(c.clone()))
+        .collect();
+    reads.extend(left_columns.iter());
+    let mut owners = BTreeSet::new();
+    for e in reads {
+        match tree.tables_of(e) {
+            Some(t) => owners.extend(t),
+            None => return Ok(false),
+        }
+    }
+    let [target] = owners.into_iter().collect::<Vec<_>>()[..] else {
+        return Ok(false);
+    };
+    let right = reorder(f.right.as_ref().clone())?.data;
+    match (estimate(&tree.tables[target]), estimate(&right)) {
+        (Some(table), Some(r)) if r.size <= table.size => {}
+        _ => return Ok(false),
+    }
+    let table = std::mem::take(&mut tree.tables[target]);
+    tree.tables[target] = smaller_built(f, table, right)?.0;
+    Ok(true)
+}
+
+/// The left-deep order, from the start that gives the smallest sum of estimated intermediate
+/// results, each step joining the table whose result is estimated smallest, with the smaller
+/// side on the left (the side a hash join builds). `None` when a table's size is unknown,
+/// a condition names columns the tables do not hold, or the tables are not all connected.
+fn best_order(tree: &Tree) -> Option<Shape> {
+    let n = tree.tables.len();
+    if n < 3 {
+        return None;
+    }
+    let sizes: Vec<Estimate> = tree.tables.iter().map(estimate).collect::<Option<_>>()?;
+    // Pairs of tables that a key condition connects.
+    let mut edges = Vec::new();
+    for (l, r) in &tree.keys {
+        let (l, r) = (tree.tables_of(l)?, tree.tables_of(r)?);
+        if let ([a], [b]) = (
+            &l.iter().collect::<Vec<_>>()[..],
+            &r.iter().collect::<Vec<_>>()[..],
+        ) && a != b
+        {
+            edges.push((**a, **b));
+        }
+    }
+    for f in &tree.filters {
+        tree.tables_of(f)?;
+    }
+    let mut best: Option<(f64, Shape)> = None;
+    for start in 0..n {
+        let Some((cost, shape)) = greedy_from(start, &sizes, &edges) else {
+            continue;
+        };
+        if best.as_ref().is_none_or(|(c, _)| cost < *c) {
+            best = Some((cost, shape));
+        }
+    }
+    best.map(|(_, shape)| shape)
+}
+
+fn greedy_from(start: usize, sizes: &[Estimate], edges: &[(usize, usize)]) -> Option<(f64, Shape)> {
+    let n = sizes.len();
+    let mut joined = vec![false; n];
+    joined[start] = true;
+    let mut size = sizes[start].size;
+    let mut shape = Shape::Table(start);
+    let mut cost = 0.0;
+    for _ in 1..n {
+        let mut next: Option<(f64, usize)> = None;
+        for candidate in (0..n).filter(|&c| !joined[c]) {
+            // The most selective key between the joined tables and the candidate.
+            let distinct = edges
+                .iter()
+                .filter_map(|&(a, b)| match (joined[a], joined[b]) {
+                    (true, false) if b == candidate => Some(a),
+                    (false, true) if a == candidate => Some(b),
+                    _ => None,
+                })
+                .map(|other| sizes[other].base.min(sizes[candidate].base))
+                .fold(None, |m: Option<f64>, d| Some(m.map_or(d, |m| m.max(d))));
+            let Some(distinct) = distinct else { continue };
+            let result = (size * sizes[candidate].size / distinct.max(1.0)).max(1.0);
+            if next.is_none_or(|(r, _)| result < r) {
+                next = Some((result, candidate));
+            }
+        }
+        let (result, candidate) = next?;
+        joined[candidate] = true;
+        let table = Box::new(Shape::Table(candidate));
+        shape = if sizes[candidate].size < size {
+            Shape::Join(table, Box::new(shape))
+        } else {
+            Shape::Join(Box::new(shape), table)
+        };
+        size = result;
+        cost += result;
+    }
+    Some((cost, shape))
+}
+
+/// The joins of `order`, each condition at the lowest join that has all its tables; `None`
+/// when a condition is left over or a key condition could only be a filter under null-equal
+/// keys (where `a = b` as a filter would differ).
+fn build(tree: &Tree, order: &Shape) -> Result<Option<LogicalPlan>> {
+    let keys: Vec<(BTreeSet<usize>, BTreeSet<usize>)> = tree
+        .keys
+        .iter()
+        .map(|(l, r)| Some((tree.tables_of(l)?, tree.tables_of(r)?)))
+        .collect::<Option<_>>()
+        .unwrap_or_default();
+    let filters: Vec<BTreeSet<usize>> = tree
+        .filters
+        .iter()
+        .map(|f| tree.tables_of(f))
+        .collect::<Option<_>>()
+        .unwrap_or_default();
+    if keys.len() != tree.keys.len() || filters.len() != tree.filters.len() {
+        return Ok(None);
+    }
+    let mut placed = Placed {
+        keys: vec![false; keys.len()],
+        filters: vec![false; filters.len()],
+    };
+    let Some((plan, _)) = build_shape(tree, order, &keys, &filters, &mut placed)? else {
+        return Ok(None);
+    };
+    if placed.keys.iter().chain(&placed.filters).all(|p| *p) {
+        Ok(Some(plan))
+    } else {
+        Ok(None)
+    }
+}
+
+struct Placed {
+    keys: Vec<bool>,
+    filters: Vec<bool>,
+}
+
+fn build_shape(
+    tree: &Tree,
+    shape: &Shape,
+    keys: &[(BTreeSet<usize>, BTreeSet<usize>)],
+    filters: &[BTreeSet<usize>],
+    placed: &mut Placed,
+) -> Result<Option<(LogicalPlan, BTreeSet<usize>)>> {
+    let (left, right) = match shape {
+        Shape::Table(i) => return Ok(Some((tree.tables[*i].clone(), BTreeSet::from([*i])))),
+        Shape::Join(l, r) => (l, r),
+    };
+    let Some((left, in_left)) = build_shape(tree, left, keys, filters, placed)? else {
+        return Ok(None);
+    };
+    let Some((right, in_right)) = build_shape(tree, right, keys, filters, placed)? else {
+        return Ok(None);
+    };
+    let both: BTreeSet<usize> = in_left.union(&in_right).copied().collect();
+    let mut on = Vec::new();
+    let mut conditions = Vec::new();
+    for (i, (l, r)) in keys.iter().enumerate() {
+        if placed.keys[i] || !l.is_subset(&both) || !r.is_subset(&both) {
+            continue;
+        }
+        let (le, re) = &tree.keys[i];
+        if l.is_subset(&in_left) && r.is_subset(&in_right) {
+            on.push((le.clone(), re.clone()));
+        } else if l.is_subset(&in_right) && r.is_subset(&in_left) {
+            on.push((re.clone(), le.clone()));
+        } else if tree.null_equality == NullEquality::NullEqualsNothing {
+            conditions.push(le.clone().eq(re.clone()));
+        } else {
+            return Ok(None);
+        }
+        placed.keys[i] = true;
+    }
+    for (i, f) in filters.iter().enumerate() {
+        if !placed.filters[i] && f.is_subset(&both) {
+            conditions.push(tree.filters[i].clone());
+            placed.filters[i] = true;
+        }
+    }
+    let join = Join::try_new(
+        Arc::new(left),
+        Arc::new(right),
+        on,
+        conjunction(conditions),
+        JoinType::Inner,
+        JoinConstraint::On,
+        tree.null_equality,
+        false,
+    )?;
+    Ok(Some((LogicalPlan::Join(join), both)))
+}
+
+/// `joined` with the columns of `original` in their order.
+fn restore_columns(joined: LogicalPlan, original: &LogicalPlan) -> Result<LogicalPlan> {
+    if joined.schema() == original.schema() {
+        return Ok(joined);
+    }
+    let columns = original
+        .schema()
+        .columns()
+        .into_iter()
+        .map(Expr::Column)
+        .collect();
+    Ok(LogicalPlan::Projection(Projection::try_new(
+        columns,
+        Arc::new(joined),
+    )?))
+}
+
+/// A plan's estimated size in bytes, and the size of the table its keys come from (the
+/// number of distinct keys it can have, in the same unit).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Estimate {
+    size: f64,
+    base: f64,
+}
+
+/// What share of rows a filter keeps when nothing is known of the data.
+const EQUAL: f64 = 0.1;
+const RANGE: f64 = 1.0 / 3.0;
+const BETWEEN: f64 = 0.25;
+const UNKNOWN: f64 = 0.5;
+/// What share of its rows an aggregation's groups are.
+const GROUPS: f64 = 0.1;
+
+fn estimate(plan: &LogicalPlan) -> Option<Estimate> {
+    let scaled = |e: Estimate, by: f64| Estimate {
+        size: (e.size * by).max(1.0),
+        base: e.base,
+    };
+    match plan {
+        LogicalPlan::TableScan(scan) => {
+            let provider = source_as_provider(&scan.source).ok()?;
+            let table = provider.downcast_ref::<ScanTable>()?;
+            let bytes = table.bytes() as f64;
+            let kept: f64 = scan.filters.iter().map(selectivity).product();
+            Some(scaled(
+                Estimate {
+                    size: bytes,
+                    base: bytes.max(1.0),
+                },
+                kept,
+            ))
+        }
+        LogicalPlan::Filter(f) => Some(scaled(estimate(&f.input)?, selectivity(&f.predicate))),
+        LogicalPlan::Projection(p) => estimate(&p.input),
+        LogicalPlan::SubqueryAlias(a) => estimate(&a.input),
+        LogicalPlan::Sort(s) => estimate(&s.input),
+        LogicalPlan::Repartition(r) => estimate(&r.input),
+        LogicalPlan::Window(w) => estimate(&w.input),
+        LogicalPlan::Limit(l) => estimate(&l.input),
+        LogicalPlan::Aggregate(a) => {
+            let input = estimate(&a.input)?;
+            let size = if a.group_expr.is_empty() {
+                1.0
+            } else {
+                (input.size * GROUPS).max(1.0)
+            };
+            Some(Estimate { size, base: size })
+        }
+        LogicalPlan::Distinct(d) => {
+            let input = estimate(d.input())?;
+            let size = (input.size * GROUPS).max(1.0);
+            Some(Estimate { size, base: size })
+        }
+        LogicalPlan::Join(j) => {
+            let (l, r) = (estimate(&j.left)?, estimate(&j.right)?);
+            match j.join_type {
+                JoinType::Inner => Some(Estimate {
+                    size: (l.size * r.size / l.base.min(r.base).max(1.0)).max(1.0),
+                    base: l.base.max(r.base),
+                }),
+                JoinType::Left | JoinType::LeftMark => Some(l),
+                JoinType::Right | JoinType::RightMark => Some(r),
+                JoinType::LeftSemi => Some(Estimate {
+                    size: l.size.min(r.size),
+                    base: l.base,
+                }),
+                JoinType::RightSemi => Some(Estimate {
+                    size: l.size.min(r.size),
+                    base: r.base,
+                }),
+                JoinType::LeftAnti => Some(scaled(l, UNKNOWN)),
+                JoinType::RightAnti => Some(scaled(r, UNKNOWN)),
+                JoinType::Full => Some(Estimate {
+                    size: l.size + r.size,
+                    base: l.base.max(r.base),
+                }),
+            }
+        }
+        LogicalPlan::Union(u) => {
+            let parts: Vec<Estimate> = u
+                .inputs
+                .iter()
+                .map(|i| estimate(i))
+                .collect::<Option<_>>()?;
+            let size = parts.iter().map(|e| e.size).sum();
+            Some(Estimate { size, base: size })
+        }
+        LogicalPlan::EmptyRelation(_) | LogicalPlan::Values(_) => Some(Estimate {
+            size: 1.0,
+            base: 1.0,
+        }),
+        _ => None,
+    }
+}
+
+/// The share of rows `predicate` keeps, from fixed guesses by its form.
+fn selectivity(predicate: &Expr) -> f64 {
+    match predicate {
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => match op {
+            Operator::And => selectivity(left) * selectivity(right),
+            Operator::Or => (selectivity(left) + selectivity(right)).min(1.0),
+            Operator::Eq | Operator::IsNotDistinctFrom => EQUAL,
+            Operator::NotEq | Operator::IsDistinctFrom => 1.0 - EQUAL,
+            Operator::Lt | Operator::LtEq | Operator::Gt | Operator::GtEq => RANGE,
+            _ => UNKNOWN,
+        },
+        Expr::Between(Between { negated, .. }) => {
+            if *negated {
+                1.0 - BETWEEN
+            } else {
+                BETWEEN
+            }
+        }
+        Expr::Like(Like { negated, .. }) | Expr::SimilarTo(Like { negated, .. }) => {
+            if *negated {
+                1.0 - EQUAL
+            } else {
+                EQUAL
+            }
+        }
+        Expr::InList(InList { list, negated, .. }) => {
+            let kept = (list.len() as f64 * EQUAL).min(UNKNOWN);
+            if *negated { 1.0 - kept } else { kept }
+        }
+        Expr::IsNull(_) => EQUAL,
+        Expr::IsNotNull(_) => 1.0 - EQUAL,
+        Expr::Not(inner) => 1.0 - selectivity(inner),
+        _ => UNKNOWN,
+    }
+}
+
+#[cfg(test)]
+#[path = "join_order_tests.rs"]
+mod tests;

@@ -1,0 +1,50 @@
+use super::*;
+use datafusion::logical_expr::{col, lit};
+
+fn sized(size: f64, base: f64) -> Estimate {
+    Estimate { size, base }
+}
+
+#[test]
+fn filters_keep_shares_by_their_form() {
+    let eq = col("a").eq(lit(1));
+    assert_eq!(selectivity(&eq), EQUAL);
+    assert_eq!(selectivity(&col("a").gt(lit(1))), RANGE);
+    assert_eq!(
+        selectivity(&eq.clone().and(col("b").lt(lit(2)))),
+        EQUAL * RANGE
+    );
+    assert_eq!(selectivity(&eq.clone().or(eq.clone())), 2.0 * EQUAL);
+    assert_eq!(selectivity(&col("a").between(lit(1), lit(2))), BETWEEN);
+    assert_eq!(
+        selectivity(&col("a").in_list(vec![lit(1), lit(2)], false)),
+        2.0 * EQUAL
+    );
+    assert!((selectivity(&Expr::Not(Box::new(eq))) - (1.0 - EQUAL)).abs() < 1e-12);
+    assert_eq!(selectivity(&col("a")), UNKNOWN);
+}
+
+/// A fact table (0) keyed to a medium table (1) keyed to a tiny filtered one (2): the greedy
+/// order starts from the tiny one and builds the smaller side of every join.
+#[test]
+fn the_order_starts_where_the_intermediate_results_stay_smallest() {
+    let sizes = [sized(1e9, 1e9), sized(1e6, 1e6), sized(10.0, 1000.0)];
+    let edges = [(0, 1), (1, 2)];
+    let (_, from_fact) = greedy_from(0, &sizes, &edges).expect("connected");
+    let (_, from_tiny) = greedy_from(2, &sizes, &edges).expect("connected");
+    let cost = |s| greedy_from(s, &sizes, &edges).expect("connected").0;
+    assert!(cost(2) < cost(0), "{} {}", cost(2), cost(0));
+    let t = |i| Box::new(Shape::Table(i));
+    assert_eq!(
+        from_tiny,
+        Shape::Join(Box::new(Shape::Join(t(2), t(1))), t(0)),
+        "tiny ⋈ mid, built on the left, then the fact table"
+    );
+    assert_ne!(from_fact, from_tiny);
+}
+
+#[test]
+fn tables_no_key_connects_are_left_in_their_order() {
+    let sizes = [sized(1e9, 1e9), sized(1e6, 1e6), sized(10.0, 1000.0)];
+    assert_eq!(greedy_from(0, &sizes, &[(0, 1)]), None);
+}

@@ -1,0 +1,135 @@
+//! The order in which SQL jobs join their tables: a query that names its largest table first
+//! still joins the small tables first, and a subquery's semi join is applied to the table it
+//! filters before the inner joins; results equal plain implementations here either way.
+
+use crate::support::{Lab, V, batch, ints, sorted, strs};
+use kask_worker::relational::SqlStage;
+
+/// `fact(m, v)`: 3000 rows over 100 keys, `mid(m, t)`: the 100 keys in 10 groups,
+/// `tiny(t, name)`: the 10 groups' names.
+fn fact() -> Vec<(i64, i64)> {
+    (0..3000).map(|i| ((i * 7) % 100, i)).collect()
+}
+
+fn mid() -> Vec<(i64, i64)> {
+    (0..100).map(|m| (m, m % 10)).collect()
+}
+
+fn tiny() -> Vec<(i64, String)> {
+    (0..10).map(|t| (t, format!("n{t}"))).collect()
+}
+
+async fn lab() -> Lab {
+    let lab = Lab::local();
+    let (f, m, t) = (fact(), mid(), tiny());
+    let col = |v: Vec<i64>| ints(&v.into_iter().map(Some).collect::<Vec<_>>());
+    let fact = batch(vec![
+        ("m", col(f.iter().map(|r| r.0).collect())),
+        ("v", col(f.iter().map(|r| r.1).collect())),
+    ]);
+    let mid = batch(vec![
+        ("m", col(m.iter().map(|r| r.0).collect())),
+        ("t", col(m.iter().map(|r| r.1).collect())),
+    ]);
+    let names: Vec<Option<&str>> = t.iter().map(|r| Some(r.1.as_str())).collect();
+    let tiny = batch(vec![
+        ("t", col(t.iter().map(|r| r.0).collect())),
+        ("name", strs(&names)),
+    ]);
+    lab.put_partitioned("fact", &fact, 3, 500).await;
+    lab.put_partitioned("mid", &mid, 1, 100).await;
+    lab.put_partitioned("tiny", &tiny, 1, 10).await;
+    lab
+}
+
+fn job(query: &str) -> String {
+    format!(
+        "  sql:\n    tables:\n      fact: {{path: \"fact/*.parquet\"}}\n      mid: {{path: \"mid/*.parquet\"}}\n      tiny: {{path: \"tiny/*.parquet\"}}\n    query: {}\n  targetTaskBytes: 1\n  shufflePartitions: 2\n  output: {{path: out, mode: overwrite}}\n",
+        serde_json::to_string(query).expect("json")
+    )
+}
+
+/// Every stage's sub-plan, in stage order, separated by empty lines.
+async fn stage_plans(lab: &Lab, query: &str) -> String {
+    let (_, plan) = lab.staged(&job(query)).await;
+    plan.stages
+        .iter()
+        .map(|s| SqlStage::of(s).expect("an SQL stage").plan)
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}
+
+/// The lines of `plan` that show a join, innermost (last displayed) first.
+fn joins_innermost_first(plan: &str) -> Vec<&str> {
+    let mut joins: Vec<&str> = plan.lines().filter(|l| l.contains("JoinExec")).collect();
+    joins.reverse();
+    joins
+}
+
+#[tokio::test]
+async fn the_small_tables_are_joined_first_whatever_the_order_the_query_names_them() {
+    let lab = lab().await;
+    let query = "SELECT count(*) AS n, sum(v) AS s FROM fact, mid, tiny \
+                 WHERE fact.m = mid.m AND mid.t = tiny.t AND tiny.name = 'n3'";
+    let plans = stage_plans(&lab, query).await;
+    let joins = joins_innermost_first(&plans);
+    assert_eq!(joins.len(), 2, "{plans}");
+    assert!(
+        joins[0].contains("on=[(t@") && joins[0].matches(", t@").count() == 1,
+        "tiny and mid are joined first, not fact and mid:\n{plans}"
+    );
+
+    lab.run(&job(query)).await.expect("runs");
+    let (_, types, got) = lab.typed_result("out").await;
+    let groups: Vec<i64> = mid().iter().filter(|r| r.1 == 3).map(|r| r.0).collect();
+    let kept: Vec<i64> = fact()
+        .iter()
+        .filter(|r| groups.contains(&r.0))
+        .map(|r| r.1)
+        .collect();
+    let want = vec![vec![V::I(kept.len() as i64), V::I(kept.iter().sum())]];
+    assert_eq!(got, want);
+    assert_eq!(types, ["Int64", "Int64"]);
+}
+
+#[tokio::test]
+async fn a_selective_semi_join_filters_its_table_before_the_inner_joins() {
+    let lab = lab().await;
+    let query = "SELECT tiny.name, count(*) AS n FROM tiny, mid, fact \
+                 WHERE tiny.t = mid.t AND mid.m = fact.m AND mid.m IN \
+                 (SELECT m FROM fact GROUP BY m HAVING sum(v) > 46000) GROUP BY tiny.name";
+    // The tables are small enough to be broadcast, so the inner joins run in the stage that
+    // reads the semi join's sides, above it; without the reordering they come first, in
+    // another stage, and the semi join is the only join of its stage.
+    let plans = stage_plans(&lab, query).await;
+    let semi_stage = plans
+        .split("\n\n")
+        .find(|p| p.contains("Semi"))
+        .unwrap_or_else(|| panic!("a semi join:\n{plans}"));
+    let joins = joins_innermost_first(semi_stage);
+    assert_eq!(
+        joins.len(),
+        3,
+        "the inner joins are above the semi join:\n{plans}"
+    );
+    assert!(joins[0].contains("Semi"), "{plans}");
+
+    lab.run(&job(query)).await.expect("runs");
+    let sums = |m: i64| fact().iter().filter(|r| r.0 == m).map(|r| r.1).sum::<i64>();
+    let selected: Vec<i64> = (0..100).filter(|&m| sums(m) > 46000).collect();
+    assert!(
+        !selected.is_empty() && selected.len() < 100,
+        "the subquery selects some keys: {selected:?}"
+    );
+    let mut counts = std::collections::BTreeMap::new();
+    for (m, _) in fact() {
+        if selected.contains(&m) {
+            *counts.entry(m % 10).or_insert(0i64) += 1;
+        }
+    }
+    let want: Vec<Vec<V>> = counts
+        .into_iter()
+        .map(|(t, n)| vec![V::S(format!("n{t}")), V::I(n)])
+        .collect();
+    assert_eq!(sorted(lab.result("out").await.1), sorted(want));
+}
