@@ -291,16 +291,26 @@ fn best_order(tree: &Tree) -> Option<Shape> {
         return None;
     }
     let sizes: Vec<Estimate> = tree.tables.iter().map(estimate).collect::<Option<_>>()?;
-    // Pairs of tables that a key condition connects.
+    // Pairs of tables that a key condition connects, with the most distinct keys the
+    // condition can see: no more than the smallest table whose column is equal to the keys on
+    // both sides (`c_nationkey = s_nationkey` and `s_nationkey = n_nationkey`: as many as
+    // there are nations, not customers or suppliers).
+    let classes = KeyClasses::of(tree, &sizes)?;
     let mut edges = Vec::new();
-    for (l, r) in &tree.keys {
-        let (l, r) = (tree.tables_of(l)?, tree.tables_of(r)?);
+    for (i, (l, r)) in tree.keys.iter().enumerate() {
+        let (tl, tr) = (tree.tables_of(l)?, tree.tables_of(r)?);
         if let ([a], [b]) = (
-            &l.iter().collect::<Vec<_>>()[..],
-            &r.iter().collect::<Vec<_>>()[..],
+            &tl.iter().collect::<Vec<_>>()[..],
+            &tr.iter().collect::<Vec<_>>()[..],
         ) && a != b
         {
-            edges.push((**a, **b));
+            let distinct = classes
+                .distinct(i)
+                .unwrap_or(sizes[**a].base.min(sizes[**b].base));
+            edges.push(Edge {
+                tables: (**a, **b),
+                distinct,
+            });
         }
     }
     for f in &tree.filters {
@@ -318,7 +328,85 @@ fn best_order(tree: &Tree) -> Option<Shape> {
     best.map(|(_, shape)| shape)
 }
 
-fn greedy_from(start: usize, sizes: &[Estimate], edges: &[(usize, usize)]) -> Option<(f64, Shape)> {
+/// Two tables that a key condition connects, and the most distinct keys it can see.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Edge {
+    tables: (usize, usize),
+    distinct: f64,
+}
+
+/// The key columns that conditions make equal, in classes, each with the smallest size of a
+/// table among its columns.
+struct KeyClasses {
+    /// Per key condition, its class (conditions between expressions other than columns have
+    /// none).
+    class_of_key: Vec<Option<usize>>,
+    smallest: Vec<f64>,
+}
+
+impl KeyClasses {
+    fn of(tree: &Tree, sizes: &[Estimate]) -> Option<KeyClasses> {
+        // Union-find over (table, column).
+        let mut columns: Vec<(usize, &Column)> = Vec::new();
+        let mut parent: Vec<usize> = Vec::new();
+        let mut key_nodes = Vec::new();
+        for (l, r) in &tree.keys {
+            let (Expr::Column(cl), Expr::Column(cr)) = (l, r) else {
+                key_nodes.push(None);
+                continue;
+            };
+            let tl = tree.owners(cl).next()?;
+            let tr = tree.owners(cr).next()?;
+            let a = find_or_add(&mut columns, &mut parent, tl, cl);
+            let b = find_or_add(&mut columns, &mut parent, tr, cr);
+            let (ra, rb) = (root(&mut parent, a), root(&mut parent, b));
+            parent[ra] = rb;
+            key_nodes.push(Some(a));
+        }
+        let mut smallest = vec![f64::INFINITY; parent.len()];
+        for (node, (table, _)) in columns.iter().enumerate() {
+            let r = root(&mut parent, node);
+            smallest[r] = smallest[r].min(sizes[*table].base);
+        }
+        let class_of_key = key_nodes
+            .into_iter()
+            .map(|n| n.map(|n| root(&mut parent, n)))
+            .collect();
+        Some(KeyClasses {
+            class_of_key,
+            smallest,
+        })
+    }
+
+    /// The most distinct keys that key condition `i` can see.
+    fn distinct(&self, i: usize) -> Option<f64> {
+        self.class_of_key[i].map(|c| self.smallest[c])
+    }
+}
+
+fn find_or_add<'a>(
+    columns: &mut Vec<(usize, &'a Column)>,
+    parent: &mut Vec<usize>,
+    table: usize,
+    column: &'a Column,
+) -> usize {
+    if let Some(i) = columns.iter().position(|c| c.0 == table && c.1 == column) {
+        return i;
+    }
+    columns.push((table, column));
+    parent.push(parent.len());
+    parent.len() - 1
+}
+
+fn root(parent: &mut [usize], mut node: usize) -> usize {
+    while parent[node] != node {
+        parent[node] = parent[parent[node]];
+        node = parent[node];
+    }
+    node
+}
+
+fn greedy_from(start: usize, sizes: &[Estimate], edges: &[Edge]) -> Option<(f64, Shape)> {
     let n = sizes.len();
     let mut joined = vec![false; n];
     joined[start] = true;
@@ -331,12 +419,11 @@ fn greedy_from(start: usize, sizes: &[Estimate], edges: &[(usize, usize)]) -> Op
             // The most selective key between the joined tables and the candidate.
             let distinct = edges
                 .iter()
-                .filter_map(|&(a, b)| match (joined[a], joined[b]) {
-                    (true, false) if b == candidate => Some(a),
-                    (false, true) if a == candidate => Some(b),
-                    _ => None,
+                .filter(|e| {
+                    let (a, b) = e.tables;
+                    (joined[a] && b == candidate) || (joined[b] && a == candidate)
                 })
-                .map(|other| sizes[other].base.min(sizes[candidate].base))
+                .map(|e| e.distinct)
                 .fold(None, |m: Option<f64>, d| Some(m.map_or(d, |m| m.max(d))));
             let Some(distinct) = distinct else { continue };
             let result = (size * sizes[candidate].size / distinct.max(1.0)).max(1.0);

@@ -5,6 +5,13 @@ fn sized(size: f64, base: f64) -> Estimate {
     Estimate { size, base }
 }
 
+fn edge(a: usize, b: usize, distinct: f64) -> Edge {
+    Edge {
+        tables: (a, b),
+        distinct,
+    }
+}
+
 #[test]
 fn filters_keep_shares_by_their_form() {
     let eq = col("a").eq(lit(1));
@@ -29,7 +36,7 @@ fn filters_keep_shares_by_their_form() {
 #[test]
 fn the_order_starts_where_the_intermediate_results_stay_smallest() {
     let sizes = [sized(1e9, 1e9), sized(1e6, 1e6), sized(10.0, 1000.0)];
-    let edges = [(0, 1), (1, 2)];
+    let edges = [edge(0, 1, 1e6), edge(1, 2, 1000.0)];
     let (_, from_fact) = greedy_from(0, &sizes, &edges).expect("connected");
     let (_, from_tiny) = greedy_from(2, &sizes, &edges).expect("connected");
     let cost = |s| greedy_from(s, &sizes, &edges).expect("connected").0;
@@ -46,5 +53,42 @@ fn the_order_starts_where_the_intermediate_results_stay_smallest() {
 #[test]
 fn tables_no_key_connects_are_left_in_their_order() {
     let sizes = [sized(1e9, 1e9), sized(1e6, 1e6), sized(10.0, 1000.0)];
-    assert_eq!(greedy_from(0, &sizes, &[(0, 1)]), None);
+    assert_eq!(greedy_from(0, &sizes, &[edge(0, 1, 1e6)]), None);
+}
+
+/// `c.nationkey = s.nationkey AND s.nationkey = n.nationkey`: customers and suppliers share
+/// no more keys than there are nations, however many of each there are.
+#[test]
+fn keys_made_equal_to_a_small_tables_keys_are_as_few_as_its_rows() {
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::logical_expr::table_scan;
+    let table = |name: &str, columns: &[&str]| {
+        let schema = Schema::new(
+            columns
+                .iter()
+                .map(|c| Field::new(*c, DataType::Int64, false))
+                .collect::<Vec<_>>(),
+        );
+        table_scan(Some(name), &schema, None)
+            .and_then(|b| b.build())
+            .expect("a scan")
+    };
+    let key = |t: &str, c: &str| Expr::Column(Column::new(Some(t), c));
+    let tree = Tree {
+        tables: vec![
+            table("c", &["custkey", "nationkey"]),
+            table("s", &["suppkey", "nationkey"]),
+            table("n", &["nationkey"]),
+        ],
+        keys: vec![
+            (key("c", "nationkey"), key("s", "nationkey")),
+            (key("s", "nationkey"), key("n", "nationkey")),
+        ],
+        filters: vec![],
+        null_equality: NullEquality::NullEqualsNothing,
+    };
+    let sizes = [sized(1e6, 1e6), sized(1e5, 1e5), sized(100.0, 100.0)];
+    let classes = KeyClasses::of(&tree, &sizes).expect("columns of the tables");
+    assert_eq!(classes.distinct(0), Some(100.0));
+    assert_eq!(classes.distinct(1), Some(100.0));
 }
