@@ -563,6 +563,11 @@ struct Estimate {
     base: f64,
 }
 
+/// The estimated size of `plan` in bytes, if its tables' sizes are known.
+pub(crate) fn estimated_bytes(plan: &LogicalPlan) -> Option<usize> {
+    estimate(plan).map(|e| e.size as usize)
+}
+
 /// What share of rows a filter keeps when nothing is known of the data.
 const EQUAL: f64 = 0.1;
 const RANGE: f64 = 1.0 / 3.0;
@@ -597,6 +602,10 @@ fn estimate(plan: &LogicalPlan) -> Option<Estimate> {
         LogicalPlan::Repartition(r) => estimate(&r.input),
         LogicalPlan::Window(w) => estimate(&w.input),
         LogicalPlan::Limit(l) => estimate(&l.input),
+        // A size hint (`crate::size_hint`), which passes its input on.
+        LogicalPlan::Extension(e) if e.node.name() == "SizeHint" => {
+            estimate(e.node.inputs().first()?)
+        }
         LogicalPlan::Aggregate(a) => {
             let input = estimate(&a.input)?;
             let size = if a.group_expr.is_empty() {

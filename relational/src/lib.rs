@@ -23,6 +23,7 @@ pub mod merge;
 pub mod pipeline;
 pub mod planner;
 pub mod session;
+pub mod size_hint;
 pub mod spill_join;
 pub mod steps;
 pub mod tables;

@@ -73,8 +73,8 @@ pub fn session(store: &Store, spec: &DaskJobSpec, partitions: usize) -> SessionC
         .with_config(config)
         .with_runtime_env(Arc::clone(&store.runtime))
         .with_default_features()
-        .with_optimizer_rules(optimizer_rules())
-        .build();
+        .with_optimizer_rules(optimizer_rules());
+    let state = crate::size_hint::install(state).build();
     SessionContext::new_with_state(state)
 }
 
