@@ -8,6 +8,8 @@
 use std::sync::Arc;
 
 use datafusion::common::JoinType;
+use datafusion::datasource::physical_plan::FileScanConfig;
+use datafusion::datasource::source::DataSourceExec;
 use datafusion::physical_expr::Partitioning;
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::execution_plan::{ChildrenPropertiesMode, ReplaceChildrenOptions};
@@ -183,9 +185,11 @@ fn cut_node(
 }
 
 /// The build side of a join that collects it whole, when every task can read it whole on its
-/// own: a coalesce over a sub-plan without exchanges (a small table, filtered and projected).
-/// Every task then scans the table itself, as a broadcast, instead of waiting for a stage
-/// that would gather the same rows into the shuffle for each task to read whole anyway.
+/// own: a coalesce over a sub-plan without exchanges (a small table, filtered and projected)
+/// whose files are at most [`READ_WHOLE_BYTES`]. Every task then scans the table itself, as a
+/// broadcast, instead of waiting for a stage that would gather the same rows into the shuffle
+/// for each task to read whole anyway. A larger table that its filters make small (TPC-H q12's
+/// `lineitem`) is scanned once, in a stage of its own.
 fn read_whole_in_every_task(plan: &Arc<dyn ExecutionPlan>) -> Option<Arc<dyn ExecutionPlan>> {
     let j = plan.downcast_ref::<HashJoinExec>()?;
     if *j.partition_mode() != PartitionMode::CollectLeft {
@@ -194,8 +198,39 @@ fn read_whole_in_every_task(plan: &Arc<dyn ExecutionPlan>) -> Option<Arc<dyn Exe
     let left = j.left();
     let whole = left.is::<CoalescePartitionsExec>()
         && left.children().len() == 1
-        && !left.children().into_iter().any(has_exchange);
+        && !left.children().into_iter().any(has_exchange)
+        && scanned_bytes(left).is_none_or(|b| b <= READ_WHOLE_BYTES);
     whole.then(|| Arc::clone(left))
+}
+
+/// The most files a task reads whole for a join's build side.
+const READ_WHOLE_BYTES: u64 = 64 << 20;
+
+/// The bytes of the files that `plan` scans; `None` when it has a leaf other than a file scan.
+fn scanned_bytes(plan: &Arc<dyn ExecutionPlan>) -> Option<u64> {
+    if let Some(scan) = plan.downcast_ref::<DataSourceExec>() {
+        let files = scan.data_source().downcast_ref::<FileScanConfig>()?;
+        return Some(
+            files
+                .file_groups
+                .iter()
+                .flat_map(|g| g.files())
+                .map(|f| {
+                    f.range.as_ref().map_or(f.object_meta.size, |r| {
+                        u64::try_from(r.end.saturating_sub(r.start)).unwrap_or(0)
+                    })
+                })
+                .sum(),
+        );
+    }
+    let children = plan.children();
+    if children.is_empty() {
+        return None;
+    }
+    children
+        .into_iter()
+        .map(scanned_bytes)
+        .try_fold(0u64, |sum, b| Some(sum.saturating_add(b?)))
 }
 
 fn has_exchange(plan: &Arc<dyn ExecutionPlan>) -> bool {
