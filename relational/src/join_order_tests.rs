@@ -1,5 +1,4 @@
 use super::*;
-use datafusion::logical_expr::{col, lit};
 
 fn sized(size: f64, base: f64) -> Estimate {
     Estimate { size, base }
@@ -10,25 +9,6 @@ fn edge(a: usize, b: usize, distinct: f64) -> Edge {
         tables: (a, b),
         distinct,
     }
-}
-
-#[test]
-fn filters_keep_shares_by_their_form() {
-    let eq = col("a").eq(lit(1));
-    assert_eq!(selectivity(&eq), EQUAL);
-    assert_eq!(selectivity(&col("a").gt(lit(1))), RANGE);
-    assert_eq!(
-        selectivity(&eq.clone().and(col("b").lt(lit(2)))),
-        EQUAL * RANGE
-    );
-    assert_eq!(selectivity(&eq.clone().or(eq.clone())), 2.0 * EQUAL);
-    assert_eq!(selectivity(&col("a").between(lit(1), lit(2))), BETWEEN);
-    assert_eq!(
-        selectivity(&col("a").in_list(vec![lit(1), lit(2)], false)),
-        2.0 * EQUAL
-    );
-    assert!((selectivity(&Expr::Not(Box::new(eq))) - (1.0 - EQUAL)).abs() < 1e-12);
-    assert_eq!(selectivity(&col("a")), UNKNOWN);
 }
 
 /// A fact table (0) keyed to a medium table (1) keyed to a tiny filtered one (2): the greedy

@@ -15,6 +15,7 @@ pub mod csv_guard;
 pub mod cut;
 pub mod diagnose;
 pub mod errors;
+mod estimate;
 pub mod exchange;
 pub mod graph;
 pub mod join_order;

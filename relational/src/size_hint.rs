@@ -36,7 +36,7 @@ use datafusion::physical_plan::{
 };
 use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, PhysicalPlanner};
 
-use crate::join_order::estimated_bytes;
+use crate::estimate::estimated_bytes;
 
 /// A logical node that passes its input on and tells the physical planner its estimated size.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
