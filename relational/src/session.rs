@@ -9,7 +9,6 @@ use datafusion::optimizer::{Optimizer, OptimizerRule};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::join_order::JoinOrder;
-
 use crate::tables::{ScanTable, batch_size};
 use kask_api::DaskJobSpec;
 use kask_core::error::{Error, Result};
@@ -26,8 +25,9 @@ const PARTIAL_AGGREGATION_PROBE_ROWS: usize = 1_000_000;
 /// filters and no scalar subquery operator (they pass state between operators of one
 /// process); no sort pushdown (see below). A join whose build side is small (a scan's
 /// estimate is its bytes) collects it whole in every task instead of shuffling both sides:
-/// below `spec.broadcastBytes`. Joins are reordered by estimated size ([`JoinOrder`]). A pipeline's column names are case-sensitive, as in pandas;
-/// an SQL query's follow SQL.
+/// below `spec.broadcastBytes`, a join's output by the estimate of [`crate::size_hint`]. Joins
+/// are reordered by estimated size ([`JoinOrder`]). A pipeline's column names are
+/// case-sensitive, as in pandas; an SQL query's follow SQL.
 pub fn session(store: &Store, spec: &DaskJobSpec, partitions: usize) -> SessionContext {
     let mut config = SessionConfig::new()
         .with_target_partitions(partitions.max(1))
