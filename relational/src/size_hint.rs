@@ -12,7 +12,6 @@
 //! ([`SizeHintExec`]) it reports that size as its statistics, and once DataFusion's optimizer
 //! has chosen, [`DropSizeHints`] removes the nodes again, so stages never hold them.
 
-use std::cmp::Ordering;
 use std::fmt;
 use std::sync::Arc;
 
@@ -39,19 +38,10 @@ use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, Phy
 use crate::estimate::estimated_bytes;
 
 /// A logical node that passes its input on and tells the physical planner its estimated size.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Hash)]
 pub struct SizeHint {
     input: LogicalPlan,
     bytes: usize,
-}
-
-impl PartialOrd for SizeHint {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        match self.input.partial_cmp(&other.input) {
-            Some(Ordering::Equal) => self.bytes.partial_cmp(&other.bytes),
-            o => o,
-        }
-    }
 }
 
 impl UserDefinedLogicalNodeCore for SizeHint {

@@ -75,11 +75,26 @@ fn joins_innermost_first(plan: &str) -> Vec<&str> {
     joins
 }
 
+/// The count and sum of `fact`'s rows in group 3, naming the largest table first.
+const GROUP_3_QUERY: &str = "SELECT count(*) AS n, sum(v) AS s FROM fact, mid, tiny \
+                             WHERE fact.m = mid.m AND mid.t = tiny.t AND tiny.name = 'n3'";
+
+/// [`GROUP_3_QUERY`]'s answer, computed here.
+fn group_3_count_and_sum() -> Vec<Vec<V>> {
+    let groups: Vec<i64> = mid().iter().filter(|r| r.1 == 3).map(|r| r.0).collect();
+    let kept: Vec<i64> = fact()
+        .iter()
+        .filter(|r| groups.contains(&r.0))
+        .map(|r| r.1)
+        .collect();
+    let want = vec![vec![V::I(kept.len() as i64), V::I(kept.iter().sum())]];
+    want
+}
+
 #[tokio::test]
 async fn the_small_tables_are_joined_first_whatever_the_order_the_query_names_them() {
     let lab = lab().await;
-    let query = "SELECT count(*) AS n, sum(v) AS s FROM fact, mid, tiny \
-                 WHERE fact.m = mid.m AND mid.t = tiny.t AND tiny.name = 'n3'";
+    let query = GROUP_3_QUERY;
     let plans = stage_plans(&lab, query).await;
     let joins = joins_innermost_first(&plans);
     assert_eq!(joins.len(), 2, "{plans}");
@@ -90,14 +105,7 @@ async fn the_small_tables_are_joined_first_whatever_the_order_the_query_names_th
 
     lab.run(&job(query)).await.expect("runs");
     let (_, types, got) = lab.typed_result("out").await;
-    let groups: Vec<i64> = mid().iter().filter(|r| r.1 == 3).map(|r| r.0).collect();
-    let kept: Vec<i64> = fact()
-        .iter()
-        .filter(|r| groups.contains(&r.0))
-        .map(|r| r.1)
-        .collect();
-    let want = vec![vec![V::I(kept.len() as i64), V::I(kept.iter().sum())]];
-    assert_eq!(got, want);
+    assert_eq!(got, group_3_count_and_sum());
     assert_eq!(types, ["Int64", "Int64"]);
 }
 
@@ -107,8 +115,7 @@ async fn the_small_tables_are_joined_first_whatever_the_order_the_query_names_th
 #[tokio::test]
 async fn a_small_join_is_broadcast_to_the_scan_of_a_large_table() {
     let lab = lab().await;
-    let query = "SELECT count(*) AS n, sum(v) AS s FROM fact, mid, tiny \
-                 WHERE fact.m = mid.m AND mid.t = tiny.t AND tiny.name = 'n3'";
+    let query = GROUP_3_QUERY;
     let spec = job_with(query, "  broadcastBytes: 20000\n");
     let plans = stage_plans_of(&lab, &spec).await;
     let fact_stage = plans
@@ -124,14 +131,7 @@ async fn a_small_join_is_broadcast_to_the_scan_of_a_large_table() {
         "the hints are gone from the stages:\n{plans}"
     );
     lab.run(&spec).await.expect("runs");
-    let groups: Vec<i64> = mid().iter().filter(|r| r.1 == 3).map(|r| r.0).collect();
-    let kept: Vec<i64> = fact()
-        .iter()
-        .filter(|r| groups.contains(&r.0))
-        .map(|r| r.1)
-        .collect();
-    let want = vec![vec![V::I(kept.len() as i64), V::I(kept.iter().sum())]];
-    assert_eq!(lab.typed_result("out").await.2, want);
+    assert_eq!(lab.typed_result("out").await.2, group_3_count_and_sum());
 }
 
 #[tokio::test]
