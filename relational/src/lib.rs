@@ -18,6 +18,7 @@ pub mod errors;
 mod estimate;
 pub mod exchange;
 pub mod graph;
+pub mod group_keys;
 pub mod join_order;
 mod kind;
 pub mod merge;

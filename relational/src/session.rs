@@ -8,6 +8,7 @@ use datafusion::execution::memory_pool::MemoryLimit;
 use datafusion::optimizer::{Optimizer, OptimizerRule};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
+use crate::group_keys::FilterGroupsByKeys;
 use crate::join_order::JoinOrder;
 use crate::tables::{ScanTable, batch_size};
 use kask_api::DaskJobSpec;
@@ -78,9 +79,9 @@ pub fn session(store: &Store, spec: &DaskJobSpec, partitions: usize) -> SessionC
     SessionContext::new_with_state(state)
 }
 
-/// DataFusion's logical optimizer rules with Kask's join order among them: after filters are
-/// pushed to the tables (its estimates read them) and before projections are added between
-/// the joins.
+/// DataFusion's logical optimizer rules with Kask's among them: aggregations filtered by the
+/// keys a join keeps, and the join order; after filters are pushed to the tables (the estimates read them) and
+/// before projections are added between the joins.
 fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
     let mut rules = Optimizer::new().rules;
     let at = rules
@@ -88,6 +89,7 @@ fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
         .position(|r| r.name() == "optimize_projections")
         .unwrap_or(rules.len());
     rules.insert(at, Arc::new(JoinOrder));
+    rules.insert(at, Arc::new(FilterGroupsByKeys));
     rules
 }
 

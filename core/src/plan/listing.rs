@@ -397,7 +397,9 @@ fn widen(a: &DataType, b: &DataType) -> Option<DataType> {
 }
 
 /// One schema for all files: the union of their columns (missing ones read as null), with a
-/// clear error when a column's type differs between two files.
+/// clear error when a column's type differs between two files. A Parquet column that every
+/// file declares required cannot be null, which the planner uses (a `NOT IN` over such keys
+/// is a plain anti join, which need not run in one task); text formats declare nothing.
 fn merge_schemas(
     name: &str,
     paths: &[&str],
@@ -405,9 +407,14 @@ fn merge_schemas(
     text: bool,
 ) -> Result<SchemaRef> {
     let mut fields: Vec<(String, DataType, usize)> = Vec::new();
+    // Per column: how many files hold it, and whether one of them allows nulls.
+    let mut seen: BTreeMap<String, (usize, bool)> = BTreeMap::new();
     for (i, schema) in schemas.iter().enumerate() {
         for f in schema.fields() {
             let dt = normalize(f.data_type());
+            let entry = seen.entry(f.name().clone()).or_insert((0, false));
+            entry.0 += 1;
+            entry.1 |= f.is_nullable();
             match fields.iter_mut().find(|(n, _, _)| n == f.name()) {
                 None => fields.push((f.name().clone(), dt, i)),
                 Some((_, existing, first)) => {
@@ -443,7 +450,11 @@ fn merge_schemas(
                 } else {
                     dt
                 };
-                Field::new(n, dt, true)
+                let nullable = text
+                    || seen
+                        .get(&n)
+                        .is_none_or(|(files, nullable)| *nullable || *files < schemas.len());
+                Field::new(n, dt, nullable)
             })
             .collect::<Vec<_>>(),
     )))

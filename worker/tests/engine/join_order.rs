@@ -7,11 +7,11 @@ use kask_worker::relational::SqlStage;
 
 /// `fact(m, v)`: 3000 rows over 100 keys, `mid(m, t)`: the 100 keys in 10 groups,
 /// `tiny(t, name)`: the 10 groups' names.
-fn fact() -> Vec<(i64, i64)> {
+pub(crate) fn fact() -> Vec<(i64, i64)> {
     (0..3000).map(|i| ((i * 7) % 100, i)).collect()
 }
 
-fn mid() -> Vec<(i64, i64)> {
+pub(crate) fn mid() -> Vec<(i64, i64)> {
     (0..100).map(|m| (m, m % 10)).collect()
 }
 
@@ -19,7 +19,7 @@ fn tiny() -> Vec<(i64, String)> {
     (0..10).map(|t| (t, format!("n{t}"))).collect()
 }
 
-async fn lab() -> Lab {
+pub(crate) async fn lab() -> Lab {
     let lab = Lab::local();
     let (f, m, t) = (fact(), mid(), tiny());
     let col = |v: Vec<i64>| ints(&v.into_iter().map(Some).collect::<Vec<_>>());
@@ -42,7 +42,7 @@ async fn lab() -> Lab {
     lab
 }
 
-fn job(query: &str) -> String {
+pub(crate) fn job(query: &str) -> String {
     job_with(query, "")
 }
 
@@ -55,7 +55,7 @@ fn job_with(query: &str, more: &str) -> String {
 }
 
 /// Every stage's sub-plan, in stage order, separated by empty lines.
-async fn stage_plans(lab: &Lab, query: &str) -> String {
+pub(crate) async fn stage_plans(lab: &Lab, query: &str) -> String {
     stage_plans_of(lab, &job(query)).await
 }
 
@@ -69,7 +69,7 @@ async fn stage_plans_of(lab: &Lab, job: &str) -> String {
 }
 
 /// The lines of `plan` that show a join, innermost (last displayed) first.
-fn joins_innermost_first(plan: &str) -> Vec<&str> {
+pub(crate) fn joins_innermost_first(plan: &str) -> Vec<&str> {
     let mut joins: Vec<&str> = plan.lines().filter(|l| l.contains("JoinExec")).collect();
     joins.reverse();
     joins

@@ -19,5 +19,6 @@ mod pods;
 mod properties;
 mod sql;
 mod sql_graph;
+mod subqueries;
 mod support;
 mod uploads;

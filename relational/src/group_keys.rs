@@ -1,0 +1,330 @@
+//! Aggregations that compute only the groups a join keeps.
+//!
+//! DataFusion turns a correlated subquery such as TPC-H q17's
+//! `l_quantity < (SELECT 0.2 * avg(l_quantity) FROM lineitem WHERE l_partkey = p_partkey)`
+//! into a join with an aggregation over the whole table, grouped by the correlated key: the
+//! average quantity of all two million parts, of which the join then keeps the two thousand
+//! that the outer query's filters on `part` select. DuckDB passes the outer keys into the
+//! subquery instead.
+//!
+//! This rule does the same within one plan: where a join keeps only the groups of an
+//! aggregation whose keys match rows on its other side (an inner or semi join, or an outer
+//! join that keeps the other side's rows), and that other side holds the keys in a plan
+//! estimated much smaller than the aggregation's input (and small enough to send whole to
+//! every task), the aggregation's input is first semi-joined with those keys. Rows of the
+//! groups the join drops are then never aggregated or shuffled. The keys come from the
+//! smallest plan below the other side that the key columns pass through unchanged (filters,
+//! projections, inner and semi joins only remove rows), so in q17 they are the filtered
+//! `part` table, not its join with `lineitem`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Column, NullEquality, Result};
+use datafusion::logical_expr::{
+    Aggregate, Expr, Join, JoinConstraint, JoinType, LogicalPlan, Projection, SubqueryAlias,
+};
+use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
+
+use crate::estimate::estimate;
+
+/// The rule; see the module's documentation.
+#[derive(Debug, Default)]
+pub struct FilterGroupsByKeys;
+
+/// How much smaller than an aggregation's input the keys must be estimated for the filter
+/// to pay: the semi join costs one hash probe per input row, and the keys are computed twice.
+const SMALLER_BY: f64 = 8.0;
+
+/// The alias of the key plans this rule adds, by which it knows where it has been.
+const KEYS: &str = "__kask_group_keys";
+
+impl OptimizerRule for FilterGroupsByKeys {
+    fn name(&self) -> &str {
+        "kask_filter_groups_by_keys"
+    }
+
+    fn supports_rewrite(&self) -> bool {
+        true
+    }
+
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        config: &dyn OptimizerConfig,
+    ) -> Result<Transformed<LogicalPlan>> {
+        let most = config
+            .options()
+            .optimizer
+            .hash_join_single_partition_threshold as f64;
+        plan.transform_down(|node| match &node {
+            LogicalPlan::Join(j) => filter_join(j, most),
+            _ => Ok(Transformed::no(node)),
+        })
+    }
+}
+
+/// `j` with the aggregation on one of its sides filtered by the keys of the other, if one
+/// side is such an aggregation and that pays.
+fn filter_join(j: &Join, most: f64) -> Result<Transformed<LogicalPlan>> {
+    let unchanged = || Ok(Transformed::no(LogicalPlan::Join(j.clone())));
+    if j.join_constraint != JoinConstraint::On || j.null_aware {
+        return unchanged();
+    }
+    // The sides whose unmatched rows the join drops: an aggregation there may lose them early.
+    let (filter_left, filter_right) = match j.join_type {
+        JoinType::Inner => (true, true),
+        JoinType::LeftSemi | JoinType::Right => (true, false),
+        JoinType::RightSemi | JoinType::Left => (false, true),
+        _ => (false, false),
+    };
+    let pairs = |right: bool| -> Vec<(Column, Column)> {
+        j.on.iter()
+            .filter_map(|(l, r)| {
+                let (own, other) = if right { (r, l) } else { (l, r) };
+                match (own, other) {
+                    (Expr::Column(own), Expr::Column(other)) => Some((own.clone(), other.clone())),
+                    _ => None,
+                }
+            })
+            .collect()
+    };
+    if filter_right
+        && let Some(right) = filtered(&j.right, &j.left, &pairs(true), j.null_equality, most)?
+    {
+        return Ok(Transformed::yes(LogicalPlan::Join(rejoin(
+            j,
+            (*j.left).clone(),
+            right,
+        )?)));
+    }
+    if filter_left
+        && let Some(left) = filtered(&j.left, &j.right, &pairs(false), j.null_equality, most)?
+    {
+        return Ok(Transformed::yes(LogicalPlan::Join(rejoin(
+            j,
+            left,
+            (*j.right).clone(),
+        )?)));
+    }
+    unchanged()
+}
+
+fn rejoin(j: &Join, left: LogicalPlan, right: LogicalPlan) -> Result<Join> {
+    Join::try_new(
+        Arc::new(left),
+        Arc::new(right),
+        j.on.clone(),
+        j.filter.clone(),
+        j.join_type,
+        j.join_constraint,
+        j.null_equality,
+        j.null_aware,
+    )
+}
+
+/// `side` with its aggregation's input semi-joined with the keys that `other` holds, when
+/// `side` is an aggregation grouped by the columns of `pairs` (seen through projections and
+/// aliases) and `other` has a small plan holding their partners.
+fn filtered(
+    side: &LogicalPlan,
+    other: &LogicalPlan,
+    pairs: &[(Column, Column)],
+    null_equality: NullEquality,
+    most: f64,
+) -> Result<Option<LogicalPlan>> {
+    // Only the pairs whose column on this side is a group column of the aggregation.
+    let mut grouped = Vec::new();
+    for (own, theirs) in pairs {
+        if let Some(group) = group_column(side, own) {
+            grouped.push((group, theirs.clone()));
+        }
+    }
+    if grouped.is_empty() {
+        return Ok(None);
+    }
+    let Some(input) = aggregate_input(side) else {
+        return Ok(None);
+    };
+    if input.exists(|p| Ok(is_keys(p)))? {
+        return Ok(None);
+    }
+    let theirs: Vec<Column> = grouped.iter().map(|(_, c)| c.clone()).collect();
+    let Some((keys, columns)) = smallest_holding(other, &theirs) else {
+        return Ok(None);
+    };
+    match (estimate(&keys), estimate(input)) {
+        (Some(k), Some(i)) if k.size * SMALLER_BY <= i.size && k.size <= most => {}
+        _ => return Ok(None),
+    }
+    let alias = format!("{KEYS}_{}", NEXT.fetch_add(1, Ordering::Relaxed));
+    let names: Vec<String> = (0..columns.len()).map(|i| format!("k{i}")).collect();
+    let projected = Projection::try_new(
+        columns
+            .into_iter()
+            .zip(&names)
+            .map(|(c, n)| Expr::Column(c).alias(n))
+            .collect(),
+        Arc::new(keys),
+    )?;
+    let keys = SubqueryAlias::try_new(Arc::new(LogicalPlan::Projection(projected)), &alias)?;
+    let on = grouped
+        .iter()
+        .zip(&names)
+        .map(|((group, _), n)| {
+            (
+                Expr::Column(group.clone()),
+                Expr::Column(Column::new(Some(alias.as_str()), n)),
+            )
+        })
+        .collect();
+    let semi = Join::try_new(
+        Arc::new(input.clone()),
+        Arc::new(LogicalPlan::SubqueryAlias(keys)),
+        on,
+        None,
+        JoinType::LeftSemi,
+        JoinConstraint::On,
+        null_equality,
+        false,
+    )?;
+    Ok(Some(with_aggregate_input(side, LogicalPlan::Join(semi))?))
+}
+
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+fn is_keys(plan: &LogicalPlan) -> bool {
+    matches!(plan, LogicalPlan::SubqueryAlias(a) if a.alias.table().starts_with(KEYS))
+}
+
+/// The column of the aggregation's input that `column` of `plan` (an aggregation below
+/// projections and aliases) groups by, if it is one.
+fn group_column(plan: &LogicalPlan, column: &Column) -> Option<Column> {
+    let at = plan.schema().index_of_column(column).ok()?;
+    match plan {
+        LogicalPlan::SubqueryAlias(a) => {
+            let (q, f) = a.input.schema().qualified_field(at);
+            group_column(&a.input, &Column::from((q, f)))
+        }
+        LogicalPlan::Projection(p) => group_column(&p.input, column_of(&p.expr[at])?),
+        LogicalPlan::Aggregate(a) if !is_grouping_set(a) => {
+            column_of(a.group_expr.get(at)?).cloned()
+        }
+        _ => None,
+    }
+}
+
+fn is_grouping_set(a: &Aggregate) -> bool {
+    matches!(a.group_expr.as_slice(), [Expr::GroupingSet(_)])
+}
+
+/// The column an expression passes on unchanged, if it does.
+fn column_of(expr: &Expr) -> Option<&Column> {
+    match expr {
+        Expr::Column(c) => Some(c),
+        Expr::Alias(a) => column_of(&a.expr),
+        _ => None,
+    }
+}
+
+/// The input of the aggregation below `plan`'s projections and aliases.
+fn aggregate_input(plan: &LogicalPlan) -> Option<&LogicalPlan> {
+    match plan {
+        LogicalPlan::SubqueryAlias(a) => aggregate_input(&a.input),
+        LogicalPlan::Projection(p) => aggregate_input(&p.input),
+        LogicalPlan::Aggregate(a) if !is_grouping_set(a) => Some(&a.input),
+        _ => None,
+    }
+}
+
+/// `plan` with the input of its aggregation replaced by `input` (whose schema is the same).
+fn with_aggregate_input(plan: &LogicalPlan, input: LogicalPlan) -> Result<LogicalPlan> {
+    let child = match plan {
+        LogicalPlan::Aggregate(a) => {
+            return Ok(LogicalPlan::Aggregate(Aggregate::try_new(
+                Arc::new(input),
+                a.group_expr.clone(),
+                a.aggr_expr.clone(),
+            )?));
+        }
+        LogicalPlan::SubqueryAlias(a) => a.input.as_ref(),
+        LogicalPlan::Projection(p) => p.input.as_ref(),
+        other => return Ok(other.clone()),
+    };
+    let child = with_aggregate_input(child, input)?;
+    plan.with_new_exprs(plan.expressions(), vec![child])
+}
+
+/// The smallest plan (by estimate) below `plan` that holds every value `plan` can have in
+/// `columns`, with the columns' names there: `plan` itself, or a plan reached through
+/// operators that pass the columns on unchanged and only remove or repeat rows.
+fn smallest_holding(plan: &LogicalPlan, columns: &[Column]) -> Option<(LogicalPlan, Vec<Column>)> {
+    let mut best = (plan.clone(), columns.to_vec());
+    let mut best_size = estimate(plan)?.size;
+    let (mut at, mut cols) = (plan, columns.to_vec());
+    while let Some((below, below_cols)) = step_down(at, &cols) {
+        if let Some(e) = estimate(below)
+            && e.size < best_size
+        {
+            best_size = e.size;
+            best = (below.clone(), below_cols.clone());
+        }
+        (at, cols) = (below, below_cols);
+    }
+    Some(best)
+}
+
+/// The input of `plan` that all `columns` come from unchanged, with their names there.
+fn step_down<'a>(
+    plan: &'a LogicalPlan,
+    columns: &[Column],
+) -> Option<(&'a LogicalPlan, Vec<Column>)> {
+    let schema = plan.schema();
+    let at: Vec<usize> = columns
+        .iter()
+        .map(|c| schema.index_of_column(c).ok())
+        .collect::<Option<_>>()?;
+    let by_index = |input: &LogicalPlan, at: &[usize]| -> Vec<Column> {
+        at.iter()
+            .map(|i| Column::from(input.schema().qualified_field(*i)))
+            .collect()
+    };
+    match plan {
+        LogicalPlan::SubqueryAlias(a) => Some((&a.input, by_index(&a.input, &at))),
+        LogicalPlan::Projection(p) => {
+            let cols = at
+                .iter()
+                .map(|i| column_of(&p.expr[*i]).cloned())
+                .collect::<Option<_>>()?;
+            Some((&p.input, cols))
+        }
+        LogicalPlan::Filter(f) => Some((&f.input, columns.to_vec())),
+        LogicalPlan::Sort(s) => Some((&s.input, columns.to_vec())),
+        LogicalPlan::Join(j) if j.join_constraint == JoinConstraint::On => {
+            let left_width = j.left.schema().fields().len();
+            match j.join_type {
+                JoinType::Inner => {
+                    if at.iter().all(|i| *i < left_width) {
+                        Some((&j.left, by_index(&j.left, &at)))
+                    } else if at.iter().all(|i| *i >= left_width) {
+                        let shifted: Vec<usize> = at.iter().map(|i| i - left_width).collect();
+                        Some((&j.right, by_index(&j.right, &shifted)))
+                    } else {
+                        None
+                    }
+                }
+                JoinType::LeftSemi | JoinType::LeftAnti => Some((&j.left, by_index(&j.left, &at))),
+                JoinType::RightSemi | JoinType::RightAnti => {
+                    Some((&j.right, by_index(&j.right, &at)))
+                }
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+#[path = "group_keys_tests.rs"]
+mod tests;

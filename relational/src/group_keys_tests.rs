@@ -1,0 +1,80 @@
+use super::*;
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::functions_aggregate::expr_fn::avg;
+use datafusion::logical_expr::{LogicalPlanBuilder, col, lit, table_scan};
+
+fn table(name: &str, columns: &[&str]) -> datafusion::common::Result<LogicalPlanBuilder> {
+    let schema = Schema::new(
+        columns
+            .iter()
+            .map(|c| Field::new(*c, DataType::Int64, false))
+            .collect::<Vec<_>>(),
+    );
+    table_scan(Some(name), &schema, None)
+}
+
+/// `SELECT avg(q) * 2 AS limit, k AS key FROM t GROUP BY k` as `sq`.
+fn averages() -> LogicalPlan {
+    table("t", &["k", "q"])
+        .and_then(|b| b.aggregate(vec![col("t.k")], vec![avg(col("t.q"))]))
+        .and_then(|b| {
+            b.project(vec![
+                (avg(col("t.q")) * lit(2.0)).alias("limit"),
+                col("t.k").alias("key"),
+            ])
+        })
+        .and_then(|b| b.alias("sq"))
+        .and_then(|b| b.build())
+        .expect("a plan")
+}
+
+#[test]
+fn a_group_column_is_followed_through_projections_and_aliases() {
+    let plan = averages();
+    assert_eq!(
+        group_column(&plan, &Column::new(Some("sq"), "key")),
+        Some(Column::new(Some("t"), "k"))
+    );
+    assert_eq!(
+        group_column(&plan, &Column::new(Some("sq"), "limit")),
+        None,
+        "an aggregate is no group column"
+    );
+    assert!(aggregate_input(&plan).is_some());
+}
+
+#[test]
+fn key_columns_are_followed_down_to_the_side_of_a_join_that_holds_them() {
+    let joined = table("a", &["x", "y"])
+        .and_then(|b| b.filter(col("a.y").eq(lit(1))))
+        .and_then(|b| {
+            b.join(
+                table("b", &["x", "z"])?.build()?,
+                JoinType::Inner,
+                (vec!["a.x"], vec!["b.x"]),
+                None,
+            )
+        })
+        .and_then(|b| b.project(vec![col("b.z"), col("a.x").alias("ax")]))
+        .and_then(|b| b.build())
+        .expect("a plan");
+    let (below, cols) =
+        step_down(&joined, &[Column::from_name("ax")]).expect("through the projection");
+    assert_eq!(cols, [Column::new(Some("a"), "x")]);
+    let (below, cols) = step_down(below, &cols).expect("into the join");
+    assert!(matches!(below, LogicalPlan::Filter(_)), "{below}");
+    let (below, cols) = step_down(below, &cols).expect("through the filter");
+    assert!(matches!(below, LogicalPlan::TableScan(_)), "{below}");
+    assert_eq!(cols, [Column::new(Some("a"), "x")]);
+    assert!(step_down(below, &cols).is_none());
+
+    // Columns from both sides of a join have no one side that holds them all.
+    let (join, _) = step_down(&joined, &[Column::from_name("ax")]).expect("a join");
+    assert!(
+        step_down(
+            join,
+            &[Column::new(Some("a"), "x"), Column::new(Some("b"), "z")]
+        )
+        .is_none()
+    );
+}

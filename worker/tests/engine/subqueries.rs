@@ -1,0 +1,97 @@
+//! Subqueries planned for a distributed run: an aggregation in a correlated subquery computes
+//! only the groups its outer query keeps, and `NOT IN` over Parquet columns without nulls is a
+//! plain anti join (DataFusion's rule, once the tables say their columns cannot be null);
+//! answers equal plain implementations here, nulls included.
+
+use crate::join_order::{fact, job, joins_innermost_first, lab, mid, stage_plans};
+use crate::support::{Lab, V, batch, ints, sorted};
+
+/// The rows of `fact` in group 3 whose value is above their key's average (q17's shape).
+const ABOVE_AVERAGE: &str = "SELECT fact.m, fact.v FROM fact, mid WHERE fact.m = mid.m \
+                             AND mid.t = 3 AND fact.v > (SELECT avg(f2.v) FROM fact AS f2 \
+                             WHERE f2.m = mid.m)";
+
+#[tokio::test]
+async fn a_correlated_aggregation_computes_only_the_groups_the_outer_query_keeps() {
+    let lab = lab().await;
+    let plans = stage_plans(&lab, ABOVE_AVERAGE).await;
+    // Without the filter the subquery's aggregation reads all of `fact`, and no semi join
+    // is planned at all.
+    let aggregated = plans
+        .split("\n\n")
+        .find(|p| p.contains("AggregateExec: mode=Partial"))
+        .unwrap_or_else(|| panic!("a partial aggregation:\n{plans}"));
+    let joins = joins_innermost_first(aggregated);
+    assert!(
+        joins.first().is_some_and(|j| j.contains("Semi")),
+        "the partial aggregation reads a semi join of fact with mid's keys:\n{plans}"
+    );
+
+    lab.run(&job(ABOVE_AVERAGE)).await.expect("runs");
+    let (_, types, got) = lab.typed_result("out").await;
+    let keys: Vec<i64> = mid().iter().filter(|r| r.1 == 3).map(|r| r.0).collect();
+    let average = |m: i64| {
+        let vs: Vec<i64> = fact().iter().filter(|r| r.0 == m).map(|r| r.1).collect();
+        vs.iter().sum::<i64>() as f64 / vs.len() as f64
+    };
+    let want: Vec<Vec<V>> = fact()
+        .into_iter()
+        .filter(|(m, v)| keys.contains(m) && *v as f64 > average(*m))
+        .map(|(m, v)| vec![V::I(m), V::I(v)])
+        .collect();
+    assert!(!want.is_empty());
+    assert_eq!(sorted(got), sorted(want));
+    assert_eq!(types, ["Int64", "Int64"]);
+}
+
+/// `fact` rows whose key is not one of group 3's.
+const NOT_IN_GROUP_3: &str =
+    "SELECT count(*) AS n FROM fact WHERE m NOT IN (SELECT m FROM mid WHERE t = 3)";
+
+#[tokio::test]
+async fn not_in_over_keys_that_cannot_be_null_is_a_plain_anti_join() {
+    let lab = lab().await;
+    let plans = stage_plans(&lab, NOT_IN_GROUP_3).await;
+    assert!(plans.contains("Anti"), "{plans}");
+    assert!(
+        !plans.contains("null_aware"),
+        "neither key can be null, so the anti join need not be null-aware:\n{plans}"
+    );
+    lab.run(&job(NOT_IN_GROUP_3)).await.expect("runs");
+    let groups: Vec<i64> = mid().iter().filter(|r| r.1 == 3).map(|r| r.0).collect();
+    let n = fact().iter().filter(|r| !groups.contains(&r.0)).count();
+    assert_eq!(lab.typed_result("out").await.2, vec![vec![V::I(n as i64)]]);
+}
+
+/// With a null among the subquery's keys, `NOT IN` keeps no row, as SQL says; with a null
+/// only among the outer keys, it keeps the other rows that match no key.
+#[tokio::test]
+async fn not_in_with_nulls_keeps_sql_semantics() {
+    for (outer, inner, want) in [
+        (vec![Some(1), Some(2), Some(3)], vec![Some(2), None], 0),
+        (vec![Some(1), None, Some(3)], vec![Some(2), Some(3)], 1),
+        (vec![Some(1), None, Some(3)], vec![Some(9)], 2),
+    ] {
+        let lab = Lab::local();
+        lab.put_partitioned("fact", &batch(vec![("m", ints(&outer))]), 1, 10)
+            .await;
+        lab.put_partitioned(
+            "mid",
+            &batch(vec![
+                ("m", ints(&inner)),
+                ("t", ints(&[Some(3); 2][..inner.len()])),
+            ]),
+            1,
+            10,
+        )
+        .await;
+        lab.put_partitioned("tiny", &batch(vec![("t", ints(&[Some(1)]))]), 1, 10)
+            .await;
+        lab.run(&job(NOT_IN_GROUP_3)).await.expect("runs");
+        assert_eq!(
+            lab.typed_result("out").await.2,
+            vec![vec![V::I(want)]],
+            "{outer:?} NOT IN {inner:?}"
+        );
+    }
+}
