@@ -272,9 +272,17 @@ fn one_probe_partition(
     {
         let (left_keys, right_keys): (Vec<_>, Vec<_>) = j.on().iter().cloned().unzip();
         let n = n_partitions.max(1);
+        // The collected side was gathered into one partition for the collecting join; hashed
+        // from its own partitions instead, each of its tasks writes its rows into the
+        // shuffle, rather than one task reading them all to hash them (TPC-H q21 had two such
+        // stages of one task).
+        let gathered = j.left().downcast_ref::<CoalescePartitionsExec>();
+        let left_input = match gathered {
+            Some(c) => Arc::clone(c.input()),
+            None => Arc::clone(j.left()),
+        };
         let left: Arc<dyn ExecutionPlan> = Arc::new(
-            RepartitionExec::try_new(Arc::clone(j.left()), Partitioning::Hash(left_keys, n))
-                .map_err(df)?,
+            RepartitionExec::try_new(left_input, Partitioning::Hash(left_keys, n)).map_err(df)?,
         );
         let right: Arc<dyn ExecutionPlan> = Arc::new(
             RepartitionExec::try_new(Arc::clone(j.right()), Partitioning::Hash(right_keys, n))

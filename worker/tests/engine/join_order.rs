@@ -47,7 +47,7 @@ pub(crate) fn job(query: &str) -> String {
 }
 
 /// [`job`] with more lines of spec.
-fn job_with(query: &str, more: &str) -> String {
+pub(crate) fn job_with(query: &str, more: &str) -> String {
     format!(
         "{more}  sql:\n    tables:\n      fact: {{path: \"fact/*.parquet\"}}\n      mid: {{path: \"mid/*.parquet\"}}\n      tiny: {{path: \"tiny/*.parquet\"}}\n    query: {}\n  targetTaskBytes: 1\n  shufflePartitions: 2\n  output: {{path: out, mode: overwrite}}\n",
         serde_json::to_string(query).expect("json")

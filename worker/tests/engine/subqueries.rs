@@ -3,8 +3,9 @@
 //! plain anti join (DataFusion's rule, once the tables say their columns cannot be null);
 //! answers equal plain implementations here, nulls included.
 
-use crate::join_order::{fact, job, joins_innermost_first, lab, mid, stage_plans};
+use crate::join_order::{fact, job, job_with, joins_innermost_first, lab, mid, stage_plans};
 use crate::support::{Lab, V, batch, ints, sorted};
+use kask_worker::relational::SqlStage;
 
 /// The rows of `fact` in group 3 whose value is above their key's average (q17's shape).
 const ABOVE_AVERAGE: &str = "SELECT fact.m, fact.v FROM fact, mid WHERE fact.m = mid.m \
@@ -94,4 +95,48 @@ async fn not_in_with_nulls_keeps_sql_semantics() {
             "{outer:?} NOT IN {inner:?}"
         );
     }
+}
+
+/// The keys of `fact` with a row whose value exceeds the key's mean by more than 1000/30 times
+/// the key: the semi join's left side is an aggregation, computed in several tasks.
+const EXISTS_ABOVE: &str = "SELECT count(*) AS n FROM (SELECT m, sum(v) AS s FROM fact \
+                            GROUP BY m) g WHERE EXISTS (SELECT 1 FROM fact f2 \
+                            WHERE f2.m = g.m AND f2.v * 30 > g.s + g.m * 1000)";
+
+/// A semi join that collected its left side becomes a partitioned one (each task would emit
+/// the collected rows it matched, all of them together only once every task has run); the
+/// left side is hashed by the tasks that compute it, not gathered into one task first.
+#[tokio::test]
+async fn a_semi_join_s_left_side_is_hashed_where_it_is_computed() {
+    let lab = lab().await;
+    // Below `fact`'s files, above the estimate of its sums per key.
+    let spec = job_with(EXISTS_ABOVE, "  broadcastBytes: 4000\n");
+    let (_, plan) = lab.staged(&spec).await;
+    let listing: Vec<String> = plan
+        .stages
+        .iter()
+        .map(|s| format!("{} ({} tasks)", s.name, s.tasks))
+        .collect();
+    let semi = plan
+        .stages
+        .iter()
+        .map(|s| SqlStage::of(s).expect("an SQL stage").plan)
+        .find(|p| p.contains("Semi"))
+        .unwrap_or_else(|| panic!("a semi join: {listing:?}"));
+    assert!(semi.contains("mode=Partitioned"), "{semi}");
+    assert!(
+        !listing.iter().any(|s| s.contains("select")),
+        "no stage only gathers rows into one task to hash them: {listing:?}"
+    );
+    lab.run(&spec).await.expect("runs");
+    let f = fact();
+    let sum = |m: i64| f.iter().filter(|r| r.0 == m).map(|r| r.1).sum::<i64>();
+    let n = (0..100)
+        .filter(|&m| {
+            f.iter()
+                .any(|&(m2, v)| m2 == m && v * 30 > sum(m) + m * 1000)
+        })
+        .count();
+    assert!(n > 0 && n < 100, "some keys, not all: {n}");
+    assert_eq!(lab.typed_result("out").await.2, vec![vec![V::I(n as i64)]]);
 }
