@@ -80,8 +80,8 @@ pub fn session(store: &Store, spec: &DaskJobSpec, partitions: usize) -> SessionC
 }
 
 /// DataFusion's logical optimizer rules with Kask's among them: aggregations filtered by the
-/// keys a join keeps, and the join order; after filters are pushed to the tables (the estimates read them) and
-/// before projections are added between the joins.
+/// keys a join keeps, and the join order; after filters are pushed to the tables (the
+/// estimates read them) and before projections are added between the joins.
 fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
     let mut rules = Optimizer::new().rules;
     let at = rules
