@@ -327,4 +327,4 @@ fn step_down<'a>(
 
 #[cfg(test)]
 #[path = "group_keys_tests.rs"]
-mod tests;
+pub(crate) mod tests;

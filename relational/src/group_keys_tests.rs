@@ -3,7 +3,11 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::functions_aggregate::expr_fn::avg;
 use datafusion::logical_expr::{LogicalPlanBuilder, col, lit, table_scan};
 
-fn table(name: &str, columns: &[&str]) -> datafusion::common::Result<LogicalPlanBuilder> {
+/// A scan of a table of non-null Int64 `columns`.
+pub(crate) fn table(
+    name: &str,
+    columns: &[&str],
+) -> datafusion::common::Result<LogicalPlanBuilder> {
     let schema = Schema::new(
         columns
             .iter()

@@ -40,16 +40,8 @@ fn tables_no_key_connects_are_left_in_their_order() {
 /// no more keys than there are nations, however many of each there are.
 #[test]
 fn keys_made_equal_to_a_small_tables_keys_are_as_few_as_its_rows() {
-    use datafusion::arrow::datatypes::{DataType, Field, Schema};
-    use datafusion::logical_expr::table_scan;
     let table = |name: &str, columns: &[&str]| {
-        let schema = Schema::new(
-            columns
-                .iter()
-                .map(|c| Field::new(*c, DataType::Int64, false))
-                .collect::<Vec<_>>(),
-        );
-        table_scan(Some(name), &schema, None)
+        crate::group_keys::tests::table(name, columns)
             .and_then(|b| b.build())
             .expect("a scan")
     };
