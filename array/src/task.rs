@@ -206,6 +206,7 @@ async fn write_chunks(
                 crc32c: Some(crc),
                 partitions: vec![],
                 window: 0,
+                samples: vec![],
             })
         })
         .collect()

@@ -335,6 +335,7 @@ pub async fn execute(
                     crc32c: Some(up.crc32c()),
                     partitions: vec![],
                     window: 0,
+                    samples: vec![],
                 }]
             }
         }

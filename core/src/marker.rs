@@ -40,6 +40,20 @@ pub struct TaskFile {
     /// ([`PartRange::windows`]); 0 when no range has windows.
     #[serde(default, skip_serializing_if = "is_zero_u64")]
     pub window: u64,
+    /// For a sorted run ([`crate::plan::Sink::Ranges`]): the sort keys of rows spread
+    /// through it, for a later stage to cut key ranges of about equal rows.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<KeySample>,
+}
+
+/// A row of a sorted run and its sort key.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct KeySample {
+    /// Its row number in the run.
+    pub row: u64,
+    /// Its sort key, in a byte form that compares as the rows sort, as hex.
+    pub key: String,
 }
 
 fn is_zero_u64(n: &u64) -> bool {
@@ -246,4 +260,11 @@ pub struct PartRange {
     /// instead of holding it whole.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub windows: Vec<u32>,
+    /// For a chunk of a sorted run ([`crate::plan::Sink::Ranges`]): the sort key of its first
+    /// row, in a byte form that compares as the rows sort, as hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_key: Option<String>,
+    /// The sort key of the chunk's last row, in the same form.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_key: Option<String>,
 }

@@ -134,6 +134,7 @@ pub async fn write_output(
                 crc32c: Some(upload.crc32c()),
                 partitions: vec![],
                 window: 0,
+                samples: vec![],
             }])
         }
         Format::Csv | Format::Json => {
@@ -164,6 +165,7 @@ pub async fn write_output(
                 crc32c: Some(up.crc32c()),
                 partitions: vec![],
                 window: 0,
+                samples: vec![],
             }])
         }
     }
@@ -185,6 +187,7 @@ pub async fn put_file(store: &Store, path: String, rows: u64, body: Bytes) -> Re
         crc32c: Some(crc32c(&body)),
         partitions: vec![],
         window: 0,
+        samples: vec![],
         path,
     };
     store.put(&file.path, body).await?;

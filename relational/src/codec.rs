@@ -10,10 +10,14 @@ use base64::engine::general_purpose::STANDARD;
 use datafusion::arrow::datatypes::Schema;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::TaskContext;
-use datafusion::physical_expr::Partitioning;
+use datafusion::physical_expr::{LexOrdering, Partitioning};
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion_proto::physical_plan::from_proto::parse_protobuf_partitioning;
-use datafusion_proto::physical_plan::to_proto::serialize_partitioning;
+use datafusion_proto::physical_plan::from_proto::{
+    parse_physical_sort_exprs, parse_protobuf_partitioning,
+};
+use datafusion_proto::physical_plan::to_proto::{
+    serialize_partitioning, serialize_physical_sort_exprs,
+};
 use datafusion_proto::physical_plan::{
     AsExecutionPlan, DefaultPhysicalProtoConverter, PhysicalExtensionCodec,
     PhysicalPlanDecodeContext, PhysicalProtoConverterExtension,
@@ -51,6 +55,20 @@ struct ReaderNode {
     schema: Option<protobuf::Schema>,
     #[prost(message, optional, tag = "4")]
     partitioning: Option<protobuf::Partitioning>,
+    /// For a [`ReadMode::Range`] reader, the order it merges its runs in (none otherwise).
+    #[prost(message, repeated, tag = "5")]
+    ordering: Vec<protobuf::PhysicalSortExprNode>,
+    #[prost(uint64, tag = "6")]
+    min_range_rows: u64,
+}
+
+/// A stage's sorted runs ([`SinkKind::Ranges`]).
+#[derive(Clone, PartialEq, Message)]
+struct RangeSink {
+    #[prost(message, repeated, tag = "1")]
+    ordering: Vec<protobuf::PhysicalSortExprNode>,
+    #[prost(uint64, tag = "2")]
+    chunk_rows: u64,
 }
 
 /// Encodes and decodes Kask's nodes; a decoded shuffle reader reads from `source`.
@@ -89,6 +107,17 @@ impl PhysicalExtensionCodec for KaskCodec {
                 )?
                 .ok_or_else(|| internal("a shuffle reader", "no partitioning"))?;
                 let stage = usize::try_from(r.stage).map_err(|e| internal("its stage", e))?;
+                if !r.ordering.is_empty() {
+                    let ordering =
+                        parse_ordering(&r.ordering, &decode_ctx, &schema, proto_converter)?;
+                    return Ok(Arc::new(ShuffleReaderExec::ranges(
+                        stage,
+                        schema,
+                        (ordering, r.min_range_rows),
+                        partitioning.partition_count(),
+                        Arc::clone(&self.source),
+                    )));
+                }
                 let mode = if r.per_map {
                     ReadMode::Map
                 } else {
@@ -131,6 +160,13 @@ impl PhysicalExtensionCodec for KaskCodec {
                     self,
                     proto_converter,
                 )?),
+                ordering: match r.ordering() {
+                    Some(o) => {
+                        serialize_physical_sort_exprs(o.iter().cloned(), self, proto_converter)?
+                    }
+                    None => vec![],
+                },
+                min_range_rows: r.min_range_rows(),
             })
         } else if node.is::<NoLineBreaks>() {
             Node::NoLineBreaks(protobuf::EmptyMessage {})
@@ -146,10 +182,22 @@ impl PhysicalExtensionCodec for KaskCodec {
     }
 }
 
-/// A stage as it travels: its sub-plan, and for a hash exchange, the exchange's partitioning.
+fn parse_ordering(
+    nodes: &[protobuf::PhysicalSortExprNode],
+    ctx: &PhysicalPlanDecodeContext<'_>,
+    schema: &Schema,
+    proto_converter: &dyn PhysicalProtoConverterExtension,
+) -> DfResult<LexOrdering> {
+    let exprs = parse_physical_sort_exprs(nodes, ctx, schema, proto_converter)?;
+    LexOrdering::new(exprs).ok_or_else(|| internal("a sorted shuffle", "an empty order"))
+}
+
+/// A stage as it travels: its sub-plan, and for a hash exchange, the exchange's partitioning;
+/// for sorted runs, their order and chunk size.
 pub struct EncodedStage {
     pub plan: String,
     pub hash: Option<String>,
+    pub range: Option<String>,
 }
 
 /// Encodes a cut stage's sub-plan and sink.
@@ -168,11 +216,25 @@ pub fn encode(root: &Arc<dyn ExecutionPlan>, sink: &SinkKind) -> Result<EncodedS
                 serialize_partitioning(&p, &codec, &converter).map_err(|e| cannot_travel(&e))?;
             Some(STANDARD.encode(proto.encode_to_vec()))
         }
-        SinkKind::Output | SinkKind::Single => None,
+        SinkKind::Output | SinkKind::Single | SinkKind::Ranges(..) => None,
+    };
+    let range = match sink {
+        SinkKind::Ranges(ordering, chunk_rows) => {
+            let ordering =
+                serialize_physical_sort_exprs(ordering.iter().cloned(), &codec, &converter)
+                    .map_err(|e| cannot_travel(&e))?;
+            let proto = RangeSink {
+                ordering,
+                chunk_rows: *chunk_rows,
+            };
+            Some(STANDARD.encode(proto.encode_to_vec()))
+        }
+        _ => None,
     };
     Ok(EncodedStage {
         plan: STANDARD.encode(node.encode_to_vec()),
         hash,
+        range,
     })
 }
 
@@ -183,11 +245,12 @@ fn cannot_travel(e: &DataFusionError) -> Error {
     ))
 }
 
-/// Decodes a stage's sub-plan and its hash exchange (as [`encode`] made them) in `ctx`; its
-/// shuffle readers read from `source`. `Err` holds what went wrong, for the caller to word.
+/// Decodes a stage's sub-plan and its hash exchange or sorted runs (as [`encode`] made them)
+/// in `ctx`; its shuffle readers read from `source`. `Err` holds what went wrong, for the
+/// caller to word.
 pub fn decode(
     plan: &str,
-    hash: Option<&str>,
+    (hash, range): (Option<&str>, Option<&str>),
     ctx: &TaskContext,
     source: Arc<dyn ShuffleSource>,
 ) -> std::result::Result<(Arc<dyn ExecutionPlan>, Option<SinkKind>), String> {
@@ -213,7 +276,17 @@ pub fn decode(
             }
         }
     };
-    Ok((root, hash))
+    let range = match range {
+        None => None,
+        Some(text) => {
+            let bytes = STANDARD.decode(text).map_err(|e| e.to_string())?;
+            let proto = RangeSink::decode(bytes.as_slice()).map_err(|e| e.to_string())?;
+            let ordering = parse_ordering(&proto.ordering, &decode_ctx, &root.schema(), &converter)
+                .map_err(|e| e.to_string())?;
+            Some(SinkKind::Ranges(ordering, proto.chunk_rows))
+        }
+    };
+    Ok((root, hash.or(range)))
 }
 
 #[cfg(test)]
@@ -246,7 +319,7 @@ mod tests {
         let ctx = SessionContext::new();
         let (back, hash) = decode(
             &encoded.plan,
-            encoded.hash.as_deref(),
+            (encoded.hash.as_deref(), encoded.range.as_deref()),
             &ctx.task_ctx(),
             Arc::new(PlanningOnly),
         )
@@ -275,7 +348,7 @@ mod tests {
     fn bytes_that_are_not_a_plan_are_refused() {
         let ctx = SessionContext::new();
         for plan in ["not base64!", "AAAA/w=="] {
-            assert!(decode(plan, None, &ctx.task_ctx(), Arc::new(PlanningOnly)).is_err());
+            assert!(decode(plan, (None, None), &ctx.task_ctx(), Arc::new(PlanningOnly)).is_err());
         }
     }
 }

@@ -21,6 +21,7 @@ use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMerge
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 
 use super::exchange::{ReadMode, ShuffleReaderExec, ShuffleSource, SinkKind};
+use super::range_sort::CHUNK_ROWS;
 use kask_core::error::{Error, Result};
 
 /// One stage of the cut plan.
@@ -35,17 +36,57 @@ pub struct CutStage {
 }
 
 /// Cuts `plan` into stages in the order they must run, after the `stages` cut before it (a
-/// job graph's views and other outputs), which its shuffle readers may read; the last stage
-/// sinks into `sink`. Returns the last stage's id.
+/// job graph's views and other outputs), which its shuffle readers may read, into
+/// `partitions` per exchange; the last stage sinks into `sink`. Returns the last stage's id.
 pub fn cut_into(
     stages: &mut Vec<CutStage>,
     plan: Arc<dyn ExecutionPlan>,
     source: &Arc<dyn ShuffleSource>,
-    partitions: usize,
+    (partitions, min_range_rows): (usize, u64),
     sink: SinkKind,
 ) -> Result<usize> {
+    if matches!(sink, SinkKind::Output)
+        && let Some(merge) = plan.downcast_ref::<SortPreservingMergeExec>()
+        && merge.fetch().is_none()
+        && partitions > 1
+    {
+        return sort_by_ranges(stages, merge, source, (partitions, min_range_rows));
+    }
     let root = cut_node(plan, source, partitions, stages)?;
     Ok(push(stages, root, sink))
+}
+
+/// A result in order whose rows come from several tasks is sorted by key range
+/// ([`crate::range_sort`]): the tasks below write sorted runs, and `partitions` tasks each
+/// merge one range of keys from all of them into one part of the output, instead of one task
+/// merging every row; ranges of fewer than `min_range_rows` rows are not worth a part. A sort
+/// with a limit keeps its one merging task: it holds only the top rows.
+fn sort_by_ranges(
+    stages: &mut Vec<CutStage>,
+    merge: &SortPreservingMergeExec,
+    source: &Arc<dyn ShuffleSource>,
+    (partitions, min_range_rows): (usize, u64),
+) -> Result<usize> {
+    let input = cut_node(Arc::clone(merge.input()), source, partitions, stages)?;
+    if self::partitions(&input) <= 1 {
+        let root = Arc::new(SortPreservingMergeExec::new(merge.expr().clone(), input));
+        return Ok(push(stages, root, SinkKind::Output));
+    }
+    let ordering = merge.expr().clone();
+    let schema = input.schema();
+    let runs = push(
+        stages,
+        input,
+        SinkKind::Ranges(ordering.clone(), CHUNK_ROWS),
+    );
+    let reader: Arc<dyn ExecutionPlan> = Arc::new(ShuffleReaderExec::ranges(
+        runs,
+        schema,
+        (ordering, min_range_rows),
+        partitions,
+        Arc::clone(source),
+    ));
+    Ok(push(stages, reader, SinkKind::Output))
 }
 
 impl CutStage {

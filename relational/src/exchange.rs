@@ -12,8 +12,9 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::TaskContext;
-use datafusion::physical_expr::{EquivalenceProperties, Partitioning, PhysicalExpr};
+use datafusion::physical_expr::{EquivalenceProperties, LexOrdering, Partitioning, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricsSet};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream,
@@ -24,6 +25,8 @@ use futures::{StreamExt, TryStreamExt};
 use kask_core::error::{Error, Result};
 use kask_core::marker::{TaskMarker, latest_markers};
 use kask_core::shuffle::SliceReader;
+
+use super::range_sort::RangeRead;
 
 /// Map tasks' slices of a partition a reader opens ahead of the one it reads: enough requests
 /// in flight to hide the store's latency. Each holds a window or two
@@ -77,6 +80,9 @@ pub enum ReadMode {
     /// Everything map task `p` wrote (below a coalesce or a sorted merge, whose map tasks
     /// each wrote one partition).
     Map,
+    /// Key range `p` of every map task's sorted run, merged in order
+    /// ([`crate::range_sort`]).
+    Range,
 }
 
 /// A leaf that reads an earlier stage's shuffle.
@@ -87,9 +93,57 @@ pub struct ShuffleReaderExec {
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
     source: Arc<dyn ShuffleSource>,
+    /// The order of a [`ReadMode::Range`] reader's rows.
+    ordering: Option<LexOrdering>,
+    /// The fewest rows worth a range of their own.
+    min_range_rows: u64,
+    metrics: ExecutionPlanMetricsSet,
+    /// The sorts a range reader ran (see [`RangeRead::sorts`]).
+    sorts: Arc<Mutex<Vec<Arc<dyn ExecutionPlan>>>>,
 }
 
 impl ShuffleReaderExec {
+    /// A reader of stage `stage`'s sorted runs in `ranges` key ranges, a partition each, in
+    /// `ordering`; only as many ranges hold rows as have `min_rows` rows each.
+    pub fn ranges(
+        stage: usize,
+        schema: SchemaRef,
+        (ordering, min_rows): (LexOrdering, u64),
+        ranges: usize,
+        source: Arc<dyn ShuffleSource>,
+    ) -> Self {
+        let properties = PlanProperties::new(
+            EquivalenceProperties::new_with_orderings(
+                Arc::clone(&schema),
+                [ordering.iter().cloned().collect::<Vec<_>>()],
+            ),
+            Partitioning::UnknownPartitioning(ranges.max(1)),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        );
+        ShuffleReaderExec {
+            stage,
+            mode: ReadMode::Range,
+            schema,
+            properties: Arc::new(properties),
+            source,
+            ordering: Some(ordering),
+            min_range_rows: min_rows,
+            metrics: ExecutionPlanMetricsSet::new(),
+            sorts: Arc::default(),
+        }
+    }
+
+    /// The order of a range reader's rows.
+    pub fn ordering(&self) -> Option<&LexOrdering> {
+        self.ordering.as_ref()
+    }
+
+    /// The fewest rows worth a range of their own, for a range reader.
+    pub fn min_range_rows(&self) -> u64 {
+        self.min_range_rows
+    }
+
     /// A reader of stage `stage` with the partitioning the exchange it replaces had.
     pub fn new(
         stage: usize,
@@ -110,6 +164,10 @@ impl ShuffleReaderExec {
             schema,
             properties: Arc::new(properties),
             source,
+            ordering: None,
+            min_range_rows: 0,
+            metrics: ExecutionPlanMetricsSet::new(),
+            sorts: Arc::default(),
         }
     }
 
@@ -129,13 +187,22 @@ impl DisplayAs for ShuffleReaderExec {
         let how = match self.mode {
             ReadMode::Partition => "one partition from every task",
             ReadMode::Map => "each task's output as a partition",
+            ReadMode::Range => "a key range of every task's sorted output",
         };
         write!(
             f,
             "ShuffleReaderExec: stage={}, partitions={}, reads {how}",
             self.stage,
             self.properties.partitioning.partition_count()
-        )
+        )?;
+        if let Some(o) = &self.ordering {
+            write!(
+                f,
+                ", merged by [{o}], a range per {} rows at least",
+                self.min_range_rows
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -172,11 +239,41 @@ impl ExecutionPlan for ShuffleReaderExec {
         }
     }
 
+    fn metrics(&self) -> Option<MetricsSet> {
+        let mut all = self.metrics.clone_inner();
+        if let Ok(sorts) = self.sorts.lock() {
+            for m in sorts.iter().filter_map(|s| s.metrics()) {
+                for metric in m.iter() {
+                    all.push(Arc::clone(metric));
+                }
+            }
+        }
+        Some(all)
+    }
+
     fn execute(
         &self,
         partition: usize,
-        _context: Arc<TaskContext>,
+        context: Arc<TaskContext>,
     ) -> DfResult<SendableRecordBatchStream> {
+        if self.mode == ReadMode::Range {
+            let Some(ordering) = &self.ordering else {
+                return Err(DataFusionError::Internal(
+                    "a key-range shuffle reader without its order".into(),
+                ));
+            };
+            let read = RangeRead {
+                source: Arc::clone(&self.source),
+                stage: self.stage,
+                range: partition,
+                ranges: self.properties.partitioning.partition_count(),
+                min_rows: self.min_range_rows,
+                schema: Arc::clone(&self.schema),
+                ordering: ordering.clone(),
+                sorts: Arc::clone(&self.sorts),
+            };
+            return read.execute(context, &self.metrics);
+        }
         let source = Arc::clone(&self.source);
         let stage = self.stage;
         let maps = {
@@ -199,7 +296,8 @@ impl ExecutionPlan for ShuffleReaderExec {
                 .try_flatten()
                 .boxed()
             }
-            ReadMode::Map => {
+            ReadMode::Map | ReadMode::Range => {
+                // (a range reader returned above)
                 let source = Arc::clone(&source);
                 maps.and_then(move |maps| {
                     let source = Arc::clone(&source);
@@ -235,6 +333,8 @@ pub enum SinkKind {
     Hash(Vec<Arc<dyn PhysicalExpr>>, usize),
     /// Everything into one partition.
     Single,
+    /// Sorted in this order, in chunks of this many rows ([`crate::range_sort`]).
+    Ranges(LexOrdering, u64),
 }
 
 /// A shuffle source of a running task: the job's store and plan, and the first error met,

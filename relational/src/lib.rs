@@ -24,6 +24,7 @@ mod kind;
 pub mod merge;
 pub mod pipeline;
 pub mod planner;
+pub mod range_sort;
 pub mod session;
 pub mod size_hint;
 pub mod spill_join;
@@ -62,6 +63,10 @@ pub struct SqlStage {
     /// The partitioning of a hash exchange the stage writes into, as protobuf, base64.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hash: Option<String>,
+    /// The order and chunk size of a sorted run the stage writes for a sort by key range,
+    /// as protobuf, base64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range: Option<String>,
 }
 
 impl SqlStage {

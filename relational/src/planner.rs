@@ -137,12 +137,21 @@ pub async fn plan_relational(
     Ok(plan)
 }
 
+/// The fewest rows of a sorted result worth a task and a part of their own: a task's worth of
+/// bytes (`targetTaskBytes`) at a guessed 64 bytes a row. A count of rows, not of bytes, as
+/// every task that reads the sort must come to the same number of parts, and a sorted run's
+/// rows are the same on every run of its task while its bytes need not be.
+fn min_range_rows(spec: &kask_api::DaskJobSpec) -> u64 {
+    (spec.target_task_bytes() / 64).max(1)
+}
+
 /// Plans the job's views and queries and cuts them, with `source` behind their shuffle
 /// readers: the shared views' stages first, then each output's.
 pub async fn stages_of(store: &Store, plan: &Plan, source: &Arc<dyn ShuffleSource>) -> Result<Cut> {
     let partitions = SqlPlan::of(plan)?.partitions;
+    let shape = (partitions, min_range_rows(&plan.spec));
     let Some(sql) = plan.spec.sql.as_ref() else {
-        return pipeline_stages(store, plan, source, partitions).await;
+        return pipeline_stages(store, plan, source, shape).await;
     };
     let ctx = session(store, &plan.spec, partitions);
     register_tables(&ctx, store, plan)?;
@@ -164,7 +173,7 @@ pub async fn stages_of(store: &Store, plan: &Plan, source: &Arc<dyn ShuffleSourc
                 .create_physical_plan()
                 .await
                 .map_err(|e| query_error(&ctx, &at, &e))?;
-            let last = cut_into(&mut stages, physical, source, partitions, SinkKind::Single)?;
+            let last = cut_into(&mut stages, physical, source, shape, SinkKind::Single)?;
             views.push((name.clone(), last));
             let root = &stages[last].root;
             Arc::new(StageTable::new(
@@ -206,7 +215,7 @@ pub async fn stages_of(store: &Store, plan: &Plan, source: &Arc<dyn ShuffleSourc
             .create_physical_plan()
             .await
             .map_err(|e| query_error(&ctx, &at, &e))?;
-        let last = cut_into(&mut stages, physical, source, partitions, SinkKind::Output)?;
+        let last = cut_into(&mut stages, physical, source, shape, SinkKind::Output)?;
         targets.push(OutputStage { name, stage: last });
     }
     Ok(Cut {
@@ -224,8 +233,9 @@ async fn pipeline_stages(
     store: &Store,
     plan: &Plan,
     source: &Arc<dyn ShuffleSource>,
-    partitions: usize,
+    shape: (usize, u64),
 ) -> Result<Cut> {
+    let partitions = shape.0;
     let df = plan
         .spec
         .dataframe
@@ -239,7 +249,7 @@ async fn pipeline_stages(
         let lp = pipeline::logical(&ctx, store, plan, &p, &before)?;
         let lp = if shared.contains(&p.name) {
             let physical = physical_of(&ctx, &lp, &p.field).await?;
-            let last = cut_into(&mut stages, physical, source, partitions, SinkKind::Single)?;
+            let last = cut_into(&mut stages, physical, source, shape, SinkKind::Single)?;
             views.push((p.name.clone(), last));
             let root = &stages[last].root;
             let table = StageTable::new(
@@ -262,7 +272,7 @@ async fn pipeline_stages(
         };
         if p.is_output {
             let physical = physical_of(&ctx, &lp, &p.field).await?;
-            let last = cut_into(&mut stages, physical, source, partitions, SinkKind::Output)?;
+            let last = cut_into(&mut stages, physical, source, shape, SinkKind::Output)?;
             targets.push(OutputStage {
                 name: p.name.clone(),
                 stage: last,
@@ -348,6 +358,10 @@ fn stage(
             keys: vec![],
             partial: kask_core::plan::Partial::None,
         },
+        SinkKind::Ranges(ordering, chunk_rows) => Sink::Ranges {
+            keys: ordering.iter().map(|e| e.to_string()).collect(),
+            chunk_rows: *chunk_rows,
+        },
     };
     let encoded = super::codec::encode(&c.root, &c.sink)?;
     let text = plan_text(&c.root);
@@ -355,7 +369,7 @@ fn stage(
     // in every task.
     match super::codec::decode(
         &encoded.plan,
-        encoded.hash.as_deref(),
+        (encoded.hash.as_deref(), encoded.range.as_deref()),
         task_ctx,
         Arc::new(PlanningOnly),
     ) {
@@ -376,6 +390,7 @@ fn stage(
         plan: text,
         proto: encoded.plan,
         hash: encoded.hash,
+        range: encoded.range,
     };
     // A stage that reads one table and no other stage is named after the table, whatever it
     // does before its shuffle (`s0-scan-orders`); a shared view's last stage, after the view.
@@ -407,13 +422,16 @@ fn kind(root: &Arc<dyn datafusion::physical_plan::ExecutionPlan>) -> &'static st
     let mut names = Vec::new();
     collect_names(root, &mut names);
     let has = |n: &str| names.iter().any(|x| x.contains(n));
+    let merges_ranges = root
+        .downcast_ref::<super::exchange::ShuffleReaderExec>()
+        .is_some_and(|r| r.mode() == super::exchange::ReadMode::Range);
     if has("Join") {
         "join"
     } else if has("Window") {
         "window"
     } else if has("Aggregate") {
         "aggregate"
-    } else if has("Sort") {
+    } else if has("Sort") || merges_ranges {
         "sort"
     } else if has("DataSourceExec") {
         "scan"

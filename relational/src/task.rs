@@ -19,6 +19,7 @@ use super::codec::decode;
 use super::cut::CutStage;
 use super::exchange::{ShuffleSource, SinkKind, TaskShuffles};
 use super::planner::plan_text;
+use super::range_sort::{SortKeys, write_chunks};
 use super::session::session;
 use kask_core::capped_pool::CappedPool;
 use kask_core::error::df_message;
@@ -126,7 +127,7 @@ fn decoded(
     let recorded = crate::SqlStage::of(st)?;
     let (root, hash) = decode(
         &recorded.proto,
-        recorded.hash.as_deref(),
+        (recorded.hash.as_deref(), recorded.range.as_deref()),
         &ctx.task_ctx(),
         source,
     )
@@ -148,9 +149,9 @@ fn decoded(
         (Some(hash), _) => hash,
         (None, Sink::Output) => SinkKind::Output,
         (None, Sink::Shuffle { .. }) => SinkKind::Single,
-        (None, Sink::Scratch) => {
+        (None, Sink::Scratch | Sink::Ranges { .. }) => {
             return Err(Error::internal(format!(
-                "relational stage {} sinks into scratch files",
+                "relational stage {} sinks into scratch files or sorted runs it has no order for",
                 st.name
             )));
         }
@@ -179,6 +180,12 @@ async fn sink(
                 write_output(store, dir, target.format, stream, task_err).await?,
                 0,
             )
+        }
+        SinkKind::Ranges(ordering, chunk_rows) => {
+            let keys = SortKeys::new(ordering, &cut.root.schema())?;
+            let (file, spilled) =
+                write_chunks(store, dir, &keys, *chunk_rows, stream, task_err).await?;
+            (vec![file], spilled)
         }
         SinkKind::Hash(..) | SinkKind::Single => {
             // A hash exchange splits rows as DataFusion's repartition would; a gather keeps one

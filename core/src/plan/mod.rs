@@ -16,8 +16,8 @@ pub use schema::PlanSchema;
 
 /// Bumped when the plan's JSON changes incompatibly (2: SQL stages; 3: pipelines planned as
 /// SQL stages; 4: a job kind's part of the plan under `kind` and `detail`; 5: relational
-/// stages carry their sub-plans as protobuf).
-pub const PLAN_VERSION: u32 = 5;
+/// stages carry their sub-plans as protobuf; 6: sorted runs for a sort by key range).
+pub const PLAN_VERSION: u32 = 6;
 
 /// A job's plan.
 #[derive(Serialize, Deserialize, Clone, Debug)]
@@ -199,6 +199,15 @@ pub enum Sink {
         keys: Vec<String>,
         /// Work done before the shuffle to make it smaller.
         partial: Partial,
+    },
+    /// A sorted run cut into chunks of `chunk_rows` rows, each a reduce partition of the
+    /// task's shuffle object with its first and last sort keys in the marker, for a later
+    /// stage whose tasks each read one range of keys from every run.
+    Ranges {
+        /// The sort keys, as displayed.
+        keys: Vec<String>,
+        /// Rows in each chunk but the last.
+        chunk_rows: u64,
     },
 }
 

@@ -286,8 +286,10 @@ mod tests {
                     rows: 15,
                     crc32c: Some(crc32c(range)),
                     windows: range.chunks(window).map(crc32c).collect(),
+                    ..PartRange::default()
                 }],
                 window: window as u64,
+                samples: vec![],
             }],
             ..TaskMarker::default()
         }

@@ -34,6 +34,8 @@ pub struct Partitioner {
     parts: Vec<PartBuffer>,
     budget: Option<Budget>,
     spill: Option<Spill>,
+    /// Rows gathered into each batch written.
+    batch_rows: usize,
 }
 
 /// The memory the buffered rows hold, reserved from the worker's pool.
@@ -62,11 +64,11 @@ struct PartBuffer {
 }
 
 impl PartBuffer {
-    fn push(&mut self, batch: RecordBatch, schema: &SchemaRef) -> Result<()> {
+    fn push(&mut self, batch: RecordBatch, schema: &SchemaRef, batch_rows: usize) -> Result<()> {
         self.rows += batch.num_rows() as u64;
         self.pending_rows += batch.num_rows();
         self.pending.push(batch);
-        if self.pending_rows >= MIN_BATCH_ROWS {
+        if self.pending_rows >= batch_rows {
             self.flush(schema)?;
         }
         Ok(())
@@ -203,7 +205,16 @@ impl Partitioner {
             parts: (0..partitions).map(|_| PartBuffer::default()).collect(),
             budget: None,
             spill: None,
+            batch_rows: MIN_BATCH_ROWS,
         }
+    }
+
+    /// Writes batches of `rows` rows (from batches pushed no larger) instead of gathering
+    /// small ones into batches of at least [`MIN_BATCH_ROWS`]: a reducer that merges many
+    /// sorted runs holds a batch of each.
+    pub fn with_batch_rows(mut self, rows: usize) -> Self {
+        self.batch_rows = rows.max(1);
+        self
     }
 
     /// Holds the buffered rows within `runtime`'s memory pool, spilling them to its disk
@@ -219,18 +230,31 @@ impl Partitioner {
         self
     }
 
+    /// Partitions so far.
+    pub fn partitions(&self) -> usize {
+        self.parts.len()
+    }
+
+    /// Adds partitions up to `n` (a sorted run cut into chunks does not know its count before
+    /// it ends).
+    pub fn grow_to(&mut self, n: usize) {
+        while self.parts.len() < n {
+            self.parts.push(PartBuffer::default());
+        }
+    }
+
     /// Adds a batch to partition `partition`.
     pub fn push_to(&mut self, partition: usize, batch: RecordBatch) -> Result<()> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
         let n = self.parts.len();
-        let size = batch.get_array_memory_size();
+        let size = held_bytes(&batch);
         let part = self
             .parts
             .get_mut(partition)
             .ok_or_else(|| Error::internal(format!("shuffle partition {partition} of {n}")))?;
-        part.push(batch, &self.schema)?;
+        part.push(batch, &self.schema, self.batch_rows)?;
         self.account(size)
     }
 
@@ -319,6 +343,9 @@ impl Partitioner {
         let Some(spill) = self.spill.as_mut() else {
             return Ok(());
         };
+        if spill.segments.len() < self.parts.len() {
+            spill.segments.resize(self.parts.len(), Vec::new());
+        }
         for (p, part) in self.parts.iter_mut().enumerate() {
             let out = BufWriter::with_capacity(1 << 20, &spill.handle);
             let n = part.write_stream(&self.schema, out)?;
@@ -342,6 +369,21 @@ impl Partitioner {
     pub fn spilled_bytes(&self) -> u64 {
         self.spill.as_ref().map_or(0, |s| s.bytes)
     }
+}
+
+/// The bytes `batch`'s rows take once gathered into a batch of their own: a slice of a larger
+/// batch counts its own rows, not the whole batch it shares buffers with (the partition's
+/// pending rows are gathered into new batches as they fill).
+fn held_bytes(batch: &RecordBatch) -> usize {
+    batch
+        .columns()
+        .iter()
+        .map(|c| {
+            c.to_data()
+                .get_slice_memory_size()
+                .unwrap_or_else(|_| c.get_array_memory_size())
+        })
+        .sum()
 }
 
 /// Writes a map task's shuffle object, `<dir>/shuffle.arrow`, partition after partition, and
@@ -411,6 +453,7 @@ async fn write_windowed(
             rows,
             crc32c: (len > 0).then_some(crc),
             windows: windows.finish(),
+            ..PartRange::default()
         };
         offset += len;
     }
@@ -423,6 +466,7 @@ async fn write_windowed(
         crc32c: Some(upload.crc32c()),
         partitions: ranges,
         window: if windowed { window } else { 0 },
+        samples: vec![],
     })
 }
 

@@ -158,6 +158,13 @@ pub fn render(plan: &Plan, store_url: &str) -> String {
             Sink::Scratch => {
                 let _ = writeln!(s, "  writes   scratch files for a later stage");
             }
+            Sink::Ranges { keys, chunk_rows } => {
+                let _ = writeln!(
+                    s,
+                    "  writes   its rows sorted by [{}], in chunks of {chunk_rows} rows with their first and last keys",
+                    keys.join(", ")
+                );
+            }
             Sink::Shuffle {
                 partitions,
                 keys,

@@ -328,15 +328,8 @@ impl Lab {
             .put(&plan.plan_path(), body.into())
             .await
             .expect("plan written");
-        let shared = Arc::new((
-            store.clone(),
-            plan.clone(),
-            kask_worker::task::recover::Recoveries::default(),
-        ));
         for stage in &plan.stages {
-            runner::run_tasks(&shared, stage.id, (0..stage.tasks).collect(), 2, &|_| {})
-                .await
-                .expect("stage");
+            run_stage(&store, &plan, stage.id).await;
         }
         (store, plan)
     }
@@ -406,6 +399,20 @@ impl Lab {
         }
         (names, types, rows)
     }
+}
+
+/// Runs every task of stage `stage` of a staged job (a task whose marker is there already
+/// finds its work committed).
+pub async fn run_stage(store: &Store, plan: &kask_worker::plan::Plan, stage: usize) {
+    let shared = Arc::new((
+        store.clone(),
+        plan.clone(),
+        kask_worker::task::recover::Recoveries::default(),
+    ));
+    let tasks = (0..plan.stages[stage].tasks).collect();
+    runner::run_tasks(&shared, stage, tasks, 2, &|_| {})
+        .await
+        .expect("stage");
 }
 
 /// Shorthand for building test tables.
