@@ -345,6 +345,56 @@ mod tests {
     }
 
     #[test]
+    fn a_key_range_reader_and_sorted_runs_survive_the_trip() {
+        use datafusion::arrow::compute::SortOptions;
+        use datafusion::physical_expr::PhysicalSortExpr;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, true),
+            Field::new("s", DataType::Utf8, true),
+        ]));
+        let ordering = LexOrdering::new(vec![
+            PhysicalSortExpr::new(
+                Arc::new(Column::new("k", 0)),
+                SortOptions {
+                    descending: true,
+                    nulls_first: false,
+                },
+            ),
+            PhysicalSortExpr::new_default(Arc::new(Column::new("s", 1))),
+        ])
+        .expect("an order");
+        let reader: Arc<dyn ExecutionPlan> = Arc::new(ShuffleReaderExec::ranges(
+            2,
+            Arc::clone(&schema),
+            (ordering.clone(), 5_000),
+            6,
+            Arc::new(PlanningOnly),
+        ));
+        let sink = SinkKind::Ranges(ordering.clone(), 4_096);
+        let encoded = encode(&reader, &sink).expect("encodes");
+        let ctx = SessionContext::new();
+        let (back, sink) = decode(
+            &encoded.plan,
+            (encoded.hash.as_deref(), encoded.range.as_deref()),
+            &ctx.task_ctx(),
+            Arc::new(PlanningOnly),
+        )
+        .expect("decodes");
+        assert_eq!(plan_text(&back), plan_text(&reader));
+        let r = back
+            .downcast_ref::<ShuffleReaderExec>()
+            .expect("a shuffle reader");
+        assert_eq!((r.stage(), r.mode()), (2, ReadMode::Range));
+        assert_eq!(r.ordering(), Some(&ordering));
+        assert_eq!(r.min_range_rows(), 5_000);
+        assert_eq!(r.properties().output_partitioning().partition_count(), 6);
+        match sink {
+            Some(SinkKind::Ranges(o, 4_096)) => assert_eq!(o, ordering),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn bytes_that_are_not_a_plan_are_refused() {
         let ctx = SessionContext::new();
         for plan in ["not base64!", "AAAA/w=="] {
