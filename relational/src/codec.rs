@@ -299,12 +299,33 @@ mod tests {
     use crate::exchange::PlanningOnly;
     use crate::planner::plan_text;
 
-    #[test]
-    fn kask_nodes_and_a_hash_exchange_survive_the_trip() {
-        let schema = Arc::new(Schema::new(vec![
+    /// Two nullable columns, `k: Int64` and `s: Utf8`.
+    fn k_and_s() -> Arc<Schema> {
+        Arc::new(Schema::new(vec![
             Field::new("k", DataType::Int64, true),
             Field::new("s", DataType::Utf8, true),
-        ]));
+        ]))
+    }
+
+    /// `root` and `sink` encoded and decoded again, as a task gets them.
+    fn round_trip(
+        root: &Arc<dyn ExecutionPlan>,
+        sink: &SinkKind,
+    ) -> (Arc<dyn ExecutionPlan>, Option<SinkKind>) {
+        let encoded = encode(root, sink).expect("encodes");
+        let ctx = SessionContext::new();
+        decode(
+            &encoded.plan,
+            (encoded.hash.as_deref(), encoded.range.as_deref()),
+            &ctx.task_ctx(),
+            Arc::new(PlanningOnly),
+        )
+        .expect("decodes")
+    }
+
+    #[test]
+    fn kask_nodes_and_a_hash_exchange_survive_the_trip() {
+        let schema = k_and_s();
         let key: Arc<dyn datafusion::physical_expr::PhysicalExpr> = Arc::new(Column::new("k", 0));
         let reader: Arc<dyn ExecutionPlan> = Arc::new(ShuffleReaderExec::new(
             3,
@@ -315,15 +336,7 @@ mod tests {
         ));
         let root: Arc<dyn ExecutionPlan> = Arc::new(NoLineBreaks::new(reader));
         let sink = SinkKind::Hash(vec![Arc::new(Column::new("s", 1))], 8);
-        let encoded = encode(&root, &sink).expect("encodes");
-        let ctx = SessionContext::new();
-        let (back, hash) = decode(
-            &encoded.plan,
-            (encoded.hash.as_deref(), encoded.range.as_deref()),
-            &ctx.task_ctx(),
-            Arc::new(PlanningOnly),
-        )
-        .expect("decodes");
+        let (back, hash) = round_trip(&root, &sink);
         assert_eq!(plan_text(&back), plan_text(&root));
         assert!(back.is::<NoLineBreaks>());
         let [child] = back.children()[..] else {
@@ -348,10 +361,7 @@ mod tests {
     fn a_key_range_reader_and_sorted_runs_survive_the_trip() {
         use datafusion::arrow::compute::SortOptions;
         use datafusion::physical_expr::PhysicalSortExpr;
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("k", DataType::Int64, true),
-            Field::new("s", DataType::Utf8, true),
-        ]));
+        let schema = k_and_s();
         let ordering = LexOrdering::new(vec![
             PhysicalSortExpr::new(
                 Arc::new(Column::new("k", 0)),
@@ -370,16 +380,7 @@ mod tests {
             6,
             Arc::new(PlanningOnly),
         ));
-        let sink = SinkKind::Ranges(ordering.clone(), 4_096);
-        let encoded = encode(&reader, &sink).expect("encodes");
-        let ctx = SessionContext::new();
-        let (back, sink) = decode(
-            &encoded.plan,
-            (encoded.hash.as_deref(), encoded.range.as_deref()),
-            &ctx.task_ctx(),
-            Arc::new(PlanningOnly),
-        )
-        .expect("decodes");
+        let (back, sink) = round_trip(&reader, &SinkKind::Ranges(ordering.clone(), 4_096));
         assert_eq!(plan_text(&back), plan_text(&reader));
         let r = back
             .downcast_ref::<ShuffleReaderExec>()

@@ -50,7 +50,7 @@ pub fn cut_into(
         && merge.fetch().is_none()
         && partitions > 1
     {
-        return sort_by_ranges(stages, merge, source, (partitions, min_range_rows));
+        return sort_by_ranges(stages, &plan, source, (partitions, min_range_rows));
     }
     let root = cut_node(plan, source, partitions, stages)?;
     Ok(push(stages, root, sink))
@@ -63,13 +63,16 @@ pub fn cut_into(
 /// with a limit keeps its one merging task: it holds only the top rows.
 fn sort_by_ranges(
     stages: &mut Vec<CutStage>,
-    merge: &SortPreservingMergeExec,
+    plan: &Arc<dyn ExecutionPlan>,
     source: &Arc<dyn ShuffleSource>,
     (partitions, min_range_rows): (usize, u64),
 ) -> Result<usize> {
+    let merge = plan
+        .downcast_ref::<SortPreservingMergeExec>()
+        .ok_or_else(|| Error::internal("a sort by key range of a plan that is no sorted merge"))?;
     let input = cut_node(Arc::clone(merge.input()), source, partitions, stages)?;
     if self::partitions(&input) <= 1 {
-        let root = Arc::new(SortPreservingMergeExec::new(merge.expr().clone(), input));
+        let root = renew(Arc::clone(plan), vec![input])?;
         return Ok(push(stages, root, SinkKind::Output));
     }
     let ordering = merge.expr().clone();

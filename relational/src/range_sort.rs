@@ -188,8 +188,6 @@ fn spread(samples: Vec<KeySample>, most: usize) -> Vec<KeySample> {
 /// One chunk of a sorted run, as a reducer finds it in the markers.
 #[derive(Clone, Debug, PartialEq)]
 struct Chunk {
-    /// Index of the map task's marker.
-    map: usize,
     /// Its partition in the map task's shuffle object.
     partition: usize,
     first: Vec<u8>,
@@ -198,35 +196,37 @@ struct Chunk {
     held: u64,
 }
 
-fn chunks_of(maps: &[TaskMarker]) -> Result<Vec<Chunk>> {
-    let mut out = Vec::new();
-    for (m, marker) in maps.iter().enumerate() {
-        for f in &marker.files {
-            for (p, r) in f.partitions.iter().enumerate() {
-                if r.rows == 0 {
-                    continue;
+/// Each map task's chunks with rows, in its order.
+fn chunks_of(maps: &[TaskMarker]) -> Result<Vec<Vec<Chunk>>> {
+    maps.iter()
+        .map(|marker| {
+            let mut out = Vec::new();
+            for f in &marker.files {
+                for (p, r) in f.partitions.iter().enumerate() {
+                    if r.rows == 0 {
+                        continue;
+                    }
+                    let (Some(first), Some(last)) = (&r.first_key, &r.last_key) else {
+                        return Err(Error::internal(format!(
+                            "chunk {p} of {} has rows but no sort keys in its marker",
+                            f.path
+                        )));
+                    };
+                    out.push(Chunk {
+                        partition: p,
+                        first: from_hex(first).map_err(|e| df_err(&f.path, e))?,
+                        last: from_hex(last).map_err(|e| df_err(&f.path, e))?,
+                        held: if f.window > 0 {
+                            r.len.min(2 * f.window)
+                        } else {
+                            r.len
+                        },
+                    });
                 }
-                let (Some(first), Some(last)) = (&r.first_key, &r.last_key) else {
-                    return Err(Error::internal(format!(
-                        "chunk {p} of {} has rows but no sort keys in its marker",
-                        f.path
-                    )));
-                };
-                out.push(Chunk {
-                    map: m,
-                    partition: p,
-                    first: from_hex(first).map_err(|e| df_err(&f.path, e))?,
-                    last: from_hex(last).map_err(|e| df_err(&f.path, e))?,
-                    held: if f.window > 0 {
-                        r.len.min(2 * f.window)
-                    } else {
-                        r.len
-                    },
-                });
             }
-        }
-    }
-    Ok(out)
+            Ok(out)
+        })
+        .collect()
 }
 
 /// The runs' samples as keys with the rows each stands for: those from it up to the next
@@ -358,15 +358,15 @@ impl RangeRead {
         context: Arc<TaskContext>,
         baseline: BaselineMetrics,
     ) -> Result<SendableRecordBatchStream> {
-        let maps = self.source.maps(self.stage).await?;
-        let chunks = chunks_of(&maps)?;
-        let keys = Arc::new(SortKeys::new(&self.ordering, &self.schema)?);
         if self.range >= self.ranges {
             return Err(Error::internal(format!(
                 "key range {} of {}",
                 self.range, self.ranges
             )));
         }
+        let maps = self.source.maps(self.stage).await?;
+        let chunks = chunks_of(&maps)?;
+        let keys = Arc::new(SortKeys::new(&self.ordering, &self.schema)?);
         let samples = weighted_samples(&maps)?;
         let ranges = ranges_for(
             samples.iter().map(|s| s.1).sum(),
@@ -384,17 +384,11 @@ impl RangeRead {
         let mut streams = Vec::new();
         // What the merge holds of each run: the chunk it reads, or two windows of it.
         let mut held = 0u64;
-        for (m, marker) in maps.into_iter().enumerate() {
-            held += chunks
-                .iter()
-                .filter(|c| c.map == m)
-                .map(|c| c.held)
-                .max()
-                .unwrap_or(0);
+        for (marker, own) in maps.into_iter().zip(&chunks) {
+            held += own.iter().map(|c| c.held).max().unwrap_or(0);
             // A chunk overlaps the range unless it ends below it or starts above it.
-            let wanted: Vec<(usize, bool)> = chunks
+            let wanted: Vec<(usize, bool)> = own
                 .iter()
-                .filter(|c| c.map == m)
                 .filter(|c| {
                     lo.as_deref().is_none_or(|lo| c.last.as_slice() >= lo)
                         && hi.as_deref().is_none_or(|hi| c.first.as_slice() < hi)

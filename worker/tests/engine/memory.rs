@@ -4,21 +4,8 @@
 
 use std::collections::HashMap;
 
-use crate::support::{Lab, V, batch, ints, sorted, strs};
-use kask_worker::commit::commit_all;
+use crate::support::{Lab, V, batch, commit_staged as commit, ints, sorted, spilled_bytes, strs};
 use kask_worker::store::Store;
-use kask_worker::task::recover::{Lineage, Recoveries};
-
-/// Commits a staged job's outputs.
-async fn commit(store: &Store, plan: &kask_worker::plan::Plan) {
-    let recoveries = Recoveries::default();
-    let lineage = Lineage {
-        store,
-        plan,
-        recoveries: &recoveries,
-    };
-    commit_all(store, plan, &lineage).await.expect("commit");
-}
 
 const ROWS: i64 = 1_200_000;
 /// `--memory 48Mi`: a 24 MiB pool after the reserve.
@@ -58,14 +45,7 @@ async fn run_over(lab: &Lab, inputs: &str, pipeline: &str, out: &str) -> (Store,
         "  dataframe:\n    inputs: {inputs}\n    pipeline: {pipeline}\n  output: {{path: {out}}}\n"
     );
     let (store, plan) = lab.staged_with_memory(&spec, Some(MEMORY)).await;
-    let mut spilled = 0;
-    for st in &plan.stages {
-        for (m, _) in store.list(&plan.markers_dir(st.id)).await.expect("markers") {
-            let body = store.get(&m).await.expect("marker");
-            let marker: serde_json::Value = serde_json::from_slice(&body).expect("json");
-            spilled += marker["spilledBytes"].as_u64().unwrap_or(0);
-        }
-    }
+    let spilled = spilled_bytes(&store, &plan, plan.stages.iter().map(|s| s.id)).await;
     commit(&store, &plan).await;
     (store, spilled)
 }

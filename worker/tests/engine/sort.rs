@@ -4,17 +4,19 @@
 
 use std::cmp::Ordering;
 
-use crate::support::{Lab, V, batch, floats, ints, sorted, strs};
-use kask_worker::commit::commit_all;
-use kask_worker::plan::{Plan, Sink};
-use kask_worker::store::Store;
-use kask_worker::task::recover::{Lineage, Recoveries};
+use crate::support::{
+    Lab, V, batch, commit_staged as commit, floats, ints, run_stage, sorted, spilled_bytes, strs,
+};
+use kask_worker::plan::{Plan, Sink, Stage};
 
 const FILES: i64 = 6;
 const ROWS_PER_FILE: i64 = 40_000;
 
+/// A row of `t`: a key, a name, the row's own number.
+type Row = (Option<i64>, String, f64);
+
 /// Row `i`: a key with many repeats and some nulls, a name, and the row's own number.
-fn row(i: i64) -> (Option<i64>, String, f64) {
+fn row(i: i64) -> Row {
     let k = (i % 97 != 0).then(|| (i.wrapping_mul(2_654_435_761) % 5_003).abs());
     (k, format!("name-{:04}", (i * 7) % 1_000), i as f64)
 }
@@ -46,7 +48,7 @@ fn spec(query: &str, out: &str) -> String {
 }
 
 /// `ORDER BY k DESC NULLS FIRST, s`, worked out here.
-fn by_k_desc_then_s(a: &(Option<i64>, String, f64), b: &(Option<i64>, String, f64)) -> Ordering {
+fn by_k_desc_then_s(a: &Row, b: &Row) -> Ordering {
     let k = match (a.0, b.0) {
         (None, None) => Ordering::Equal,
         (None, _) => Ordering::Less,
@@ -56,19 +58,22 @@ fn by_k_desc_then_s(a: &(Option<i64>, String, f64), b: &(Option<i64>, String, f6
     k.then_with(|| a.1.cmp(&b.1))
 }
 
-fn values((k, s, v): (Option<i64>, String, f64)) -> Vec<V> {
+fn values((k, s, v): Row) -> Vec<V> {
     vec![k.map_or(V::Null, V::I), V::S(s), V::F(v)]
 }
 
-/// Commits a staged job's outputs.
-async fn commit(store: &Store, plan: &Plan) {
-    let recoveries = Recoveries::default();
-    let lineage = Lineage {
-        store,
-        plan,
-        recoveries: &recoveries,
-    };
-    commit_all(store, plan, &lineage).await.expect("commit");
+/// The stage that writes sorted runs, if the plan has one.
+fn runs_stage(plan: &Plan) -> Option<&Stage> {
+    plan.stages
+        .iter()
+        .find(|s| matches!(s.sink, Sink::Ranges { .. }))
+}
+
+/// Every row, sorted here by `order`, as values.
+fn want(order: fn(&Row, &Row) -> Ordering) -> Vec<Vec<V>> {
+    let mut rows: Vec<Row> = (0..FILES * ROWS_PER_FILE).map(row).collect();
+    rows.sort_by(order);
+    rows.into_iter().map(values).collect()
 }
 
 /// The result's rows part by part, checking that the manifest lists the parts in name order.
@@ -106,11 +111,7 @@ async fn an_order_by_over_several_tasks_is_sorted_by_key_range_into_parts_in_ord
             "res",
         ))
         .await;
-    let runs = plan
-        .stages
-        .iter()
-        .find(|s| matches!(s.sink, Sink::Ranges { .. }))
-        .expect("a stage writes sorted runs");
+    let runs = runs_stage(&plan).expect("a stage writes sorted runs");
     assert!(runs.tasks >= 2, "{} map tasks", runs.tasks);
     let last = plan.stages.last().expect("stages");
     assert_eq!(last.tasks, 4, "one task per key range");
@@ -127,9 +128,7 @@ async fn an_order_by_over_several_tasks_is_sorted_by_key_range_into_parts_in_ord
         );
     }
     let got: Vec<Vec<V>> = parts.concat();
-    let mut want: Vec<_> = (0..FILES * ROWS_PER_FILE).map(row).collect();
-    want.sort_by(by_k_desc_then_s);
-    let want: Vec<Vec<V>> = want.into_iter().map(values).collect();
+    let want = want(by_k_desc_then_s);
     assert_eq!(got.len(), want.len());
     let (got_keys, got_rows) = keys_and_rows(&got);
     let (want_keys, want_rows) = keys_and_rows(&want);
@@ -146,13 +145,7 @@ async fn a_sort_with_a_limit_keeps_one_merging_task() {
             "top",
         ))
         .await;
-    assert!(
-        !plan
-            .stages
-            .iter()
-            .any(|s| matches!(s.sink, Sink::Ranges { .. })),
-        "a top-5 needs no key ranges"
-    );
+    assert!(runs_stage(&plan).is_none(), "a top-5 needs no key ranges");
     assert_eq!(plan.stages.last().expect("stages").tasks, 1);
     commit(&store, &plan).await;
     let (_, rows) = lab.result("top").await;
@@ -199,26 +192,15 @@ async fn a_pipeline_sort_of_more_runs_than_a_small_budget_merges_sorts_each_rang
     let lab = lab().await;
     let body = "  dataframe:\n    inputs: {t: {path: \"t/*.parquet\"}}\n    pipeline: [{source: t}, {sort: {by: [s, v], descending: true}}]\n  shufflePartitions: 3\n  targetTaskBytes: 100000\n  output: {path: res}\n";
     let (store, plan) = lab.staged_with_memory(body, Some(16 << 20)).await;
-    assert!(
-        plan.stages
-            .iter()
-            .any(|s| matches!(s.sink, Sink::Ranges { .. }))
-    );
+    assert!(runs_stage(&plan).is_some());
     // Twenty-four runs are more than a merge may hold in this pool: each range is sorted
     // again, spilling.
     let last = plan.stages.last().expect("stages").id;
-    let mut spilled = 0;
-    for (m, _) in store.list(&plan.markers_dir(last)).await.expect("markers") {
-        let body = store.get(&m).await.expect("marker");
-        let marker: serde_json::Value = serde_json::from_slice(&body).expect("json");
-        spilled += marker["spilledBytes"].as_u64().unwrap_or(0);
-    }
+    let spilled = spilled_bytes(&store, &plan, [last]).await;
     assert!(spilled > 0, "the ranges were not sorted again, spilling");
     commit(&store, &plan).await;
     let got: Vec<Vec<V>> = parts(&lab, "res").await.concat();
-    let mut want: Vec<_> = (0..FILES * ROWS_PER_FILE).map(row).collect();
-    want.sort_by(|a, b| b.1.cmp(&a.1).then(b.2.total_cmp(&a.2)));
-    let want: Vec<Vec<V>> = want.into_iter().map(values).collect();
+    let want = want(|a, b| b.1.cmp(&a.1).then(b.2.total_cmp(&a.2)));
     assert!(got == want, "the sorted rows differ");
 }
 
@@ -228,12 +210,7 @@ async fn a_lost_sorted_run_is_made_again_and_every_range_stays_exact() {
     let (store, plan) = lab
         .staged(&spec("SELECT k, s, v FROM t ORDER BY s, v", "res"))
         .await;
-    let runs = plan
-        .stages
-        .iter()
-        .find(|s| matches!(s.sink, Sink::Ranges { .. }))
-        .expect("sorted runs")
-        .id;
+    let runs = runs_stage(&plan).expect("sorted runs").id;
     let last = plan.stages.last().expect("stages").id;
     // Undo the last stage and lose one map task's run: the reducers must make it again (a
     // new epoch of the map task) and cut the same ranges from it.
@@ -253,12 +230,10 @@ async fn a_lost_sorted_run_is_made_again_and_every_range_stays_exact() {
         "the map tasks' runs are in the scratch space"
     );
     store.delete(&lost[0]).await.expect("lose a run");
-    crate::support::run_stage(&store, &plan, last).await;
+    run_stage(&store, &plan, last).await;
     commit(&store, &plan).await;
 
     let got: Vec<Vec<V>> = parts(&lab, "res").await.concat();
-    let mut want: Vec<_> = (0..FILES * ROWS_PER_FILE).map(row).collect();
-    want.sort_by(|a, b| a.1.cmp(&b.1).then(a.2.total_cmp(&b.2)));
-    let want: Vec<Vec<V>> = want.into_iter().map(values).collect();
+    let want = want(|a, b| a.1.cmp(&b.1).then(a.2.total_cmp(&b.2)));
     assert!(got == want, "the sort is not exact after a lost run");
 }

@@ -415,6 +415,36 @@ pub async fn run_stage(store: &Store, plan: &kask_worker::plan::Plan, stage: usi
         .expect("stage");
 }
 
+/// Commits a staged job's outputs.
+pub async fn commit_staged(store: &Store, plan: &kask_worker::plan::Plan) {
+    let recoveries = kask_worker::task::recover::Recoveries::default();
+    let lineage = kask_worker::task::recover::Lineage {
+        store,
+        plan,
+        recoveries: &recoveries,
+    };
+    kask_worker::commit::commit_all(store, plan, &lineage)
+        .await
+        .expect("commit");
+}
+
+/// The bytes the tasks of `stages` of a staged job spilled, as their markers record them.
+pub async fn spilled_bytes(
+    store: &Store,
+    plan: &kask_worker::plan::Plan,
+    stages: impl IntoIterator<Item = usize>,
+) -> u64 {
+    let mut spilled = 0;
+    for stage in stages {
+        for (m, _) in store.list(&plan.markers_dir(stage)).await.expect("markers") {
+            let body = store.get(&m).await.expect("marker");
+            let marker: serde_json::Value = serde_json::from_slice(&body).expect("json");
+            spilled += marker["spilledBytes"].as_u64().unwrap_or(0);
+        }
+    }
+    spilled
+}
+
 /// Shorthand for building test tables.
 pub fn batch(columns: Vec<(&str, ArrayRef)>) -> RecordBatch {
     RecordBatch::try_from_iter(columns.into_iter().map(|(n, a)| (n.to_string(), a))).expect("batch")
