@@ -382,10 +382,9 @@ impl RangeRead {
         let lo = self.range.checked_sub(1).and_then(|i| cuts.get(i)).cloned();
         let hi = cuts.get(self.range).cloned();
         let mut streams = Vec::new();
-        // What the merge holds of each run: the chunk it reads, or two windows of it.
+        // What the merge holds of each run it reads: a chunk, or two windows of a long one.
         let mut held = 0u64;
         for (marker, own) in maps.into_iter().zip(&chunks) {
-            held += own.iter().map(|c| c.held).max().unwrap_or(0);
             // A chunk overlaps the range unless it ends below it or starts above it.
             let wanted: Vec<(usize, bool)> = own
                 .iter()
@@ -403,6 +402,7 @@ impl RangeRead {
             if wanted.is_empty() {
                 continue;
             }
+            held += own.iter().map(|c| c.held).max().unwrap_or(0);
             streams.push(run_stream(
                 Arc::clone(&self.source),
                 marker,
