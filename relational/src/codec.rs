@@ -27,6 +27,8 @@ use prost::Message;
 
 use super::csv_guard::NoLineBreaks;
 use super::exchange::{ReadMode, ShuffleReaderExec, ShuffleSource, SinkKind};
+use super::shares::Side;
+use super::skew::SharedJoin;
 use kask_core::error::{Error, Result};
 
 /// One of Kask's nodes. Its inputs travel beside it in DataFusion's own message.
@@ -60,6 +62,25 @@ struct ReaderNode {
     ordering: Vec<protobuf::PhysicalSortExprNode>,
     #[prost(uint64, tag = "6")]
     min_range_rows: u64,
+    /// For a side of a join whose tasks share out skewed partitions, the join.
+    #[prost(message, optional, tag = "7")]
+    shared: Option<SharedJoinNode>,
+}
+
+/// A [`SharedJoin`].
+#[derive(Clone, PartialEq, Message)]
+struct SharedJoinNode {
+    #[prost(uint64, tag = "1")]
+    left: u64,
+    #[prost(uint64, tag = "2")]
+    right: u64,
+    #[prost(bool, tag = "3")]
+    split_left: bool,
+    #[prost(bool, tag = "4")]
+    split_right: bool,
+    /// The reader reads the right side (else the left).
+    #[prost(bool, tag = "5")]
+    reads_right: bool,
 }
 
 /// A stage's sorted runs ([`SinkKind::Ranges`]).
@@ -123,13 +144,31 @@ impl PhysicalExtensionCodec for KaskCodec {
                 } else {
                     ReadMode::Partition
                 };
-                Ok(Arc::new(ShuffleReaderExec::new(
+                let reader = ShuffleReaderExec::new(
                     stage,
                     mode,
                     schema,
                     partitioning,
                     Arc::clone(&self.source),
-                )))
+                );
+                Ok(Arc::new(match r.shared {
+                    Some(j) => {
+                        let stage =
+                            |s: u64| usize::try_from(s).map_err(|e| internal("a join's stage", e));
+                        reader.sharing(SharedJoin {
+                            left: stage(j.left)?,
+                            right: stage(j.right)?,
+                            split_left: j.split_left,
+                            split_right: j.split_right,
+                            side: if j.reads_right {
+                                Side::Right
+                            } else {
+                                Side::Left
+                            },
+                        })
+                    }
+                    None => reader,
+                }))
             }
             (Some(Node::NoLineBreaks(_)), [input]) => {
                 Ok(Arc::new(NoLineBreaks::new(Arc::clone(input))))
@@ -167,6 +206,13 @@ impl PhysicalExtensionCodec for KaskCodec {
                     None => vec![],
                 },
                 min_range_rows: r.min_range_rows(),
+                shared: r.shared().map(|j| SharedJoinNode {
+                    left: j.left as u64,
+                    right: j.right as u64,
+                    split_left: j.split_left,
+                    split_right: j.split_right,
+                    reads_right: j.side == Side::Right,
+                }),
             })
         } else if node.is::<NoLineBreaks>() {
             Node::NoLineBreaks(protobuf::EmptyMessage {})
@@ -355,6 +401,34 @@ mod tests {
             Some(SinkKind::Hash(exprs, 8)) => assert_eq!(exprs[0].to_string(), "s@1"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_side_of_a_join_sharing_skewed_partitions_survives_the_trip() {
+        let key: Arc<dyn datafusion::physical_expr::PhysicalExpr> = Arc::new(Column::new("k", 0));
+        let join = SharedJoin {
+            left: 1,
+            right: 4,
+            split_left: false,
+            split_right: true,
+            side: Side::Right,
+        };
+        let reader: Arc<dyn ExecutionPlan> = Arc::new(
+            ShuffleReaderExec::new(
+                4,
+                ReadMode::Partition,
+                k_and_s(),
+                Partitioning::Hash(vec![key], 4),
+                Arc::new(PlanningOnly),
+            )
+            .sharing(join),
+        );
+        let (back, _) = round_trip(&reader, &SinkKind::Output);
+        assert_eq!(plan_text(&back), plan_text(&reader));
+        let r = back
+            .downcast_ref::<ShuffleReaderExec>()
+            .expect("a shuffle reader");
+        assert_eq!(r.shared(), Some(join));
     }
 
     #[test]

@@ -22,6 +22,7 @@ use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 
 use super::exchange::{ReadMode, ShuffleReaderExec, ShuffleSource, SinkKind};
 use super::range_sort::CHUNK_ROWS;
+use super::skew::share_skewed_joins;
 use kask_core::error::{Error, Result};
 
 /// One stage of the cut plan.
@@ -53,7 +54,7 @@ pub fn cut_into(
         return sort_by_ranges(stages, &plan, source, (partitions, min_range_rows));
     }
     let root = cut_node(plan, source, partitions, stages)?;
-    Ok(push(stages, root, sink))
+    push(stages, root, sink)
 }
 
 /// A result in order whose rows come from several tasks is sorted by key range
@@ -73,7 +74,7 @@ fn sort_by_ranges(
     let input = cut_node(Arc::clone(merge.input()), source, partitions, stages)?;
     if self::partitions(&input) <= 1 {
         let root = renew(Arc::clone(plan), vec![input])?;
-        return Ok(push(stages, root, SinkKind::Output));
+        return push(stages, root, SinkKind::Output);
     }
     let ordering = merge.expr().clone();
     let schema = input.schema();
@@ -81,7 +82,7 @@ fn sort_by_ranges(
         stages,
         input,
         SinkKind::Ranges(ordering.clone(), CHUNK_ROWS),
-    );
+    )?;
     let reader: Arc<dyn ExecutionPlan> = Arc::new(ShuffleReaderExec::ranges(
         runs,
         schema,
@@ -89,7 +90,7 @@ fn sort_by_ranges(
         partitions,
         Arc::clone(source),
     ));
-    Ok(push(stages, reader, SinkKind::Output))
+    push(stages, reader, SinkKind::Output)
 }
 
 impl CutStage {
@@ -103,9 +104,12 @@ impl CutStage {
     }
 }
 
-fn push(stages: &mut Vec<CutStage>, root: Arc<dyn ExecutionPlan>, sink: SinkKind) -> usize {
+/// Adds a stage whose sub-plan is `root`, its joins marked to share skewed partitions where
+/// they may ([`crate::skew`]).
+fn push(stages: &mut Vec<CutStage>, root: Arc<dyn ExecutionPlan>, sink: SinkKind) -> Result<usize> {
+    let root = share_skewed_joins(root)?;
     stages.push(CutStage::new(root, sink));
-    stages.len() - 1
+    Ok(stages.len() - 1)
 }
 
 fn readers(plan: &Arc<dyn ExecutionPlan>, out: &mut Vec<usize>) {
@@ -155,7 +159,7 @@ fn cut_node(
         let input = cut_node(Arc::clone(rep.input()), source, n_partitions, stages)?;
         let schema = input.schema();
         let ordering = input.output_ordering().cloned();
-        let id = push(stages, input, SinkKind::Hash(exprs.clone(), n));
+        let id = push(stages, input, SinkKind::Hash(exprs.clone(), n))?;
         let reader: Arc<dyn ExecutionPlan> = Arc::new(ShuffleReaderExec::new(
             id,
             ReadMode::Partition,
@@ -181,7 +185,7 @@ fn cut_node(
             return renew(plan, vec![input]);
         }
         let schema = input.schema();
-        let id = push(stages, input, SinkKind::Single);
+        let id = push(stages, input, SinkKind::Single)?;
         if coalesces {
             // The one partition, in map-task order: the same rows in the same order on every
             // run, where a coalesce passes them on as they arrive.

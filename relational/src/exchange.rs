@@ -3,6 +3,7 @@
 //! [`ShuffleReaderExec`], a leaf of its sub-plan that stands where DataFusion had placed a
 //! repartition or the input of a coalesce.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
@@ -27,6 +28,8 @@ use kask_core::marker::{TaskMarker, latest_markers};
 use kask_core::shuffle::SliceReader;
 
 use super::range_sort::RangeRead;
+use super::shares::{Shares, Side};
+use super::skew::SharedJoin;
 
 /// Map tasks' slices of a partition a reader opens ahead of the one it reads: enough requests
 /// in flight to hide the store's latency. Each holds a window or two
@@ -41,6 +44,9 @@ pub trait ShuffleSource: Send + Sync + fmt::Debug {
     async fn maps(&self, stage: usize) -> Result<Vec<TaskMarker>>;
     /// Opens map task `map`'s slice of partition `partition` of its stage's shuffle.
     async fn open(&self, map: TaskMarker, partition: usize) -> Result<SliceReader>;
+    /// What each task of `join` (into `partitions` tasks) joins: decided by the first task
+    /// that asks, from its map tasks' sizes, the same for every task after.
+    async fn shares(&self, join: SharedJoin, partitions: usize) -> Result<Arc<Shares>>;
     /// The next batch of an opened slice.
     async fn next(&self, slice: &mut SliceReader) -> Result<Option<RecordBatch>>;
 }
@@ -55,6 +61,9 @@ impl ShuffleSource for PlanningOnly {
         Err(Error::internal("a plan made for planning only was run"))
     }
     async fn open(&self, _map: TaskMarker, _partition: usize) -> Result<SliceReader> {
+        Err(Error::internal("a plan made for planning only was run"))
+    }
+    async fn shares(&self, _join: SharedJoin, _partitions: usize) -> Result<Arc<Shares>> {
         Err(Error::internal("a plan made for planning only was run"))
     }
     async fn next(&self, _slice: &mut SliceReader) -> Result<Option<RecordBatch>> {
@@ -100,6 +109,9 @@ pub struct ShuffleReaderExec {
     metrics: ExecutionPlanMetricsSet,
     /// The sorts a range reader ran (see [`RangeRead::sorts`]).
     sorts: Arc<Mutex<Vec<Arc<dyn ExecutionPlan>>>>,
+    /// For a side of a join whose tasks share out a skewed partition: the join; the reader
+    /// reads what the join's shares give its task ([`crate::shares`]).
+    shared: Option<SharedJoin>,
 }
 
 impl ShuffleReaderExec {
@@ -131,6 +143,7 @@ impl ShuffleReaderExec {
             min_range_rows: min_rows,
             metrics: ExecutionPlanMetricsSet::new(),
             sorts: Arc::default(),
+            shared: None,
         }
     }
 
@@ -168,6 +181,7 @@ impl ShuffleReaderExec {
             min_range_rows: 0,
             metrics: ExecutionPlanMetricsSet::new(),
             sorts: Arc::default(),
+            shared: None,
         }
     }
 
@@ -180,6 +194,101 @@ impl ShuffleReaderExec {
     pub fn mode(&self) -> ReadMode {
         self.mode
     }
+
+    /// The join whose side it reads, when that join's tasks share out skewed partitions.
+    pub fn shared(&self) -> Option<SharedJoin> {
+        self.shared
+    }
+
+    /// This reader as side `join.side` of `join`, whose tasks share out skewed partitions.
+    pub fn sharing(&self, join: SharedJoin) -> Self {
+        ShuffleReaderExec {
+            stage: self.stage,
+            mode: self.mode,
+            schema: Arc::clone(&self.schema),
+            properties: Arc::clone(&self.properties),
+            source: Arc::clone(&self.source),
+            ordering: self.ordering.clone(),
+            min_range_rows: self.min_range_rows,
+            metrics: ExecutionPlanMetricsSet::new(),
+            sorts: Arc::default(),
+            shared: Some(join),
+        }
+    }
+
+    /// Partition `partition` of a reader of a join's side whose tasks share out skewed
+    /// partitions: the rows that the join's shares give task `partition`.
+    fn execute_shared(&self, join: SharedJoin, partition: usize) -> SendableRecordBatchStream {
+        let source = Arc::clone(&self.source);
+        let stage = self.stage;
+        let partitions = self.properties.partitioning.partition_count();
+        let wanted = {
+            let source = Arc::clone(&source);
+            futures::stream::once(async move {
+                let shares = source.shares(join, partitions).await?;
+                let maps = source.maps(stage).await?;
+                let mut wanted = Vec::new();
+                for read in shares.reads(partition, join.side) {
+                    for m in &maps {
+                        if read
+                            .maps
+                            .is_none_or(|(from, to)| (from..to).contains(&m.task))
+                        {
+                            wanted.push((m.clone(), read.partition, read.part));
+                        }
+                    }
+                }
+                Ok::<_, Error>(wanted)
+            })
+        };
+        let opened = {
+            let source = Arc::clone(&source);
+            wanted
+                .map_ok(move |wanted| {
+                    let source = Arc::clone(&source);
+                    futures::stream::iter(wanted)
+                        .map(move |(m, p, part)| {
+                            let source = Arc::clone(&source);
+                            async move { Ok::<_, Error>((source.open(m, p).await?, part)) }
+                        })
+                        .buffered(SLICES_IN_FLIGHT)
+                })
+                .try_flatten()
+        };
+        let stream = opened
+            .map_ok(move |(slice, part)| {
+                batches(Arc::clone(&source), slice)
+                    .and_then(move |b| futures::future::ready(keep_part(b, part)))
+            })
+            .try_flatten()
+            .map_err(|e| DataFusionError::External(Box::new(e)));
+        Box::pin(RecordBatchStreamAdapter::new(
+            Arc::clone(&self.schema),
+            stream.boxed(),
+        ))
+    }
+}
+
+/// Seeds the hash that cuts one map task's rows of a skewed partition into parts: not the
+/// hash partitioning's own, whose value every row of the partition shares modulo the
+/// partition count.
+const PART_SEED: u64 = 0x6b61_736b_736b_6577;
+
+/// The rows of `batch` in hash part `part` (index, of how many) of its rows, hashed whole.
+fn keep_part(batch: RecordBatch, part: Option<(u32, u32)>) -> Result<RecordBatch> {
+    let Some((index, of)) = part else {
+        return Ok(batch);
+    };
+    let mut hashes = vec![0u64; batch.num_rows()];
+    let state = datafusion::common::hash_utils::RandomState::with_seed(PART_SEED);
+    datafusion::common::hash_utils::create_hashes(batch.columns().iter(), &state, &mut hashes)
+        .map_err(|e| Error::internal(format!("hashing rows of a skewed partition: {e}")))?;
+    let keep: datafusion::arrow::array::BooleanArray = hashes
+        .iter()
+        .map(|h| Some(h % u64::from(of) == u64::from(index)))
+        .collect();
+    datafusion::arrow::compute::filter_record_batch(&batch, &keep)
+        .map_err(|e| Error::internal(format!("cutting rows of a skewed partition: {e}")))
 }
 
 impl DisplayAs for ShuffleReaderExec {
@@ -200,6 +309,22 @@ impl DisplayAs for ShuffleReaderExec {
                 f,
                 ", merged by [{o}], a range per {} rows at least",
                 self.min_range_rows
+            )?;
+        }
+        if let Some(j) = &self.shared {
+            let sides = match (j.split_left, j.split_right) {
+                (true, true) => "either side",
+                (true, false) => "the left side",
+                _ => "the right side",
+            };
+            let side = match j.side {
+                Side::Left => "left",
+                Side::Right => "right",
+            };
+            write!(
+                f,
+                ", the {side} side of a join of stages {} and {} whose skewed partitions are shared out ({sides} split)",
+                j.left, j.right
             )?;
         }
         Ok(())
@@ -256,6 +381,9 @@ impl ExecutionPlan for ShuffleReaderExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> DfResult<SendableRecordBatchStream> {
+        if let Some(join) = self.shared {
+            return Ok(self.execute_shared(join, partition));
+        }
         if self.mode == ReadMode::Range {
             let Some(ordering) = &self.ordering else {
                 return Err(DataFusionError::Internal(
@@ -347,6 +475,8 @@ pub struct TaskShuffles {
     pub error: Mutex<Option<Error>>,
     /// Bytes and rows read from shuffles.
     pub read: Mutex<(u64, u64)>,
+    /// The shares of the joins this task runs, once decided (both sides' readers ask).
+    shares: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Arc<Shares>>>>>,
 }
 
 impl fmt::Debug for TaskShuffles {
@@ -364,6 +494,7 @@ impl TaskShuffles {
             recoveries: kask_core::task::recover::Recoveries::default(),
             error: Mutex::new(None),
             read: Mutex::new((0, 0)),
+            shares: Mutex::default(),
         }
     }
 
@@ -389,6 +520,48 @@ impl TaskShuffles {
         }
     }
 
+    /// The shares of `join`: the stored decision, or this task's own, stored unless another
+    /// task stored one first (then that one).
+    async fn agree(&self, join: SharedJoin, partitions: usize, name: &str) -> Result<Shares> {
+        let path = self.plan.decision_path(name);
+        let parse = |bytes: &[u8]| -> Result<Shares> {
+            let shares: Shares = serde_json::from_slice(bytes)
+                .map_err(|e| Error::internal(format!("{path} is not valid: {e}")))?;
+            if shares.tasks.len() != partitions {
+                return Err(Error::internal(format!(
+                    "{path} shares a join out to {} tasks, not {partitions}",
+                    shares.tasks.len()
+                )));
+            }
+            Ok(shares)
+        };
+        if let Some(stored) = self.store.get_opt(&path).await? {
+            return parse(&stored);
+        }
+        let left = map_sizes(&latest_markers(&self.store, &self.plan, join.left).await?);
+        let right = map_sizes(&latest_markers(&self.store, &self.plan, join.right).await?);
+        let shares = super::shares::decide(
+            &left,
+            &right,
+            partitions,
+            (join.split_left, join.split_right),
+        );
+        let body = serde_json::to_vec(&shares)
+            .map_err(|e| Error::internal(format!("writing {path}: {e}")))?;
+        if !self.store.put_create(&path, body.into()).await? {
+            return parse(&self.store.get(&path).await?);
+        }
+        if shares.splits() {
+            let pieces: usize = shares.tasks.iter().map(Vec::len).sum();
+            tracing::info!(
+                left = join.left,
+                right = join.right,
+                "a join's skewed partitions are shared out: {pieces} pieces over {partitions} tasks"
+            );
+        }
+        Ok(shares)
+    }
+
     fn lineage(&self) -> kask_core::task::recover::Lineage<'_> {
         kask_core::task::recover::Lineage {
             store: &self.store,
@@ -412,6 +585,25 @@ impl ShuffleSource for TaskShuffles {
         Ok(slice)
     }
 
+    async fn shares(&self, join: SharedJoin, partitions: usize) -> Result<Arc<Shares>> {
+        let name = format!(
+            "join-{}-{}-{}{}",
+            join.left,
+            join.right,
+            if join.split_left { "l" } else { "" },
+            if join.split_right { "r" } else { "" }
+        );
+        let cell = match self.shares.lock() {
+            Ok(mut all) => Arc::clone(all.entry(name.clone()).or_default()),
+            Err(_) => return Err(Error::internal("the task's join shares were poisoned")),
+        };
+        let r = cell
+            .get_or_try_init(|| async { self.agree(join, partitions, &name).await.map(Arc::new) })
+            .await
+            .map(Arc::clone);
+        self.keep(r)
+    }
+
     async fn next(&self, slice: &mut SliceReader) -> Result<Option<RecordBatch>> {
         let before = slice.bytes();
         let r = slice.next_or_recover(&self.lineage()).await;
@@ -422,4 +614,21 @@ impl ShuffleSource for TaskShuffles {
         );
         Ok(batch)
     }
+}
+
+/// The bytes each map task (by index) wrote to each partition, from its marker.
+fn map_sizes(maps: &[TaskMarker]) -> Vec<Vec<u64>> {
+    let mut out = vec![Vec::new(); maps.iter().map(|m| m.task + 1).max().unwrap_or(0)];
+    for m in maps {
+        let row = &mut out[m.task];
+        for f in &m.files {
+            if row.len() < f.partitions.len() {
+                row.resize(f.partitions.len(), 0);
+            }
+            for (p, range) in f.partitions.iter().enumerate() {
+                row[p] += range.len;
+            }
+        }
+    }
+    out
 }

@@ -26,7 +26,8 @@ const PARTIAL_AGGREGATION_PROBE_ROWS: usize = 1_000_000;
 /// filters and no scalar subquery operator (they pass state between operators of one
 /// process); no sort pushdown (see below). A join whose build side is small (a scan's
 /// estimate is its bytes) collects it whole in every task instead of shuffling both sides:
-/// below `spec.broadcastBytes`, a join's output by the estimate of [`crate::size_hint`]. Joins
+/// below `spec.broadcastBytes` and a sixteenth of the memory pool, a join's output by the
+/// estimate of [`crate::size_hint`]. Joins
 /// are reordered by estimated size ([`JoinOrder`]). A pipeline's column names are
 /// case-sensitive, as in pandas; an SQL query's follow SQL.
 pub fn session(store: &Store, spec: &DaskJobSpec, partitions: usize) -> SessionContext {
@@ -52,7 +53,7 @@ pub fn session(store: &Store, spec: &DaskJobSpec, partitions: usize) -> SessionC
     // each task one read of it. At TPC-H SF1 on 2 cores, 64 MiB (the spec's default) against
     // DataFusion's 1 MB took the 22 queries from 9.0-9.4 s to 7.1-7.6 s.
     o.hash_join_single_partition_threshold =
-        usize::try_from(spec.broadcast_bytes()).unwrap_or(usize::MAX);
+        usize::try_from(broadcast_bytes(spec, store)).unwrap_or(usize::MAX);
     config.options_mut().sql_parser.collect_spans = true;
     if spec.dataframe.is_some() {
         config.options_mut().sql_parser.enable_ident_normalization = false;
@@ -77,6 +78,17 @@ pub fn session(store: &Store, spec: &DaskJobSpec, partitions: usize) -> SessionC
         .with_optimizer_rules(optimizer_rules());
     let state = crate::size_hint::install(state).build();
     SessionContext::new_with_state(state)
+}
+
+/// The largest estimated build side a join collects whole in every task: `spec.broadcastBytes`,
+/// but no more than a sixteenth of the memory pool. A table's bytes in its files grow several
+/// times once decoded and hashed, and the tasks that run at once each hold their own copy;
+/// a side too large for that is shuffled instead, and a partitioned join can spill.
+fn broadcast_bytes(spec: &DaskJobSpec, store: &Store) -> u64 {
+    match store.runtime.memory_pool.memory_limit() {
+        MemoryLimit::Finite(pool) => spec.broadcast_bytes().min(pool as u64 / 16),
+        _ => spec.broadcast_bytes(),
+    }
 }
 
 /// DataFusion's logical optimizer rules with Kask's among them: aggregations filtered by the

@@ -311,6 +311,12 @@ impl Plan {
         format!("{}/commit.json", self.scratch())
     }
 
+    /// A decision that every task of a stage must share (which rows of a skewed join each
+    /// task takes), created once by the first task that makes it.
+    pub fn decision_path(&self, name: &str) -> String {
+        format!("{}/decisions/{name}.json", self.scratch())
+    }
+
     /// The prefix a task attempt writes its files under.
     pub fn attempt_dir(&self, stage: usize, task: usize, attempt: &str) -> String {
         format!("{}/attempts/{stage}/{task}/{attempt}", self.scratch())

@@ -17,6 +17,7 @@ mod malformed;
 mod memory;
 mod pods;
 mod properties;
+mod skew;
 mod sort;
 mod sql;
 mod sql_graph;

@@ -299,3 +299,52 @@ async fn bag_frequencies_past_the_budget_flush_their_state_and_stay_exact() {
     assert_eq!(seen.len(), WORDS);
     assert!((0..WORDS).all(|i| seen.contains(&format!("w{i}"))));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merge_side_too_large_for_the_budget_is_shuffled_not_read_whole_by_every_task() {
+    const RIGHT: i64 = 200_000;
+    let lab = lab().await;
+    let k: Vec<Option<i64>> = (0..RIGHT).map(|j| Some(right_key(j))).collect();
+    let w: Vec<String> = (0..RIGHT).map(|j| format!("right-row-{j:020}")).collect();
+    let w_refs: Vec<Option<&str>> = w.iter().map(|s| Some(s.as_str())).collect();
+    lab.put_parquet(
+        "u/u.parquet",
+        &batch(vec![("k", ints(&k)), ("w", strs(&w_refs))]),
+        50_000,
+    )
+    .await;
+    let bytes = lab
+        .store
+        .size_opt("u/u.parquet")
+        .await
+        .expect("size")
+        .expect("u");
+    // Below the 64 MiB of `broadcastBytes`, above a sixteenth of the 24 MiB pool.
+    assert!(bytes > (24 << 20) / 16 && bytes < 64 << 20, "{bytes} bytes");
+    let spec = "  dataframe:\n    inputs: {t: {path: \"t/*.parquet\"}, u: {path: \"u/*.parquet\"}}\n    pipeline: [{source: t}, {merge: {right: u, on: [k]}}]\n  targetTaskBytes: 4000000\n  output: {path: res}\n";
+    let (store, plan) = lab.staged_with_memory(spec, Some(MEMORY)).await;
+    assert!(
+        plan.stages.iter().any(|s| matches!(
+            &s.source,
+            kask_worker::plan::StageSource::Sql { reads } if reads.len() == 2
+        )),
+        "u was not shuffled: {:?}",
+        plan.stages.iter().map(|s| &s.name).collect::<Vec<_>>()
+    );
+    commit(&store, &plan).await;
+    let (names, rows) = lab.result("res").await;
+    assert_eq!(names, ["k", "s", "w"]);
+    let right: HashMap<i64, i64> = (0..RIGHT).map(|j| (right_key(j), j)).collect();
+    let want: Vec<Vec<V>> = (0..ROWS)
+        .filter_map(|i| {
+            let j = *right.get(&key(i))?;
+            Some(vec![
+                V::I(key(i)),
+                V::S(format!("name-{:07}", i % 400_000)),
+                V::S(format!("right-row-{j:020}")),
+            ])
+        })
+        .collect();
+    assert!(!want.is_empty());
+    assert_eq!(sorted(rows), sorted(want));
+}
