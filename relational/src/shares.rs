@@ -208,12 +208,15 @@ pub fn decide(
     shares
 }
 
+/// A slice of one side's partition: its map tasks, its hash part, its cost in bytes.
+type Cut = ((usize, usize), (u32, u32), u64);
+
 /// One side's bytes of a partition per map task, cut into slices of about `target` bytes:
 /// consecutive map tasks together, a map task larger than `target` alone in hash parts (at
 /// most `most` of them). Each slice: its maps, its part, its cost in bytes (a hash part's
 /// task reads the map task's whole slice, and decoding the rows it drops costs about a
 /// quarter of joining them).
-fn slices(bytes: &[u64], target: u64, most: usize) -> Vec<((usize, usize), (u32, u32), u64)> {
+fn slices(bytes: &[u64], target: u64, most: usize) -> Vec<Cut> {
     let mut out = Vec::new();
     let mut open: Option<(usize, usize, u64)> = None;
     for (m, &b) in bytes.iter().enumerate() {

@@ -12,6 +12,9 @@
 
 mem_rows=${KASK_E2E_MEMORY_ROWS:-1000000}
 readonly mem_limit=256Mi mem_limit_bytes=$((256 << 20))
+# Small tables in tasks of 4 MB, so that every job has several tasks and shuffles; large ones
+# in the default 128 MiB.
+mem_task_bytes=$((mem_rows < 10000000 ? 4000000 : 134217728))
 
 # mem_upload KIND ARGS...: `kask gen KIND ARGS... --out DIR` and the files uploaded under
 # mem/KIND/; prints the directory of the generated table (or files) relative to mem/.
@@ -44,7 +47,7 @@ mem_job() {
   job_json "$WORK/$1.yaml" "$1" "" \
     ".spec.output = {path: \"out/$1\", mode: \"overwrite\",
                      format: (if .spec.bag then \"json\" else \"csv\" end)}
-     | .spec.workers = 2 | .spec.retries = 0
+     | .spec.workers = 2 | .spec.retries = 0 | .spec.targetTaskBytes = $mem_task_bytes
      | .spec.resources = {requests: {memory: \"$mem_limit\"}, limits: {memory: \"$mem_limit\"}}"
 }
 
@@ -61,7 +64,7 @@ then
     [mem-merge]='{broadcastBytes: 0, dataframe: {inputs: {x: {path: "mem/\($j)/x/*.parquet"},
       big: {path: "mem/\($j)/big/*.parquet"}}, pipeline: [{source: "x"},
       {merge: {right: "big", on: ["id1", "id2", "id3"]}},
-      {groupby: {by: ["id5"], aggs: {v1: ["count", "max"], v2: ["min"]}}}]}}'
+      {groupby: {by: ["id5_x"], aggs: {v1: ["count", "max"], v2: ["min"]}}}]}}'
     [mem-sort]='{dataframe: {inputs: {g: {path: "mem/\($g)/*.parquet"}},
       pipeline: [{source: "g"}, {select: ["id6", "v3", "v1"]}, {sort: {by: ["id6", "v3", "v1"]}}]}}'
     [mem-frequencies]='{bag: {inputs: {w: {path: "mem/\($t)/*.txt", format: "text"}},
@@ -75,8 +78,8 @@ then
   done
   for name in mem-groupby mem-merge mem-sort mem-frequencies; do
     what="${name#mem-} with workers limited to $mem_limit equals kask run"
-    if ! kubectl --namespace "$NS" wait --for=condition=Complete "daskjob/$name" --timeout=900s >/dev/null; then
-      fail "$what" "not Complete: $(dj_field "$name" '{.status.message}')"
+    if ! wait_phase "$name" 900 'Succeeded|Failed' || [[ "$(dj_field "$name" '{.status.phase}')" != Succeeded ]]; then
+      fail "$what" "not Succeeded: $(dj_field "$name" '{.status.message}')"
       continue
     fi
     oom=$(kubectl --namespace "$NS" get pods -l "kask.dev/job=$name" \
