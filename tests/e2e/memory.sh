@@ -54,7 +54,7 @@ mem_job() {
 mem_start=$SECONDS
 if mem_g=$(mem_upload groupby --rows "$mem_rows" --groups 2 --partitions 4) &&
   mem_j=$(mem_upload join --rows "$mem_rows" --partitions 4) &&
-  mem_t=$(mem_upload text --bytes $((mem_rows * 40)) --files 4 --vocabulary $((mem_rows * 2)))
+  mem_t=$(mem_upload text --bytes $((mem_rows * 40)) --files 4 --vocabulary "$mem_rows")
 then
   echo "e2e: memory tests' data ($mem_rows rows) generated and uploaded in $((SECONDS - mem_start))s"
   # shellcheck disable=SC2016 # jq programs, with jq's own variables
