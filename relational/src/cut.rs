@@ -130,7 +130,7 @@ fn df(e: datafusion::error::DataFusionError) -> Error {
 }
 
 /// `plan` over new inputs, its properties derived from them.
-fn renew(
+pub(crate) fn renew(
     plan: Arc<dyn ExecutionPlan>,
     children: Vec<Arc<dyn ExecutionPlan>>,
 ) -> Result<Arc<dyn ExecutionPlan>> {

@@ -96,6 +96,16 @@ fn loads(shares: &Shares, left: &[Vec<u64>], right: &[Vec<u64>]) -> Vec<u64> {
         .collect()
 }
 
+/// Whether every slice of `shares` is of `side`.
+fn split_only(shares: &Shares, side: Side) -> bool {
+    shares
+        .tasks
+        .iter()
+        .flatten()
+        .filter_map(|p| p.slice)
+        .all(|s| s.side == side)
+}
+
 #[test]
 fn partitions_of_about_equal_size_stay_with_their_own_task() {
     let left = sizes(6, 4, |m, p| 10 * MB + (m * p) as u64 * 1000);
@@ -118,14 +128,7 @@ fn a_partition_with_half_the_rows_is_split_by_map_task_and_shared_out() {
     // out of reach with whole partitions of 66 MiB.
     assert!(max * 100 < total * 32, "loads {loads:?} of {total}");
     // Left was split: the larger side, and inner joins may split either.
-    assert!(
-        shares
-            .tasks
-            .iter()
-            .flatten()
-            .filter_map(|p| p.slice)
-            .all(|s| s.side == Side::Left)
-    );
+    assert!(split_only(&shares, Side::Left));
 }
 
 #[test]
@@ -136,14 +139,7 @@ fn only_a_side_the_join_type_lets_go_is_split() {
     let shares = decide(&left, &right, 4, (false, true));
     assert!(shares.splits());
     check_exact(&shares, (8, 8), 4);
-    assert!(
-        shares
-            .tasks
-            .iter()
-            .flatten()
-            .filter_map(|p| p.slice)
-            .all(|s| s.side == Side::Right)
-    );
+    assert!(split_only(&shares, Side::Right));
     // A left join keeps every left row, but the left side is the smaller: sent whole to
     // several tasks, the right side would cost more than splitting the left saves.
     assert_eq!(decide(&left, &right, 4, (true, false)), Shares::own(4));

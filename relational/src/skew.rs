@@ -17,12 +17,12 @@ use std::sync::Arc;
 use datafusion::common::JoinType;
 use datafusion::physical_expr::{Distribution, Partitioning};
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::physical_plan::execution_plan::{ChildrenPropertiesMode, ReplaceChildrenOptions};
 use datafusion::physical_plan::joins::{HashJoinExec, PartitionMode};
 
+use super::cut::renew;
 use super::exchange::{ReadMode, ShuffleReaderExec};
 use super::shares::Side;
-use kask_core::error::{Error, Result};
+use kask_core::error::Result;
 
 /// A side of a partitioned join whose tasks share out a skewed partition: the stages the
 /// two sides read, which sides may be split, and which side this reader reads.
@@ -72,22 +72,6 @@ fn unpartitioned(plan: &Arc<dyn ExecutionPlan>, child: usize) -> bool {
             .child_distribution(child),
         Some(Distribution::UnspecifiedDistribution) | None
     )
-}
-
-/// `plan` over new inputs, its properties derived from them.
-fn renew(
-    plan: Arc<dyn ExecutionPlan>,
-    children: Vec<Arc<dyn ExecutionPlan>>,
-) -> Result<Arc<dyn ExecutionPlan>> {
-    plan.replace_children(
-        children,
-        ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute),
-    )
-    .map_err(df)
-}
-
-fn df(e: datafusion::error::DataFusionError) -> Error {
-    Error::internal(format!("marking joins that share skewed partitions: {e}"))
 }
 
 /// `plan` with its sides' readers marked, when it is a join that may share its partitions.
