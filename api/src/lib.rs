@@ -4,6 +4,7 @@
 pub mod array;
 pub mod bag;
 pub mod groups;
+pub mod history;
 pub mod load;
 pub mod paths;
 pub mod report;

@@ -5,6 +5,9 @@
 //! and [`Keys::into_map`] joins them under canonical JSON.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use datafusion::arrow::array::{Int64Array, StringArray, StringBuilder};
 
 use serde_json::Value;
 
@@ -82,6 +85,27 @@ impl<V: Default> Keys<V> {
         self.held
     }
 
+    /// Every key as canonical JSON and its value, as shuffle columns. Built straight from the
+    /// two maps: joining them first ([`Keys::into_map`]) would copy every key into a new map
+    /// while the old ones are still held, and a map task flushes its state exactly when memory
+    /// is short.
+    pub fn into_columns(self, mut value: impl FnMut(V) -> i64) -> (StringArray, Int64Array) {
+        let n = self.json.len() + self.plain.len();
+        let key_bytes = self.held.saturating_sub(n * ENTRY_BYTES) + 2 * self.plain.len();
+        let mut keys = StringBuilder::with_capacity(n, key_bytes);
+        let mut values = Vec::with_capacity(n);
+        for (k, v) in self.json {
+            keys.append_value(&k);
+            values.push(value(v));
+        }
+        for (k, v) in self.plain {
+            let _ = write!(keys, "\"{k}\"");
+            keys.append_value("");
+            values.push(value(v));
+        }
+        (keys.finish(), Int64Array::from(values))
+    }
+
     /// Every key as canonical JSON, with its value.
     pub fn into_map(self) -> Map<V> {
         let mut m = self.json;
@@ -118,5 +142,30 @@ mod tests {
         }
         assert_eq!(m.get(r#"{"a":[1,"x"],"b":1}"#), Some(&101));
         assert_eq!(m.get("1"), Some(&1));
+    }
+
+    #[test]
+    fn columns_hold_the_same_keys_and_values_as_the_map() {
+        let mut k: Keys<i64> = Keys::default();
+        for w in ["a", "b", "a", "q\"uote", "é"] {
+            k.update_str(w, |n| *n += 1);
+        }
+        k.update_value(&json!([1, 2]), |n| *n += 5);
+        let (keys, values) = k.into_columns(|n| n);
+        let mut got: Vec<(String, i64)> = keys
+            .iter()
+            .zip(values.iter())
+            .map(|(k, v)| (k.unwrap_or_default().to_string(), v.unwrap_or_default()))
+            .collect();
+        got.sort();
+        let mut want = vec![
+            (canonical(&json!("a")), 2),
+            (canonical(&json!("b")), 1),
+            (canonical(&json!("q\"uote")), 1),
+            (canonical(&json!("é")), 1),
+            ("[1,2]".to_string(), 5),
+        ];
+        want.sort();
+        assert_eq!(got, want);
     }
 }

@@ -142,23 +142,19 @@ impl Wide {
 
     /// The state as shuffle rows.
     pub fn into_rows(self) -> Result<RecordBatch> {
-        let (k, n): (Vec<String>, Vec<i64>) = match self {
-            Wide::Distinct(m) => m.into_map().into_keys().map(|k| (k, 1)).unzip(),
-            Wide::Frequencies(m) => m.into_map().into_iter().unzip(),
-            Wide::Count(c) => (vec![String::new()], vec![c]),
+        let (k, n): (StringArray, Int64Array) = match self {
+            Wide::Distinct(m) => m.into_columns(|()| 1),
+            Wide::Frequencies(m) => m.into_columns(|n| n),
+            Wide::Count(c) => (StringArray::from(vec![""]), Int64Array::from(vec![c])),
             Wide::TopK { k, mut items, .. } => {
                 keep_top(&mut items, k);
-                items.into_iter().map(|(_, c, _)| (c, 1)).unzip()
+                let (k, n): (Vec<String>, Vec<i64>) =
+                    items.into_iter().map(|(_, c, _)| (c, 1)).unzip();
+                (StringArray::from(k), Int64Array::from(n))
             }
         };
-        RecordBatch::try_new(
-            shuffle_schema(),
-            vec![
-                Arc::new(StringArray::from(k)),
-                Arc::new(Int64Array::from(n)),
-            ],
-        )
-        .map_err(|e| Error::internal(format!("bag shuffle rows: {e}")))
+        RecordBatch::try_new(shuffle_schema(), vec![Arc::new(k), Arc::new(n)])
+            .map_err(|e| Error::internal(format!("bag shuffle rows: {e}")))
     }
 
     /// The step's results: distinct records by canonical JSON; `{"value", "count"}` records,

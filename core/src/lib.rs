@@ -12,6 +12,7 @@ pub mod capped_pool;
 pub mod commit;
 pub mod error;
 pub mod failpoint;
+pub mod history;
 pub mod job_id;
 pub mod kind;
 pub mod lineage;
@@ -24,5 +25,6 @@ pub mod runner;
 pub mod shuffle;
 pub mod store;
 pub mod task;
+pub mod usage;
 
 pub use error::{Error, Result};

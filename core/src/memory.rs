@@ -1,7 +1,7 @@
 //! A worker's memory budget: the container's limit (cgroup v2 `memory.max`, v1
 //! `memory.limit_in_bytes`), `kask run --memory`, or the machine's memory, less a reserve for
 //! what DataFusion does not account for (batches in flight, decoders, the object store's
-//! buffers). DataFusion's operators share the rest through a spilling pool: a sort or an
+//! buffers, growing hash tables). DataFusion's operators share the rest through a spilling pool: a sort or an
 //! aggregation that needs more spills to the spill directory instead of growing until the
 //! kernel kills the pod.
 
@@ -15,11 +15,22 @@ use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 
 use crate::error::{Error, Result};
 
-/// The reserve kept outside the pool: a quarter of the limit, at least 64 MiB, and never more
-/// than half of it.
+/// The pool: half the limit less 64 MiB, and at least half of a limit of 64 MiB or less (32
+/// MiB of larger ones). What operators reserve is not all they hold: a hash table that grows
+/// allocates its new table before the old one is freed and before the reservation follows,
+/// an aggregation's emitted groups and a shuffle writer's slices are copies of what is still
+/// reserved, and outside the pool each task holds the column chunks of the Parquet row group
+/// it decodes (tens of MiB for a row group of a million rows) besides the runtime's own
+/// memory. Measured with 40-million-row tables (2 tasks at once, `bench/memory-bed`) under a
+/// 256 MiB cgroup: with a pool of 144 MiB or more a groupby, a merge and a bag word count were
+/// killed within seconds; with 96 MiB the merge still was; with 64 MiB all of them and a sort
+/// finished.
 pub fn pool_bytes(limit: u64) -> u64 {
-    let reserve = (limit / 4).max(64 << 20).min(limit / 2);
-    limit - reserve
+    const RESERVE: u64 = 64 << 20;
+    const SMALL: u64 = 32 << 20;
+    (limit / 2)
+        .saturating_sub(RESERVE)
+        .max((limit / 2).min(SMALL))
 }
 
 /// Where a worker's memory limit comes from, for its log.
@@ -319,13 +330,12 @@ mod tests {
 
     #[test]
     fn the_pool_keeps_a_reserve_and_meminfo_is_read_in_kib() {
-        assert_eq!(pool_bytes(256 << 20), 192 << 20);
-        assert_eq!(
-            pool_bytes(100 << 20),
-            50 << 20,
-            "never more than half in reserve"
-        );
-        assert_eq!(pool_bytes(8 << 30), 6 << 30);
+        assert_eq!(pool_bytes(256 << 20), 64 << 20);
+        assert_eq!(pool_bytes(64 << 20), 32 << 20, "half of a small limit");
+        assert_eq!(pool_bytes(48 << 20), 24 << 20);
+        assert_eq!(pool_bytes(100 << 20), 32 << 20);
+        assert_eq!(pool_bytes(2 << 30), (1 << 30) - (64 << 20));
+        assert_eq!(pool_bytes(8 << 30), (4 << 30) - (64 << 20));
         let info = "MemTotal:       24576000 kB\nMemFree:        100 kB\n";
         assert_eq!(parse_meminfo_total(info), Some(24_576_000 * 1024));
     }

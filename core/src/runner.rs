@@ -12,12 +12,14 @@ use tracing::{info, warn};
 use crate::commit::undo::step_back;
 use crate::commit::{Manifest, check_output, commit_all};
 use crate::error::{Error, Result};
+use crate::history::Recorder;
 use crate::job_id::GivenOrLocal;
 use crate::plan::{Plan, Stage};
 use crate::store::{Store, local_storage};
 use crate::task::recover::Lineage;
 use crate::task::recover::Recoveries;
 use crate::task::{TaskOutcome, run_task};
+use kask_api::history::JobOutcome;
 use kask_api::{DaskJob, Storage};
 
 /// What a run reports as it goes.
@@ -140,14 +142,73 @@ pub fn job_name(job: &DaskJob) -> String {
 /// is a handful of renames and what it protects is the previous result's wholeness.
 const STEP_BACK_RETRIES: u32 = 10;
 
-/// Runs a whole job locally.
+/// Runs a whole job locally, recording it in its history.
 pub async fn run(job: &DaskJob, opts: &RunOptions, progress: &dyn Progress) -> Result<RunSummary> {
     let started = Instant::now();
-    let (store, plan) = prepare(job, opts, None).await?;
-    check_output(&store, &plan.spec, &plan.job_id).await?;
-    store.check_conditional_puts(&plan.scratch()).await?;
-    let body = serde_json::to_vec_pretty(&plan).map_err(|e| Error::internal(e.to_string()))?;
-    store.put(&plan.plan_path(), Bytes::from(body)).await?;
+    let started_ms = crate::history::now_ms();
+    // Planning reads the inputs' listings and headers: retried like a task, so that a store's
+    // passing failure does not end the run before it starts.
+    let retries = job.spec.retries();
+    let (store, plan) = retrying(retries, "planning", || prepare(job, opts, None)).await?;
+    let recorder = Recorder::of(&store, &plan);
+    let result = run_planned(store, plan, opts, progress, &recorder, started).await;
+    let (outcome, error, outputs) = match &result {
+        Ok((_, s)) => (
+            JobOutcome::Succeeded,
+            None,
+            std::iter::once(&s.output_url)
+                .chain(s.others.iter().map(|(url, _)| url))
+                .map(|url| format!("{url}/{}", crate::commit::MANIFEST))
+                .collect(),
+        ),
+        Err((_, e)) => (
+            JobOutcome::Failed,
+            Some(e.to_string().trim_end().to_string()),
+            Vec::new(),
+        ),
+    };
+    let job_id = match &result {
+        Ok((id, _)) | Err((id, _)) => id.clone(),
+    };
+    recorder.ended(&job_id, outcome, error, outputs).await;
+    recorder.process_done(started_ms).await;
+    result.map(|(_, s)| s).map_err(|(_, e)| e)
+}
+
+/// Runs a planned job; its id comes back with the outcome, for the history.
+async fn run_planned(
+    store: Store,
+    plan: Plan,
+    opts: &RunOptions,
+    progress: &dyn Progress,
+    recorder: &Recorder,
+    started: Instant,
+) -> std::result::Result<(String, RunSummary), (String, Error)> {
+    let job_id = plan.job_id.clone();
+    run_recorded(store, plan, opts, progress, recorder, started)
+        .await
+        .map(|s| (job_id.clone(), s))
+        .map_err(|e| (job_id, e))
+}
+
+async fn run_recorded(
+    store: Store,
+    plan: Plan,
+    opts: &RunOptions,
+    progress: &dyn Progress,
+    recorder: &Recorder,
+    started: Instant,
+) -> Result<RunSummary> {
+    let body =
+        Bytes::from(serde_json::to_vec_pretty(&plan).map_err(|e| Error::internal(e.to_string()))?);
+    retrying(plan.spec.retries(), "starting", || async {
+        check_output(&store, &plan.spec, &plan.job_id).await?;
+        store.check_conditional_puts(&plan.scratch()).await?;
+        store.put(&plan.plan_path(), body.clone()).await
+    })
+    .await?;
+    let kind = crate::kind::of_plan(&plan)?.name();
+    recorder.planned(&plan, kind, "local", false).await;
     progress.planned(&plan);
 
     let cores = std::thread::available_parallelism()

@@ -186,7 +186,7 @@ impl<'a> JobFactory<'a> {
                         ),
                         ..ObjectMeta::default()
                     }),
-                    spec: Some(self.pod(args)?),
+                    spec: Some(self.pod(args, matches!(step, Step::Cleanup))?),
                 },
                 ..JobSpec::default()
             }),
@@ -194,7 +194,7 @@ impl<'a> JobFactory<'a> {
         })
     }
 
-    fn pod(&self, args: Vec<String>) -> Result<PodSpec> {
+    fn pod(&self, args: Vec<String>, cleanup: bool) -> Result<PodSpec> {
         let spec_json = serde_json::to_string(&self.dj.spec)
             .map_err(|e| Error::Invariant(format!("serializing the spec: {e}")))?;
         let plain = |name: &str, value: String| EnvVar {
@@ -231,6 +231,14 @@ impl<'a> JobFactory<'a> {
         // more fails saying so instead of its pod being evicted.
         if let Some(size) = &self.spill_size {
             env.push(plain("KASK_SPILL_LIMIT", size.0.clone()));
+        }
+        // The cleanup pod of a failed job writes why it failed into the job's history.
+        if cleanup
+            && let Some(status) = &self.dj.status
+            && status.phase == Some(kask_api::Phase::Failed)
+            && let Some(msg) = &status.message
+        {
+            env.push(plain("KASK_JOB_FAILURE", msg.clone()));
         }
         // Fault tests kill a pod at an exact step (see the worker's failpoints).
         if let Some(point) = self.dj.annotations().get(names::ANNOTATION_FAILPOINT) {

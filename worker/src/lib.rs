@@ -9,8 +9,8 @@ pub mod pod;
 pub use kask_array as array;
 pub use kask_bag as bag;
 pub use kask_core::{
-    Error, Result, commit, error, failpoint, kind, lineage, marker, memory, output, plan, runner,
-    shuffle, store, task,
+    Error, Result, commit, error, failpoint, history, kind, lineage, marker, memory, output, plan,
+    runner, shuffle, store, task, usage,
 };
 pub use kask_relational as relational;
 

@@ -49,7 +49,8 @@ fn main() -> ExitCode {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        // Worker pods keep a copy of their log for the job's history (`history::logs::keep`).
+        .with_writer(|| kask_worker::history::logs::StderrAndCopy);
     // Worker pods log JSON lines (job, stage and task as fields) for log collectors.
     if std::env::var("KASK_LOG_FORMAT").is_ok_and(|f| f == "json") {
         logs.json().init();

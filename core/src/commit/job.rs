@@ -318,6 +318,10 @@ async fn prepare(
         skipped_records,
         array,
         created_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        history: Some(kask_api::history::relative(
+            &t.output.path,
+            &kask_api::history::history_dir(&plan.spec.main_output().path, &plan.job_id),
+        )),
     };
     let epochs: std::collections::BTreeMap<usize, u32> =
         markers.iter().map(|m| (m.task, m.epoch)).collect();

@@ -42,6 +42,9 @@ pub struct Manifest {
     pub array: Option<ManifestArray>,
     /// When it was committed (RFC 3339).
     pub created_at: String,
+    /// The job's history (`kask report`), relative to this output's folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<String>,
 }
 
 impl Manifest {

@@ -88,9 +88,11 @@ impl PartBuffer {
 
     /// Writes the buffered rows to `out` as one IPC stream (nothing when nothing is
     /// buffered), emptying the buffer; returns the bytes written.
+    /// The pending slices are written one by one rather than gathered first: gathering
+    /// copies them while the slices (and the batches they were cut from) are still held, so
+    /// a spill, which happens when memory is short, would need twice the buffered bytes.
     fn write_stream<W: Write>(&mut self, schema: &SchemaRef, out: W) -> Result<u64> {
-        self.flush(schema)?;
-        if self.done.is_empty() {
+        if self.done.is_empty() && self.pending.is_empty() {
             return Ok(0);
         }
         let io = |e: ArrowError| Error::Environment(format!("writing a shuffle spill file: {e}"));
@@ -98,6 +100,10 @@ impl PartBuffer {
         for b in self.done.drain(..) {
             w.write(&b).map_err(io)?;
         }
+        for b in self.pending.drain(..) {
+            w.write(&compact_views(b)?).map_err(io)?;
+        }
+        self.pending_rows = 0;
         w.finish().map_err(io)?;
         let mut out = w.into_inner().map_err(io)?;
         out.flush()

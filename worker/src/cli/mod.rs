@@ -3,6 +3,7 @@
 mod cluster;
 mod explain;
 mod progress;
+mod report;
 mod worker;
 
 use std::io::IsTerminal;
@@ -80,6 +81,28 @@ enum Command {
         #[arg(long)]
         allow_http: bool,
     },
+    /// Write a job's report: one self-contained HTML file with its task stream, stage graph,
+    /// memory and throughput, slowest and largest tasks, errors and cost, from the history
+    /// kept beside its result (also for a failed job, and after its pods and DaskJob are gone).
+    Report {
+        /// The job's output folder: a local path, or a URL such as s3://bucket/prefix/out.
+        path: String,
+        /// The job whose history to show (default: the result's, else the newest).
+        #[arg(long)]
+        job: Option<String>,
+        /// The file to write (default: <job>-report.html here).
+        #[arg(long, short = 'o')]
+        out: Option<PathBuf>,
+        /// S3-compatible endpoint, e.g. http://localhost:9000.
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// S3 region.
+        #[arg(long)]
+        region: Option<String>,
+        /// Allow plain HTTP to the endpoint.
+        #[arg(long)]
+        allow_http: bool,
+    },
     /// Print the DaskJob CustomResourceDefinition.
     Crd,
     /// Generate data: db-benchmark tables, Zarr arrays, text.
@@ -105,10 +128,25 @@ enum Command {
         #[arg(long, short = 'n')]
         namespace: Option<String>,
     },
-    /// Print the logs of the pods that ran a DaskJob (or a stage, or a task).
+    /// Print the logs of the pods that ran a DaskJob (or a stage, or a task): from the
+    /// cluster, or, given the job's output folder (a path or URL) instead of its name, from
+    /// the history the pods uploaded there (after the DaskJob and its pods are gone).
     Logs {
-        /// The DaskJob's name.
+        /// The DaskJob's name, or its output folder (e.g. s3://bucket/prefix/out).
         name: String,
+        /// With an output folder: the job whose logs to print (default: the result's, else
+        /// the newest).
+        #[arg(long)]
+        job: Option<String>,
+        /// With an output folder in S3-compatible storage: its endpoint.
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// With an output folder in S3: its region.
+        #[arg(long)]
+        region: Option<String>,
+        /// Allow plain HTTP to the endpoint.
+        #[arg(long)]
+        allow_http: bool,
         #[arg(long, short = 'n')]
         namespace: Option<String>,
         /// Only this stage's pods (e.g. s0-scan-orders; `plan` and `commit` too).
@@ -389,9 +427,34 @@ pub async fn dispatch(cli: Cli) -> Result<(), Error> {
             namespace,
             stage,
             task,
-        } => cluster::logs(&name, namespace.as_deref(), stage.as_deref(), task).await,
+            job,
+            endpoint,
+            region,
+            allow_http,
+        } => {
+            // A DaskJob's name has no slash; an output folder (a path or URL) does.
+            if name.contains('/') || name.starts_with('.') {
+                let (storage, output) = verify_target(&name, endpoint, region, allow_http)?;
+                report::logs(&storage, &output, job.as_deref(), stage.as_deref(), task).await
+            } else {
+                cluster::logs(&name, namespace.as_deref(), stage.as_deref(), task).await
+            }
+        }
         Command::Crd => {
             print!("{}", kask_api::crd_yaml());
+            Ok(())
+        }
+        Command::Report {
+            path,
+            job,
+            out,
+            endpoint,
+            region,
+            allow_http,
+        } => {
+            let (storage, output) = verify_target(&path, endpoint, region, allow_http)?;
+            let written = report::report(&storage, &output, job.as_deref(), out).await?;
+            println!("{}", written.display());
             Ok(())
         }
         Command::Verify {

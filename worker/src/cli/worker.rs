@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use kask_api::report::{FailureReport, PlanReport, fitted, termination_message};
 use kask_worker::Error;
+use kask_worker::history;
 use kask_worker::pod;
 
 #[derive(Subcommand, Debug)]
@@ -117,6 +118,16 @@ async fn terminated() {
 /// Runs a worker command; SIGTERM stops it at once. Whatever the task group had not
 /// committed is simply not there: the replacement pod runs it again.
 pub async fn dispatch(what: WorkerCommand) -> Result<(), Error> {
+    let role = match &what {
+        WorkerCommand::Plan { .. } => "plan".to_string(),
+        WorkerCommand::Run { stage, index, .. } => format!("{stage}/{index}"),
+        WorkerCommand::Commit { .. } => "commit".to_string(),
+        WorkerCommand::Cleanup { .. } => "cleanup".to_string(),
+    };
+    // The pod's name (its hostname) names its lane and its log in the job's history.
+    let pod = std::env::var("HOSTNAME").unwrap_or_else(|_| format!("worker-{role}"));
+    history::set_runner(&pod, &role);
+    history::logs::keep();
     let result = tokio::select! {
         r = run(what) => r,
         () = terminated() => Err(Error::Stopped(
@@ -130,6 +141,11 @@ pub async fn dispatch(what: WorkerCommand) -> Result<(), Error> {
             retryable: e.is_retryable(),
         }));
     }
+    let lasting = match &result {
+        Err(e) if !e.is_retryable() => Some(e.to_string().trim_end().to_string()),
+        _ => None,
+    };
+    history::finish_process(lasting).await;
     result
 }
 

@@ -4,7 +4,6 @@
 //! termination message.
 
 mod groups;
-mod usage;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,22 +15,27 @@ use crate::commit::cleanup::abandon_job;
 use crate::commit::job::commit_all;
 use crate::commit::{check_output, committed, manifest_path};
 use crate::error::{Error, Result};
+use crate::history::Recorder;
 use crate::plan::{PLAN_VERSION, Plan};
 use crate::runner::{RunOptions, Shared, prepare, run_tasks};
 use crate::store::Store;
 use crate::task::recover::Lineage;
 use crate::task::recover::Recoveries;
+use kask_api::history::JobOutcome;
 use kask_api::report::{PlanReport, PlannedStage, TaskReport};
 use kask_api::{DaskJob, DaskJobSpec, SECRET_KEYS, Storage};
 
+pub use crate::usage::Usage;
 pub use groups::task_groups;
-pub use usage::Usage;
 
 /// The environment variable carrying the job's spec (JSON) into every pod.
 pub const SPEC_ENV: &str = "KASK_JOB_SPEC";
 
 /// The environment variable carrying the job's `namespace/name`, for messages and manifests.
 pub const NAME_ENV: &str = "KASK_JOB_NAME";
+
+/// The environment variable carrying why a job failed into its cleanup pod, for its history.
+pub const FAILURE_ENV: &str = "KASK_JOB_FAILURE";
 
 /// The spec from [`SPEC_ENV`], validated as `kask validate` does: a pod never acts on a spec
 /// that the operator or the command line would refuse.
@@ -104,6 +108,9 @@ fn relative<'a>(store: &Store, url: &'a str) -> Result<&'a str> {
 /// stage pod runs the same plan even if the inputs changed in between.
 pub async fn plan(spec: &DaskJobSpec, job_id: &str) -> Result<PlanReport> {
     let storage = storage_of(spec)?;
+    // Known before planning, so that a job that cannot be planned (a missing input, a column
+    // that is not there) still leaves its error and the pod's log in its history.
+    Recorder::new(&Store::from_storage(storage)?, spec, job_id);
     let job = DaskJob::new("job", spec.clone());
     let opts = RunOptions {
         storage: Some(storage.url.clone()),
@@ -129,6 +136,10 @@ pub async fn plan(spec: &DaskJobSpec, job_id: &str) -> Result<PlanReport> {
             }
         }
     }
+    let kind = crate::kind::of_plan(&plan)?.name();
+    Recorder::new(&store, &plan.spec, job_id)
+        .planned(&plan, kind, "kubernetes", true)
+        .await;
     let workers = plan.spec.workers() as usize;
     Ok(PlanReport {
         version: Some(plan.version),
@@ -263,6 +274,14 @@ pub async fn commit(spec: &DaskJobSpec, job_id: &str, plan_url: &str) -> Result<
                 .collect()
         }
     };
+    let outputs: Vec<String> = spec
+        .outputs()
+        .iter()
+        .map(|o| format!("{}/{}", store.url, manifest_path(&o.output.path)))
+        .collect();
+    Recorder::new(&store, spec, job_id)
+        .ended(job_id, JobOutcome::Succeeded, None, outputs)
+        .await;
     let mut report = TaskReport {
         rows_out: manifests.iter().map(|m| m.rows).sum(),
         bytes_out: manifests
@@ -312,6 +331,20 @@ pub async fn cleanup(spec: &DaskJobSpec, job_id: &str) -> Result<TaskReport> {
         .map(|(p, l)| (p, l as &dyn crate::lineage::Recover));
     let done = abandon_job(&store, spec, job_id, with_plan).await?;
     info!(job = %job_id, scratch = %scratch, ?done, "cleaned up");
+    let recorder = Recorder::new(&store, spec, job_id);
+    if done.was_committed {
+        recorder
+            .ended(job_id, JobOutcome::Succeeded, None, Vec::new())
+            .await;
+    } else {
+        let why = std::env::var(FAILURE_ENV)
+            .ok()
+            .filter(|w| !w.is_empty())
+            .unwrap_or_else(|| "the job was deleted before it succeeded".into());
+        recorder
+            .ended(job_id, JobOutcome::Failed, Some(why), Vec::new())
+            .await;
+    }
     let mut report = TaskReport {
         seconds: started.elapsed().as_secs_f64(),
         ..TaskReport::default()

@@ -643,7 +643,12 @@ async fn chaos(name: &str, seeds: std::ops::Range<u64>, lab: impl Fn() -> Option
             .expect("list")
             .into_iter()
             .map(|(p, _)| p)
-            .filter(|p| !p.contains("/_kask/commits/") && !p.ends_with("/_kask/lock.json"))
+            // Commit records, the lock and the jobs' histories are kept; nothing else is.
+            .filter(|p| {
+                !p.contains("/_kask/commits/")
+                    && !p.contains("/_kask/history/")
+                    && !p.ends_with("/_kask/lock.json")
+            })
             .collect();
         assert!(
             left.is_empty(),

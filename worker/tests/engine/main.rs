@@ -12,6 +12,7 @@ mod conformance;
 mod datagen;
 mod df_graph;
 mod faults;
+mod history;
 mod join_order;
 mod malformed;
 mod memory;

@@ -10,6 +10,8 @@ pub struct Usage {
     pub cpu_seconds: f64,
     /// Peak resident set size, in bytes.
     pub peak_memory_bytes: u64,
+    /// Resident set size now, in bytes.
+    pub memory_bytes: u64,
 }
 
 impl Usage {
@@ -21,6 +23,7 @@ impl Usage {
         Usage {
             cpu_seconds: cpu_seconds(&stat),
             peak_memory_bytes: peak_memory_bytes(&status),
+            memory_bytes: status_kb(&status, "VmRSS:"),
         }
     }
 
@@ -51,9 +54,14 @@ fn cpu_seconds(stat: &str) -> f64 {
 
 /// `VmHWM: N kB` of `/proc/PID/status`, in bytes.
 fn peak_memory_bytes(status: &str) -> u64 {
+    status_kb(status, "VmHWM:")
+}
+
+/// A `Name: N kB` field of `/proc/PID/status`, in bytes.
+fn status_kb(status: &str, field: &str) -> u64 {
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|kb| kb.parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
@@ -69,6 +77,7 @@ mod tests {
         assert!((super::cpu_seconds(stat) - 3.25).abs() < 1e-9);
         let status = "Name:\tkask\nVmPeak:\t  9000 kB\nVmHWM:\t  2048 kB\nVmRSS:\t 1000 kB\n";
         assert_eq!(super::peak_memory_bytes(status), 2048 * 1024);
+        assert_eq!(super::status_kb(status, "VmRSS:"), 1000 * 1024);
     }
 
     #[test]
@@ -84,6 +93,10 @@ mod tests {
         std::hint::black_box(x);
         let u = Usage::now();
         assert!(u.peak_memory_bytes > 1 << 20, "{u:?}");
+        assert!(
+            u.memory_bytes > 1 << 20 && u.memory_bytes <= u.peak_memory_bytes,
+            "{u:?}"
+        );
         assert!(u.cpu_seconds > 0.0, "{u:?}");
     }
 }

@@ -1,0 +1,144 @@
+//! This process's resident memory and CPU time, read twice a second by a thread of its own, so
+//! that a history can show memory over time and each task attempt the peak it ran under.
+
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use kask_api::history::Sample;
+
+use crate::usage::Usage;
+
+/// How often the memory is read.
+const EVERY: Duration = Duration::from_millis(500);
+
+/// Most samples kept: beyond it every other one is dropped, so a long run keeps its whole
+/// span at a coarser step (4,096 samples are 34 minutes at 500 ms, then 68 at 1 s, ...).
+const KEEP: usize = 4096;
+
+/// The process's samples.
+pub struct Sampler {
+    samples: Mutex<Vec<Sample>>,
+    started_ms: u64,
+}
+
+static SAMPLER: OnceLock<Sampler> = OnceLock::new();
+
+/// The process's sampler, started on first use.
+pub fn sampler() -> &'static Sampler {
+    SAMPLER.get_or_init(|| {
+        let spawned = std::thread::Builder::new()
+            .name("kask-sampler".into())
+            .spawn(|| {
+                loop {
+                    std::thread::sleep(EVERY);
+                    if let Some(s) = SAMPLER.get() {
+                        s.record();
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start the memory sampler: the history shows no memory over time");
+        }
+        let first = read();
+        Sampler {
+            samples: Mutex::new(vec![first]),
+            started_ms: first.ms,
+        }
+    })
+}
+
+fn read() -> Sample {
+    let u = Usage::now();
+    Sample {
+        ms: super::now_ms(),
+        rss: u.memory_bytes,
+        cpu_seconds: u.cpu_seconds,
+    }
+}
+
+/// Appends `s`, thinning the samples to every other one when `KEEP` are held.
+pub fn push(samples: &mut Vec<Sample>, s: Sample) {
+    if samples.len() >= KEEP {
+        let mut i = 0;
+        samples.retain(|_| {
+            i += 1;
+            i % 2 == 1
+        });
+    }
+    samples.push(s);
+}
+
+impl Sampler {
+    fn record(&self) {
+        let s = read();
+        if let Ok(mut samples) = self.samples.lock() {
+            push(&mut samples, s);
+        }
+    }
+
+    /// When the process started sampling.
+    pub fn started_ms(&self) -> u64 {
+        self.started_ms
+    }
+
+    /// The highest resident memory seen from `from_ms` on, now included.
+    pub fn peak_since(&self, from_ms: u64) -> u64 {
+        let now = read().rss;
+        let Ok(samples) = self.samples.lock() else {
+            return now;
+        };
+        samples
+            .iter()
+            .rev()
+            .take_while(|s| s.ms >= from_ms)
+            .map(|s| s.rss)
+            .fold(now, u64::max)
+    }
+
+    /// The samples from `from_ms` on, with one taken now.
+    pub fn since(&self, from_ms: u64) -> Vec<Sample> {
+        self.record();
+        match self.samples.lock() {
+            Ok(samples) => samples
+                .iter()
+                .filter(|s| s.ms >= from_ms)
+                .copied()
+                .collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_list_is_thinned_to_every_other_sample_and_keeps_its_span() {
+        let mut v: Vec<Sample> = (0..KEEP as u64)
+            .map(|ms| Sample {
+                ms,
+                ..Sample::default()
+            })
+            .collect();
+        push(
+            &mut v,
+            Sample {
+                ms: 99_999,
+                ..Sample::default()
+            },
+        );
+        assert_eq!(v.len(), KEEP / 2 + 1);
+        assert_eq!(v[0].ms, 0);
+        assert_eq!(v[1].ms, 2);
+        assert_eq!(v.last().map(|s| s.ms), Some(99_999));
+    }
+
+    #[test]
+    fn the_peak_counts_the_memory_of_now() {
+        let s = sampler();
+        let peak = s.peak_since(u64::MAX);
+        assert!(peak > 1 << 20, "{peak}");
+        assert!(!s.since(0).is_empty());
+    }
+}

@@ -1,0 +1,225 @@
+//! A job's history: one record per task attempt, retries included, written whether the job
+//! succeeds or fails, found through the result's manifest, and rendered by `kask report`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kask_api::history::{AttemptOutcome, JobHistory, JobOutcome};
+use kask_worker::history::read::{locate, read};
+use kask_worker::runner::StoreWrapper;
+
+use crate::faults::{FaultRates, FaultStore, Faults};
+use crate::support::{Lab, run};
+
+const JOB: &str = "  targetTaskBytes: 200\n  retries: 20\n  dataframe:\n    inputs: {t: {path: \"t/*.csv\", format: csv}}\n    pipeline: [{source: t}, {groupby: {by: [k], aggs: {v: [sum]}}}]\n  output: {path: out}\n";
+
+async fn lab() -> Lab {
+    let lab = Lab::local();
+    for f in 0..4 {
+        let mut csv = String::from("k,v\n");
+        for i in 0..50 {
+            csv.push_str(&format!("k{},{}\n", (i * 7 + f) % 9, i));
+        }
+        lab.put(&format!("t/{f}.csv"), csv).await;
+    }
+    lab
+}
+
+async fn history_of(lab: &Lab, output: &str) -> JobHistory {
+    let dir = locate(&lab.store, output, None).await.expect("a history");
+    read(&lab.store, &dir).await.expect("readable")
+}
+
+/// Attempts by (stage, task), their outcomes in start order.
+fn by_task(h: &JobHistory) -> BTreeMap<(usize, usize), Vec<AttemptOutcome>> {
+    let mut m: BTreeMap<(usize, usize), Vec<AttemptOutcome>> = BTreeMap::new();
+    for a in &h.attempts {
+        m.entry((a.stage, a.task)).or_default().push(a.outcome);
+    }
+    m
+}
+
+#[test]
+fn every_attempt_is_recorded_and_a_retried_task_shows_its_failed_attempts() {
+    run(async {
+        // Seeds until one fails a task attempt (a 503 can also hit planning or the commit,
+        // which retry in place); each seed's faults are the same on every run.
+        for seed in 0..20 {
+            let lab = lab().await;
+            let faults = Faults::new(
+                seed,
+                FaultRates {
+                    unavailable: 0.08,
+                    ..FaultRates::default()
+                },
+            );
+            let root = lab.store.root.as_ref().to_string();
+            let f = Arc::clone(&faults);
+            let wrap = StoreWrapper(Arc::new(move |inner| {
+                Arc::new(FaultStore::new(inner, Arc::clone(&f), &root))
+            }));
+            let summary = lab
+                .run_wrapped(JOB, Some(wrap))
+                .await
+                .expect("succeeds with retries");
+            let h = history_of(&lab, "out").await;
+            let job = h.job.clone().expect("the job's record");
+            assert_eq!(job.outcome, JobOutcome::Succeeded);
+            assert_eq!(job.mode, "local");
+            assert!(job.ended_ms.is_some_and(|e| e >= job.started_ms));
+            assert_eq!(job.outputs.len(), 1, "{:?}", job.outputs);
+            assert!(
+                job.outputs[0].ends_with("out/_SUCCESS"),
+                "{:?}",
+                job.outputs
+            );
+            assert_eq!(job.job_id, summary.manifest.job_id);
+            // Every planned task has exactly one committed attempt; every other attempt failed
+            // with the store's (retryable) error; none is left running.
+            let tasks = by_task(&h);
+            let planned: usize = job.stages.iter().map(|s| s.tasks).sum();
+            assert_eq!(tasks.len(), planned, "{tasks:?}");
+            for (key, outcomes) in &tasks {
+                let committed = outcomes
+                    .iter()
+                    .filter(|o| **o == AttemptOutcome::Committed)
+                    .count();
+                assert_eq!(committed, 1, "{key:?}: {outcomes:?}");
+                assert_eq!(
+                    outcomes.last(),
+                    Some(&AttemptOutcome::Committed),
+                    "{key:?}: {outcomes:?}"
+                );
+            }
+            for a in &h.attempts {
+                assert_eq!(a.runner, "local");
+                assert!(a.ended_ms.is_some(), "{a:?}");
+                if a.outcome == AttemptOutcome::Failed {
+                    assert_eq!(a.retryable, Some(true), "{a:?}");
+                    assert!(
+                        a.error.as_deref().is_some_and(|e| e.contains("503")),
+                        "{a:?}"
+                    );
+                } else {
+                    assert_eq!(a.outcome, AttemptOutcome::Committed, "{a:?}");
+                    assert!(a.peak_memory_bytes > 0, "{a:?}");
+                }
+            }
+            // Rows: the scan tasks read the 200 input rows between them.
+            let read: u64 = h
+                .attempts
+                .iter()
+                .filter(|a| a.stage == 0 && a.outcome == AttemptOutcome::Committed)
+                .map(|a| a.rows_in)
+                .sum();
+            assert_eq!(read, 200);
+            assert_eq!(h.runners.len(), 1);
+            assert!(!h.runners[0].samples.is_empty());
+            let failed = h
+                .attempts
+                .iter()
+                .filter(|a| a.outcome == AttemptOutcome::Failed)
+                .count();
+            if failed > 0 {
+                assert_eq!(h.attempts.len(), planned + failed);
+                // The page draws every attempt, the failed ones marked.
+                let page = kask_report::render(&h);
+                assert_eq!(
+                    page.matches("<rect class=\"attempt ").count(),
+                    h.attempts.len()
+                );
+                assert_eq!(page.matches("data-outcome=\"failed\"").count(), failed);
+                return;
+            }
+        }
+        panic!("no seed failed a task attempt");
+    });
+}
+
+#[test]
+fn a_failed_job_keeps_its_history_with_the_error() {
+    run(async {
+        let lab = lab().await;
+        // Good rows first, so that the columns' types are inferred as numbers and the bad
+        // value fails the task that reads it, not the planning.
+        let mut bad = String::from("k,v\n");
+        for i in 0..5000 {
+            bad.push_str(&format!("k{},{i}\n", i % 9));
+        }
+        bad.push_str("k1,not-a-number\n");
+        lab.put("t/bad.csv", bad).await;
+        let err = lab.run(JOB).await.expect_err("a bad value fails the job");
+        let h = history_of(&lab, "out").await;
+        let job = h.job.expect("the job's record");
+        assert_eq!(job.outcome, JobOutcome::Failed);
+        let said = job.error.expect("why");
+        assert_eq!(said, err.to_string().trim_end());
+        let failed: Vec<_> = h
+            .attempts
+            .iter()
+            .filter(|a| a.outcome == AttemptOutcome::Failed)
+            .collect();
+        assert!(!failed.is_empty(), "{:?}", h.attempts);
+        assert!(
+            failed.iter().all(|a| a.retryable == Some(false)),
+            "{failed:?}"
+        );
+        assert!(
+            failed.iter().all(|a| a
+                .error
+                .as_deref()
+                .is_some_and(|e| e.contains("not-a-number"))),
+            "{failed:?}"
+        );
+        // No manifest: the history is found under the output all the same.
+        assert!(
+            lab.store
+                .get_opt("out/_SUCCESS")
+                .await
+                .expect("get")
+                .is_none()
+        );
+    });
+}
+
+#[test]
+fn the_manifest_names_the_history_and_a_rerun_has_its_own() {
+    run(async {
+        let lab = lab().await;
+        let first = lab
+            .run(
+                JOB.replace(
+                    "output: {path: out}",
+                    "output: {path: out, mode: overwrite}",
+                )
+                .as_str(),
+            )
+            .await
+            .expect("runs");
+        let second = lab
+            .run(
+                JOB.replace(
+                    "output: {path: out}",
+                    "output: {path: out, mode: overwrite}",
+                )
+                .as_str(),
+            )
+            .await
+            .expect("runs again");
+        assert_ne!(first.manifest.job_id, second.manifest.job_id);
+        let named = second.manifest.history.clone().expect("named");
+        assert_eq!(named, format!("_kask/history/{}", second.manifest.job_id));
+        let h = history_of(&lab, "out").await;
+        assert_eq!(h.job.expect("record").job_id, second.manifest.job_id);
+        let older = locate(&lab.store, "out", Some(&first.manifest.job_id))
+            .await
+            .expect("by id");
+        let older = read(&lab.store, &older).await.expect("readable");
+        assert_eq!(older.job.expect("record").job_id, first.manifest.job_id);
+        // The result is whole with the histories beside it.
+        let v = kask_worker::commit::verify::verify(&lab.store, "out")
+            .await
+            .expect("verify");
+        assert!(v.ok(), "{:?}", v.problems);
+    });
+}
