@@ -59,7 +59,8 @@ pub struct TaskReport {
     pub seconds: f64,
     /// CPU seconds (user and system) the pod's process used.
     pub cpu_seconds: f64,
-    /// The process's peak resident memory, in bytes.
+    /// The process's peak memory in use, in bytes: its resident memory less the pages its
+    /// allocator freed lazily, sampled five times a second.
     pub peak_memory_bytes: u64,
     /// Bytes its tasks' operators spilled to disk to stay within the memory budget.
     #[serde(default, skip_serializing_if = "is_zero")]

@@ -33,6 +33,19 @@ pub fn pool_bytes(limit: u64) -> u64 {
         .max((limit / 2).min(SMALL))
 }
 
+/// The least of a memory limit each task that runs at once needs: its share of the pool,
+/// and outside it the Parquet row group it decodes, its batches in flight and its part of the
+/// runtime. Two tasks at once in 256 MiB were killed now and then over 40-million-row
+/// tables (a sort, a bag word count); one at a time never was.
+pub const TASK_MEMORY: u64 = 192 << 20;
+
+/// How many of `wanted` tasks run at once within a limit of `limit` bytes: at least one, and
+/// one per [`TASK_MEMORY`] of the limit.
+pub fn tasks_at_once(limit: u64, wanted: usize) -> usize {
+    let fit = usize::try_from(limit / TASK_MEMORY).unwrap_or(usize::MAX);
+    wanted.min(fit).max(1)
+}
+
 /// Where a worker's memory limit comes from, for its log.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Source {
@@ -336,6 +349,10 @@ mod tests {
         assert_eq!(pool_bytes(100 << 20), 32 << 20);
         assert_eq!(pool_bytes(2 << 30), (1 << 30) - (64 << 20));
         assert_eq!(pool_bytes(8 << 30), (4 << 30) - (64 << 20));
+        assert_eq!(tasks_at_once(256 << 20, 2), 1);
+        assert_eq!(tasks_at_once(64 << 20, 4), 1);
+        assert_eq!(tasks_at_once(512 << 20, 2), 2);
+        assert_eq!(tasks_at_once(8 << 30, 2), 2);
         let info = "MemTotal:       24576000 kB\nMemFree:        100 kB\n";
         assert_eq!(parse_meminfo_total(info), Some(24_576_000 * 1024));
     }

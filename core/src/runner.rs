@@ -59,7 +59,8 @@ pub struct RunOptions {
     pub storage: Option<String>,
     /// The directory used as `file://` storage when the spec has none (the job file's).
     pub base_dir: PathBuf,
-    /// Most tasks at once (default: `spec.workers`, at most the number of cores).
+    /// Most tasks at once (default: `spec.workers`, at most the number of cores and one per
+    /// [`crate::memory::TASK_MEMORY`] of the memory limit).
     pub parallelism: Option<usize>,
     /// Every read and write of the job goes through this wrapper.
     pub wrap: Option<StoreWrapper>,
@@ -214,10 +215,14 @@ async fn run_recorded(
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    let parallelism = opts
-        .parallelism
-        .unwrap_or_else(|| (plan.spec.workers() as usize).min(cores))
-        .max(1);
+    // An explicit --parallelism is the user's; by default, as many tasks as fit the memory.
+    let parallelism = match opts.parallelism {
+        Some(p) => p.max(1),
+        None => crate::memory::tasks_at_once(
+            crate::memory::Budget::detect(opts.memory)?.limit,
+            (plan.spec.workers() as usize).min(cores),
+        ),
+    };
     let shared = Arc::new((store, plan, Recoveries::default()));
     let resumed = run_stages(&shared, parallelism, progress).await?;
     let (store, plan, recoveries) = shared.as_ref();

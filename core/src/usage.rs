@@ -10,7 +10,9 @@ pub struct Usage {
     pub cpu_seconds: f64,
     /// Peak resident set size, in bytes.
     pub peak_memory_bytes: u64,
-    /// Resident set size now, in bytes.
+    /// Resident memory in use now, in bytes: the resident set less the pages freed lazily
+    /// (`MADV_FREE`), which the allocator gave back and the kernel takes when it needs them
+    /// (and which the peak resident set still counts).
     pub memory_bytes: u64,
 }
 
@@ -20,17 +22,24 @@ impl Usage {
     pub fn now() -> Usage {
         let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
         let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let rollup = std::fs::read_to_string("/proc/self/smaps_rollup").unwrap_or_default();
         Usage {
             cpu_seconds: cpu_seconds(&stat),
             peak_memory_bytes: peak_memory_bytes(&status),
-            memory_bytes: status_kb(&status, "VmRSS:"),
+            memory_bytes: status_kb(&status, "VmRSS:")
+                .saturating_sub(status_kb(&rollup, "LazyFree:")),
         }
     }
 
-    /// Copies the figures into a report.
+    /// Copies the figures into a report: the CPU time, and as peak memory the highest memory
+    /// in use the process's sampler saw ([`crate::history::sampler`], five times a second), or
+    /// the peak resident set when nothing was sampled. The peak resident set counts pages the
+    /// allocator freed lazily: a worker under a 256 MiB cgroup reported 293 MiB without being
+    /// killed.
     pub fn fill(self, report: &mut TaskReport) {
         report.cpu_seconds = self.cpu_seconds;
-        report.peak_memory_bytes = self.peak_memory_bytes;
+        report.peak_memory_bytes =
+            crate::history::sampler::peak().unwrap_or(self.peak_memory_bytes);
     }
 }
 
@@ -78,6 +87,8 @@ mod tests {
         let status = "Name:\tkask\nVmPeak:\t  9000 kB\nVmHWM:\t  2048 kB\nVmRSS:\t 1000 kB\n";
         assert_eq!(super::peak_memory_bytes(status), 2048 * 1024);
         assert_eq!(super::status_kb(status, "VmRSS:"), 1000 * 1024);
+        let rollup = "Rss:  1600 kB\nAnonymous:   112 kB\nLazyFree:   64 kB\n";
+        assert_eq!(super::status_kb(rollup, "LazyFree:"), 64 * 1024);
     }
 
     #[test]

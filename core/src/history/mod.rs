@@ -99,7 +99,7 @@ impl Recorder {
         }
     }
 
-    /// Records the planned job. `again` is a run that takes over an earlier one's plan (a
+    /// Records the planned job. With `keep_first`, an earlier record stays (a
     /// retried plan pod keeps the first record; a resumed local run starts a new one).
     pub async fn planned(&self, plan: &Plan, kind: &str, mode: &str, keep_first: bool) {
         let record = JobRecord {

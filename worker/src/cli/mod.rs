@@ -37,7 +37,8 @@ enum Command {
         /// file's directory).
         #[arg(long)]
         storage: Option<String>,
-        /// Most tasks at once (default: spec.workers, at most the number of cores).
+        /// Most tasks at once (default: spec.workers, at most the number of cores and one per
+        /// 192 MiB of the memory limit).
         #[arg(long)]
         parallelism: Option<usize>,
         /// Memory this run may use, e.g. 512Mi or 2G (default: the container's limit, else the

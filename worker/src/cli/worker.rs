@@ -128,6 +128,8 @@ pub async fn dispatch(what: WorkerCommand) -> Result<(), Error> {
     let pod = std::env::var("HOSTNAME").unwrap_or_else(|_| format!("worker-{role}"));
     history::set_runner(&pod, &role);
     history::logs::keep();
+    // From the start, so that the pod's reported peak memory covers all it did.
+    history::sampler::sampler();
     let result = tokio::select! {
         r = run(what) => r,
         () = terminated() => Err(Error::Stopped(

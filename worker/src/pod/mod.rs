@@ -221,12 +221,14 @@ pub async fn run_stage(
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
+    let limit = crate::memory::Budget::detect(None)?.limit;
+    let at_once = crate::memory::tasks_at_once(limit, cores);
     // One retry layer: the stage Job's backoff runs a failed group again in a new pod, so a
     // pod does not retry its tasks itself (object_store still retries single requests).
     let mut plan = plan;
     plan.spec.retries = Some(0);
     let shared: Shared = Arc::new((store, plan, Recoveries::default()));
-    let outcomes = run_tasks(&shared, stage_id, tasks, cores, &|_| {}).await?;
+    let outcomes = run_tasks(&shared, stage_id, tasks, at_once, &|_| {}).await?;
     let mut report = TaskReport {
         tasks: outcomes.len() as u32,
         seconds: started.elapsed().as_secs_f64(),
