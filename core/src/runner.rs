@@ -152,9 +152,10 @@ pub async fn run(job: &DaskJob, opts: &RunOptions, progress: &dyn Progress) -> R
     let retries = job.spec.retries();
     let (store, plan) = retrying(retries, "planning", || prepare(job, opts, None)).await?;
     let recorder = Recorder::of(&store, &plan);
-    let result = run_planned(store, plan, opts, progress, &recorder, started).await;
+    let job_id = plan.job_id.clone();
+    let result = run_recorded(store, plan, opts, progress, &recorder, started).await;
     let (outcome, error, outputs) = match &result {
-        Ok((_, s)) => (
+        Ok(s) => (
             JobOutcome::Succeeded,
             None,
             std::iter::once(&s.output_url)
@@ -162,36 +163,18 @@ pub async fn run(job: &DaskJob, opts: &RunOptions, progress: &dyn Progress) -> R
                 .map(|url| format!("{url}/{}", crate::commit::MANIFEST))
                 .collect(),
         ),
-        Err((_, e)) => (
+        Err(e) => (
             JobOutcome::Failed,
             Some(e.to_string().trim_end().to_string()),
             Vec::new(),
         ),
     };
-    let job_id = match &result {
-        Ok((id, _)) | Err((id, _)) => id.clone(),
-    };
     recorder.ended(&job_id, outcome, error, outputs).await;
     recorder.process_done(started_ms).await;
-    result.map(|(_, s)| s).map_err(|(_, e)| e)
+    result
 }
 
-/// Runs a planned job; its id comes back with the outcome, for the history.
-async fn run_planned(
-    store: Store,
-    plan: Plan,
-    opts: &RunOptions,
-    progress: &dyn Progress,
-    recorder: &Recorder,
-    started: Instant,
-) -> std::result::Result<(String, RunSummary), (String, Error)> {
-    let job_id = plan.job_id.clone();
-    run_recorded(store, plan, opts, progress, recorder, started)
-        .await
-        .map(|s| (job_id.clone(), s))
-        .map_err(|e| (job_id, e))
-}
-
+/// Runs a planned job: its start, its stages, its commit.
 async fn run_recorded(
     store: Store,
     plan: Plan,
