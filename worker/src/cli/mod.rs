@@ -304,21 +304,8 @@ fn verify_target(
     Ok((storage, name.to_string()))
 }
 
-/// 1536 → "1.5 KiB".
-fn human_bytes(bytes: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < units.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", units[u])
-    }
-}
+/// 1536 → "1.5 KiB": the report's own formatting, so that the terminal and the page agree.
+use kask_report::format::bytes as human_bytes;
 
 fn parse_memory(text: &str) -> Result<u64, String> {
     kask_worker::memory::parse_size(text)
