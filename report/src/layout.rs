@@ -10,6 +10,9 @@ pub struct Span {
     pub start: u64,
     /// Its end (after its start).
     pub end: u64,
+    /// The job is still running and the span ends now: attempts that have not ended are
+    /// running rather than lost.
+    pub live: bool,
 }
 
 impl Span {
@@ -30,7 +33,26 @@ impl Span {
             .chain(job.and_then(|j| j.ended_ms));
         let start = starts.min().unwrap_or(0);
         let end = ends.max().unwrap_or(start).max(start + 1);
-        Span { start, end }
+        Span {
+            start,
+            end,
+            live: false,
+        }
+    }
+
+    /// As [`Span::of`], seen at `now_ms` while the job may still run: a job that has not
+    /// ended spans until now.
+    pub fn at(h: &JobHistory, now_ms: u64) -> Span {
+        let span = Span::of(h);
+        let ended = h.job.as_ref().is_some_and(|j| j.ended_ms.is_some());
+        if ended {
+            return span;
+        }
+        Span {
+            end: span.end.max(now_ms).max(span.start + 1),
+            live: true,
+            ..span
+        }
     }
 
     /// Seconds it covers.
@@ -169,7 +191,11 @@ mod tests {
             attempt("p1", 12, Some(30)),
             attempt("p1", 25, None),
         ];
-        let span = Span { start: 0, end: 40 };
+        let span = Span {
+            start: 0,
+            end: 40,
+            live: false,
+        };
         let l = lanes(&a, &span);
         let shape: Vec<(&str, usize, Vec<usize>)> = l
             .iter()
@@ -204,6 +230,7 @@ mod tests {
         let span = Span {
             start: 0,
             end: 4000,
+            live: false,
         };
         let t = throughput(&[a], &span, 4);
         assert_eq!(t, vec![500.0, 500.0, 0.0, 0.0]);
@@ -222,5 +249,25 @@ mod tests {
         assert_eq!((span.start, span.end), (50, 300));
         assert_eq!(drawn_end(&h.attempts[0], &span), 300);
         assert_eq!(span.x(175, 100.0), 50.0);
+    }
+
+    #[test]
+    fn a_running_job_spans_until_now_and_an_ended_one_does_not() {
+        let mut h = JobHistory {
+            attempts: vec![attempt("p", 100, None), attempt("p", 50, Some(300))],
+            job: Some(kask_api::history::JobRecord {
+                started_ms: 40,
+                ..Default::default()
+            }),
+            ..JobHistory::default()
+        };
+        let live = Span::at(&h, 1000);
+        assert_eq!((live.start, live.end, live.live), (40, 1000, true));
+        assert_eq!(drawn_end(&h.attempts[0], &live), 1000);
+        if let Some(j) = h.job.as_mut() {
+            j.ended_ms = Some(400);
+        }
+        let ended = Span::at(&h, 1000);
+        assert_eq!((ended.end, ended.live), (400, false));
     }
 }

@@ -26,8 +26,11 @@ const ROW: f64 = 22.0;
 const BAR: f64 = 16.0;
 const AXIS: f64 = 24.0;
 
-fn outcome_name(o: AttemptOutcome) -> &'static str {
+/// An attempt's outcome as the page names it: one not ended is `running` while the job runs,
+/// and `never-ended` (its process was lost) once the job has ended.
+pub fn outcome_name(o: AttemptOutcome, live: bool) -> &'static str {
     match o {
+        AttemptOutcome::Running if live => "running",
         AttemptOutcome::Running => "never-ended",
         AttemptOutcome::Committed => "committed",
         AttemptOutcome::Superseded => "superseded",
@@ -79,7 +82,7 @@ pub fn section(h: &JobHistory, span: &Span) -> String {
                 a.task,
                 a.attempt,
                 a.runner,
-                outcome_name(a.outcome),
+                outcome_name(a.outcome, span.live),
                 seconds(secs)
             );
             if a.outcome == AttemptOutcome::Committed {
@@ -98,7 +101,7 @@ pub fn section(h: &JobHistory, span: &Span) -> String {
             let _ = writeln!(
                 out,
                 "<rect class=\"attempt {o}\" data-stage=\"{s}\" data-task=\"{t}\" data-attempt=\"{id}\" data-outcome=\"{o}\" x=\"{x}\" y=\"{y}\" width=\"{w}\" height=\"{bh}\" fill=\"{c}\"><title>{tip}</title></rect>",
-                o = outcome_name(a.outcome),
+                o = outcome_name(a.outcome, span.live),
                 s = esc(&a.stage_name),
                 t = a.task,
                 id = esc(&a.attempt),
@@ -128,7 +131,7 @@ pub fn section(h: &JobHistory, span: &Span) -> String {
     }
     axis(&mut out, span, lanes.len() as f64 * ROW);
     out.push_str("</svg>\n");
-    legend(&mut out, h);
+    legend(&mut out, h, span.live);
     out.push_str("</section>\n");
     out
 }
@@ -172,7 +175,7 @@ pub fn nice_step(raw: f64) -> f64 {
         .unwrap_or(10.0 * p)
 }
 
-fn legend(out: &mut String, h: &JobHistory) {
+fn legend(out: &mut String, h: &JobHistory, live: bool) {
     out.push_str("<p class=\"legend\">");
     let mut names: Vec<(usize, &str)> = match &h.job {
         Some(j) if !j.stages.is_empty() => {
@@ -194,11 +197,13 @@ fn legend(out: &mut String, h: &JobHistory) {
             esc(name)
         );
     }
-    out.push_str(
-        "<span><i class=\"failed\"></i>failed</span> <span><i class=\"never-ended\"></i>never ended \
-         (killed, or still running)</span> <span><i class=\"superseded\"></i>superseded by \
-         another attempt</span></p>\n",
-    );
+    out.push_str("<span><i class=\"failed\"></i>failed</span> ");
+    out.push_str(if live {
+        "<span><i class=\"running\"></i>running</span> "
+    } else {
+        "<span><i class=\"never-ended\"></i>never ended (killed, or still running)</span> "
+    });
+    out.push_str("<span><i class=\"superseded\"></i>superseded by another attempt</span></p>\n");
 }
 
 /// `text` cut to `n` characters.

@@ -71,9 +71,10 @@ pub fn cost(h: &JobHistory, span: &Span) -> String {
         (
             "task attempts",
             format!(
-                "{} ({} committed, {failed} failed, {never} never ended)",
+                "{} ({} committed, {failed} failed, {never} {})",
                 h.attempts.len(),
-                ok.len()
+                ok.len(),
+                if span.live { "running" } else { "never ended" }
             ),
         ),
     ];
@@ -162,14 +163,19 @@ pub fn excerpt(log: &str, a: &AttemptRecord) -> String {
 }
 
 /// The failed attempts and those that never ended, with what their processes logged; then
-/// whatever error the job ended with.
-pub fn errors(h: &JobHistory) -> String {
+/// whatever error the job ended with. While the job runs (`live`), attempts that have not
+/// ended are running, not errors.
+pub fn errors(h: &JobHistory, live: bool) -> String {
     let mut out = String::from("<section id=\"errors\"><h2>Errors</h2>\n");
     let job_error = h.job.as_ref().and_then(|j| j.error.as_deref());
     let bad: Vec<&AttemptRecord> = h
         .attempts
         .iter()
-        .filter(|a| matches!(a.outcome, AttemptOutcome::Failed | AttemptOutcome::Running))
+        .filter(|a| match a.outcome {
+            AttemptOutcome::Failed => true,
+            AttemptOutcome::Running => !live,
+            _ => false,
+        })
         .collect();
     if bad.is_empty() && job_error.is_none() {
         out.push_str("<p>None.</p></section>\n");

@@ -213,3 +213,21 @@ fn the_slowest_and_largest_tables_put_the_extreme_first() {
         &first_row[..300]
     );
 }
+
+#[test]
+fn a_running_job_shows_its_unended_attempts_as_running_not_as_errors() {
+    let mut h = history();
+    if let Some(j) = h.job.as_mut() {
+        j.ended_ms = None;
+        j.outcome = JobOutcome::default();
+    }
+    let now = h.job.as_ref().map_or(0, |j| j.started_ms) + 20_000;
+    let page = super::body(&h, &crate::layout::Span::at(&h, now));
+    assert!(!page.contains("<!DOCTYPE html>"), "a fragment, not a page");
+    assert_eq!(page.matches("data-outcome=\"running\"").count(), 2);
+    assert_eq!(page.matches("data-outcome=\"never-ended\"").count(), 0);
+    assert!(page.contains(">Running</span>"));
+    assert!(page.contains("1 failed, 1 running"));
+    // Only the failed attempt is an error while the job runs.
+    assert_eq!(page.matches("<div class=\"error attempt\"").count(), 1);
+}

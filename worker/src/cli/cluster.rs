@@ -147,7 +147,7 @@ fn output_summary(status: &DaskJobStatus) -> Option<String> {
 }
 
 /// The `Stalled` condition's reason and message, when it is True: why pods cannot start.
-fn stalled(status: &DaskJobStatus) -> Option<String> {
+pub(super) fn stalled(status: &DaskJobStatus) -> Option<String> {
     let c = status
         .conditions
         .iter()
@@ -155,7 +155,7 @@ fn stalled(status: &DaskJobStatus) -> Option<String> {
     Some(c.message.clone().unwrap_or_default())
 }
 
-fn phase_name(status: &DaskJobStatus) -> String {
+pub(super) fn phase_name(status: &DaskJobStatus) -> String {
     status
         .phase
         .map(|p| format!("{p:?}"))

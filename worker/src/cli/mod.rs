@@ -1,6 +1,7 @@
 //! The command line.
 
 mod cluster;
+mod dashboard;
 mod explain;
 mod progress;
 mod report;
@@ -45,6 +46,31 @@ enum Command {
         /// machine's memory). Sorts, aggregations and joins spill to disk beyond it.
         #[arg(long, value_parser = parse_memory)]
         memory: Option<u64>,
+        /// Show the run live in a web page while it runs, served at ADDR (default
+        /// 127.0.0.1:8787; port 0 picks a free one). The URL is printed when the run starts.
+        #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = dashboard::DEFAULT_LISTEN)]
+        dashboard: Option<String>,
+    },
+    /// Serve a web page listing the DaskJobs of the current kubeconfig's cluster, each with
+    /// its status and, live while it runs, its task stream, stage graph, memory and errors
+    /// from the history beside its output (read with this machine's storage credentials).
+    Dashboard {
+        /// Address to listen on (default: loopback only; port 0 picks a free one).
+        #[arg(long, default_value = dashboard::DEFAULT_LISTEN)]
+        listen: String,
+        /// Only this namespace's jobs (default: every namespace).
+        #[arg(long, short = 'n')]
+        namespace: Option<String>,
+        /// S3-compatible endpoint to read histories through, instead of each job's own
+        /// (which is often an in-cluster address).
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// S3 region, instead of each job's own.
+        #[arg(long)]
+        region: Option<String>,
+        /// Allow plain HTTP to the endpoint.
+        #[arg(long)]
+        allow_http: bool,
     },
     /// Show the plan (stages, tasks, bytes per task, shuffles) without running it.
     Explain {
@@ -304,6 +330,25 @@ fn verify_target(
     Ok((storage, name.to_string()))
 }
 
+/// A local run with its dashboard: served from before planning until a moment after the run
+/// ends, so that an open page shows how it ended.
+async fn run_with_dashboard(
+    dj: &DaskJob,
+    opts: &RunOptions,
+    progress: &dyn Progress,
+    listen: &str,
+) -> Result<runner::RunSummary, Error> {
+    let local = dashboard::Local::new(&runner::job_name(dj));
+    let running = dashboard::start(listen, dashboard::Source::Local(local.clone())).await?;
+    eprintln!("dashboard: {}", running.url());
+    let result = runner::run(dj, opts, &dashboard::Both(progress, &local)).await;
+    local.finish(result.is_ok());
+    // The page polls every second: give it one more look at the end.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    running.stop();
+    result
+}
+
 /// 1536 → "1.5 KiB": the report's own formatting, so that the terminal and the page agree.
 use kask_report::format::bytes as human_bytes;
 
@@ -324,6 +369,7 @@ pub async fn dispatch(cli: Cli) -> Result<(), Error> {
             storage,
             parallelism,
             memory,
+            dashboard,
         } => {
             let dj = read_job(&job)?;
             let mut opts = options(&job, storage);
@@ -334,7 +380,10 @@ pub async fn dispatch(cli: Cli) -> Result<(), Error> {
             } else {
                 Box::new(progress::Lines::new())
             };
-            let s = runner::run(&dj, &opts, progress.as_ref()).await?;
+            let s = match dashboard {
+                None => runner::run(&dj, &opts, progress.as_ref()).await?,
+                Some(listen) => run_with_dashboard(&dj, &opts, progress.as_ref(), &listen).await?,
+            };
             let resumed = if s.resumed > 0 {
                 format!(", {} resumed from an earlier run", s.resumed)
             } else {
@@ -373,6 +422,25 @@ pub async fn dispatch(cli: Cli) -> Result<(), Error> {
                     plural(m.files.len(), "file")
                 );
             }
+            Ok(())
+        }
+        Command::Dashboard {
+            listen,
+            namespace,
+            endpoint,
+            region,
+            allow_http,
+        } => {
+            let storage = dashboard::StorageOverride {
+                endpoint,
+                region,
+                allow_http,
+            };
+            let cluster = dashboard::Cluster::connect(namespace, storage).await?;
+            let running = dashboard::start(&listen, dashboard::Source::Cluster(cluster)).await?;
+            eprintln!("dashboard: {} (Ctrl-C stops it)", running.url());
+            let _ = tokio::signal::ctrl_c().await;
+            running.stop();
             Ok(())
         }
         Command::Explain { job, storage } => {

@@ -223,3 +223,48 @@ fn the_manifest_names_the_history_and_a_rerun_has_its_own() {
         assert!(v.ok(), "{:?}", v.problems);
     });
 }
+
+#[test]
+fn a_reader_that_follows_a_history_sees_records_added_changed_and_removed() {
+    run(async {
+        let lab = lab().await;
+        lab.run(JOB).await.expect("runs");
+        let dir = locate(&lab.store, "out", None).await.expect("a history");
+        let mut reader = kask_worker::history::read::Reader::default();
+        let first = reader.read(&lab.store, &dir).await.expect("readable");
+        assert_eq!(
+            first.attempts.len(),
+            history_of(&lab, "out").await.attempts.len()
+        );
+        // A task attempt starts, the job record is rewritten, a runner record goes.
+        let mut extra = first.attempts[0].clone();
+        extra.attempt = "zz-new".into();
+        extra.outcome = AttemptOutcome::Running;
+        extra.ended_ms = None;
+        extra.started_ms += 1;
+        lab.put(
+            &format!("{dir}/attempts/zz-new.json"),
+            serde_json::to_vec(&extra).expect("json"),
+        )
+        .await;
+        let mut job = first.job.clone().expect("the job's record");
+        job.error = Some("a changed record of a longer size".into());
+        lab.put(
+            &format!("{dir}/job.json"),
+            serde_json::to_vec(&job).expect("json"),
+        )
+        .await;
+        let runners = lab
+            .store
+            .list(&format!("{dir}/runners"))
+            .await
+            .expect("list");
+        assert_eq!(runners.len(), 1);
+        lab.store.delete(&runners[0].0).await.expect("delete");
+        let second = reader.read(&lab.store, &dir).await.expect("readable");
+        assert_eq!(second.attempts.len(), first.attempts.len() + 1);
+        assert!(second.attempts.iter().any(|a| a.attempt == "zz-new"));
+        assert_eq!(second.job.and_then(|j| j.error), job.error);
+        assert!(second.runners.is_empty());
+    });
+}
