@@ -498,6 +498,33 @@ spec:
     }
 
     #[test]
+    fn only_the_cleanup_pod_of_a_failed_job_is_told_why_it_failed() {
+        let cleanup = |dj: &DaskJob| {
+            JobFactory::new(dj, "registry.example/kask:1", &defaults())
+                .expect("a factory for a valid DaskJob")
+                .job(&Step::Cleanup, false)
+                .expect("the cleanup Job builds")
+        };
+        let mut dj = job("");
+        assert_eq!(env_value(&cleanup(&dj), "KASK_JOB_FAILURE"), None);
+        dj.status = Some(kask_api::DaskJobStatus {
+            phase: Some(kask_api::Phase::Failed),
+            message: Some("stage s0, task 3: input t/3.csv line 7: not a number".into()),
+            ..kask_api::DaskJobStatus::default()
+        });
+        assert_eq!(
+            env_value(&cleanup(&dj), "KASK_JOB_FAILURE"),
+            Some("stage s0, task 3: input t/3.csv line 7: not a number")
+        );
+        assert_eq!(env_value(&plan_job(&dj), "KASK_JOB_FAILURE"), None);
+        // A job cleaned up after it succeeded (or was deleted while running) has no failure.
+        if let Some(s) = dj.status.as_mut() {
+            s.phase = Some(kask_api::Phase::Running);
+        }
+        assert_eq!(env_value(&cleanup(&dj), "KASK_JOB_FAILURE"), None);
+    }
+
+    #[test]
     fn only_allow_listed_secret_keys_reach_the_pod_from_the_jobs_own_secret() {
         let dj = job("");
         let j = plan_job(&dj);

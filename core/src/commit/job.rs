@@ -469,6 +469,14 @@ pub async fn finish(store: &Store, output: &str, me: &str) -> Result<()> {
     }
     if still_mine {
         prune_records(store, output).await?;
+        // Histories are for people: one that cannot be removed now is removed next time.
+        match crate::history::prune::prune(store, output, crate::history::prune::KEPT_HISTORIES, me)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => info!(job = %me, removed = n, "removed the oldest job histories"),
+            Err(e) => warn!(job = %me, error = %e, "cannot remove old job histories"),
+        }
     }
     lock::release(store, output, me).await?;
     remove_scratch(store, output, me).await

@@ -6,6 +6,7 @@
 //! A history is for people; a write that fails is logged and the job goes on.
 
 pub mod logs;
+pub mod prune;
 pub mod read;
 pub mod sampler;
 

@@ -268,3 +268,36 @@ fn a_reader_that_follows_a_history_sees_records_added_changed_and_removed() {
         assert!(second.runners.is_empty());
     });
 }
+
+#[test]
+fn an_output_keeps_its_newest_histories_and_the_committing_jobs() {
+    run(async {
+        use kask_worker::history::prune::prune;
+        let lab = Lab::local();
+        for id in ["h1", "h2", "h3", "h4", "h5"] {
+            lab.put(&format!("out/_kask/history/{id}/job.json"), "{}")
+                .await;
+            lab.put(&format!("out/_kask/history/{id}/attempts/a.json"), "{}")
+                .await;
+            // Their ages must differ for the store to tell them apart.
+            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        }
+        // Job h1 (the oldest) just committed: it stays, with the two newest.
+        let removed = prune(&lab.store, "out", 2, "h1").await.expect("prunes");
+        assert_eq!(removed, 2);
+        let left = lab
+            .store
+            .list_dirs("out/_kask/history")
+            .await
+            .expect("lists");
+        assert_eq!(left, ["h1", "h4", "h5"]);
+        assert!(
+            lab.store
+                .list("out/_kask/history/h2")
+                .await
+                .expect("lists")
+                .is_empty()
+        );
+        assert_eq!(prune(&lab.store, "out", 5, "h1").await.expect("prunes"), 0);
+    });
+}
