@@ -151,6 +151,23 @@ pub async fn run(job: &DaskJob, opts: &RunOptions, progress: &dyn Progress) -> R
     // passing failure does not end the run before it starts.
     let retries = job.spec.retries();
     let (store, plan) = retrying(retries, "planning", || prepare(job, opts, None)).await?;
+    let (store, plan) = match retrying(retries, "reading the earlier run's plan", || {
+        earlier_plan(&store, &plan)
+    })
+    .await?
+    {
+        Earlier::None => (store, plan),
+        Earlier::Resume(earlier) => (store, *earlier),
+        Earlier::Unusable => {
+            crate::commit::job::remove_scratch(
+                &store,
+                plan.spec.main_output().path.trim_matches('/'),
+                &plan.job_id,
+            )
+            .await?;
+            retrying(retries, "planning", || prepare(job, opts, None)).await?
+        }
+    };
     let recorder = Recorder::of(&store, &plan);
     let job_id = plan.job_id.clone();
     let result = run_recorded(store, plan, opts, progress, &recorder, started).await;
@@ -172,6 +189,37 @@ pub async fn run(job: &DaskJob, opts: &RunOptions, progress: &dyn Progress) -> R
     recorder.ended(&job_id, outcome, error, outputs).await;
     recorder.process_done(started_ms).await;
     result
+}
+
+/// What an unfinished earlier run of the same job left as its plan.
+enum Earlier {
+    /// No earlier run: this run's plan stands.
+    None,
+    /// An earlier run's plan, which this run resumes: its committed tasks' outputs were cut
+    /// by it (the number of reduce partitions, say, follows the memory a run is given), so
+    /// planning anew could read them wrongly.
+    Resume(Box<Plan>),
+    /// An earlier run's plan that this Kask cannot read (another version wrote it): its
+    /// scratch space is removed and the job planned and run afresh.
+    Unusable,
+}
+
+/// The plan of the unfinished earlier run whose scratch space `plan` (a new plan, under the
+/// earlier run's id) would resume.
+async fn earlier_plan(store: &Store, plan: &Plan) -> Result<Earlier> {
+    let Some(body) = store.get_opt(&plan.plan_path()).await? else {
+        return Ok(Earlier::None);
+    };
+    match serde_json::from_slice::<Plan>(&body) {
+        Ok(earlier) if earlier.version == plan.version && earlier.job_id == plan.job_id => {
+            info!(job = %plan.job_id, "resuming an unfinished earlier run with its plan");
+            Ok(Earlier::Resume(Box::new(earlier)))
+        }
+        Ok(_) | Err(_) => {
+            warn!(job = %plan.job_id, "the unfinished earlier run's plan is of another Kask version: running the job afresh");
+            Ok(Earlier::Unusable)
+        }
+    }
 }
 
 /// Runs a planned job: its start, its stages, its commit.

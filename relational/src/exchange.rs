@@ -269,6 +269,30 @@ impl ShuffleReaderExec {
     }
 }
 
+/// `maps`, once each is found to have cut its rows into the `partitions` this reader reads:
+/// a map output cut another way (by another plan) would have its other partitions' rows
+/// silently left out, or read twice.
+fn check_partitions(
+    maps: Vec<TaskMarker>,
+    stage: usize,
+    partitions: usize,
+) -> Result<Vec<TaskMarker>> {
+    for m in &maps {
+        for f in &m.files {
+            if f.partitions.len() != partitions {
+                return Err(Error::internal(format!(
+                    "task {} of stage {stage} cut its output {} into {} partitions, but this \
+                     stage reads {partitions}: the map output belongs to another plan",
+                    m.task,
+                    f.path,
+                    f.partitions.len()
+                )));
+            }
+        }
+    }
+    Ok(maps)
+}
+
 /// Seeds the hash that cuts one map task's rows of a skewed partition into parts: not the
 /// hash partitioning's own, whose value every row of the partition shares modulo the
 /// partition count.
@@ -412,7 +436,11 @@ impl ExecutionPlan for ShuffleReaderExec {
         let slices: BoxStream<'static, Result<SliceReader>> = match self.mode {
             ReadMode::Partition => {
                 let source = Arc::clone(&source);
-                maps.map_ok(move |maps| {
+                let partitions = self.properties.partitioning.partition_count();
+                maps.and_then(move |maps| {
+                    futures::future::ready(check_partitions(maps, stage, partitions))
+                })
+                .map_ok(move |maps| {
                     let source = Arc::clone(&source);
                     futures::stream::iter(maps)
                         .map(move |m| {

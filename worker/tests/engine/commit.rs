@@ -728,3 +728,70 @@ async fn an_output_keeps_only_its_newest_commit_records() {
     }
     assert!(verify(&lab.store, "out").await.expect("verify").ok());
 }
+
+/// A groupby over 400,000 rows in 8 row groups (one map task each), keys 0..1000.
+const KEYED_SUMS: &str = "  dataframe:\n    inputs:\n      t: {path: \"t/*.parquet\"}\n    pipeline:\n      - source: t\n      - groupby: {by: [k], aggs: {v: [sum, count]}}\n  targetTaskBytes: 1\n  output: {path: out}\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rerun_given_other_memory_resumes_with_the_earlier_runs_plan() {
+    let lab = Lab::local();
+    let n: i64 = 400_000;
+    let t = batch(vec![
+        (
+            "k",
+            ints(&(0..n).map(|i| Some(i * 7919 % 1000)).collect::<Vec<_>>()),
+        ),
+        ("v", ints(&(0..n).map(|i| Some(i % 97)).collect::<Vec<_>>())),
+    ]);
+    lab.put_parquet("t/a.parquet", &t, 50_000).await;
+    // The number of reduce partitions follows the memory a run is given: the two runs here
+    // would cut the shuffle differently if each planned on its own.
+    let job = kask_api::load_job("job.yaml", &lab.job_yaml(KEYED_SUMS)).expect("job");
+    let plan_with = |memory: Option<u64>| {
+        let opts = RunOptions {
+            storage: Some(lab.store.url.clone()),
+            base_dir: lab.dir.path().to_path_buf(),
+            memory,
+            ..RunOptions::default()
+        };
+        let job = job.clone();
+        async move { runner::prepare(&job, &opts, None).await.expect("plan") }
+    };
+    let small = 8 << 20;
+    let tasks = |p: &Plan| p.stages.iter().map(|s| s.tasks).collect::<Vec<_>>();
+    let (_, cramped) = plan_with(Some(small)).await;
+    let (_, roomy) = plan_with(None).await;
+    assert_ne!(
+        tasks(&cramped),
+        tasks(&roomy),
+        "the test needs plans that differ"
+    );
+    // An earlier run in little memory ran its stages and died before its commit.
+    let (_, earlier) = lab.staged_with_memory(KEYED_SUMS, Some(small)).await;
+    assert!(lab.manifest("out").await.is_none());
+    // Run again with the machine's memory: it resumes, with the earlier run's cut.
+    let summary = lab.run(KEYED_SUMS).await.expect("rerun");
+    assert_eq!(
+        summary.manifest.job_id, earlier.job_id,
+        "the rerun is the same run"
+    );
+    assert_eq!(summary.resumed, earlier.total_tasks());
+    // Every key once, with the sum and count of a plain computation.
+    let mut want = std::collections::BTreeMap::<i64, (i64, i64)>::new();
+    for i in 0..n {
+        let e = want.entry(i * 7919 % 1000).or_default();
+        e.0 += i % 97;
+        e.1 += 1;
+    }
+    let (_, rows) = lab.result("out").await;
+    let mut got: Vec<(i64, i64, i64)> = rows
+        .iter()
+        .map(|r| match (&r[0], &r[1], &r[2]) {
+            (V::I(k), V::I(s), V::I(c)) => (*k, *s, *c),
+            other => panic!("a row of three integers, not {other:?}"),
+        })
+        .collect();
+    got.sort();
+    let want: Vec<(i64, i64, i64)> = want.into_iter().map(|(k, (s, c))| (k, s, c)).collect();
+    assert_eq!(got, want);
+}
