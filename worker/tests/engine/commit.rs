@@ -741,7 +741,14 @@ async fn a_rerun_given_other_memory_resumes_with_the_earlier_runs_plan() {
             "k",
             ints(&(0..n).map(|i| Some(i * 7919 % 1000)).collect::<Vec<_>>()),
         ),
-        ("v", ints(&(0..n).map(|i| Some(i % 97)).collect::<Vec<_>>())),
+        (
+            "v",
+            ints(
+                &(0..n)
+                    .map(|i| Some(i * 2_654_435_761 % 1_000_000_007))
+                    .collect::<Vec<_>>(),
+            ),
+        ),
     ]);
     lab.put_parquet("t/a.parquet", &t, 50_000).await;
     // The number of reduce partitions follows the memory a run is given: the two runs here
@@ -757,7 +764,7 @@ async fn a_rerun_given_other_memory_resumes_with_the_earlier_runs_plan() {
         let job = job.clone();
         async move { runner::prepare(&job, &opts, None).await.expect("plan") }
     };
-    let small = 8 << 20;
+    let small = 2 << 20;
     let tasks = |p: &Plan| p.stages.iter().map(|s| s.tasks).collect::<Vec<_>>();
     let (_, cramped) = plan_with(Some(small)).await;
     let (_, roomy) = plan_with(None).await;
@@ -780,7 +787,7 @@ async fn a_rerun_given_other_memory_resumes_with_the_earlier_runs_plan() {
     let mut want = std::collections::BTreeMap::<i64, (i64, i64)>::new();
     for i in 0..n {
         let e = want.entry(i * 7919 % 1000).or_default();
-        e.0 += i % 97;
+        e.0 += i * 2_654_435_761 % 1_000_000_007;
         e.1 += 1;
     }
     let (_, rows) = lab.result("out").await;
