@@ -61,16 +61,10 @@ enum Command {
         /// Only this namespace's jobs (default: every namespace).
         #[arg(long, short = 'n')]
         namespace: Option<String>,
-        /// S3-compatible endpoint to read histories through, instead of each job's own
-        /// (which is often an in-cluster address).
-        #[arg(long)]
-        endpoint: Option<String>,
-        /// S3 region, instead of each job's own.
-        #[arg(long)]
-        region: Option<String>,
-        /// Allow plain HTTP to the endpoint.
-        #[arg(long)]
-        allow_http: bool,
+        /// Where to read the jobs' histories, instead of each job's own storage settings
+        /// (often an in-cluster endpoint).
+        #[command(flatten)]
+        storage: StorageFlags,
     },
     /// Show the plan (stages, tasks, bytes per task, shuffles) without running it.
     Explain {
@@ -97,16 +91,8 @@ enum Command {
     Verify {
         /// The output folder: a local path, or a URL such as s3://bucket/prefix/out.
         path: String,
-        /// S3-compatible endpoint, e.g. http://localhost:9000 (credentials come from the
-        /// environment, as for jobs).
-        #[arg(long)]
-        endpoint: Option<String>,
-        /// S3 region.
-        #[arg(long)]
-        region: Option<String>,
-        /// Allow plain HTTP to the endpoint.
-        #[arg(long)]
-        allow_http: bool,
+        #[command(flatten)]
+        storage: StorageFlags,
     },
     /// Write a job's report: one self-contained HTML file with its task stream, stage graph,
     /// memory and throughput, slowest and largest tasks, errors and cost, from the history
@@ -120,15 +106,8 @@ enum Command {
         /// The file to write (default: <job>-report.html here).
         #[arg(long, short = 'o')]
         out: Option<PathBuf>,
-        /// S3-compatible endpoint, e.g. http://localhost:9000.
-        #[arg(long)]
-        endpoint: Option<String>,
-        /// S3 region.
-        #[arg(long)]
-        region: Option<String>,
-        /// Allow plain HTTP to the endpoint.
-        #[arg(long)]
-        allow_http: bool,
+        #[command(flatten)]
+        storage: StorageFlags,
     },
     /// Print the DaskJob CustomResourceDefinition.
     Crd,
@@ -165,15 +144,9 @@ enum Command {
         /// the newest).
         #[arg(long)]
         job: Option<String>,
-        /// With an output folder in S3-compatible storage: its endpoint.
-        #[arg(long)]
-        endpoint: Option<String>,
-        /// With an output folder in S3: its region.
-        #[arg(long)]
-        region: Option<String>,
-        /// Allow plain HTTP to the endpoint.
-        #[arg(long)]
-        allow_http: bool,
+        /// With an output folder in S3-compatible storage: how to reach it.
+        #[command(flatten)]
+        storage: StorageFlags,
         #[arg(long, short = 'n')]
         namespace: Option<String>,
         /// Only this stage's pods (e.g. s0-scan-orders; `plan` and `commit` too).
@@ -301,14 +274,40 @@ fn options(job: &Path, storage: Option<String>) -> RunOptions {
     }
 }
 
+/// How to reach S3-compatible storage from this machine (credentials come from the
+/// environment, as for jobs).
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct StorageFlags {
+    /// S3-compatible endpoint, e.g. http://localhost:9000.
+    #[arg(long)]
+    endpoint: Option<String>,
+    /// S3 region.
+    #[arg(long)]
+    region: Option<String>,
+    /// Allow plain HTTP to the endpoint.
+    #[arg(long)]
+    allow_http: bool,
+}
+
+impl StorageFlags {
+    /// `storage` with the settings given here in place of its own.
+    pub fn apply(&self, mut storage: kask_api::Storage) -> kask_api::Storage {
+        if let Some(e) = &self.endpoint {
+            storage.endpoint = Some(e.clone());
+        }
+        if let Some(r) = &self.region {
+            storage.region = Some(r.clone());
+        }
+        if self.allow_http {
+            storage.allow_http = Some(true);
+        }
+        storage
+    }
+}
+
 /// The storage holding an output folder, and the folder's name in it: the folder's parent is
 /// the storage, so that a path or a URL names the result alone.
-fn verify_target(
-    path: &str,
-    endpoint: Option<String>,
-    region: Option<String>,
-    allow_http: bool,
-) -> Result<(kask_api::Storage, String), Error> {
+fn verify_target(path: &str, flags: &StorageFlags) -> Result<(kask_api::Storage, String), Error> {
     let url = if path.contains("://") {
         path.trim_end_matches('/').to_string()
     } else {
@@ -320,13 +319,13 @@ fn verify_target(
         .rsplit_once('/')
         .filter(|(p, n)| !n.is_empty() && !p.ends_with('/'))
         .ok_or_else(|| Error::spec("PATH", format!("{path} names no folder inside a storage")))?;
-    let storage = kask_api::Storage {
+    let storage = flags.apply(kask_api::Storage {
         url: parent.to_string(),
-        endpoint,
-        region,
-        allow_http: allow_http.then_some(true),
+        endpoint: None,
+        region: None,
+        allow_http: None,
         secret_ref: None,
-    };
+    });
     Ok((storage, name.to_string()))
 }
 
@@ -427,15 +426,8 @@ pub async fn dispatch(cli: Cli) -> Result<(), Error> {
         Command::Dashboard {
             listen,
             namespace,
-            endpoint,
-            region,
-            allow_http,
+            storage,
         } => {
-            let storage = dashboard::StorageOverride {
-                endpoint,
-                region,
-                allow_http,
-            };
             let cluster = dashboard::Cluster::connect(namespace, storage).await?;
             let running = dashboard::start(&listen, dashboard::Source::Cluster(cluster)).await?;
             eprintln!("dashboard: {} (Ctrl-C stops it)", running.url());
@@ -484,13 +476,11 @@ pub async fn dispatch(cli: Cli) -> Result<(), Error> {
             stage,
             task,
             job,
-            endpoint,
-            region,
-            allow_http,
+            storage,
         } => {
             // A DaskJob's name has no slash; an output folder (a path or URL) does.
             if name.contains('/') || name.starts_with('.') {
-                let (storage, output) = verify_target(&name, endpoint, region, allow_http)?;
+                let (storage, output) = verify_target(&name, &storage)?;
                 report::logs(&storage, &output, job.as_deref(), stage.as_deref(), task).await
             } else {
                 cluster::logs(&name, namespace.as_deref(), stage.as_deref(), task).await
@@ -504,22 +494,15 @@ pub async fn dispatch(cli: Cli) -> Result<(), Error> {
             path,
             job,
             out,
-            endpoint,
-            region,
-            allow_http,
+            storage,
         } => {
-            let (storage, output) = verify_target(&path, endpoint, region, allow_http)?;
+            let (storage, output) = verify_target(&path, &storage)?;
             let written = report::report(&storage, &output, job.as_deref(), out).await?;
             println!("{}", written.display());
             Ok(())
         }
-        Command::Verify {
-            path,
-            endpoint,
-            region,
-            allow_http,
-        } => {
-            let (storage, output) = verify_target(&path, endpoint, region, allow_http)?;
+        Command::Verify { path, storage } => {
+            let (storage, output) = verify_target(&path, &storage)?;
             let store = kask_worker::store::Store::from_storage(&storage)?;
             let verdict = kask_worker::commit::verify::verify(&store, &output).await?;
             for note in &verdict.notes {

@@ -23,7 +23,7 @@ use kask_worker::Error;
 use kask_worker::history::read::Reader;
 use kask_worker::store::Store;
 
-pub use source::{Both, Cluster, Local, StorageOverride};
+pub use source::{Both, Cluster, Local};
 
 use pages::JobRow;
 
@@ -137,14 +137,9 @@ fn html(body: String) -> Response {
     r
 }
 
-/// An error as the page shows it: the status code says whether the job exists.
+/// An error as the page shows it: what the dashboard could not reach.
 fn failure(e: &Error) -> Response {
-    let code = if e.to_string().contains("NotFound") || e.to_string().contains("not found") {
-        StatusCode::NOT_FOUND
-    } else {
-        StatusCode::BAD_GATEWAY
-    };
-    (code, e.to_string()).into_response()
+    (StatusCode::BAD_GATEWAY, e.to_string()).into_response()
 }
 
 impl Dashboard {
@@ -163,8 +158,9 @@ impl Dashboard {
         Ok(pages::job_list(&rows, &scope))
     }
 
-    /// Job `namespace/name`'s view, drawn again at most every [`FRESH`].
-    async fn job_view(&self, namespace: &str, name: &str) -> Result<String, Error> {
+    /// Job `namespace/name`'s view, drawn again at most every [`FRESH`]; `None` when there is
+    /// no such job.
+    async fn job_view(&self, namespace: &str, name: &str) -> Result<Option<String>, Error> {
         let entry = {
             let mut all = self.watched.lock().await;
             all.entry((namespace.to_string(), name.to_string()))
@@ -175,11 +171,14 @@ impl Dashboard {
         if let Some((at, body)) = &w.drawn
             && at.elapsed() < FRESH
         {
-            return Ok(body.clone());
+            return Ok(Some(body.clone()));
         }
         let found = match &self.source {
             Source::Cluster(c) => c.find(namespace, name).await?,
-            Source::Local(l) => l.find(),
+            Source::Local(l) => Some(l.find()),
+        };
+        let Some(found) = found else {
+            return Ok(None);
         };
         let history = match &found.history {
             None => Err("the job has not been planned yet".to_string()),
@@ -202,7 +201,7 @@ impl Dashboard {
             now,
         );
         w.drawn = Some((Instant::now(), body.clone()));
-        Ok(body)
+        Ok(Some(body))
     }
 }
 
@@ -259,7 +258,12 @@ async fn job_view(
     Path((namespace, name)): Path<(String, String)>,
 ) -> Response {
     match d.job_view(&namespace, &name).await {
-        Ok(body) => view(body),
+        Ok(Some(body)) => view(body),
+        Ok(None) => (
+            StatusCode::NOT_FOUND,
+            format!("no DaskJob {namespace}/{name}"),
+        )
+            .into_response(),
         Err(e) => failure(&e),
     }
 }

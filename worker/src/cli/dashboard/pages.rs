@@ -193,14 +193,13 @@ pub fn job_view(
     out
 }
 
-/// A view's version: its hash, so that the page swaps it in only when it changed.
+/// A view's version: its hash, so that the page swaps it in only when it changed (the
+/// versions a page compares all come from one dashboard process).
 pub fn version(view: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in view.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{h:016x}")
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut h = DefaultHasher::new();
+    view.hash(&mut h);
+    format!("{:016x}", h.finish())
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 
+use super::super::StorageFlags;
 use super::pages::JobRow;
 use kask_api::history::history_dir;
 use kask_api::{DaskJob, StageStatus, Storage};
@@ -24,40 +25,12 @@ pub struct Found {
     pub history: Option<(Storage, String)>,
 }
 
-/// Settings that replace the ones in a job's storage section: the endpoint the cluster's pods
-/// use is often not the one this machine reaches.
-#[derive(Clone, Debug, Default)]
-pub struct StorageOverride {
-    /// S3-compatible endpoint.
-    pub endpoint: Option<String>,
-    /// S3 region.
-    pub region: Option<String>,
-    /// Allow plain HTTP.
-    pub allow_http: bool,
-}
-
-impl StorageOverride {
-    /// `storage` with these settings in place of its own.
-    pub fn apply(&self, mut storage: Storage) -> Storage {
-        if let Some(e) = &self.endpoint {
-            storage.endpoint = Some(e.clone());
-        }
-        if let Some(r) = &self.region {
-            storage.region = Some(r.clone());
-        }
-        if self.allow_http {
-            storage.allow_http = Some(true);
-        }
-        storage
-    }
-}
-
 /// The DaskJobs of a cluster.
 pub struct Cluster {
     client: Client,
     /// One namespace, or all.
     namespace: Option<String>,
-    storage: StorageOverride,
+    storage: StorageFlags,
 }
 
 fn kube_err(what: &str, e: impl std::fmt::Display) -> Error {
@@ -68,7 +41,7 @@ impl Cluster {
     /// The cluster of the current kubeconfig.
     pub async fn connect(
         namespace: Option<String>,
-        storage: StorageOverride,
+        storage: StorageFlags,
     ) -> Result<Cluster, Error> {
         let client = Client::try_default()
             .await
@@ -107,19 +80,22 @@ impl Cluster {
         Ok(rows)
     }
 
-    /// DaskJob `namespace/name`, and where its history is.
-    pub async fn find(&self, namespace: &str, name: &str) -> Result<Found, Error> {
+    /// DaskJob `namespace/name`, and where its history is; `None` when there is no such job.
+    pub async fn find(&self, namespace: &str, name: &str) -> Result<Option<Found>, Error> {
         if self.namespace.as_deref().is_some_and(|ns| ns != namespace) {
             return Err(Error::spec(
                 "namespace",
                 format!("this dashboard shows {} only", self.scope()),
             ));
         }
-        let dj = self
+        let Some(dj) = self
             .api(Some(namespace))
-            .get(name)
+            .get_opt(name)
             .await
-            .map_err(|e| kube_err(&format!("reading daskjob {namespace}/{name}"), e))?;
+            .map_err(|e| kube_err(&format!("reading daskjob {namespace}/{name}"), e))?
+        else {
+            return Ok(None);
+        };
         let history = match (&dj.spec.storage, dj.uid()) {
             (Some(storage), Some(uid)) => Some((
                 self.storage.apply(storage.clone()),
@@ -127,27 +103,19 @@ impl Cluster {
             )),
             _ => None,
         };
-        Ok(Found {
+        Ok(Some(Found {
             row: row_of(&dj),
             stages: dj.status.clone().unwrap_or_default().stages,
             history,
-        })
+        }))
     }
 }
 
 /// A DaskJob's row in the list.
 fn row_of(dj: &DaskJob) -> JobRow {
     let status = dj.status.clone().unwrap_or_default();
-    let spec = &dj.spec;
-    let kind = if spec.sql.is_some() {
-        "sql"
-    } else if spec.array.is_some() {
-        "array"
-    } else if spec.bag.is_some() {
-        "bag"
-    } else {
-        "dataframe"
-    };
+    // A spec the operator refused has no kind; its row still shows, with its message.
+    let kind = kask_worker::kind::of_spec(&dj.spec).map_or("", |k| k.name());
     let stalled = super::super::cluster::stalled(&status);
     JobRow {
         namespace: dj.namespace().unwrap_or_default(),
