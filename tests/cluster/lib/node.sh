@@ -6,10 +6,19 @@
 # spawn NAME PROGRAM ARGS...: starts PROGRAM in its own session (so a Ctrl-C of the caller does
 # not reach it) and records "pid program" for `down`.
 spawn() {
-  local name=$1
+  local name=$1 pid want
   shift
   setsid "$@" </dev/null >"$RUN/logs/$name.log" 2>&1 &
-  echo "$! $1" >"$RUN/pids/$name"
+  pid=$!
+  echo "$pid $1" >"$RUN/pids/$name"
+  # Until the background shell has exec'd the program, its pid runs bash or setsid, and
+  # component_pid would take the component for dead: wait for the exec (or the exit).
+  want=$(readlink -f "$1")
+  for _ in $(seq 1 100); do
+    [[ "$(readlink "/proc/$pid/exe" 2>/dev/null)" == "$want" ]] && return 0
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.02
+  done
 }
 
 # The pid of component NAME if it still runs the program it was started with (a recycled pid

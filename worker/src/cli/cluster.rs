@@ -15,11 +15,11 @@ use super::progress::stage_bar_style;
 use kask_api::{DaskJob, DaskJobStatus, Phase};
 use kask_worker::Error;
 
-fn kube_err(what: &str, e: impl std::fmt::Display) -> Error {
+pub(super) fn kube_err(what: &str, e: impl std::fmt::Display) -> Error {
     Error::spec("kubernetes", format!("{what}: {e}"))
 }
 
-async fn client() -> Result<Client, Error> {
+pub(super) async fn client() -> Result<Client, Error> {
     Client::try_default()
         .await
         .map_err(|e| kube_err("cannot reach the cluster of the current kubeconfig", e))

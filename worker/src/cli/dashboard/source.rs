@@ -8,6 +8,7 @@ use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 
 use super::super::StorageFlags;
+use super::super::cluster::{client, kube_err, phase_name, stalled};
 use super::pages::JobRow;
 use kask_api::history::history_dir;
 use kask_api::{DaskJob, StageStatus, Storage};
@@ -33,21 +34,14 @@ pub struct Cluster {
     storage: StorageFlags,
 }
 
-fn kube_err(what: &str, e: impl std::fmt::Display) -> Error {
-    Error::spec("kubernetes", format!("{what}: {e}"))
-}
-
 impl Cluster {
     /// The cluster of the current kubeconfig.
     pub async fn connect(
         namespace: Option<String>,
         storage: StorageFlags,
     ) -> Result<Cluster, Error> {
-        let client = Client::try_default()
-            .await
-            .map_err(|e| kube_err("cannot reach the cluster of the current kubeconfig", e))?;
         Ok(Cluster {
-            client,
+            client: client().await?,
             namespace,
             storage,
         })
@@ -116,12 +110,12 @@ fn row_of(dj: &DaskJob) -> JobRow {
     let status = dj.status.clone().unwrap_or_default();
     // A spec the operator refused has no kind; its row still shows, with its message.
     let kind = kask_worker::kind::of_spec(&dj.spec).map_or("", |k| k.name());
-    let stalled = super::super::cluster::stalled(&status);
+    let stalled = stalled(&status);
     JobRow {
         namespace: dj.namespace().unwrap_or_default(),
         name: dj.name_any(),
         kind: kind.into(),
-        phase: super::super::cluster::phase_name(&status),
+        phase: phase_name(&status),
         progress: status.progress.clone().unwrap_or_default(),
         started: status.start_time.clone().unwrap_or_default(),
         message: status.message.clone().or(stalled).unwrap_or_default(),
@@ -171,7 +165,7 @@ impl Local {
         vec![self.find().row]
     }
 
-    /// The run, and where its history is once planned. Its phase comes from the history.
+    /// The run, and where its history is once planned.
     pub fn find(&self) -> Found {
         self.with(|s| Found {
             row: JobRow {
