@@ -103,6 +103,10 @@ pub struct DaskJobSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
 
+    /// Where the worker pods may run: node selector, tolerations, affinity and spreading.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_template: Option<crate::pods::PodTemplate>,
+
     /// Seconds the job may run, counted from its start; then it fails and its pods are stopped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]

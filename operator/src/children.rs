@@ -102,6 +102,11 @@ impl Children {
         self.jobs.values()
     }
 
+    /// Every pod, of every Job.
+    pub fn pods(&self) -> impl Iterator<Item = &Pod> {
+        self.pods.iter()
+    }
+
     fn pods_of<'a>(&'a self, job: &'a str) -> impl Iterator<Item = &'a Pod> + 'a {
         self.pods
             .iter()

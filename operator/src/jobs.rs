@@ -9,10 +9,10 @@ use k8s_openapi::api::batch::v1::{
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, ObjectFieldSelector,
     PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile,
-    SecretKeySelector, SecurityContext, Volume, VolumeMount,
+    SecretKeySelector, SecurityContext, TopologySpreadConstraint, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use kube::{Resource, ResourceExt};
 
 use crate::error::{Error, Result};
@@ -155,11 +155,21 @@ impl<'a> JobFactory<'a> {
             .dj
             .controller_owner_ref(&())
             .ok_or_else(|| Error::Invariant("a DaskJob without a name or UID".into()))?;
+        // Queued jobs: Kueue admits the plan, each stage and the commit as Jobs of its own
+        // queue and priority. The cleanup of a deleted job never waits in a queue.
+        let mut job_labels = labels.clone();
+        if !matches!(step, Step::Cleanup) {
+            for key in [names::LABEL_QUEUE, names::LABEL_PRIORITY] {
+                if let Some(v) = self.dj.labels().get(key) {
+                    job_labels.insert(key.to_string(), v.clone());
+                }
+            }
+        }
         Ok(Job {
             metadata: ObjectMeta {
                 name: Some(name),
                 namespace: self.dj.namespace(),
-                labels: Some(labels.clone()),
+                labels: Some(job_labels),
                 owner_references: Some(vec![OwnerReference {
                     block_owner_deletion: Some(true),
                     ..owner
@@ -186,7 +196,7 @@ impl<'a> JobFactory<'a> {
                         ),
                         ..ObjectMeta::default()
                     }),
-                    spec: Some(self.pod(args, matches!(step, Step::Cleanup))?),
+                    spec: Some(self.pod(args, matches!(step, Step::Cleanup), &stage)?),
                 },
                 ..JobSpec::default()
             }),
@@ -194,7 +204,7 @@ impl<'a> JobFactory<'a> {
         })
     }
 
-    fn pod(&self, args: Vec<String>, cleanup: bool) -> Result<PodSpec> {
+    fn pod(&self, args: Vec<String>, cleanup: bool, stage: &str) -> Result<PodSpec> {
         let spec_json = serde_json::to_string(&self.dj.spec)
             .map_err(|e| Error::Invariant(format!("serializing the spec: {e}")))?;
         let plain = |name: &str, value: String| EnvVar {
@@ -266,7 +276,17 @@ impl<'a> JobFactory<'a> {
                 }),
             }));
         }
+        let scheduling = self.dj.spec.pod_template.clone().unwrap_or_default();
         Ok(PodSpec {
+            node_selector: scheduling.node_selector,
+            tolerations: scheduling.tolerations,
+            affinity: scheduling.affinity,
+            topology_spread_constraints: Some(
+                scheduling
+                    .topology_spread_constraints
+                    .unwrap_or_else(|| spread_over_nodes(self.dj.uid().unwrap_or_default(), stage)),
+            )
+            .filter(|c| !c.is_empty()),
             restart_policy: Some("Never".into()),
             // Workers talk to object storage, never to the API server.
             automount_service_account_token: Some(false),
@@ -321,6 +341,28 @@ impl<'a> JobFactory<'a> {
             ..PodSpec::default()
         })
     }
+}
+
+/// A stage's pods spread over nodes as a preference: a lost node then takes few of its tasks
+/// with it, and its tasks share more machines. Never a requirement: a stage on a one-node
+/// cluster, or on nodes a selector narrowed, schedules as before.
+fn spread_over_nodes(uid: String, stage: &str) -> Vec<TopologySpreadConstraint> {
+    vec![TopologySpreadConstraint {
+        max_skew: 1,
+        topology_key: "kubernetes.io/hostname".into(),
+        when_unsatisfiable: "ScheduleAnyway".into(),
+        label_selector: Some(LabelSelector {
+            match_labels: Some(
+                [
+                    (names::LABEL_JOB_UID.to_string(), uid),
+                    (names::LABEL_STAGE.to_string(), stage.to_string()),
+                ]
+                .into(),
+            ),
+            match_expressions: None,
+        }),
+        ..TopologySpreadConstraint::default()
+    }]
 }
 
 /// One retry layer, and only where a retry can help: a worker's exit code for the user's
@@ -437,6 +479,127 @@ spec:
         );
         let args = container(&j).args.clone().expect("set by the factory");
         assert_eq!(args[..2], ["worker".to_string(), "run".to_string()]);
+    }
+
+    fn pod_spec(j: &Job) -> &PodSpec {
+        j.spec
+            .as_ref()
+            .expect("set by the factory")
+            .template
+            .spec
+            .as_ref()
+            .expect("set by the factory")
+    }
+
+    fn stage_job(dj: &DaskJob) -> Job {
+        let step = Step::Stage {
+            index: 0,
+            name: "s0-scan".into(),
+            groups: 4,
+            pods: 2,
+            plan: "s3://lake/x/_kask/plan.json".into(),
+        };
+        JobFactory::new(dj, "registry.example/kask:1", &defaults())
+            .expect("a factory for a valid DaskJob")
+            .job(&step, false)
+            .expect("the stage Job builds")
+    }
+
+    #[test]
+    fn a_stages_pods_prefer_to_spread_over_nodes_and_select_only_their_stage() {
+        let j = stage_job(&job(""));
+        let pod = pod_spec(&j);
+        let spread = pod
+            .topology_spread_constraints
+            .as_ref()
+            .expect("spread by default");
+        assert_eq!(spread.len(), 1);
+        let c = &spread[0];
+        assert_eq!(
+            (
+                c.topology_key.as_str(),
+                c.max_skew,
+                c.when_unsatisfiable.as_str()
+            ),
+            ("kubernetes.io/hostname", 1, "ScheduleAnyway")
+        );
+        let selector = c
+            .label_selector
+            .as_ref()
+            .and_then(|s| s.match_labels.as_ref())
+            .expect("a label selector");
+        // Exactly the stage's pods: the selector is a subset of the pods' own labels.
+        let pod_labels = j
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.metadata.as_ref())
+            .and_then(|m| m.labels.as_ref())
+            .expect("pod labels");
+        assert_eq!(selector.len(), 2, "{selector:?}");
+        for (k, v) in selector {
+            assert_eq!(pod_labels.get(k), Some(v), "{k}");
+        }
+        assert_eq!(selector["kask.dev/stage"], "s0-scan");
+        assert_eq!(selector["kask.dev/job-uid"], "0b6c-44d1");
+        assert!(pod.node_selector.is_none() && pod.tolerations.is_none() && pod.affinity.is_none());
+    }
+
+    #[test]
+    fn the_pod_templates_scheduling_fields_reach_every_pod() {
+        let dj = job(
+            "  podTemplate:\n    nodeSelector: {pool: batch}\n    tolerations:\n    \
+             - {key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 5}\n    \
+             affinity:\n      nodeAffinity:\n        requiredDuringSchedulingIgnoredDuringExecution:\n          \
+             nodeSelectorTerms: [{matchExpressions: [{key: zone, operator: In, values: [a]}]}]\n    \
+             topologySpreadConstraints: []\n",
+        );
+        for j in [stage_job(&dj), plan_job(&dj)] {
+            let pod = pod_spec(&j);
+            assert_eq!(
+                pod.node_selector.as_ref().map(|s| s["pool"].as_str()),
+                Some("batch")
+            );
+            let t = &pod.tolerations.as_ref().expect("passed through")[0];
+            assert_eq!(
+                (t.key.as_deref(), t.toleration_seconds),
+                (Some("node.kubernetes.io/unreachable"), Some(5))
+            );
+            let terms = &pod
+                .affinity
+                .as_ref()
+                .and_then(|a| a.node_affinity.as_ref())
+                .and_then(|n| {
+                    n.required_during_scheduling_ignored_during_execution
+                        .as_ref()
+                })
+                .expect("passed through")
+                .node_selector_terms;
+            assert_eq!(terms.len(), 1);
+            // An empty list turns the default spreading off.
+            assert!(pod.topology_spread_constraints.is_none());
+            // Kask's own fields stay.
+            assert_eq!(pod.automount_service_account_token, Some(false));
+        }
+    }
+
+    #[test]
+    fn a_queued_jobs_queue_and_priority_labels_reach_its_jobs_but_not_its_cleanup() {
+        let text = JOB.replace(
+            "metadata: {name: revenue, namespace: team-a, uid: 0b6c-44d1}",
+            "metadata: {name: revenue, namespace: team-a, uid: 0b6c-44d1, labels: \
+             {kueue.x-k8s.io/queue-name: batch, kueue.x-k8s.io/priority-class: high}}",
+        );
+        let dj = kask_api::load::parse_job("job.yaml", &text).expect("the test job parses");
+        let f = JobFactory::new(&dj, "registry.example/kask:1", &defaults())
+            .expect("a factory for a valid DaskJob");
+        for j in [stage_job(&dj), plan_job(&dj)] {
+            let labels = j.metadata.labels.as_ref().expect("set by the factory");
+            assert_eq!(labels["kueue.x-k8s.io/queue-name"], "batch");
+            assert_eq!(labels["kueue.x-k8s.io/priority-class"], "high");
+        }
+        let cleanup = f.job(&Step::Cleanup, false).expect("the cleanup Job builds");
+        let labels = cleanup.metadata.labels.as_ref().expect("set by the factory");
+        assert!(!labels.contains_key("kueue.x-k8s.io/queue-name"), "{labels:?}");
     }
 
     #[test]

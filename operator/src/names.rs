@@ -13,6 +13,11 @@ pub const LABEL_STAGE: &str = "kask.dev/stage";
 pub const ANNOTATION_FAILPOINT: &str = "kask.dev/failpoint";
 /// The DaskJob's full name on its pods (names can be longer than a label value allows).
 pub const ANNOTATION_JOB: &str = "kask.dev/daskjob";
+/// Kueue's queue label: a DaskJob carrying it is admitted through that LocalQueue, each of its
+/// plan, stage and commit Jobs by Kueue's own batch/Job integration.
+pub const LABEL_QUEUE: &str = "kueue.x-k8s.io/queue-name";
+/// Kueue's workload priority class label, passed on with the queue label.
+pub const LABEL_PRIORITY: &str = "kueue.x-k8s.io/priority-class";
 /// Removes the scratch prefix before a deleted DaskJob goes.
 pub const FINALIZER: &str = "kask.dev/cleanup";
 

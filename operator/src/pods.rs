@@ -2,7 +2,7 @@
 //! functions of the Pod object, so that every case is tested without a cluster.
 
 use k8s_openapi::api::core::v1::{ContainerStateTerminated, Pod};
-use k8s_openapi::jiff::Timestamp;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::ResourceExt;
 
 use kask_api::report::{FailureReport, exit};
@@ -71,6 +71,22 @@ pub fn message(pod: &Pod) -> Option<&str> {
 
 fn created(pod: &Pod) -> Option<Timestamp> {
     pod.metadata.creation_timestamp.as_ref().map(|t| t.0)
+}
+
+/// How far past its deletion deadline an unfinished pod is: the kubelet ends a deleted pod
+/// within its grace period (the deadline includes it), so a pod long past it has no kubelet to
+/// end it, its node being lost, and stays `Terminating` while its Job waits for it to fail.
+pub fn overdue(pod: &Pod, now: Timestamp) -> Option<SignedDuration> {
+    let deadline = pod.metadata.deletion_timestamp.as_ref()?.0;
+    if matches!(phase(pod), "Succeeded" | "Failed") {
+        return None;
+    }
+    Some(now.duration_since(deadline))
+}
+
+/// The node a pod was scheduled to, if any.
+pub fn node(pod: &Pod) -> Option<&str> {
+    pod.spec.as_ref()?.node_name.as_deref()
 }
 
 /// Why a pending pod cannot start: it cannot be scheduled, or its container cannot be created.

@@ -290,11 +290,41 @@ impl<'a> Reconcile<'a> {
                     || "deleting the DaskJob after its TTL".into(),
                 )
             }
+            Act::ReleasePod(pod) => self.release_pod(&pod).await,
             Act::Event(note) => {
                 self.event(&note).await;
                 Ok(Applied::Done)
             }
         }
+    }
+
+    /// Marks a stranded pod Failed with a `DisruptionTarget` condition (so that its Job's
+    /// failure policy spends no retry on it) and deletes it at once, as the pod garbage
+    /// collector does for pods of an out-of-service node.
+    async fn release_pod(&self, pod: &str) -> Result<Applied> {
+        let pods: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &self.namespace);
+        let now = Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let status = Patch::Strategic(json!({"status": {
+            "phase": "Failed",
+            "conditions": [{
+                "type": "DisruptionTarget", "status": "True", "reason": "NodeLost",
+                "message": "Kask: the pod's node never confirmed its deletion",
+                "lastTransitionTime": now,
+            }],
+        }}));
+        tolerate(
+            pods.patch_status(pod, &PatchParams::default(), &status)
+                .await,
+            &[404],
+            || format!("marking stranded pod {pod} failed"),
+        )?;
+        let dp = DeleteParams {
+            grace_period_seconds: Some(0),
+            ..DeleteParams::default()
+        };
+        tolerate(pods.delete(pod, &dp).await, &[404], || {
+            format!("deleting stranded pod {pod}")
+        })
     }
 
     /// Adds or removes Kask's finalizer with a JSON patch that first tests the list it was

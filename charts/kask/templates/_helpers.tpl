@@ -73,8 +73,13 @@ it uses. It never reads Secrets or data. */}}
   verbs: [list, watch, create, patch, delete]
 - apiGroups: [""]
   resources: [pods]
-  # the cache of task pods: their termination messages, and why one cannot start
-  verbs: [list, watch]
+  # list/watch: the cache of task pods, their termination messages, why one cannot start;
+  # delete: a task pod stranded on a lost node, so that its Job makes it again elsewhere
+  verbs: [list, watch, delete]
+- apiGroups: [""]
+  resources: [pods/status]
+  # a stranded pod is marked failed by a disruption first, so that it uses no retry
+  verbs: [patch]
 - apiGroups: [""]
   resources: [events]
   # a Job's FailedCreate Events, when a quota or webhook refuses its pods

@@ -13,6 +13,7 @@ use crate::children::{Children, JobState, job_state};
 use crate::conditions;
 use crate::jobs::Step;
 use crate::names::{self, FINALIZER};
+use crate::pods;
 use kask_api::report::{PlanReport, TaskReport};
 use kask_api::{DaskJob, DaskJobStatus, Phase, StageStatus};
 
@@ -98,6 +99,10 @@ pub enum Act {
     },
     /// Delete the DaskJob itself (its TTL after finishing has passed).
     DeleteSelf,
+    /// A pod stranded on a lost node: mark it failed (a disruption, which uses no retry) and
+    /// remove it, as the pod garbage collector does for an out-of-service node, so that its
+    /// Job makes the task's pod again elsewhere.
+    ReleasePod(String),
     /// Publish an Event.
     Event(Note),
 }
@@ -121,8 +126,12 @@ pub fn decide(o: &Observed<'_>) -> Decision {
         status: o.dj.status.clone().unwrap_or_default(),
         actions: Vec::new(),
         events: Vec::new(),
+        awaiting_admission: false,
     };
     let requeue = d.run();
+    if !d.awaiting_admission {
+        d.clear("Queued", "Admitted");
+    }
     let mut actions = d.actions;
     actions.extend(d.events.into_iter().map(Act::Event));
     Decision {
@@ -149,6 +158,20 @@ struct Decider<'a> {
     status: DaskJobStatus,
     actions: Vec<Act>,
     events: Vec<Note>,
+    /// A child Job waits for Kueue's admission (set while deciding).
+    awaiting_admission: bool,
+}
+
+/// How long past its deletion deadline a pod must be before it counts as stranded on a lost
+/// node: a live kubelet has ended it well before.
+pub const STRANDED_AFTER: SignedDuration = SignedDuration::from_secs(30);
+
+/// The sooner of two wake-ups.
+fn earliest(a: Next, b: Next) -> Next {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 fn secs(d: SignedDuration) -> Duration {
@@ -264,7 +287,8 @@ impl Decider<'_> {
             let msg = format!("the job ran longer than activeDeadlineSeconds ({limit}s)");
             return self.fail("DeadlineExceeded", msg);
         }
-        let next = self.advance();
+        let released = self.release_stranded();
+        let next = earliest(self.advance(), released);
         let running = !matches!(self.status.phase, Some(Phase::Succeeded | Phase::Failed));
         match self.deadline() {
             // Wake up at the deadline even if nothing else happens.
@@ -274,6 +298,39 @@ impl Decider<'_> {
             }
             _ => next,
         }
+    }
+
+    /// Pods past their deletion deadline by [`STRANDED_AFTER`] are released: their node is
+    /// lost, and their tasks would wait for it for ever (a Job replaces a pod only once it has
+    /// failed). A task run twice is harmless, its commit being idempotent. Wakes up when the
+    /// next terminating pod would become stranded, since no event will say so.
+    fn release_stranded(&mut self) -> Next {
+        let now = self.o.now;
+        let mut wake: Next = None;
+        let mut stranded = Vec::new();
+        for pod in self.children().pods() {
+            let Some(over) = pods::overdue(pod, now) else {
+                continue;
+            };
+            if over >= STRANDED_AFTER {
+                let node = pods::node(pod).unwrap_or("no node").to_string();
+                stranded.push((pod.name_any(), node, over.as_secs()));
+            } else {
+                wake = earliest(wake, Some(secs(STRANDED_AFTER - over)));
+            }
+        }
+        for (pod, node, over) in stranded {
+            self.act(Act::ReleasePod(pod.clone()));
+            self.event(
+                true,
+                "PodStranded",
+                format!(
+                    "pod {pod} on node {node} was to end {over}s ago and its node never \
+                     confirmed it (the node is lost); released so that its task runs elsewhere"
+                ),
+            );
+        }
+        wake
     }
 
     /// The next step from the current children: plan, the stages, commit. A stage starts
@@ -340,7 +397,7 @@ impl Decider<'_> {
                         pods,
                         plan: plan.clone(),
                     },
-                    suspend: false,
+                    suspend: self.queued(),
                 });
                 self.event(
                     false,
@@ -393,7 +450,7 @@ impl Decider<'_> {
             let suspend = self.suspended();
             self.act(Act::Create {
                 step: Step::Plan,
-                suspend,
+                suspend: suspend || self.queued(),
             });
             if suspend {
                 return Some(self.set_suspended());
@@ -446,7 +503,7 @@ impl Decider<'_> {
             }
             self.act(Act::Create {
                 step: Step::Commit { plan },
-                suspend: false,
+                suspend: self.queued(),
             });
             return self.set_running(Phase::Running, "Committing");
         };
@@ -642,7 +699,9 @@ impl Decider<'_> {
         }
     }
 
-    /// Suspends or resumes an unfinished child Job to match `spec.suspend`.
+    /// Suspends or resumes an unfinished child Job to match `spec.suspend`. A queued job's
+    /// Jobs are resumed by Kueue alone, when it admits them, and suspended by it when it
+    /// preempts them: the `Queued` condition says which wait.
     fn sync_suspend(&mut self, job: &str) {
         let want = self.suspended();
         let Some(j) = self.children().job(job) else {
@@ -650,6 +709,14 @@ impl Decider<'_> {
         };
         let has = j.spec.as_ref().and_then(|s| s.suspend).unwrap_or(false);
         if want == has || job_state(j).finished() {
+            return;
+        }
+        if self.queued() {
+            // Kueue would undo either patch: it resumes what it admitted and suspends what
+            // it has not (or has preempted).
+            if has {
+                self.waiting_for_admission(job);
+            }
             return;
         }
         self.act(Act::Suspend {
@@ -665,6 +732,32 @@ impl Decider<'_> {
         } else {
             self.event(false, "Resumed", format!("resumed {job}"));
         }
+    }
+
+    /// The Kueue LocalQueue the job was submitted to, if any.
+    fn queue(&self) -> Option<&str> {
+        self.dj()
+            .labels()
+            .get(names::LABEL_QUEUE)
+            .map(String::as_str)
+    }
+
+    fn queued(&self) -> bool {
+        self.queue().is_some()
+    }
+
+    /// A child Job of a queued job waits for Kueue: the `Queued` condition names it.
+    fn waiting_for_admission(&mut self, job: &str) {
+        let queue = self.queue().unwrap_or_default().to_string();
+        let msg = format!("Job {job} waits for Kueue to admit it (queue {queue})");
+        let same = self
+            .condition_is("Queued")
+            .is_some_and(|c| c.message.as_deref() == Some(msg.as_str()));
+        if !same {
+            self.event(false, "Queued", msg.clone());
+        }
+        self.condition("Queued", true, "WaitingForAdmission", &msg);
+        self.awaiting_admission = true;
     }
 
     /// Deletes the DaskJob's unfinished Jobs, which stops their pods.

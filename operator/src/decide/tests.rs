@@ -1177,3 +1177,166 @@ fn a_job_without_pods_yet_is_looked_at_again_soon_for_a_reason() {
     assert_eq!(d.requeue, Some(PODLESS_RECHECK));
     assert_eq!(cond(&d.status, "Stalled"), None);
 }
+
+// --- lost nodes --------------------------------------------------------------------------
+
+/// A running pod of the first stage that was deleted with its deadline `deadline` seconds
+/// from NOW (negative: past), on node `node`.
+fn terminating(name: &str, deadline: i64, phase: &str) -> Pod {
+    let mut p = pod(name, "rev-s0", 0, phase, json!({}));
+    p.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        at(deadline).parse().expect("a time"),
+    ));
+    if let Some(spec) = p.spec.as_mut() {
+        spec.node_name = Some("kask-node-2".into());
+    }
+    p
+}
+
+fn releases(d: &Decision) -> Vec<&str> {
+    d.actions
+        .iter()
+        .filter_map(|a| match a {
+            Act::ReleasePod(n) => Some(n.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_pod_long_past_its_deletion_deadline_is_released_with_a_warning_naming_its_node() {
+    let dj = planned(|_| {});
+    let stranded = terminating("rev-s0-a", -31, "Running");
+    let d = run_with(
+        &dj,
+        vec![job("rev-plan", "complete"), job("rev-s0", "running")],
+        vec![stranded],
+    );
+    assert_eq!(releases(&d), vec!["rev-s0-a"]);
+    let warned = events(&d);
+    let (warning, _, text) = warned
+        .iter()
+        .find(|e| e.1 == "PodStranded")
+        .expect("a PodStranded event");
+    assert!(*warning);
+    assert!(
+        text.contains("rev-s0-a") && text.contains("kask-node-2") && text.contains("31s"),
+        "{text}"
+    );
+    // The job goes on: released, not failed.
+    assert_eq!(d.status.phase, Some(Phase::Running));
+}
+
+#[test]
+fn a_pod_within_its_grace_or_already_ended_is_left_to_its_kubelet() {
+    let dj = planned(|_| {});
+    let children = vec![job("rev-plan", "complete"), job("rev-s0", "running")];
+    // Deleted, its deadline 10 s ago: a live kubelet may still be ending it. Looked at again
+    // when it would be stranded (20 s on), though no event will come.
+    let d = run_with(
+        &dj,
+        children.clone(),
+        vec![terminating("rev-s0-a", -10, "Running")],
+    );
+    assert!(releases(&d).is_empty());
+    assert!(
+        d.requeue.is_some_and(|r| r <= Duration::from_secs(20)),
+        "{:?}",
+        d.requeue
+    );
+    // Within its grace period.
+    let d = run_with(
+        &dj,
+        children.clone(),
+        vec![terminating("rev-s0-a", 25, "Running")],
+    );
+    assert!(releases(&d).is_empty());
+    // Ended (its kubelet confirmed), only its finalizer keeps it: nothing to release.
+    let d = run_with(&dj, children, vec![terminating("rev-s0-a", -300, "Failed")]);
+    assert!(releases(&d).is_empty());
+}
+
+// --- Kueue -------------------------------------------------------------------------------
+
+fn in_queue(v: &mut Value) {
+    v["metadata"]["labels"] = json!({"kueue.x-k8s.io/queue-name": "batch"});
+}
+
+fn suspend_patches(d: &Decision) -> Vec<(&str, bool)> {
+    d.actions
+        .iter()
+        .filter_map(|a| match a {
+            Act::Suspend { job, suspend } => Some((job.as_str(), *suspend)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_queued_jobs_plan_stages_and_commit_are_created_suspended_for_kueue_to_admit() {
+    let d = run_with(&daskjob(in_queue), vec![], vec![]);
+    assert!(matches!(
+        d.actions.as_slice(),
+        [Act::Create { step: Step::Plan, suspend: true }, ..]
+    ), "{:?}", d.actions);
+    // Not suspended by the user: pending, not Suspended.
+    assert_eq!(d.status.phase, Some(Phase::Pending));
+
+    let queued = planned(in_queue);
+    let d = run_with(&queued, vec![job("rev-plan", "complete")], vec![]);
+    let stages: Vec<bool> = d
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Act::Create { step: Step::Stage { .. }, suspend } => Some(*suspend),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(stages, vec![true], "{:?}", d.actions);
+
+    let done = planned(|v| {
+        in_queue(v);
+        v["status"]["stages"][0]["seconds"] = json!(3.0);
+        v["status"]["stages"][1]["seconds"] = json!(2.0);
+    });
+    let d = run_with(&done, vec![job("rev-plan", "complete")], vec![]);
+    assert!(d.actions.iter().any(|a| matches!(
+        a,
+        Act::Create { step: Step::Commit { .. }, suspend: true }
+    )), "{:?}", d.actions);
+}
+
+#[test]
+fn kask_never_resumes_a_queued_jobs_child_and_says_which_waits_for_admission() {
+    let queued = planned(in_queue);
+    let d = run_with(
+        &queued,
+        vec![job("rev-plan", "complete"), job("rev-s0", "suspended")],
+        vec![],
+    );
+    assert!(suspend_patches(&d).is_empty(), "{:?}", d.actions);
+    let (status, reason, msg) = cond(&d.status, "Queued").expect("a Queued condition");
+    assert_eq!((status, reason), ("True", "WaitingForAdmission"));
+    assert!(msg.contains("rev-s0") && msg.contains("batch"), "{msg}");
+    assert!(events(&d).iter().any(|e| e.1 == "Queued"));
+    assert_ne!(d.status.phase, Some(Phase::Suspended));
+    assert!(cond(&d.status, "Stalled").is_none_or(|c| c.0 != "True"));
+
+    // Admitted (Kueue resumed it): the condition turns False.
+    let mut admitted = queued.clone();
+    admitted.status = Some(d.status.clone());
+    let d = run_with(
+        &admitted,
+        vec![job("rev-plan", "complete"), job("rev-s0", "running")],
+        vec![],
+    );
+    assert_eq!(cond(&d.status, "Queued").map(|c| (c.0, c.1)), Some(("False", "Admitted")));
+
+    // Without a queue, a suspended child of a running job is resumed as before.
+    let d = run_with(
+        &planned(|_| {}),
+        vec![job("rev-plan", "complete"), job("rev-s0", "suspended")],
+        vec![],
+    );
+    assert_eq!(suspend_patches(&d), vec![("rev-s0", false)]);
+}

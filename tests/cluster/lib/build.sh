@@ -75,6 +75,7 @@ cmd_build() {
   once "$ETCD_BIN" "etcd v$ETCD_VERSION" build_etcd
   once "$HELM_BIN" "helm $HELM_VERSION" build_helm
   once "$CRICTL_BIN" "crictl $CRICTL_VERSION" build_crictl
+  once "$KUEUE_BIN" "Kueue $KUEUE_VERSION" build_kueue
   "$ROOT/tests/minio/minio" install
 }
 

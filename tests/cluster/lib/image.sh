@@ -155,12 +155,21 @@ cmd_image() {
 
 # Imports into the k8s.io namespace (the only one CRI sees), unpacked for overlayfs, the
 # snapshotter CRI uses: containers are created from unpacked snapshots only.
+# load_image_on_node TAR: TAR imported into the current node's containerd.
+load_image_on_node() {
+  [[ -S "$NODE_SOCK" ]] || die "load-image: $NODE_K_NAME is not up (no $NODE_SOCK)"
+  ctr --address "$NODE_SOCK" --namespace k8s.io images import --platform linux/amd64 \
+    --snapshotter overlayfs "$1" >/dev/null || die "load-image: importing $1 on $NODE_K_NAME failed"
+}
+
+# Every node gets every image: a pod may be scheduled anywhere, and nothing can be pulled.
 cmd_load_image() {
-  local tar=${1:-}
+  local tar=${1:-} k
   [[ -f "$tar" ]] || die "load-image: no such file '$tar'"
-  [[ -S "$CONTAINERD_SOCK" ]] || die "load-image: the cluster is not up (no $CONTAINERD_SOCK)"
-  ctr --address "$CONTAINERD_SOCK" --namespace k8s.io images import --platform linux/amd64 \
-    --snapshotter overlayfs "$tar" >/dev/null || die "load-image: importing $tar failed"
+  for ((k = 1; k <= $(node_count); k++)); do
+    node_env "$k"
+    load_image_on_node "$tar"
+  done
   local ref
   ref=$(tar -xOf "$tar" index.json | jq -r '.manifests[0].annotations["io.containerd.image.name"]')
   log "loaded $ref"
@@ -168,8 +177,12 @@ cmd_load_image() {
 
 cmd_tag_image() {
   [[ -n "$1" && -n "$2" ]] || die "tag-image: SRC DST"
-  [[ -S "$CONTAINERD_SOCK" ]] || die "tag-image: the cluster is not up (no $CONTAINERD_SOCK)"
-  ctr --address "$CONTAINERD_SOCK" --namespace k8s.io images tag --force "$1" "$2" >/dev/null ||
-    die "tag-image: tagging $1 as $2 failed"
+  local k
+  for ((k = 1; k <= $(node_count); k++)); do
+    node_env "$k"
+    [[ -S "$NODE_SOCK" ]] || die "tag-image: $NODE_K_NAME is not up (no $NODE_SOCK)"
+    ctr --address "$NODE_SOCK" --namespace k8s.io images tag --force "$1" "$2" >/dev/null ||
+      die "tag-image: tagging $1 as $2 on $NODE_K_NAME failed"
+  done
   log "tagged $1 as $2"
 }

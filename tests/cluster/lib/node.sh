@@ -1,143 +1,116 @@
 # shellcheck shell=bash
-# The node's processes: each component is a background process with its log in $RUN/logs and
-# its pid in $RUN/pids, started in dependency order and checked before the next one starts.
-# Sourced by tests/cluster/cluster.
+# The bed's nodes: each is a containerd, a kubelet and a kube-proxy of its own. Node 1 is the
+# host itself, as it always was; nodes 2..N (`up --nodes N`) each live in a network namespace
+# of their own (a veth to the host, the host routing between them), with their own containerd
+# root, CNI bridge and pod range, and their own cgroup root, so that N kubelets share one
+# machine without seeing each other's pods. Sourced by tests/cluster/cluster.
 
-# spawn NAME PROGRAM ARGS...: starts PROGRAM in its own session (so a Ctrl-C of the caller does
-# not reach it) and records "pid program" for `down`.
-spawn() {
-  local name=$1 pid want
-  shift
-  setsid "$@" </dev/null >"$RUN/logs/$name.log" 2>&1 &
-  pid=$!
-  echo "$pid $1" >"$RUN/pids/$name"
-  # Until the background shell has exec'd the program, its pid runs bash or setsid, and
-  # component_pid would take the component for dead: wait for the exec (or the exit).
-  want=$(readlink -f "$1")
-  for _ in $(seq 1 100); do
-    [[ "$(readlink "/proc/$pid/exe" 2>/dev/null)" == "$want" ]] && return 0
-    kill -0 "$pid" 2>/dev/null || return 0
-    sleep 0.02
+# Addresses: node k (k >= 2) is 10.250.k.2 behind the host's 10.250.k.1; its pods are
+# 10.244.(k-1).0/24, routed by the host.
+readonly CLUSTER_POD_CIDR="10.244.0.0/16"
+readonly MAX_NODES=9
+
+# node_env K: the NODE_* variables of node K (its name, address, directories, pod range,
+# bridge, network namespace and cgroup root).
+node_env() {
+  local k=$1
+  NODE_K=$k
+  NODE_POD_CIDR="10.244.$((k - 1)).0/24"
+  NODE_BRIDGE="kask$((k - 1))"
+  if ((k == 1)); then
+    NODE_K_NAME=$NODE_NAME
+    NODE_K_IP=$NODE_IP
+    NODE_DIR=$RUN
+    NODE_SUFFIX=""
+    NODE_NETNS=""
+    NODE_CGROUP_ROOT="/"
+  else
+    NODE_K_NAME="$NODE_NAME-$k"
+    NODE_K_IP="10.250.$k.2"
+    NODE_DIR="$RUN/nodes/$k"
+    NODE_SUFFIX="-$k"
+    NODE_NETNS="kask-node-$k"
+    NODE_CGROUP_ROOT="/kask-node-$k"
+  fi
+  NODE_SOCK="$NODE_DIR/containerd/containerd.sock"
+}
+
+# How many nodes this bed has (1 before `up` records it).
+node_count() {
+  if [[ -f "$RUN/node-count" ]]; then cat "$RUN/node-count"; else echo 1; fi
+}
+
+# in_node COMMAND...: COMMAND inside the current node's network (the host's for node 1).
+in_node() {
+  if [[ -n "$NODE_NETNS" ]]; then
+    nsenter --net="/var/run/netns/$NODE_NETNS" -- "$@"
+  else
+    "$@"
+  fi
+}
+
+crictl_node() { "$CRICTL_BIN/crictl" --runtime-endpoint "unix://$NODE_SOCK" --timeout 20s "$@"; }
+
+# The node's network namespace, its veth to the host and the host's route to its pods.
+add_node_network() {
+  [[ -n "$NODE_NETNS" ]] || return 0
+  local host_if="kaskv$NODE_K"
+  ip netns add "$NODE_NETNS"
+  ip link add "$host_if" type veth peer name eth0 netns "$NODE_NETNS"
+  ip addr add "10.250.$NODE_K.1/24" dev "$host_if"
+  ip link set "$host_if" up
+  in_node ip link set lo up
+  in_node ip addr add "$NODE_K_IP/24" dev eth0
+  in_node ip link set eth0 up
+  in_node ip route add default via "10.250.$NODE_K.1"
+  in_node sysctl -qw net.ipv4.ip_forward=1
+  ip route add "$NODE_POD_CIDR" via "$NODE_K_IP"
+}
+
+# The node's cgroup root in every hierarchy; a new cpuset must be given its CPUs and memory
+# nodes before anything can join it.
+add_node_cgroups() {
+  [[ "$NODE_CGROUP_ROOT" != / ]] || return 0
+  local h
+  for h in /sys/fs/cgroup/*/; do
+    mountpoint -q "$h" || continue
+    mkdir -p "$h${NODE_CGROUP_ROOT#/}"
   done
+  if [[ -d /sys/fs/cgroup/cpuset ]]; then
+    cp /sys/fs/cgroup/cpuset/cpuset.cpus "/sys/fs/cgroup/cpuset$NODE_CGROUP_ROOT/cpuset.cpus"
+    cp /sys/fs/cgroup/cpuset/cpuset.mems "/sys/fs/cgroup/cpuset$NODE_CGROUP_ROOT/cpuset.mems"
+  fi
 }
 
-# The pid of component NAME if it still runs the program it was started with (a recycled pid
-# belonging to something else is never signalled).
-component_pid() {
-  local pid prog
-  [[ -f "$RUN/pids/$1" ]] || return 1
-  read -r pid prog <"$RUN/pids/$1"
-  [[ "$(readlink "/proc/$pid/exe" 2>/dev/null)" == "$(readlink -f "$prog")" ]] || return 1
-  echo "$pid"
-}
-
-# wait_until SECONDS WHAT COMPONENT COMMAND...: polls COMMAND every 0.2 s; fails with the
-# component's log tail when it does not succeed in time or the component died.
-wait_until() {
-  local limit=$1 what=$2 comp=$3 deadline
-  shift 3
-  deadline=$((SECONDS + limit))
-  until "$@" >/dev/null 2>&1; do
-    if ! component_pid "$comp" >/dev/null; then
-      tail -n 25 "$RUN/logs/$comp.log" >&2 || true
-      die "$comp exited while waiting for $what (log: $RUN/logs/$comp.log)"
-    fi
-    if ((SECONDS >= deadline)); then
-      tail -n 25 "$RUN/logs/$comp.log" >&2 || true
-      die "timed out after ${limit}s waiting for $what (log: $RUN/logs/$comp.log)"
-    fi
-    sleep 0.2
-  done
-}
-
-admin_kubectl() { kubectl --kubeconfig "$PKI/admin.kubeconfig" "$@"; }
-admin_helm() { "$HELM_BIN/helm" --kubeconfig "$PKI/admin.kubeconfig" "$@"; }
-
-start_etcd() {
-  # Disposable data: no fsync, which is most of etcd's latency on a shared disk.
-  spawn etcd "$ETCD_BIN/etcd" --name "$NODE_NAME" --data-dir "$RUN/etcd" \
-    --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
-    --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
-    --initial-cluster "$NODE_NAME=http://127.0.0.1:2380" --unsafe-no-fsync
-  wait_until 30 "etcd health" etcd curl -fsS http://127.0.0.1:2379/health
-}
-
-start_apiserver() {
-  # Node,RBAC: the operator's roles are enforced as on a real cluster. Kubelet serving certs
-  # are verified against our CA, at the node's IP (there is no DNS for its name). Aggregator
-  # routing sends webhook calls to pod IPs directly.
-  spawn kube-apiserver "$KUBE_BIN/kube-apiserver" \
-    --etcd-servers=http://127.0.0.1:2379 \
-    --advertise-address="$NODE_IP" --bind-address=0.0.0.0 --secure-port=6443 \
-    --service-cluster-ip-range="$SERVICE_CIDR" \
-    --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
-    --client-ca-file="$PKI/ca.crt" \
-    --service-account-issuer=https://kubernetes.default.svc.cluster.local \
-    --service-account-key-file="$PKI/sa.pub" --service-account-signing-key-file="$PKI/sa.key" \
-    --authorization-mode=Node,RBAC --enable-admission-plugins=NodeRestriction \
-    --kubelet-client-certificate="$PKI/apiserver-kubelet-client.crt" \
-    --kubelet-client-key="$PKI/apiserver-kubelet-client.key" \
-    --kubelet-certificate-authority="$PKI/ca.crt" \
-    --kubelet-preferred-address-types=InternalIP \
-    --enable-aggregator-routing=true --cert-dir="$RUN/apiserver" --profiling=false --v=1
-  wait_until 60 "the API server's /readyz" kube-apiserver admin_kubectl get --raw /readyz
-}
-
-start_controller_manager() {
-  spawn kube-controller-manager "$KUBE_BIN/kube-controller-manager" \
-    --kubeconfig="$PKI/controller-manager.kubeconfig" \
-    --authentication-kubeconfig="$PKI/controller-manager.kubeconfig" \
-    --authorization-kubeconfig="$PKI/controller-manager.kubeconfig" \
-    --service-account-private-key-file="$PKI/sa.key" --root-ca-file="$PKI/ca.crt" \
-    --cluster-signing-cert-file="$PKI/ca.crt" --cluster-signing-key-file="$PKI/ca.key" \
-    --use-service-account-credentials=true --leader-elect=false --bind-address=127.0.0.1 \
-    --service-cluster-ip-range="$SERVICE_CIDR" --profiling=false --v=1
-}
-
-start_scheduler() {
-  cat >"$RUN/config/scheduler.yaml" <<EOF
-apiVersion: kubescheduler.config.k8s.io/v1
-kind: KubeSchedulerConfiguration
-clientConnection:
-  kubeconfig: $PKI/scheduler.kubeconfig
-leaderElection:
-  leaderElect: false
-EOF
-  spawn kube-scheduler "$KUBE_BIN/kube-scheduler" --config="$RUN/config/scheduler.yaml" \
-    --authentication-kubeconfig="$PKI/scheduler.kubeconfig" \
-    --authorization-kubeconfig="$PKI/scheduler.kubeconfig" \
-    --bind-address=127.0.0.1 --profiling=false --v=1
-}
-
-# A containerd of our own (own root, state, socket and CRI config) beside any system one.
+# A containerd of the node's own (own root, state, socket and CRI config) beside any system one.
 start_containerd() {
-  mkdir -p "$RUN/cni/net.d"
+  mkdir -p "$NODE_DIR/cni/net.d" "$NODE_DIR/config"
   # One bridge network; host-local keeps its leases in the run dir, so `down` forgets them.
-  jq -n --arg subnet "$POD_CIDR" --arg data "$RUN/cni/ipam" --arg bridge "$BRIDGE" '{
+  jq -n --arg subnet "$NODE_POD_CIDR" --arg data "$NODE_DIR/cni/ipam" --arg bridge "$NODE_BRIDGE" '{
     cniVersion: "1.0.0", name: "kask",
     plugins: [
       {type: "bridge", bridge: $bridge, isGateway: true, ipMasq: true, hairpinMode: true,
        ipam: {type: "host-local", ranges: [[{subnet: $subnet}]], routes: [{dst: "0.0.0.0/0"}],
               dataDir: $data}},
       {type: "portmap", capabilities: {portMappings: true}}
-    ]}' >"$RUN/cni/net.d/10-kask.conflist"
+    ]}' >"$NODE_DIR/cni/net.d/10-kask.conflist"
 
-  cat >"$RUN/config/containerd.toml" <<EOF
+  cat >"$NODE_DIR/config/containerd.toml" <<EOF
 version = 2
-root = "$RUN/containerd/root"
-state = "$RUN/containerd/state"
+root = "$NODE_DIR/containerd/root"
+state = "$NODE_DIR/containerd/state"
 disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
   "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.zfs",
   "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
 
 [grpc]
-  address = "$CONTAINERD_SOCK"
+  address = "$NODE_SOCK"
 
 [ttrpc]
-  address = "$RUN/containerd/ttrpc.sock"
+  address = "$NODE_DIR/containerd/ttrpc.sock"
 
 [plugins."io.containerd.internal.v1.opt"]
-  path = "$RUN/containerd/opt"
+  path = "$NODE_DIR/containerd/opt"
 
 [plugins."io.containerd.grpc.v1.cri"]
   # Our own pause image, imported before the kubelet starts: CRI never pulls it.
@@ -157,24 +130,32 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         # cgroupfs, as the kubelet: PID 1 here is not systemd.
         SystemdCgroup = false
         # runc's state beside ours, not in the system containerd's /run/containerd/runc.
-        Root = "$RUN/runc"
+        Root = "$NODE_DIR/runc"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
-    conf_dir = "$RUN/cni/net.d"
+    conf_dir = "$NODE_DIR/cni/net.d"
     max_conf_num = 1
 EOF
-  spawn containerd /usr/bin/containerd --config "$RUN/config/containerd.toml"
-  wait_until 30 "containerd's socket" containerd \
-    ctr --address "$CONTAINERD_SOCK" version
+  spawn_in "$NODE_NETNS" "containerd$NODE_SUFFIX" /usr/bin/containerd \
+    --config "$NODE_DIR/config/containerd.toml"
+  wait_until 30 "containerd's socket on $NODE_K_NAME" "containerd$NODE_SUFFIX" \
+    ctr --address "$NODE_SOCK" version
 }
 
 start_kubelet() {
-  cat >"$RUN/config/kubelet.yaml" <<EOF
+  local kubelet=kubelet serving=kubelet-serving
+  if ((NODE_K > 1)); then
+    kubelet="kubelet$NODE_SUFFIX"
+    serving="kubelet-serving$NODE_SUFFIX"
+  fi
+  cat >"$NODE_DIR/config/kubelet.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
-containerRuntimeEndpoint: unix://$CONTAINERD_SOCK
+containerRuntimeEndpoint: unix://$NODE_SOCK
 # No systemd here: cgroupfs, matching containerd's SystemdCgroup = false.
 cgroupDriver: cgroupfs
+# Each node's pods under a root of its own, so kubelets on one machine keep apart.
+cgroupRoot: $NODE_CGROUP_ROOT
 # The host uses cgroup v1 (hybrid); Kubernetes 1.35+ would refuse it without this.
 failCgroupV1: false
 failSwapOn: false
@@ -184,8 +165,8 @@ authentication:
   x509: {clientCAFile: $PKI/ca.crt}
 authorization:
   mode: Webhook
-tlsCertFile: $PKI/kubelet-serving.crt
-tlsPrivateKeyFile: $PKI/kubelet-serving.key
+tlsCertFile: $PKI/$serving.crt
+tlsPrivateKeyFile: $PKI/$serving.key
 rotateCertificates: false
 clusterDomain: cluster.local
 resolvConf: /etc/resolv.conf
@@ -199,32 +180,35 @@ evictionHard:
 healthzBindAddress: 127.0.0.1
 healthzPort: 10248
 readOnlyPort: 0
-podLogsDir: $RUN/pod-logs
+podLogsDir: $NODE_DIR/pod-logs
 # Status changes reach the API server sooner, which is most of a short test's wall time.
 nodeStatusUpdateFrequency: 4s
+# A lease renewed every 5 s, so that a lost node is noticed within the controller manager's
+# grace period of $NODE_GRACE_SECONDS s (not the default 50).
+nodeLeaseDurationSeconds: 20
 syncFrequency: 10s
 serializeImagePulls: false
 EOF
-  spawn kubelet "$KUBE_BIN/kubelet" --config="$RUN/config/kubelet.yaml" \
-    --kubeconfig="$PKI/kubelet.kubeconfig" --hostname-override="$NODE_NAME" \
-    --node-ip="$NODE_IP" --root-dir="$RUN/kubelet" \
-    --volume-plugin-dir="$RUN/kubelet/volume-plugins" --v=1
-  wait_until 60 "kubelet healthz" kubelet curl -fsS http://127.0.0.1:10248/healthz
-  wait_until 90 "node $NODE_NAME Ready" kubelet \
-    admin_kubectl wait --for=condition=Ready "node/$NODE_NAME" --timeout=2s
+  spawn_in "$NODE_NETNS" "kubelet$NODE_SUFFIX" "$KUBE_BIN/kubelet" \
+    --config="$NODE_DIR/config/kubelet.yaml" \
+    --kubeconfig="$PKI/$kubelet.kubeconfig" --hostname-override="$NODE_K_NAME" \
+    --node-ip="$NODE_K_IP" --root-dir="$NODE_DIR/kubelet" \
+    --volume-plugin-dir="$NODE_DIR/kubelet/volume-plugins" --v=1
+  wait_until 60 "kubelet healthz on $NODE_K_NAME" "kubelet$NODE_SUFFIX" \
+    in_node curl -fsS http://127.0.0.1:10248/healthz
 }
 
 # kube-proxy in iptables mode, so Service IPs work: pods reach the API server at 10.96.0.1.
 start_kube_proxy() {
-  cat >"$RUN/config/kube-proxy.yaml" <<EOF
+  cat >"$NODE_DIR/config/kube-proxy.yaml" <<EOF
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 clientConnection:
   kubeconfig: $PKI/kube-proxy.kubeconfig
 mode: iptables
-clusterCIDR: $POD_CIDR
-hostnameOverride: $NODE_NAME
-bindAddress: $NODE_IP
+clusterCIDR: $CLUSTER_POD_CIDR
+hostnameOverride: $NODE_K_NAME
+bindAddress: $NODE_K_IP
 healthzBindAddress: 127.0.0.1:10256
 metricsBindAddress: 127.0.0.1:10249
 # Zeros: leave the host's conntrack sysctls alone (as kind and local-up-cluster do).
@@ -235,20 +219,79 @@ conntrack:
 iptables:
   minSyncPeriod: 1s
 EOF
-  spawn kube-proxy "$KUBE_BIN/kube-proxy" --config="$RUN/config/kube-proxy.yaml" --v=1
-  wait_until 30 "kube-proxy healthz" kube-proxy curl -fsS http://127.0.0.1:10256/healthz
+  spawn_in "$NODE_NETNS" "kube-proxy$NODE_SUFFIX" "$KUBE_BIN/kube-proxy" \
+    --config="$NODE_DIR/config/kube-proxy.yaml" --v=1
+  wait_until 30 "kube-proxy healthz on $NODE_K_NAME" "kube-proxy$NODE_SUFFIX" \
+    in_node curl -fsS http://127.0.0.1:10256/healthz
 }
 
-# stop_component NAME: TERM, then KILL after 10 s; quiet when it is not running.
-stop_component() {
-  local pid i
-  pid=$(component_pid "$1") || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 100; i++)); do
-    # Gone, or a zombie (no exe link) that only its long-gone parent could have reaped.
-    [[ -n "$(readlink "/proc/$pid/exe" 2>/dev/null)" ]] || return 0
-    sleep 0.1
+# start_node K: node K's network, containerd with the base images, kubelet and kube-proxy.
+start_node() {
+  node_env "$1"
+  mkdir -p "$NODE_DIR"
+  add_node_network
+  add_node_cgroups
+  start_containerd
+  load_image_on_node "$(cmd_image pause)"
+  load_image_on_node "$(cmd_image toolbox)"
+  start_kubelet
+  start_kube_proxy
+}
+
+wait_nodes_ready() {
+  local k
+  for ((k = 1; k <= $(node_count); k++)); do
+    node_env "$k"
+    wait_until 90 "node $NODE_K_NAME Ready" "kubelet$NODE_SUFFIX" \
+      admin_kubectl wait --for=condition=Ready "node/$NODE_K_NAME" --timeout=2s
   done
-  log "$1 (pid $pid) still up 10s after TERM; killing"
-  kill -KILL "$pid" 2>/dev/null || true
+}
+
+# The node's processes: the kubelet, containerd, kube-proxy, every shim and every container.
+node_pids() {
+  local c pid
+  for c in kubelet containerd kube-proxy; do
+    component_pid "$c$NODE_SUFFIX" || true
+  done
+  # Shims name their containerd's socket; containers sit in the node's cgroups.
+  grep -lsF "$NODE_DIR/containerd/" /proc/[0-9]*/cmdline | cut -d/ -f3 || true
+  if [[ "$NODE_CGROUP_ROOT" != / ]]; then
+    find "/sys/fs/cgroup/pids$NODE_CGROUP_ROOT" -name cgroup.procs -exec cat {} + 2>/dev/null || true
+  fi
+}
+
+# extra_node VERB K: K names one of the nodes that can be lost (not the first: it holds the
+# control plane and MinIO).
+extra_node() {
+  if ! [[ "$2" =~ ^[0-9]+$ ]] || (($2 < 2 || $2 > $(node_count))); then
+    die "$1: which node? (2..$(node_count); node 1 holds the control plane)"
+  fi
+}
+
+# cmd_node_kill K: node K is lost as a machine is: every process of it killed at once and its
+# network cut. The API server finds out only by the node's missing heartbeats.
+cmd_node_kill() {
+  local k=${1:-}
+  extra_node node-kill "$k"
+  node_env "$k"
+  ip link set "kaskv$k" down
+  local pid
+  for pid in $(node_pids | sort -u); do
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  log "node $NODE_K_NAME killed: processes gone, network cut"
+}
+
+# cmd_node_start K: a killed node back: its network, then containerd, kubelet and kube-proxy.
+cmd_node_start() {
+  local k=${1:-}
+  extra_node node-start "$k"
+  node_env "$k"
+  ip link set "kaskv$k" up
+  component_pid "containerd$NODE_SUFFIX" >/dev/null || start_containerd
+  component_pid "kubelet$NODE_SUFFIX" >/dev/null || start_kubelet
+  component_pid "kube-proxy$NODE_SUFFIX" >/dev/null || start_kube_proxy
+  wait_until 90 "node $NODE_K_NAME Ready" "kubelet$NODE_SUFFIX" \
+    admin_kubectl wait --for=condition=Ready "node/$NODE_K_NAME" --timeout=2s
+  log "node $NODE_K_NAME back and Ready"
 }

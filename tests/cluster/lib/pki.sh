@@ -32,6 +32,21 @@ kubeconfig() {
   kubectl config use-context kask --kubeconfig="$file" >/dev/null
 }
 
+# make_node_pki K: node K's kubelet identity (kubelet[-K]) and serving certificate
+# (kubelet-serving[-K]), with its kubeconfig.
+make_node_pki() {
+  node_env "$1"
+  local id="kubelet$NODE_SUFFIX"
+  # The Node authorizer admits a kubelet only under the name system:node:<node name>.
+  issue_cert "$id" "/O=system:nodes/CN=system:node:$NODE_K_NAME" "$(client_ext)"
+  # The kubelet's serving certificate, so the API server can verify it at the node's address.
+  issue_cert "kubelet-serving$NODE_SUFFIX" "/CN=$NODE_K_NAME" "basicConstraints=critical,CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=serverAuth
+subjectAltName=DNS:$NODE_K_NAME,IP:$NODE_K_IP"
+  kubeconfig "$id"
+}
+
 make_pki() {
   mkdir -p "$PKI"
   chmod 700 "$PKI"
@@ -53,16 +68,11 @@ subjectAltName=DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,
   issue_cert controller-manager "/CN=system:kube-controller-manager" "$(client_ext)"
   issue_cert scheduler "/CN=system:kube-scheduler" "$(client_ext)"
   issue_cert kube-proxy "/CN=system:kube-proxy" "$(client_ext)"
-  # The Node authorizer admits the kubelet only under the name system:node:<node name>.
-  issue_cert kubelet "/O=system:nodes/CN=system:node:$NODE_NAME" "$(client_ext)"
   # The API server's identity towards kubelets (logs, exec); bound to system:kubelet-api-admin
   # after start-up rather than made a cluster admin.
   issue_cert apiserver-kubelet-client "/CN=kube-apiserver-kubelet-client" "$(client_ext)"
-  # The kubelet's serving certificate, so the API server can verify it.
-  issue_cert kubelet-serving "/CN=$NODE_NAME" "basicConstraints=critical,CA:FALSE
-keyUsage=critical,digitalSignature,keyEncipherment
-extendedKeyUsage=serverAuth
-subjectAltName=DNS:$NODE_NAME,IP:$NODE_IP"
+  local k
+  for ((k = 1; k <= $(node_count); k++)); do make_node_pki "$k"; done
 
   # Service-account tokens: the API server verifies with the public half, the token
   # controller signs with the private one.
@@ -70,6 +80,6 @@ subjectAltName=DNS:$NODE_NAME,IP:$NODE_IP"
   openssl rsa -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
 
   local n
-  for n in admin controller-manager scheduler kube-proxy kubelet; do kubeconfig "$n"; done
+  for n in admin controller-manager scheduler kube-proxy; do kubeconfig "$n"; done
   rm -f "$PKI/ca.srl"
 }

@@ -15,25 +15,46 @@ prepare_host() {
   fi
 }
 
-crictl_node() { "$CRICTL_BIN/crictl" --runtime-endpoint "unix://$CONTAINERD_SOCK" --timeout 20s "$@"; }
-
-# Pods go through the CRI, so CNI's DEL releases their addresses, veths and iptables rules.
+# The current node's pods go through the CRI, so CNI's DEL releases their addresses, veths and
+# iptables rules.
 remove_pods() {
-  [[ -S "$CONTAINERD_SOCK" ]] && component_pid containerd >/dev/null || return 0
+  [[ -S "$NODE_SOCK" ]] && component_pid "containerd$NODE_SUFFIX" >/dev/null || return 0
   [[ -x "$CRICTL_BIN/crictl" ]] || return 0
-  crictl_node rmp --all --force >/dev/null 2>&1 || log "crictl rmp failed; killing containers directly"
+  crictl_node rmp --all --force >/dev/null 2>&1 ||
+    log "crictl rmp failed on $NODE_K_NAME; killing containers directly"
+}
+
+# stop_node K: node K's kubelet first (so nothing restarts the pods being removed), its pods,
+# its containerd and kube-proxy; for an extra node also its network namespace (with its bridge,
+# veth and iptables rules) and its cgroup root.
+stop_node() {
+  node_env "$1"
+  stop_component "kubelet$NODE_SUFFIX"
+  remove_pods
+  stop_component "kube-proxy$NODE_SUFFIX"
+  stop_component "containerd$NODE_SUFFIX"
+  [[ -n "$NODE_NETNS" ]] || return 0
+  local pid
+  for pid in $(node_pids | sort -u); do kill -KILL "$pid" 2>/dev/null || true; done
+  ip netns delete "$NODE_NETNS" 2>/dev/null || true
+  ip link delete "kaskv$NODE_K" 2>/dev/null || true
+  local d
+  for d in $(find /sys/fs/cgroup/*"$NODE_CGROUP_ROOT" -depth -type d 2>/dev/null); do
+    rmdir "$d" 2>/dev/null || true
+  done
 }
 
 # Whatever the CRI could not remove: containers by runc's own state, then any process still
 # naming the run dir (shims, stray children).
 kill_leftovers() {
-  local id pid
-  if [[ -d "$RUN/runc" ]]; then
-    for id in $(runc --root "$RUN/runc/k8s.io" list -q 2>/dev/null); do
-      runc --root "$RUN/runc/k8s.io" kill --all "$id" KILL 2>/dev/null || true
-      runc --root "$RUN/runc/k8s.io" delete --force "$id" 2>/dev/null || true
+  local id pid root
+  for root in "$RUN/runc/k8s.io" "$RUN"/nodes/*/runc/k8s.io; do
+    [[ -d "$root" ]] || continue
+    for id in $(runc --root "$root" list -q 2>/dev/null); do
+      runc --root "$root" kill --all "$id" KILL 2>/dev/null || true
+      runc --root "$root" delete --force "$id" 2>/dev/null || true
     done
-  fi
+  done
   for pid in $(grep -lsF "$RUN/" /proc/[0-9]*/cmdline | cut -d/ -f3); do
     [[ "$pid" == "$$" || "$pid" == "$BASHPID" ]] && continue
     kill -KILL "$pid" 2>/dev/null || true
@@ -72,7 +93,7 @@ remove_network() {
     grep -qxF "$ns" "$RUN/host/netns-before" 2>/dev/null && continue
     ip netns delete "$ns" 2>/dev/null || true
   done
-  ip link show "$BRIDGE" >/dev/null 2>&1 && ip link delete "$BRIDGE"
+  ip link show kask0 >/dev/null 2>&1 && ip link delete kask0
   return 0
 }
 
@@ -100,12 +121,15 @@ cmd_down() {
     return 0
   }
   [[ -f "$RUN/.kask-cluster" ]] || die "$RUN was not made by this script; not touching it"
-  local start=$SECONDS c
+  local start=$SECONDS c k
 
-  # The kubelet first, so nothing restarts the pods being removed.
-  stop_component kubelet
-  remove_pods
-  for c in $(tr ' ' '\n' <<<"$COMPONENTS" | tac); do
+  # The extra nodes, then the host's, then the control plane.
+  for ((k = $(node_count); k >= 1; k--)); do stop_node "$k"; done
+  # Extra nodes a failed `up` had begun but not yet counted.
+  for k in $(ls /var/run/netns 2>/dev/null | sed -n 's/^kask-node-\([0-9]\)$/\1/p'); do
+    stop_node "$k"
+  done
+  for c in $(tr ' ' '\n' <<<"$CONTROL_PLANE" | tac); do
     stop_component "$c"
   done
   minio stop >/dev/null 2>&1 || true
