@@ -89,7 +89,14 @@ start_apiserver() {
     --kubelet-client-key="$PKI/apiserver-kubelet-client.key" \
     --kubelet-certificate-authority="$PKI/ca.crt" \
     --kubelet-preferred-address-types=InternalIP \
-    --enable-aggregator-routing=true --cert-dir="$RUN/apiserver" --profiling=false --v=1
+    --enable-aggregator-routing=true \
+    --requestheader-client-ca-file="$PKI/front-proxy-ca.crt" \
+    --requestheader-allowed-names=front-proxy-client \
+    --requestheader-username-headers=X-Remote-User --requestheader-group-headers=X-Remote-Group \
+    --requestheader-extra-headers-prefix=X-Remote-Extra- \
+    --proxy-client-cert-file="$PKI/front-proxy-client.crt" \
+    --proxy-client-key-file="$PKI/front-proxy-client.key" \
+    --cert-dir="$RUN/apiserver" --profiling=false --v=1
   wait_until 60 "the API server's /readyz" kube-apiserver admin_kubectl get --raw /readyz
 }
 

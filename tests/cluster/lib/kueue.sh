@@ -75,10 +75,18 @@ EOF
 
 cmd_uninstall_kueue() {
   cluster_up || die "uninstall-kueue: the cluster is not up"
-  admin_helm uninstall kueue --namespace "$KUEUE_NAMESPACE" --ignore-not-found --wait >/dev/null
-  # Helm keeps CRDs; Kueue's objects go with them.
-  admin_kubectl get crd -o name | grep '\.kueue\.x-k8s\.io$' |
-    xargs -r admin_kubectl delete --timeout=60s >/dev/null
+  # Kueue's objects first, while its manager still runs to remove their finalizers: the chart
+  # deletes the CRDs, which would wait for ever on an object the manager can no longer free.
+  local kind
+  for kind in localqueues workloads; do
+    admin_kubectl delete "$kind.kueue.x-k8s.io" --all --all-namespaces --ignore-not-found \
+      --timeout=60s >/dev/null 2>&1 || true
+  done
+  for kind in clusterqueues resourceflavors workloadpriorityclasses cohorts topologies; do
+    admin_kubectl delete "$kind.kueue.x-k8s.io" --all --ignore-not-found --timeout=60s >/dev/null 2>&1 || true
+  done
+  admin_helm uninstall kueue --namespace "$KUEUE_NAMESPACE" --ignore-not-found --wait \
+    --timeout 120s >/dev/null || die "uninstall-kueue: helm uninstall failed"
   admin_kubectl delete namespace "$KUEUE_NAMESPACE" --ignore-not-found --timeout=60s >/dev/null
   log "Kueue uninstalled"
 }

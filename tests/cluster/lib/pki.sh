@@ -74,6 +74,21 @@ subjectAltName=DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,
   local k
   for ((k = 1; k <= $(node_count); k++)); do make_node_pki "$k"; done
 
+  # The aggregation layer (APIServices such as Kueue's visibility API): the API server
+  # proxies to extension servers as front-proxy-client, signed by a CA of its own that they
+  # find in kube-system/extension-apiserver-authentication.
+  openssl req -x509 -new -newkey rsa:2048 -nodes -keyout "$PKI/front-proxy-ca.key" \
+    -out "$PKI/front-proxy-ca.crt" -days 365 -sha256 -subj "/CN=kask-testbed-front-proxy-ca" \
+    -addext "basicConstraints=critical,CA:TRUE" \
+    -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" 2>/dev/null
+  openssl req -new -newkey rsa:2048 -nodes -keyout "$PKI/front-proxy-client.key" \
+    -subj "/CN=front-proxy-client" -out "$PKI/front-proxy-client.csr" 2>/dev/null
+  printf '%s\n' "$(client_ext)" >"$PKI/front-proxy-client.ext"
+  openssl x509 -req -in "$PKI/front-proxy-client.csr" -CA "$PKI/front-proxy-ca.crt" \
+    -CAkey "$PKI/front-proxy-ca.key" -CAcreateserial -days 365 -sha256 \
+    -extfile "$PKI/front-proxy-client.ext" -out "$PKI/front-proxy-client.crt" 2>/dev/null
+  rm -f "$PKI/front-proxy-client.csr" "$PKI/front-proxy-client.ext" "$PKI/front-proxy-ca.srl"
+
   # Service-account tokens: the API server verifies with the public half, the token
   # controller signs with the private one.
   openssl genrsa -out "$PKI/sa.key" 2048 2>/dev/null
