@@ -597,9 +597,18 @@ spec:
             assert_eq!(labels["kueue.x-k8s.io/queue-name"], "batch");
             assert_eq!(labels["kueue.x-k8s.io/priority-class"], "high");
         }
-        let cleanup = f.job(&Step::Cleanup, false).expect("the cleanup Job builds");
-        let labels = cleanup.metadata.labels.as_ref().expect("set by the factory");
-        assert!(!labels.contains_key("kueue.x-k8s.io/queue-name"), "{labels:?}");
+        let cleanup = f
+            .job(&Step::Cleanup, false)
+            .expect("the cleanup Job builds");
+        let labels = cleanup
+            .metadata
+            .labels
+            .as_ref()
+            .expect("set by the factory");
+        assert!(
+            !labels.contains_key("kueue.x-k8s.io/queue-name"),
+            "{labels:?}"
+        );
     }
 
     #[test]

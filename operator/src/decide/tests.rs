@@ -1275,10 +1275,20 @@ fn suspend_patches(d: &Decision) -> Vec<(&str, bool)> {
 #[test]
 fn a_queued_jobs_plan_stages_and_commit_are_created_suspended_for_kueue_to_admit() {
     let d = run_with(&daskjob(in_queue), vec![], vec![]);
-    assert!(matches!(
-        d.actions.as_slice(),
-        [Act::Create { step: Step::Plan, suspend: true }, ..]
-    ), "{:?}", d.actions);
+    assert!(
+        matches!(
+            d.actions.as_slice(),
+            [
+                Act::Create {
+                    step: Step::Plan,
+                    suspend: true
+                },
+                ..
+            ]
+        ),
+        "{:?}",
+        d.actions
+    );
     // Not suspended by the user: pending, not Suspended.
     assert_eq!(d.status.phase, Some(Phase::Pending));
 
@@ -1288,7 +1298,10 @@ fn a_queued_jobs_plan_stages_and_commit_are_created_suspended_for_kueue_to_admit
         .actions
         .iter()
         .filter_map(|a| match a {
-            Act::Create { step: Step::Stage { .. }, suspend } => Some(*suspend),
+            Act::Create {
+                step: Step::Stage { .. },
+                suspend,
+            } => Some(*suspend),
             _ => None,
         })
         .collect();
@@ -1300,10 +1313,17 @@ fn a_queued_jobs_plan_stages_and_commit_are_created_suspended_for_kueue_to_admit
         v["status"]["stages"][1]["seconds"] = json!(2.0);
     });
     let d = run_with(&done, vec![job("rev-plan", "complete")], vec![]);
-    assert!(d.actions.iter().any(|a| matches!(
-        a,
-        Act::Create { step: Step::Commit { .. }, suspend: true }
-    )), "{:?}", d.actions);
+    assert!(
+        d.actions.iter().any(|a| matches!(
+            a,
+            Act::Create {
+                step: Step::Commit { .. },
+                suspend: true
+            }
+        )),
+        "{:?}",
+        d.actions
+    );
 }
 
 #[test]
@@ -1330,7 +1350,10 @@ fn kask_never_resumes_a_queued_jobs_child_and_says_which_waits_for_admission() {
         vec![job("rev-plan", "complete"), job("rev-s0", "running")],
         vec![],
     );
-    assert_eq!(cond(&d.status, "Queued").map(|c| (c.0, c.1)), Some(("False", "Admitted")));
+    assert_eq!(
+        cond(&d.status, "Queued").map(|c| (c.0, c.1)),
+        Some(("False", "Admitted"))
+    );
 
     // Without a queue, a suspended child of a running job is resumed as before.
     let d = run_with(
