@@ -51,11 +51,13 @@ node_lost() {
   done
 }
 
-# The node back as it was: running, schedulable and Ready.
+# The node back as it was: running, schedulable, Ready, and its pods reachable from the host
+# (the API server reaches webhooks and kubelets there).
 restore_node() {
   "$cluster" node-start 2 >/dev/null 2>&1 || true
   kubectl uncordon "$LOST_NODE" >/dev/null 2>&1 || true
-  kubectl wait --for=condition=Ready "node/$LOST_NODE" --timeout=90s >/dev/null 2>&1
+  kubectl wait --for=condition=Ready "node/$LOST_NODE" --timeout=90s >/dev/null 2>&1 &&
+    [[ "$(ip route get 10.244.1.1)" == *"via 10.250.2.2"* ]]
 }
 
 # A slow stage (a fifth of a core per pod) of two pods, so that one of them is on node 2 while

@@ -62,9 +62,15 @@ add_node_network() {
   in_node ip link set lo up
   in_node ip addr add "$NODE_K_IP/24" dev eth0
   in_node ip link set eth0 up
-  in_node ip route add default via "10.250.$NODE_K.1"
   in_node sysctl -qw net.ipv4.ip_forward=1
-  ip route add "$NODE_POD_CIDR" via "$NODE_K_IP"
+  add_node_routes
+}
+
+# The node's default route through the host, and the host's route to its pods. A veth taken
+# down (node-kill) loses its routes, so node-start sets them again.
+add_node_routes() {
+  in_node ip route replace default via "10.250.$NODE_K.1"
+  ip route replace "$NODE_POD_CIDR" via "$NODE_K_IP"
 }
 
 # The node's cgroup root in every hierarchy; a new cpuset must be given its CPUs and memory
@@ -288,6 +294,7 @@ cmd_node_start() {
   extra_node node-start "$k"
   node_env "$k"
   ip link set "kaskv$k" up
+  add_node_routes
   component_pid "containerd$NODE_SUFFIX" >/dev/null || start_containerd
   component_pid "kubelet$NODE_SUFFIX" >/dev/null || start_kubelet
   component_pid "kube-proxy$NODE_SUFFIX" >/dev/null || start_kube_proxy
