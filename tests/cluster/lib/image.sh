@@ -153,9 +153,9 @@ cmd_image() {
   esac
 }
 
-# Imports into the k8s.io namespace (the only one CRI sees), unpacked for overlayfs, the
-# snapshotter CRI uses: containers are created from unpacked snapshots only.
-# load_image_on_node TAR: TAR imported into the current node's containerd.
+# load_image_on_node TAR: TAR imported into the current node's containerd, in the k8s.io
+# namespace (the only one CRI sees), unpacked for overlayfs, the snapshotter CRI uses:
+# containers are created from unpacked snapshots only.
 load_image_on_node() {
   [[ -S "$NODE_SOCK" ]] || die "load-image: $NODE_K_NAME is not up (no $NODE_SOCK)"
   ctr --address "$NODE_SOCK" --namespace k8s.io images import --platform linux/amd64 \

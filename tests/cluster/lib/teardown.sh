@@ -125,7 +125,7 @@ cmd_down() {
 
   # The extra nodes, then the host's, then the control plane.
   for ((k = $(node_count); k >= 1; k--)); do stop_node "$k"; done
-  # Extra nodes a failed `up` had begun but not yet counted.
+  # Network namespaces of extra nodes the recorded count does not cover.
   for k in $(ls /var/run/netns 2>/dev/null | sed -n 's/^kask-node-\([0-9]\)$/\1/p'); do
     stop_node "$k"
   done
