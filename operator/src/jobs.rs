@@ -434,15 +434,18 @@ spec:
             .expect("the plan Job builds")
     }
 
-    fn container(job: &Job) -> &Container {
-        &job.spec
+    fn pod_spec(j: &Job) -> &PodSpec {
+        j.spec
             .as_ref()
             .expect("set by the factory")
             .template
             .spec
             .as_ref()
             .expect("set by the factory")
-            .containers[0]
+    }
+
+    fn container(job: &Job) -> &Container {
+        &pod_spec(job).containers[0]
     }
 
     #[test]
@@ -479,16 +482,6 @@ spec:
         );
         let args = container(&j).args.clone().expect("set by the factory");
         assert_eq!(args[..2], ["worker".to_string(), "run".to_string()]);
-    }
-
-    fn pod_spec(j: &Job) -> &PodSpec {
-        j.spec
-            .as_ref()
-            .expect("set by the factory")
-            .template
-            .spec
-            .as_ref()
-            .expect("set by the factory")
     }
 
     fn stage_job(dj: &DaskJob) -> Job {
@@ -615,14 +608,7 @@ spec:
     fn pods_pass_the_restricted_pod_security_standard() {
         let dj = job("");
         let j = plan_job(&dj);
-        let pod = j
-            .spec
-            .as_ref()
-            .expect("set by the factory")
-            .template
-            .spec
-            .as_ref()
-            .expect("set by the factory");
+        let pod = pod_spec(&j);
         let psc = pod.security_context.as_ref().expect("set by the factory");
         assert_eq!(psc.run_as_non_root, Some(true));
         assert_eq!(

@@ -85,12 +85,25 @@ wait_phase() {
   return 1
 }
 
-# Waits up to $3 seconds for a pod of DaskJob $1's stage $2 to be Running; prints its name.
+# Waits up to $2 seconds until job $1 has committed a task (its first stage is under way),
+# writing to out/$1.
+first_commit() {
+  local uid deadline=$((SECONDS + $2))
+  uid=$(dj_field "$1" '{.metadata.uid}')
+  until s3_keys "$PREFIX/out/$1/_kask/$uid/tasks/0/" | grep -q json; do
+    ((SECONDS > deadline)) && return 1
+    sleep 0.05
+  done
+}
+
+# Waits up to $3 seconds for a pod of DaskJob $1's stage $2 to be Running (on node $4, when
+# given); prints its name.
 running_pod() {
-  local deadline=$((SECONDS + $3)) pod
+  local deadline=$((SECONDS + $3)) pod fields=status.phase=Running
+  [[ -n "${4:-}" ]] && fields+=",spec.nodeName=$4"
   while ((SECONDS < deadline)); do
     pod=$(kubectl --namespace "$NS" get pods -l "kask.dev/job=$1,kask.dev/stage=$2" \
-      --field-selector=status.phase=Running -o name 2>/dev/null | head -n1)
+      --field-selector="$fields" -o name 2>/dev/null | head -n1)
     [[ -n "$pod" ]] && { echo "$pod"; return 0; }
     sleep 0.1
   done

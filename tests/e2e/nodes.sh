@@ -19,28 +19,6 @@ stage_nodes() {
     -o jsonpath='{range .items[*]}{.spec.nodeName}{"\n"}{end}' | sort -u | xargs
 }
 
-# Waits up to $3 seconds for a Running pod of DaskJob $1's stage $2 on node $4; prints its name.
-running_pod_on() {
-  local deadline=$((SECONDS + $3)) pod
-  while ((SECONDS < deadline)); do
-    pod=$(kubectl --namespace "$NS" get pods -l "kask.dev/job=$1,kask.dev/stage=$2" \
-      --field-selector="status.phase=Running,spec.nodeName=$4" -o name 2>/dev/null | head -n1)
-    [[ -n "$pod" ]] && { echo "$pod"; return 0; }
-    sleep 0.2
-  done
-  return 1
-}
-
-# Waits up to $2 seconds until job $1 has committed a task (the stage is under way).
-first_commit() {
-  local uid deadline=$((SECONDS + $2))
-  uid=$(dj_field "$1" '{.metadata.uid}')
-  until s3_keys "$PREFIX/out/$1/_kask/$uid/tasks/0/" | grep -q json; do
-    ((SECONDS > deadline)) && return 1
-    sleep 0.1
-  done
-}
-
 # Waits up to $1 seconds for node 2's Ready condition to leave True (it turns Unknown when the
 # kubelet's heartbeats stop).
 node_lost() {
@@ -93,7 +71,7 @@ else
     {key: "node.kubernetes.io/unreachable", operator: "Exists", effect: "NoExecute", tolerationSeconds: 5},
     {key: "node.kubernetes.io/not-ready", operator: "Exists", effect: "NoExecute", tolerationSeconds: 5}]'
   kubectl apply -f - <<<"$(slow_big_job lost-node "$short")" >/dev/null
-  if pod=$(running_pod_on lost-node s0-scan-g 180 "$LOST_NODE") && first_commit lost-node 60; then
+  if pod=$(running_pod lost-node s0-scan-g 180 "$LOST_NODE") && first_commit lost-node 60; then
     lost_at=$SECONDS
     "$cluster" node-kill 2 >/dev/null
     if node_lost 90; then
@@ -119,7 +97,7 @@ else
 
   name="a node drained mid-stage: its tasks move to another node, every row counted once"
   kubectl apply -f - <<<"$(slow_big_job drained)" >/dev/null
-  if pod=$(running_pod_on drained s0-scan-g 180 "$LOST_NODE") && first_commit drained 60; then
+  if pod=$(running_pod drained s0-scan-g 180 "$LOST_NODE") && first_commit drained 60; then
     if kubectl drain "$LOST_NODE" --ignore-daemonsets --delete-emptydir-data --timeout=180s >/dev/null 2>&1; then
       if kubectl --namespace "$NS" wait --for=condition=Complete daskjob/drained --timeout=300s >/dev/null; then
         got=$(counted_rows out/drained)
