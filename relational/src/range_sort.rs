@@ -24,6 +24,7 @@ use datafusion::arrow::row::{RowConverter, Rows, SortField};
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::TaskContext;
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryLimit};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::physical_expr::LexOrdering;
 use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet};
 use datafusion::physical_plan::sorts::sort::SortExec;
@@ -34,6 +35,7 @@ use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
 use futures::{StreamExt, TryStreamExt};
 
 use super::exchange::ShuffleSource;
+use kask_core::capped_pool::CappedPool;
 use kask_core::error::{Error, Result};
 use kask_core::marker::{KeySample, TaskFile, TaskMarker};
 use kask_core::shuffle::Partitioner;
@@ -467,9 +469,34 @@ impl RangeRead {
         if let Ok(mut sorts) = self.sorts.lock() {
             sorts.push(Arc::clone(&sort));
         }
-        sort.execute(0, context)
+        sort.execute(0, capped(&context)?)
             .map_err(|e| df_err("sorting a key range", e))
     }
+}
+
+/// `context` with each of its operators' reservations held to a quarter of the pool. The
+/// merge of a sort's spilled runs reserves a buffer for as many runs as the pool has room for,
+/// outside what it can give back; with tasks that run at once sharing the pool, that left the
+/// other task's sort without the few kilobytes its own merge needed, and the task failed (two
+/// of 25 runs of the engine test under load). Held to a quarter, the merge takes fewer runs
+/// per pass.
+fn capped(context: &Arc<TaskContext>) -> Result<Arc<TaskContext>> {
+    let runtime = context.runtime_env();
+    let pool = Arc::new(CappedPool::new(Arc::clone(&runtime.memory_pool), 4));
+    let runtime = RuntimeEnvBuilder::from_runtime_env(&runtime)
+        .with_memory_pool(pool)
+        .build_arc()
+        .map_err(|e| Error::internal(format!("a runtime for sorting a key range: {e}")))?;
+    Ok(Arc::new(TaskContext::new(
+        context.task_id(),
+        context.session_id(),
+        context.session_config().clone(),
+        context.scalar_functions().clone(),
+        context.higher_order_functions().clone(),
+        context.aggregate_functions().clone(),
+        context.window_functions().clone(),
+        runtime,
+    )))
 }
 
 /// A stream handed to DataFusion as a plan's one partition, once.
