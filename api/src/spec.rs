@@ -25,8 +25,8 @@ pub const DEFAULT_RETRIES: u32 = 3;
 /// and for a large image to be pulled.
 pub const DEFAULT_STARTUP_DEADLINE_SECONDS: i64 = 600;
 
-/// A partitioned data job: a dataframe pipeline, an array expression or steps over a bag of
-/// records, over files in one object store, with the result written back to it.
+/// A partitioned data job: a dataframe pipeline, an SQL query, an array expression or steps
+/// over a bag of records, over files in one object store, with the result written back to it.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "kask.dev",
@@ -36,9 +36,15 @@ pub const DEFAULT_STARTUP_DEADLINE_SECONDS: i64 = 600;
     status = "DaskJobStatus",
     shortname = "dj",
     category = "kask",
+    doc = "A partitioned data job run by Kask: a dataframe pipeline, an SQL query, an array expression or steps over a bag of records, over files in an object store, with the result written back to it exactly once.",
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Progress","type":"string","jsonPath":".status.progress"}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    printcolumn = r#"{"name":"Workers","type":"integer","jsonPath":".spec.workers"}"#,
+    printcolumn = r#"{"name":"Rows","type":"integer","jsonPath":".status.outputRows"}"#,
+    printcolumn = r#"{"name":"Started","type":"date","jsonPath":".status.startTime"}"#,
+    printcolumn = r#"{"name":"Duration","type":"string","jsonPath":".status.duration"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"Message","type":"string","jsonPath":".status.message","priority":1}"#
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DaskJobSpec {
@@ -69,20 +75,22 @@ pub struct DaskJobSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<Output>,
 
-    /// The most worker pods running at once (in `kask run`: the most tasks at once).
+    /// The most worker pods running at once (in `kask run`: the most tasks at once; default
+    /// 4).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1), extend("default" = DEFAULT_WORKERS))]
     pub workers: Option<u32>,
 
     /// About how many input bytes one task reads (default 134217728, 128 MiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1), extend("default" = DEFAULT_TARGET_TASK_BYTES))]
     pub target_task_bytes: Option<u64>,
 
     /// A join side (a merge's right input, an SQL join's build side) estimated smaller than
     /// this many bytes is read whole by every task, a broadcast join; larger ones shuffle both
     /// sides (default 67108864, 64 MiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = DEFAULT_BROADCAST_BYTES))]
     pub broadcast_bytes: Option<u64>,
 
     /// Number of reduce partitions after a shuffle (default: the number of map tasks, at most
@@ -93,6 +101,7 @@ pub struct DaskJobSpec {
 
     /// Attempts per task after the first failure (default 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = DEFAULT_RETRIES))]
     pub retries: Option<u32>,
 
     /// CPU and memory requests and limits of each worker pod, as in a container spec.
@@ -116,7 +125,7 @@ pub struct DaskJobSpec {
     /// container) before the job fails with the reason it could not; until then the
     /// `Stalled` condition names that reason (default: 600).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1), extend("default" = DEFAULT_STARTUP_DEADLINE_SECONDS))]
     pub startup_deadline_seconds: Option<i64>,
 
     /// Seconds after the job succeeds or fails before the DaskJob and everything it created

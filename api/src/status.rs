@@ -11,8 +11,9 @@ pub struct DaskJobStatus {
     /// Pending, Running, Succeeded, Failed or Suspended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
-    /// Conditions, with Kubernetes conventions (`Complete`, `Failed`, ...).
+    /// Conditions, with Kubernetes conventions (`Complete`, `Failed`, ...), one of each type.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     /// One entry per stage, in plan order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -22,10 +23,16 @@ pub struct DaskJobStatus {
     pub progress: Option<String>,
     /// When the first pod started (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "date-time"))]
     pub start_time: Option<String>,
     /// When the job ended (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "date-time"))]
     pub completion_time: Option<String>,
+    /// How long the job ran, from its start to its end, in the two largest whole units
+    /// (`45s`, `3m12s`, `2h5m`, `3d4h`); set when it ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<String>,
     /// The path of the output's `_SUCCESS` manifest (a job graph's main output's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<String>,
@@ -82,6 +89,7 @@ pub struct Condition {
     pub message: Option<String>,
     /// When the status last changed (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "date-time"))]
     pub last_transition_time: Option<String>,
     /// The generation the condition was set for.
     #[serde(default, skip_serializing_if = "Option::is_none")]

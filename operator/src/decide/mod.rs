@@ -803,7 +803,7 @@ impl Decider<'_> {
 
     fn succeed(&mut self, msg: &str) -> Next {
         self.status.phase = Some(Phase::Succeeded);
-        self.status.completion_time = Some(self.now());
+        self.end();
         self.status.progress = Some(self.progress());
         self.clear("Stalled", "Succeeded");
         self.condition("Complete", true, "Succeeded", msg);
@@ -814,7 +814,7 @@ impl Decider<'_> {
 
     fn fail(&mut self, reason: &str, message: String) -> Next {
         self.status.phase = Some(Phase::Failed);
-        self.status.completion_time = Some(self.now());
+        self.end();
         self.status.message = Some(message.clone());
         for s in &mut self.status.stages {
             s.running = 0;
@@ -825,6 +825,17 @@ impl Decider<'_> {
         self.condition("Complete", false, reason, "");
         self.event(true, reason, message);
         self.ttl_next()
+    }
+
+    /// The end time and the duration from the start (none when the job never started).
+    fn end(&mut self) {
+        self.status.completion_time = Some(self.now());
+        self.status.duration = self
+            .status
+            .start_time
+            .as_deref()
+            .and_then(|s| s.parse::<Timestamp>().ok())
+            .map(|start| human_duration(self.o.now.duration_since(start)));
     }
 
     fn ttl_next(&self) -> Next {
@@ -942,5 +953,21 @@ fn lost_report(lost: &[(String, String)]) -> String {
     match lost.first() {
         Some((pod, why)) => format!("its pod {pod} left {why}"),
         None => "its pod is gone, and its report with it".into(),
+    }
+}
+
+/// A duration as `kubectl` prints one: `45s`, `3m12s`, `2h5m`, `3d4h` (whole units, the two
+/// largest).
+pub fn human_duration(d: SignedDuration) -> String {
+    let s = d.as_secs().max(0);
+    let (days, hours, minutes, seconds) = (s / 86_400, s / 3_600 % 24, s / 60 % 60, s % 60);
+    if days > 0 {
+        format!("{days}d{hours}h")
+    } else if hours > 0 {
+        format!("{hours}h{minutes}m")
+    } else if minutes > 0 {
+        format!("{minutes}m{seconds}s")
+    } else {
+        format!("{seconds}s")
     }
 }

@@ -583,6 +583,9 @@ fn a_committed_job_succeeds_with_its_rows_and_manifest() {
     );
     assert_eq!(d.status.phase, Some(Phase::Succeeded));
     assert_eq!(d.status.output_rows, Some(40));
+    // Started a minute before now (the fixture's startTime), ended now.
+    assert_eq!(d.status.completion_time.as_deref(), Some(NOW));
+    assert_eq!(d.status.duration.as_deref(), Some("1m0s"));
     assert_eq!(
         cond(&d.status, "Complete"),
         Some((
@@ -1362,4 +1365,17 @@ fn kask_never_resumes_a_queued_jobs_child_and_says_which_waits_for_admission() {
         vec![],
     );
     assert_eq!(suspend_patches(&d), vec![("rev-s0", false)]);
+}
+
+#[test]
+fn durations_read_as_the_two_largest_whole_units() {
+    use super::human_duration;
+    use k8s_openapi::jiff::SignedDuration;
+    let d = |s: i64| human_duration(SignedDuration::from_secs(s));
+    assert_eq!(d(0), "0s");
+    assert_eq!(d(45), "45s");
+    assert_eq!(d(192), "3m12s");
+    assert_eq!(d(7_500), "2h5m");
+    assert_eq!(d(273_600), "3d4h");
+    assert_eq!(d(-5), "0s");
 }
