@@ -112,9 +112,18 @@ pub struct DaskJobSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
 
-    /// Where the worker pods may run: node selector, tolerations, affinity and spreading.
+    /// The worker pods' labels, annotations, variables, priority class, image pull Secrets,
+    /// and where they may run (node selector, tolerations, affinity, spreading).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_template: Option<crate::pods::PodTemplate>,
+
+    /// The service account (in the job's namespace) the worker pods run as, with its token
+    /// mounted: how they get cloud storage access without keys, through EKS IRSA, GKE Workload
+    /// Identity or Azure Workload Identity (see the README). Default: the operator's
+    /// `worker.serviceAccountName`; without either, the namespace's `default` account with no
+    /// token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_name: Option<String>,
 
     /// Seconds the job may run, counted from its start; then it fails and its pods are stopped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -305,6 +314,11 @@ pub const SECRET_KEYS: &[&str] = &[
     "AWS_SESSION_TOKEN",
     "AWS_REGION",
     "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT",
+    "AWS_ENDPOINT_URL",
+    "AWS_ROLE_ARN",
+    "AWS_ROLE_SESSION_NAME",
+    "AWS_ENDPOINT_URL_STS",
     "GOOGLE_SERVICE_ACCOUNT",
     "GOOGLE_SERVICE_ACCOUNT_KEY",
     "GOOGLE_APPLICATION_CREDENTIALS",
@@ -314,6 +328,8 @@ pub const SECRET_KEYS: &[&str] = &[
     "AZURE_STORAGE_CLIENT_ID",
     "AZURE_STORAGE_CLIENT_SECRET",
     "AZURE_STORAGE_TENANT_ID",
+    "AZURE_STORAGE_ENDPOINT",
+    "AZURE_STORAGE_TOKEN",
 ];
 
 /// A reference to a Secret in the job's own namespace.

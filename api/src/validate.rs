@@ -166,6 +166,21 @@ pub fn validate(spec: &DaskJobSpec) -> Result<(), ValidationErrors> {
             ),
         ),
     }
+    if let Some(template) = &spec.pod_template {
+        for (field, message) in template.problems() {
+            e.add(format!("spec.podTemplate.{field}"), message);
+        }
+    }
+    if let Some(account) = &spec.service_account_name
+        && !is_dns_subdomain(account)
+    {
+        e.add(
+            "spec.serviceAccountName",
+            format!(
+                "{account:?} is not a service account name (lowercase letters, digits, '-' and '.')"
+            ),
+        );
+    }
     let (kind, allowed): (&str, &[Format]) = if spec.array.is_some() {
         ("an array job", &[Format::Zarr])
     } else if spec.bag.is_some() {
@@ -688,4 +703,18 @@ fn check_step(known: &Known<'_>, at: &str, i: usize, step: StepRef<'_>, e: &mut 
             }
         }
     }
+}
+
+/// A Kubernetes object name (RFC 1123 subdomain): what a service account may be called.
+fn is_dns_subdomain(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
 }

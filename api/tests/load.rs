@@ -349,3 +349,31 @@ fn the_storage_root_scratch_folders_and_globs_are_not_outputs() {
         );
     }
 }
+
+#[test]
+fn a_pod_template_may_not_set_kasks_own_labels_or_variables_nor_a_bad_account_name() {
+    let yaml = GOOD.replace(
+        "  output: {path: reports/revenue",
+        "  serviceAccountName: Lake_Reader\n  podTemplate:\n    labels: {kask.dev/stage: mine}\n    \
+         env: [{name: KASK_LOG, value: debug}, {name: KASK_JOB_ID, value: x}]\n  \
+         output: {path: reports/revenue",
+    );
+    assert_eq!(
+        errors_of(&yaml),
+        [
+            "spec.podTemplate.labels.kask.dev/stage: keys under kask.dev/ are Kask's own; choose another key",
+            "spec.podTemplate.env[1].name: KASK_JOB_ID is set by Kask; of its variables only KASK_LOG and KASK_LOG_FORMAT may be set here",
+            "spec.serviceAccountName: \"Lake_Reader\" is not a service account name (lowercase letters, digits, '-' and '.')",
+        ]
+    );
+    let fine = GOOD.replace(
+        "  output: {path: reports/revenue",
+        "  serviceAccountName: lake-reader\n  podTemplate:\n    labels: {team: risk}\n    \
+         env: [{name: KASK_LOG, value: debug}]\n  output: {path: reports/revenue",
+    );
+    let job = load_job("job.yaml", &fine).expect("valid");
+    assert_eq!(
+        job.spec.service_account_name.as_deref(),
+        Some("lake-reader")
+    );
+}

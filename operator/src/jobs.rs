@@ -18,7 +18,8 @@ use kube::{Resource, ResourceExt};
 use crate::error::{Error, Result};
 use crate::names;
 use kask_api::report::exit;
-use kask_api::{DaskJob, SECRET_KEYS};
+use kask_api::{DaskJob, PodTemplate, SECRET_KEYS};
+use std::collections::BTreeMap;
 
 /// The worker container's name.
 const CONTAINER: &str = "kask";
@@ -34,6 +35,9 @@ pub struct JobFactory<'a> {
     image: String,
     resources: Option<ResourceRequirements>,
     spill_size: Option<Quantity>,
+    /// The job's pod template over the operator's.
+    template: PodTemplate,
+    service_account: Option<String>,
 }
 
 /// One step to run.
@@ -73,6 +77,10 @@ pub struct WorkerDefaults {
     pub resources: Option<ResourceRequirements>,
     /// The size limit of a worker's `/tmp` volume, where its operators spill.
     pub spill_size: Option<Quantity>,
+    /// What a job's `spec.podTemplate` is laid over.
+    pub pod_template: PodTemplate,
+    /// The service account of jobs without `spec.serviceAccountName`.
+    pub service_account: Option<String>,
 }
 
 impl<'a> JobFactory<'a> {
@@ -91,6 +99,17 @@ impl<'a> JobFactory<'a> {
                 .clone()
                 .or_else(|| defaults.resources.clone()),
             spill_size: defaults.spill_size.clone(),
+            template: dj
+                .spec
+                .pod_template
+                .clone()
+                .unwrap_or_default()
+                .over(&defaults.pod_template),
+            service_account: dj
+                .spec
+                .service_account_name
+                .clone()
+                .or_else(|| defaults.service_account.clone()),
             dj,
         })
     }
@@ -189,11 +208,12 @@ impl<'a> JobFactory<'a> {
                 pod_failure_policy: Some(pod_failure_policy()),
                 template: PodTemplateSpec {
                     metadata: Some(ObjectMeta {
-                        labels: Some(labels),
+                        labels: Some(under(&self.template.labels, labels)),
                         // Pods are owned by their Job; this leads a pod event to its DaskJob.
-                        annotations: Some(
+                        annotations: Some(under(
+                            &self.template.annotations,
                             [(names::ANNOTATION_JOB.to_string(), self.dj.name_any())].into(),
-                        ),
+                        )),
                         ..ObjectMeta::default()
                     }),
                     spec: Some(self.pod(args, matches!(step, Step::Cleanup), &stage)?),
@@ -276,8 +296,21 @@ impl<'a> JobFactory<'a> {
                 }),
             }));
         }
-        let scheduling = self.dj.spec.pod_template.clone().unwrap_or_default();
+        // The template's variables replace Kask's of the same name (validation let through
+        // only the log's and the Secret's).
+        if let Some(extra) = &self.template.env {
+            env.retain(|var| !extra.iter().any(|e| e.name == var.name));
+            env.extend(extra.iter().cloned());
+        }
+        let scheduling = self.template.clone();
         Ok(PodSpec {
+            priority_class_name: scheduling.priority_class_name,
+            image_pull_secrets: scheduling.image_pull_secrets,
+            // A chosen service account's token is mounted: web identity (IRSA, Workload
+            // Identity) reads it. Otherwise workers talk to object storage, never to the API
+            // server, and have no token.
+            automount_service_account_token: Some(self.service_account.is_some()),
+            service_account_name: self.service_account.clone(),
             node_selector: scheduling.node_selector,
             tolerations: scheduling.tolerations,
             affinity: scheduling.affinity,
@@ -288,8 +321,6 @@ impl<'a> JobFactory<'a> {
             )
             .filter(|c| !c.is_empty()),
             restart_policy: Some("Never".into()),
-            // Workers talk to object storage, never to the API server.
-            automount_service_account_token: Some(false),
             enable_service_links: Some(false),
             security_context: Some(PodSecurityContext {
                 run_as_non_root: Some(true),
@@ -341,6 +372,17 @@ impl<'a> JobFactory<'a> {
             ..PodSpec::default()
         })
     }
+}
+
+/// `own` (Kask's labels or annotations) over the template's `extra`: Kask's keys win, and
+/// validation refused the template's under `kask.dev/`.
+fn under(
+    extra: &Option<BTreeMap<String, String>>,
+    own: BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut all = extra.clone().unwrap_or_default();
+    all.extend(own);
+    all
 }
 
 /// A stage's pods spread over nodes as a preference: a lost node then takes few of its tasks
@@ -423,6 +465,8 @@ spec:
                 ..ResourceRequirements::default()
             }),
             spill_size: Some(Quantity("10Gi".into())),
+            pod_template: PodTemplate::default(),
+            service_account: None,
         }
     }
 
@@ -573,6 +617,78 @@ spec:
             // Kask's own fields stay.
             assert_eq!(pod.automount_service_account_token, Some(false));
         }
+    }
+
+    #[test]
+    fn the_pod_templates_metadata_variables_and_identity_reach_every_pod_under_kasks_own() {
+        let dj = job(
+            "  serviceAccountName: lake-reader\n  podTemplate:\n    labels: {team: risk}\n    \
+             annotations: {team: risk}\n    priorityClassName: batch-high\n    \
+             imagePullSecrets: [{name: registry}]\n    \
+             env: [{name: KASK_LOG, value: debug}, {name: AWS_REGION, value: eu-west-1}, \
+             {name: AWS_ROLE_ARN, value: \"arn:aws:iam::1:role/lake\"}]\n",
+        );
+        let mut platform = defaults();
+        platform.pod_template = serde_json::from_str(
+            r#"{"annotations":{"sidecar.istio.io/inject":"false","team":"platform"},
+                "priorityClassName":"batch-low"}"#,
+        )
+        .expect("a template");
+        platform.service_account = Some("workers".into());
+        let f = JobFactory::new(&dj, "registry.example/kask:1", &platform).expect("a factory");
+        for j in [
+            f.job(&Step::Plan, false).expect("plan"),
+            f.job(&Step::Cleanup, false).expect("cleanup"),
+        ] {
+            let meta = j
+                .spec
+                .as_ref()
+                .and_then(|s| s.template.metadata.as_ref())
+                .expect("pod metadata");
+            let labels = meta.labels.as_ref().expect("labels");
+            assert_eq!(labels["team"], "risk");
+            assert!(
+                labels.contains_key("kask.dev/job-uid"),
+                "Kask's labels stay"
+            );
+            let annotations = meta.annotations.as_ref().expect("annotations");
+            assert_eq!(annotations["sidecar.istio.io/inject"], "false");
+            assert_eq!(annotations["team"], "risk", "the job's value wins");
+            assert_eq!(annotations[names::ANNOTATION_JOB], "revenue");
+            let pod = pod_spec(&j);
+            assert_eq!(pod.priority_class_name.as_deref(), Some("batch-high"));
+            assert_eq!(
+                pod.image_pull_secrets.as_ref().map(|s| s[0].name.as_str()),
+                Some("registry")
+            );
+            assert_eq!(pod.service_account_name.as_deref(), Some("lake-reader"));
+            assert_eq!(pod.automount_service_account_token, Some(true));
+            let env = pod.containers[0].env.as_ref().expect("env");
+            let named = |n: &str| env.iter().filter(|e| e.name == n).collect::<Vec<_>>();
+            // One of each name: the template's value replaced Kask's and the Secret's.
+            assert_eq!(named("KASK_LOG").len(), 1);
+            assert_eq!(named("KASK_LOG")[0].value.as_deref(), Some("debug"));
+            assert_eq!(named("AWS_REGION").len(), 1);
+            assert_eq!(named("AWS_REGION")[0].value.as_deref(), Some("eu-west-1"));
+            assert!(named("AWS_REGION")[0].value_from.is_none());
+            assert_eq!(
+                named("AWS_ACCESS_KEY_ID").len(),
+                1,
+                "the other Secret keys stay"
+            );
+            assert_eq!(named("AWS_ROLE_ARN").len(), 1);
+        }
+        // The operator's account when the job names none; no account, no token.
+        let plain = job("");
+        let f = JobFactory::new(&plain, "registry.example/kask:1", &platform).expect("a factory");
+        let j = f.job(&Step::Plan, false).expect("plan");
+        assert_eq!(
+            pod_spec(&j).service_account_name.as_deref(),
+            Some("workers")
+        );
+        let j = plan_job(&plain);
+        assert_eq!(pod_spec(&j).service_account_name, None);
+        assert_eq!(pod_spec(&j).automount_service_account_token, Some(false));
     }
 
     #[test]

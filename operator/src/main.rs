@@ -31,7 +31,7 @@ use kube::{Api, Client, ResourceExt};
 use tracing::{debug, error, info, warn};
 
 use jobs::WorkerDefaults;
-use kask_api::DaskJob;
+use kask_api::{DaskJob, PodTemplate};
 use metrics::Metrics;
 use reconcile::{Ctx, error_policy, reconcile};
 
@@ -50,6 +50,14 @@ struct Args {
     /// quantity, e.g. 10Gi); unlimited when empty.
     #[arg(long, env = "KASK_WORKER_SPILL_SIZE")]
     worker_spill_size: Option<String>,
+    /// What each job's spec.podTemplate is laid over, as its JSON, e.g.
+    /// '{"annotations":{"sidecar.istio.io/inject":"false"},"priorityClassName":"batch"}'.
+    #[arg(long, env = "KASK_WORKER_POD_TEMPLATE")]
+    worker_pod_template: Option<String>,
+    /// The service account worker pods run as when a job names none in
+    /// spec.serviceAccountName; without either they run with no token.
+    #[arg(long, env = "KASK_WORKER_SERVICE_ACCOUNT")]
+    worker_service_account: Option<String>,
     /// Namespaces whose DaskJobs to run, comma-separated; all namespaces when empty.
     #[arg(long, env = "KASK_WATCH_NAMESPACES", value_delimiter = ',')]
     namespaces: Vec<String>,
@@ -117,6 +125,21 @@ fn size_quantity(s: &str) -> Option<Quantity> {
     ok.then(|| Quantity(s.to_string()))
 }
 
+/// The operator's pod template for workers, refused when it sets what is Kask's.
+fn worker_pod_template(json: Option<&str>) -> Result<PodTemplate, String> {
+    let flag = "--worker-pod-template (KASK_WORKER_POD_TEMPLATE)";
+    let template = match json.map(str::trim) {
+        Some(j) if !j.is_empty() && j != "{}" => {
+            serde_json::from_str::<PodTemplate>(j).map_err(|e| format!("{flag}: {e}"))?
+        }
+        _ => return Ok(PodTemplate::default()),
+    };
+    if let Some((field, message)) = template.problems().into_iter().next() {
+        return Err(format!("{flag}: {field}: {message}"));
+    }
+    Ok(template)
+}
+
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if args.lease_grace >= args.lease_duration {
         return Err("--lease-grace must be shorter than --lease-duration".into());
@@ -138,6 +161,13 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             })?),
             _ => None,
         },
+        pod_template: worker_pod_template(args.worker_pod_template.as_deref())?,
+        service_account: args
+            .worker_service_account
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
     };
     let namespaces: Vec<String> = args
         .namespaces

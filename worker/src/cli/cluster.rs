@@ -51,7 +51,21 @@ pub async fn submit(
     let created = api
         .create(&PostParams::default(), job)
         .await
-        .map_err(|e| kube_err(&format!("creating daskjob/{}", job.name_any()), e))?;
+        .map_err(|e| match e {
+            kube::Error::Api(ref status) if status.code == 409 => {
+                let name = job.name_any();
+                let ns = namespace.map(|n| format!(" -n {n}")).unwrap_or_default();
+                Error::spec(
+                    format!("{}: metadata.name", file.display()),
+                    format!(
+                        "a DaskJob named {name} already exists here, and a job's spec cannot change once created; \
+                         see it with `kask status {name}{ns}`, then `kask delete {name}{ns}` and submit again, \
+                         or give this job another metadata.name"
+                    ),
+                )
+            }
+            other => kube_err(&format!("creating daskjob/{}", job.name_any()), other),
+        })?;
     println!(
         "daskjob/{} created in namespace {}",
         created.name_any(),
@@ -62,6 +76,94 @@ pub async fn submit(
     } else {
         Ok(())
     }
+}
+
+/// `kask list`: the DaskJobs of a namespace (or of every one), one line each, as
+/// `kubectl get daskjobs` shows them.
+pub async fn list(namespace: Option<&str>, all: bool) -> Result<(), Error> {
+    let api: Api<DaskJob> = if all {
+        Api::all(client().await?)
+    } else {
+        api(namespace).await?.0
+    };
+    let jobs = api
+        .list(&Default::default())
+        .await
+        .map_err(|e| kube_err("listing daskjobs", e))?;
+    let rows: Vec<Vec<String>> = jobs
+        .items
+        .iter()
+        .map(|dj| {
+            let s = dj.status.clone().unwrap_or_default();
+            let mut row = vec![
+                dj.name_any(),
+                phase_name(&s),
+                s.progress.clone().unwrap_or_else(|| "-".into()),
+                s.output_rows.map_or_else(|| "-".into(), |r| r.to_string()),
+                s.duration.clone().unwrap_or_else(|| "-".into()),
+                s.message.clone().unwrap_or_default(),
+            ];
+            if all {
+                row.insert(0, dj.namespace().unwrap_or_default());
+            }
+            row
+        })
+        .collect();
+    if rows.is_empty() {
+        println!("no DaskJobs");
+        return Ok(());
+    }
+    let mut header = vec!["NAME", "PHASE", "PROGRESS", "ROWS", "DURATION", "MESSAGE"];
+    if all {
+        header.insert(0, "NAMESPACE");
+    }
+    print!("{}", table(&header, &rows));
+    Ok(())
+}
+
+/// Columns padded to their widest cell; the last one is not padded.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut out = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}   ", w = widths[i]));
+            }
+        }
+        out.trim_end().to_string() + "\n"
+    };
+    let mut out = line(header.to_vec());
+    for row in rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+/// `kask delete`: deletes a DaskJob; the operator stops its pods and removes its scratch
+/// data (a committed result stays).
+pub async fn delete(name: &str, namespace: Option<&str>) -> Result<(), Error> {
+    let (api, _) = api(namespace).await?;
+    api.delete(name, &Default::default())
+        .await
+        .map_err(|e| match e {
+            kube::Error::Api(ref status) if status.code == 404 => Error::spec(
+                "kubernetes",
+                format!("no DaskJob named {name} in this namespace (`kask list` shows them)"),
+            ),
+            other => kube_err(&format!("deleting daskjob/{name}"), other),
+        })?;
+    println!(
+        "daskjob/{name} deleted (its pods stop and its scratch data is removed; a committed result stays)"
+    );
+    Ok(())
 }
 
 /// Polls the job's status, drawing a bar per stage, until it ends; fails with the status
@@ -304,4 +406,29 @@ pub async fn logs(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::table;
+
+    #[test]
+    fn a_table_pads_every_column_but_the_last_to_its_widest_cell() {
+        let rows = vec![
+            vec![
+                "groupby".to_string(),
+                "Succeeded".to_string(),
+                "".to_string(),
+            ],
+            vec![
+                "a".to_string(),
+                "Failed".to_string(),
+                "s0: bad csv".to_string(),
+            ],
+        ];
+        assert_eq!(
+            table(&["NAME", "PHASE", "MESSAGE"], &rows),
+            "NAME      PHASE       MESSAGE\ngroupby   Succeeded\na         Failed      s0: bad csv\n"
+        );
+    }
 }

@@ -131,6 +131,25 @@ enum Command {
     Status {
         /// The DaskJob's name.
         name: String,
+        /// Namespace (default: the kubeconfig context's).
+        #[arg(long, short = 'n')]
+        namespace: Option<String>,
+    },
+    /// List the DaskJobs of a namespace: phase, progress, rows, duration and message.
+    List {
+        /// Namespace (default: the kubeconfig context's).
+        #[arg(long, short = 'n', conflicts_with = "all_namespaces")]
+        namespace: Option<String>,
+        /// Every namespace's.
+        #[arg(long, short = 'A')]
+        all_namespaces: bool,
+    },
+    /// Delete a DaskJob: its pods stop and its scratch data is removed; a committed result
+    /// stays.
+    Delete {
+        /// The DaskJob's name.
+        name: String,
+        /// Namespace (default: the kubeconfig context's).
         #[arg(long, short = 'n')]
         namespace: Option<String>,
     },
@@ -147,6 +166,7 @@ enum Command {
         /// With an output folder in S3-compatible storage: how to reach it.
         #[command(flatten)]
         storage: StorageFlags,
+        /// Namespace (default: the kubeconfig context's).
         #[arg(long, short = 'n')]
         namespace: Option<String>,
         /// Only this stage's pods (e.g. s0-scan-orders; `plan` and `commit` too).
@@ -156,7 +176,9 @@ enum Command {
         #[arg(long)]
         task: Option<u32>,
     },
-    /// The steps worker pods run (the operator's plan, stage, commit and cleanup pods).
+    /// The steps worker pods run (the operator's plan, stage, commit and cleanup pods);
+    /// not for people, so not in --help.
+    #[command(hide = true)]
     Worker {
         #[command(subcommand)]
         what: worker::WorkerCommand,
@@ -183,6 +205,7 @@ enum GenCommand {
         /// bool, int32, int64, float32 or float64.
         #[arg(long, default_value = "float64")]
         dtype: String,
+        /// Seed of the random generator: the same seed gives the same data.
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// How chunks are stored: zstd (level 1) or none (raw bytes).
@@ -197,44 +220,58 @@ enum GenCommand {
         /// Total bytes, about.
         #[arg(long, default_value_t = 1 << 20)]
         bytes: u64,
+        /// Number of files.
         #[arg(long, default_value_t = 4)]
         files: usize,
         /// Distinct words.
         #[arg(long, default_value_t = 10_000)]
         vocabulary: usize,
+        /// Seed of the random generator: the same seed gives the same data.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// The folder written to.
         #[arg(long)]
         out: PathBuf,
     },
     /// The groupby table G1_<rows>_<groups>_<nas>_0.
     Groupby {
+        /// Rows (of the main table).
         #[arg(long, default_value_t = 10_000_000)]
         rows: u64,
+        /// Distinct values of the id columns (the K of G1_N_K).
         #[arg(long, default_value_t = 100)]
         groups: u64,
         /// Percentage of nulls in every column.
         #[arg(long, default_value_t = 0)]
         nas: u32,
+        /// Seed of the random generator: the same seed gives the same data.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Files per table.
         #[arg(long, default_value_t = 8)]
         partitions: usize,
+        /// The folder written to.
         #[arg(long)]
         out: PathBuf,
+        /// parquet or csv.
         #[arg(long, value_enum, default_value_t = FormatArg::Parquet)]
         format: FormatArg,
     },
     /// The join tables x, small, medium and big.
     Join {
+        /// Rows (of the main table).
         #[arg(long, default_value_t = 10_000_000)]
         rows: u64,
+        /// Seed of the random generator: the same seed gives the same data.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Files per table.
         #[arg(long, default_value_t = 8)]
         partitions: usize,
+        /// The folder written to.
         #[arg(long)]
         out: PathBuf,
+        /// parquet or csv.
         #[arg(long, value_enum, default_value_t = FormatArg::Parquet)]
         format: FormatArg,
     },
@@ -470,6 +507,11 @@ pub async fn dispatch(cli: Cli) -> Result<(), Error> {
             cluster::submit(&dj, &job, namespace.as_deref(), watch).await
         }
         Command::Status { name, namespace } => cluster::status(&name, namespace.as_deref()).await,
+        Command::List {
+            namespace,
+            all_namespaces,
+        } => cluster::list(namespace.as_deref(), all_namespaces).await,
+        Command::Delete { name, namespace } => cluster::delete(&name, namespace.as_deref()).await,
         Command::Logs {
             name,
             namespace,
