@@ -14,6 +14,7 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::memory_pool::{
     MemoryConsumer, MemoryLimit, MemoryPool, MemoryReservation,
 };
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 
 /// A pool in which a reservation grows to at most `cap` bytes.
 #[derive(Debug)]
@@ -78,6 +79,15 @@ impl MemoryPool for CappedPool {
     fn memory_limit(&self) -> MemoryLimit {
         self.inner.memory_limit()
     }
+}
+
+/// `runtime` with each reservation held to a `1/shares` part of its pool, the same disk
+/// manager and object stores.
+pub fn runtime(runtime: &Arc<RuntimeEnv>, shares: usize) -> Result<Arc<RuntimeEnv>> {
+    let pool = CappedPool::new(Arc::clone(&runtime.memory_pool), shares);
+    RuntimeEnvBuilder::from_runtime_env(runtime)
+        .with_memory_pool(Arc::new(pool))
+        .build_arc()
 }
 
 #[cfg(test)]

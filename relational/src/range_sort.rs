@@ -24,7 +24,6 @@ use datafusion::arrow::row::{RowConverter, Rows, SortField};
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::TaskContext;
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryLimit};
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::physical_expr::LexOrdering;
 use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet};
 use datafusion::physical_plan::sorts::sort::SortExec;
@@ -35,7 +34,6 @@ use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
 use futures::{StreamExt, TryStreamExt};
 
 use super::exchange::ShuffleSource;
-use kask_core::capped_pool::CappedPool;
 use kask_core::error::{Error, Result};
 use kask_core::marker::{KeySample, TaskFile, TaskMarker};
 use kask_core::shuffle::Partitioner;
@@ -481,11 +479,7 @@ impl RangeRead {
 /// of 25 runs of the engine test under load). Held to a quarter, the merge takes fewer runs
 /// per pass.
 fn capped(context: &Arc<TaskContext>) -> Result<Arc<TaskContext>> {
-    let runtime = context.runtime_env();
-    let pool = Arc::new(CappedPool::new(Arc::clone(&runtime.memory_pool), 4));
-    let runtime = RuntimeEnvBuilder::from_runtime_env(&runtime)
-        .with_memory_pool(pool)
-        .build_arc()
+    let runtime = kask_core::capped_pool::runtime(&context.runtime_env(), 4)
         .map_err(|e| Error::internal(format!("a runtime for sorting a key range: {e}")))?;
     Ok(Arc::new(TaskContext::new(
         context.task_id(),

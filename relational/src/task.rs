@@ -11,7 +11,6 @@ use datafusion::physical_plan::repartition::BatchPartitioner;
 use futures::StreamExt;
 
 use datafusion::execution::TaskContext;
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::prelude::SessionContext;
 
@@ -21,7 +20,6 @@ use super::exchange::{ShuffleSource, SinkKind, TaskShuffles};
 use super::planner::plan_text;
 use super::range_sort::{SortKeys, write_chunks};
 use super::session::session;
-use kask_core::capped_pool::CappedPool;
 use kask_core::error::df_message;
 use kask_core::error::{Error, Result, store_failure};
 use kask_core::marker::{TaskFile, TaskMarker};
@@ -227,11 +225,7 @@ async fn sink(
 /// under a sort-merge join run one after the other, and the first must leave room for the
 /// second ([`kask_core::capped_pool`]).
 fn capped(ctx: &SessionContext) -> Result<Arc<TaskContext>> {
-    let runtime = ctx.runtime_env();
-    let pool = Arc::new(CappedPool::new(Arc::clone(&runtime.memory_pool), 2));
-    let runtime = RuntimeEnvBuilder::from_runtime_env(&runtime)
-        .with_memory_pool(pool)
-        .build_arc()
+    let runtime = kask_core::capped_pool::runtime(&ctx.runtime_env(), 2)
         .map_err(|e| Error::internal(format!("a runtime for spilling joins: {e}")))?;
     let state = SessionStateBuilder::new_from_existing(ctx.state())
         .with_runtime_env(runtime)
