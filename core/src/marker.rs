@@ -248,6 +248,10 @@ pub struct PartRange {
     pub len: u64,
     /// Rows.
     pub rows: u64,
+    /// The bytes its rows take in memory once decoded (the range itself is compressed);
+    /// 0 in markers written before this was recorded, whose ranges were not compressed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub decoded: u64,
     /// CRC-32C of the range's bytes, which the reducer checks.
     #[serde(
         default,
@@ -267,4 +271,15 @@ pub struct PartRange {
     /// The sort key of the chunk's last row, in the same form.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_key: Option<String>,
+}
+
+impl PartRange {
+    /// The bytes its rows take in memory once decoded.
+    pub fn decoded_bytes(&self) -> u64 {
+        if self.decoded > 0 {
+            self.decoded
+        } else {
+            self.len
+        }
+    }
 }

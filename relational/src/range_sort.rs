@@ -35,7 +35,7 @@ use futures::{StreamExt, TryStreamExt};
 
 use super::exchange::ShuffleSource;
 use kask_core::error::{Error, Result};
-use kask_core::marker::{KeySample, TaskFile, TaskMarker};
+use kask_core::marker::{KeySample, PartRange, TaskFile, TaskMarker};
 use kask_core::shuffle::Partitioner;
 use kask_core::store::Store;
 
@@ -216,17 +216,24 @@ fn chunks_of(maps: &[TaskMarker]) -> Result<Vec<Vec<Chunk>>> {
                         partition: p,
                         first: from_hex(first).map_err(|e| df_err(&f.path, e))?,
                         last: from_hex(last).map_err(|e| df_err(&f.path, e))?,
-                        held: if f.window > 0 {
-                            r.len.min(2 * f.window)
-                        } else {
-                            r.len
-                        },
+                        held: held_of(r, f.window),
                     });
                 }
             }
             Ok(out)
         })
         .collect()
+}
+
+/// The memory a reader holds of chunk `r` at once, decoded: all of it, or two windows of a
+/// long one (windows are of its compressed bytes).
+fn held_of(r: &PartRange, window: u64) -> u64 {
+    let decoded = r.decoded_bytes();
+    if window == 0 || r.len <= 2 * window {
+        return decoded;
+    }
+    let share = (2 * window) as f64 / r.len as f64;
+    (decoded as f64 * share).ceil() as u64
 }
 
 /// The runs' samples as keys with the rows each stands for: those from it up to the next

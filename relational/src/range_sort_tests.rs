@@ -224,3 +224,21 @@ fn a_small_result_is_one_range_and_a_large_one_every_task() {
     assert_eq!(ranges_for(1_000_000, 1_000, 4), 4);
     assert_eq!(ranges_for(10, 0, 4), 4);
 }
+
+#[test]
+fn a_chunk_held_counts_its_decoded_bytes_not_its_compressed_ones() {
+    let range = |len, decoded| PartRange {
+        len,
+        decoded,
+        rows: 1,
+        ..PartRange::default()
+    };
+    // Not windowed: all of it, decoded.
+    assert_eq!(held_of(&range(1_000, 4_000), 0), 4_000);
+    // Two windows of 100 compressed bytes out of 1,000: a fifth of the decoded bytes.
+    assert_eq!(held_of(&range(1_000, 4_000), 100), 800);
+    // Shorter than two windows: whole.
+    assert_eq!(held_of(&range(150, 600), 100), 600);
+    // A marker from before sizes were recorded: its ranges were not compressed.
+    assert_eq!(held_of(&range(1_000, 0), 100), 200);
+}
