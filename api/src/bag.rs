@@ -244,6 +244,13 @@ impl BagJob {
                 "needs at least one step, starting with `source: <input>`",
             );
         }
+        crate::validate::too_many(
+            "spec.bag.steps",
+            "steps",
+            self.steps.len(),
+            crate::crd::MAX_STEPS,
+            e,
+        );
         for (i, step) in self.steps.iter().enumerate() {
             let at = format!("spec.bag.steps[{i}]");
             let Some(step) = step.as_ref() else {

@@ -525,6 +525,20 @@ fn check_dataframe(df: &DataframeJob, has_output: bool, e: &mut Errors) {
             format!("{name:?} is also the name of a view"),
         );
     }
+    too_many(
+        "spec.dataframe.views",
+        "views",
+        df.views.len(),
+        crate::crd::MAX_PIPELINES,
+        e,
+    );
+    too_many(
+        "spec.dataframe.outputs",
+        "outputs",
+        df.outputs.len(),
+        crate::crd::MAX_PIPELINES,
+        e,
+    );
     let mut known = Known {
         df,
         pipelines: vec![],
@@ -532,6 +546,17 @@ fn check_dataframe(df: &DataframeJob, has_output: bool, e: &mut Errors) {
     for p in df.pipelines() {
         check_pipeline(&known, &p.field, p.steps, e);
         known.pipelines.push(p.name);
+    }
+}
+
+/// The bounds the API server's schema sets (`maxItems`, `maxProperties`), for `kask run`
+/// and `kask validate`, which no API server checks.
+pub(crate) fn too_many(field: &str, what: &str, n: usize, most: i64, e: &mut Errors) {
+    if i64::try_from(n).unwrap_or(i64::MAX) > most {
+        e.add(
+            field,
+            format!("has {n} {what}; a job may have at most {most}"),
+        );
     }
 }
 
@@ -543,6 +568,7 @@ fn check_pipeline(known: &Known<'_>, field: &str, steps: &[Step], e: &mut Errors
         );
         return;
     }
+    too_many(field, "steps", steps.len(), crate::crd::MAX_STEPS, e);
     for (i, step) in steps.iter().enumerate() {
         let at = format!("{field}[{i}]");
         let Some(step) = step.as_ref() else {
