@@ -1,6 +1,7 @@
 # shellcheck shell=bash
-# Kask on the running test bed: images built from the cargo build and imported, the CRD, and
-# the operator installed with the Helm chart (charts/kask) as release "kask" in kask-system.
+# Kask on the running test bed: images built from the cargo build (or a release's, from
+# KASK_IMAGE_DIR) and imported, the CRD, and the operator installed with the Helm chart
+# (charts/kask) as release "kask" in kask-system.
 # Sourced by tests/cluster/cluster.
 
 readonly KASK_NAMESPACE=kask-system
@@ -9,7 +10,13 @@ cmd_install_kask() {
   cluster_up || die "install-kask: the cluster is not up: run '$0 up'"
   local image tar digest=""
   for image in kask kask-operator; do
-    tar=$(cmd_image "$image")
+    # KASK_IMAGE_DIR: a release's images (release/build) instead of images built here.
+    if [[ -n "${KASK_IMAGE_DIR:-}" ]]; then
+      tar=$(compgen -G "$KASK_IMAGE_DIR/$image-[0-9]*.oci.tar" | head -n 1) ||
+        die "install-kask: no $image-VERSION.oci.tar in $KASK_IMAGE_DIR"
+    else
+      tar=$(cmd_image "$image")
+    fi
     cmd_load_image "$tar"
     digest+=$(sha256sum "$tar" | cut -c1-12)
   done
