@@ -37,20 +37,31 @@ mod writer;
 /// How the IPC streams of shuffle objects and their spill files are compressed:
 /// `KASK_SHUFFLE_COMPRESSION` (`none`, `lz4` or `zstd`) for measuring, else [`DEFAULT_COMPRESSION`].
 /// Readers need no setting: each IPC message says how its buffers are compressed.
-fn ipc_options() -> IpcWriteOptions {
-    static CHOSEN: std::sync::OnceLock<Option<CompressionType>> = std::sync::OnceLock::new();
-    let chosen =
-        *CHOSEN.get_or_init(
-            || match std::env::var("KASK_SHUFFLE_COMPRESSION").as_deref() {
-                Ok("none") => None,
-                Ok("lz4") => Some(CompressionType::LZ4_FRAME),
-                Ok("zstd") => Some(CompressionType::ZSTD),
-                _ => DEFAULT_COMPRESSION,
-            },
-        );
+fn ipc_options() -> Result<IpcWriteOptions> {
+    static CHOSEN: std::sync::OnceLock<std::result::Result<Option<CompressionType>, String>> =
+        std::sync::OnceLock::new();
+    let chosen = CHOSEN
+        .get_or_init(|| compression_named(std::env::var("KASK_SHUFFLE_COMPRESSION").ok()))
+        .clone()
+        .map_err(Error::Environment)?;
     IpcWriteOptions::default()
         .try_with_compression(chosen)
-        .unwrap_or_default()
+        .map_err(|e| Error::internal(format!("shuffle compression {chosen:?}: {e}")))
+}
+
+/// The compression `KASK_SHUFFLE_COMPRESSION` names.
+fn compression_named(
+    value: Option<String>,
+) -> std::result::Result<Option<CompressionType>, String> {
+    match value.as_deref() {
+        None | Some("") => Ok(DEFAULT_COMPRESSION),
+        Some("none") => Ok(None),
+        Some("lz4") => Ok(Some(CompressionType::LZ4_FRAME)),
+        Some("zstd") => Ok(Some(CompressionType::ZSTD)),
+        Some(other) => Err(format!(
+            "KASK_SHUFFLE_COMPRESSION={other:?}: expected none, lz4 or zstd"
+        )),
+    }
 }
 
 /// LZ4, by measurement: on this project's 2-core machines, writing a shuffle object costs
@@ -140,4 +151,26 @@ async fn fetch(
         .await?
         .read_all()
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shuffle_compression_is_lz4_unless_named_and_a_wrong_name_is_an_error() {
+        assert_eq!(
+            compression_named(None),
+            Ok(Some(CompressionType::LZ4_FRAME))
+        );
+        assert_eq!(compression_named(Some("none".into())), Ok(None));
+        assert_eq!(
+            compression_named(Some("zstd".into())),
+            Ok(Some(CompressionType::ZSTD))
+        );
+        assert_eq!(
+            compression_named(Some("lz".into())),
+            Err("KASK_SHUFFLE_COMPRESSION=\"lz\": expected none, lz4 or zstd".into())
+        );
+    }
 }

@@ -108,7 +108,7 @@ impl PartBuffer {
         let mut w = StreamWriter::try_new_with_options(
             Counting { inner: out, n: 0 },
             schema,
-            ipc_options(),
+            ipc_options()?,
         )
         .map_err(io)?;
         for b in self.done.drain(..) {
@@ -133,7 +133,7 @@ impl PartBuffer {
             return Ok(());
         }
         let encode = |e: ArrowError| Error::internal(format!("encoding shuffle data: {e}"));
-        let mut w = StreamWriter::try_new_with_options(Vec::new(), schema, ipc_options())
+        let mut w = StreamWriter::try_new_with_options(Vec::new(), schema, ipc_options()?)
             .map_err(encode)?;
         for b in std::mem::take(&mut self.done) {
             w.write(&b).map_err(encode)?;
