@@ -153,19 +153,15 @@ fn names_that_clash_or_cannot_be_folders_are_refused() {
 /// or more pipelines than a job may have.
 #[test]
 fn more_steps_or_pipelines_than_the_api_server_takes_are_refused_locally_too() {
+    let job = |spec: String| {
+        format!(
+            "apiVersion: kask.dev/v1alpha1\nkind: DaskJob\nmetadata: {{name: big}}\nspec:\n{spec}"
+        )
+    };
     let steps = "{rename: {a: b}}, ".repeat(256);
-    let long = format!(
-        r#"
-apiVersion: kask.dev/v1alpha1
-kind: DaskJob
-metadata: {{name: long}}
-spec:
-  dataframe:
-    inputs: {{o: {{path: "o/*.parquet"}}}}
-    pipeline: [{{source: o}}, {steps}]
-  output: {{path: out}}
-"#
-    );
+    let long = job(format!(
+        "  dataframe:\n    inputs: {{o: {{path: \"o/*.parquet\"}}}}\n    pipeline: [{{source: o}}, {steps}]\n  output: {{path: out}}\n"
+    ));
     assert_eq!(
         errors_of(&long),
         ["spec.dataframe.pipeline: has 257 steps; a job may have at most 256"]
@@ -173,34 +169,17 @@ spec:
     let outputs: String = (0..65)
         .map(|i| format!("      r{i}: {{path: out/r{i}, pipeline: [{{source: o}}]}}\n"))
         .collect();
-    let wide = format!(
-        r#"
-apiVersion: kask.dev/v1alpha1
-kind: DaskJob
-metadata: {{name: wide}}
-spec:
-  dataframe:
-    inputs: {{o: {{path: "o/*.parquet"}}}}
-    outputs:
-{outputs}"#
-    );
+    let wide = job(format!(
+        "  dataframe:\n    inputs: {{o: {{path: \"o/*.parquet\"}}}}\n    outputs:\n{outputs}"
+    ));
     assert_eq!(
         errors_of(&wide),
         ["spec.dataframe.outputs: has 65 outputs; a job may have at most 64"]
     );
     let bag_steps = "{filter: \"true\"}, ".repeat(256);
-    let bag = format!(
-        r#"
-apiVersion: kask.dev/v1alpha1
-kind: DaskJob
-metadata: {{name: bag}}
-spec:
-  bag:
-    inputs: {{t: {{path: "t/*.txt"}}}}
-    steps: [{{source: t}}, {bag_steps}]
-  output: {{path: out}}
-"#
-    );
+    let bag = job(format!(
+        "  bag:\n    inputs: {{t: {{path: \"t/*.txt\"}}}}\n    steps: [{{source: t}}, {bag_steps}]\n  output: {{path: out}}\n"
+    ));
     assert_eq!(
         errors_of(&bag),
         ["spec.bag.steps: has 257 steps; a job may have at most 256"]

@@ -223,15 +223,16 @@ mod tests {
             Field::new("qty", DataType::Decimal128(15, 2), false),
             Field::new("comment", DataType::Utf8View, false),
         ]);
+        let narrowing_of = |plan: LogicalPlan| match &plan {
+            LogicalPlan::Aggregate(a) => narrowing(a),
+            other => panic!("not an aggregation: {other}"),
+        };
         let aggregate = table_scan(Some("t"), &schema, None)
             .and_then(|b| b.aggregate(vec![col("key")], vec![sum(col("qty"))]))
             .and_then(|b| b.build())
             .expect("plan");
-        let LogicalPlan::Aggregate(a) = &aggregate else {
-            panic!("not an aggregation: {aggregate}")
-        };
         // sum() of a Decimal128(15, 2) is a Decimal128(25, 2): 16 bytes.
-        assert_eq!(narrowing(a), 24.0 / 48.0);
+        assert_eq!(narrowing_of(aggregate), 24.0 / 48.0);
         // Through a join, the rows are both tables' columns.
         let joined = table_scan(Some("t"), &schema, None)
             .and_then(|b| {
@@ -244,10 +245,7 @@ mod tests {
             .and_then(|b| b.aggregate(vec![col("t.key")], vec![sum(col("u.qty"))]))
             .and_then(|b| b.build())
             .expect("plan");
-        let LogicalPlan::Aggregate(a) = &joined else {
-            panic!("not an aggregation: {joined}")
-        };
-        assert_eq!(narrowing(a), 24.0 / 96.0);
+        assert_eq!(narrowing_of(joined), 24.0 / 96.0);
     }
 
     #[test]
