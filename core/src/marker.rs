@@ -95,6 +95,10 @@ pub struct TaskMarker {
     /// once the data is seen (a bag's records written as Parquet).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<crate::plan::PlanSchema>,
+    /// The distinct hashes of the task's shuffle keys, when a later stage filters its rows by
+    /// them (`rows`: how many); none when it had too many keys to record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_hashes: Option<TaskFile>,
 }
 
 fn is_zero(n: &u64) -> bool {

@@ -13,10 +13,10 @@ use datafusion::execution::TaskContext;
 use datafusion::physical_expr::{LexOrdering, Partitioning};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion_proto::physical_plan::from_proto::{
-    parse_physical_sort_exprs, parse_protobuf_partitioning,
+    parse_physical_exprs, parse_physical_sort_exprs, parse_protobuf_partitioning,
 };
 use datafusion_proto::physical_plan::to_proto::{
-    serialize_partitioning, serialize_physical_sort_exprs,
+    serialize_partitioning, serialize_physical_exprs, serialize_physical_sort_exprs,
 };
 use datafusion_proto::physical_plan::{
     AsExecutionPlan, DefaultPhysicalProtoConverter, PhysicalExtensionCodec,
@@ -27,6 +27,7 @@ use prost::Message;
 
 use super::csv_guard::NoLineBreaks;
 use super::exchange::{ReadMode, ShuffleReaderExec, ShuffleSource, SinkKind};
+use super::key_filter::KeyFilterExec;
 use super::shares::Side;
 use super::skew::SharedJoin;
 use kask_core::error::{Error, Result};
@@ -34,7 +35,7 @@ use kask_core::error::{Error, Result};
 /// One of Kask's nodes. Its inputs travel beside it in DataFusion's own message.
 #[derive(Clone, PartialEq, Message)]
 struct KaskNode {
-    #[prost(oneof = "Node", tags = "1, 2")]
+    #[prost(oneof = "Node", tags = "1, 2, 3")]
     node: Option<Node>,
 }
 
@@ -44,6 +45,17 @@ enum Node {
     Reader(ReaderNode),
     #[prost(message, tag = "2")]
     NoLineBreaks(protobuf::EmptyMessage),
+    #[prost(message, tag = "3")]
+    KeyFilter(KeyFilterNode),
+}
+
+/// A [`KeyFilterExec`].
+#[derive(Clone, PartialEq, Message)]
+struct KeyFilterNode {
+    #[prost(uint64, tag = "1")]
+    stage: u64,
+    #[prost(message, repeated, tag = "2")]
+    keys: Vec<protobuf::PhysicalExprNode>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -173,6 +185,18 @@ impl PhysicalExtensionCodec for KaskCodec {
             (Some(Node::NoLineBreaks(_)), [input]) => {
                 Ok(Arc::new(NoLineBreaks::new(Arc::clone(input))))
             }
+            (Some(Node::KeyFilter(k)), [input]) => {
+                let decode_ctx = PhysicalPlanDecodeContext::new(ctx, self);
+                let keys =
+                    parse_physical_exprs(&k.keys, &decode_ctx, &input.schema(), proto_converter)?;
+                let stage = usize::try_from(k.stage).map_err(|e| internal("its stage", e))?;
+                Ok(Arc::new(KeyFilterExec::new(
+                    Arc::clone(input),
+                    stage,
+                    keys,
+                    Arc::clone(&self.source),
+                )))
+            }
             (node, inputs) => Err(internal(
                 "a Kask node that this kask does not know",
                 format!("{node:?} over {} inputs", inputs.len()),
@@ -216,6 +240,11 @@ impl PhysicalExtensionCodec for KaskCodec {
             })
         } else if node.is::<NoLineBreaks>() {
             Node::NoLineBreaks(protobuf::EmptyMessage {})
+        } else if let Some(k) = node.downcast_ref::<KeyFilterExec>() {
+            Node::KeyFilter(KeyFilterNode {
+                stage: k.stage() as u64,
+                keys: serialize_physical_exprs(k.keys(), self, proto_converter)?,
+            })
         } else {
             return Err(DataFusionError::NotImplemented(format!(
                 "{} cannot travel to a task",
@@ -401,6 +430,28 @@ mod tests {
             Some(SinkKind::Hash(exprs, 8)) => assert_eq!(exprs[0].to_string(), "s@1"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_key_filter_survives_the_trip() {
+        let schema = k_and_s();
+        let reader: Arc<dyn ExecutionPlan> = Arc::new(ShuffleReaderExec::new(
+            1,
+            ReadMode::Partition,
+            Arc::clone(&schema),
+            Partitioning::UnknownPartitioning(2),
+            Arc::new(PlanningOnly),
+        ));
+        let keys: Vec<Arc<dyn datafusion::physical_expr::PhysicalExpr>> =
+            vec![Arc::new(Column::new("s", 1)), Arc::new(Column::new("k", 0))];
+        let root: Arc<dyn ExecutionPlan> =
+            Arc::new(KeyFilterExec::new(reader, 5, keys, Arc::new(PlanningOnly)));
+        let (back, _) = round_trip(&root, &SinkKind::Output);
+        assert_eq!(plan_text(&back), plan_text(&root));
+        let k = back.downcast_ref::<KeyFilterExec>().expect("a key filter");
+        assert_eq!(k.stage(), 5);
+        let keys: Vec<String> = k.keys().iter().map(|e| e.to_string()).collect();
+        assert_eq!(keys, ["s@1", "k@0"]);
     }
 
     #[test]

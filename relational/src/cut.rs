@@ -21,6 +21,7 @@ use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMerge
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 
 use super::exchange::{ReadMode, ShuffleReaderExec, ShuffleSource, SinkKind};
+use super::key_filter::KeyFilterExec;
 use super::range_sort::CHUNK_ROWS;
 use super::skew::share_skewed_joins;
 use kask_core::error::{Error, Result};
@@ -32,8 +33,11 @@ pub struct CutStage {
     pub root: Arc<dyn ExecutionPlan>,
     /// Where its rows go.
     pub sink: SinkKind,
-    /// The earlier stages it reads.
+    /// The earlier stages it reads (their shuffles, or the key hashes of those that filter
+    /// its rows).
     pub reads: Vec<usize>,
+    /// Its tasks record their shuffle keys' hashes for a later stage's key filter.
+    pub key_hashes: bool,
 }
 
 /// Cuts `plan` into stages in the order they must run, after the `stages` cut before it (a
@@ -100,7 +104,19 @@ impl CutStage {
         readers(&root, &mut reads);
         reads.sort_unstable();
         reads.dedup();
-        CutStage { root, sink, reads }
+        CutStage {
+            root,
+            sink,
+            reads,
+            key_hashes: false,
+        }
+    }
+
+    /// The stages whose key hashes filter its rows.
+    pub fn filtered_by(&self) -> Vec<usize> {
+        let mut out = Vec::new();
+        key_filters(&self.root, &mut out);
+        out
     }
 }
 
@@ -116,8 +132,20 @@ fn readers(plan: &Arc<dyn ExecutionPlan>, out: &mut Vec<usize>) {
     if let Some(r) = plan.downcast_ref::<ShuffleReaderExec>() {
         out.push(r.stage());
     }
+    if let Some(k) = plan.downcast_ref::<KeyFilterExec>() {
+        out.push(k.stage());
+    }
     for c in plan.children() {
         readers(c, out);
+    }
+}
+
+fn key_filters(plan: &Arc<dyn ExecutionPlan>, out: &mut Vec<usize>) {
+    if let Some(k) = plan.downcast_ref::<KeyFilterExec>() {
+        out.push(k.stage());
+    }
+    for c in plan.children() {
+        key_filters(c, out);
     }
 }
 
@@ -229,7 +257,120 @@ fn cut_node(
             _ => cut_node(c, source, n_partitions, stages),
         })
         .collect::<Result<Vec<_>>>()?;
+    if let Some((from, to)) = key_filter_of(&plan, &cut_children, stages) {
+        filter_by_keys(stages, from, to, source);
+    }
     renew(plan, cut_children)
+}
+
+/// Whether key filters are made (`KASK_KEY_FILTERS`: `on`, the default, or `off`, to
+/// compare).
+pub fn key_filters_enabled() -> Result<bool> {
+    key_filters_named(std::env::var("KASK_KEY_FILTERS").ok().as_deref())
+}
+
+fn key_filters_named(value: Option<&str>) -> Result<bool> {
+    match value {
+        None | Some("on") => Ok(true),
+        Some("off") => Ok(false),
+        Some(other) => Err(Error::Environment(format!(
+            "KASK_KEY_FILTERS is {other:?}: it takes on or off"
+        ))),
+    }
+}
+
+/// For a partitioned hash join whose sides were both just cut into stages of their own
+/// (`cut_children` are their readers), the stage of its left side and of its right side when
+/// the join drops every right row whose keys no left row has, so that the right side's rows
+/// can be filtered by the left side's keys ([`crate::key_filter`]). Both stages must hash
+/// the join's keys, in its order, of the same types on both sides, so that equal keys hash
+/// alike.
+fn key_filter_of(
+    plan: &Arc<dyn ExecutionPlan>,
+    cut_children: &[Arc<dyn ExecutionPlan>],
+    stages: &[CutStage],
+) -> Option<(usize, usize)> {
+    let j = plan.downcast_ref::<HashJoinExec>()?;
+    // Only a stage cut for this join may be filtered: a shared view's stage has other
+    // readers.
+    let fresh = plan.children().iter().all(|c| c.is::<RepartitionExec>());
+    if !fresh
+        || !key_filters_enabled().unwrap_or(false)
+        || *j.partition_mode() != PartitionMode::Partitioned
+        || j.null_aware
+        || !drops_unmatched_right_rows(*j.join_type())
+    {
+        return None;
+    }
+    let [left, right] = cut_children else {
+        return None;
+    };
+    let reader = |c: &Arc<dyn ExecutionPlan>| {
+        c.downcast_ref::<ShuffleReaderExec>()
+            .filter(|r| r.mode() == ReadMode::Partition && r.shared().is_none())
+            .map(ShuffleReaderExec::stage)
+    };
+    let (from, to) = (reader(left)?, reader(right)?);
+    if from >= to {
+        return None;
+    }
+    let (SinkKind::Hash(from_keys, _), SinkKind::Hash(to_keys, _)) =
+        (&stages.get(from)?.sink, &stages.get(to)?.sink)
+    else {
+        return None;
+    };
+    let on = j.on();
+    let (from_schema, to_schema) = (stages[from].root.schema(), stages[to].root.schema());
+    let same = from_keys.len() == on.len()
+        && to_keys.len() == on.len()
+        && on
+            .iter()
+            .zip(from_keys.iter().zip(to_keys))
+            .all(|((l, r), (f, t))| {
+                l.as_ref() == f.as_ref()
+                    && r.as_ref() == t.as_ref()
+                    && matches!(
+                        (f.data_type(&from_schema), t.data_type(&to_schema)),
+                        (Ok(a), Ok(b)) if a == b
+                    )
+            });
+    same.then_some((from, to))
+}
+
+/// Whether a join's right rows that match no left row leave no trace in its result.
+fn drops_unmatched_right_rows(t: JoinType) -> bool {
+    matches!(
+        t,
+        JoinType::Inner
+            | JoinType::Left
+            | JoinType::LeftSemi
+            | JoinType::LeftAnti
+            | JoinType::LeftMark
+            | JoinType::RightSemi
+    )
+}
+
+/// Makes stage `from` record its keys' hashes and stage `to` keep only the rows whose keys
+/// are among them, after `from` is done.
+fn filter_by_keys(
+    stages: &mut [CutStage],
+    from: usize,
+    to: usize,
+    source: &Arc<dyn ShuffleSource>,
+) {
+    let SinkKind::Hash(keys, _) = &stages[to].sink else {
+        return;
+    };
+    let filtered: Arc<dyn ExecutionPlan> = Arc::new(KeyFilterExec::new(
+        Arc::clone(&stages[to].root),
+        from,
+        keys.clone(),
+        Arc::clone(source),
+    ));
+    let mut filtered_stage = CutStage::new(filtered, stages[to].sink.clone());
+    filtered_stage.key_hashes = stages[to].key_hashes;
+    stages[to] = filtered_stage;
+    stages[from].key_hashes = true;
 }
 
 /// The build side of a join that collects it whole, when every task can read it whole on its
@@ -360,5 +501,19 @@ fn one_probe_partition(
             renew(plan, vec![left, right])
         }
         _ => Ok(plan),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_filters_are_on_unless_turned_off_and_a_wrong_value_is_an_error() {
+        assert!(key_filters_named(None).expect("on"));
+        assert!(key_filters_named(Some("on")).expect("on"));
+        assert!(!key_filters_named(Some("off")).expect("off"));
+        let e = key_filters_named(Some("no")).expect_err("refused");
+        assert!(e.to_string().contains("KASK_KEY_FILTERS is \"no\""), "{e}");
     }
 }

@@ -27,6 +27,7 @@ use kask_core::error::{Error, Result};
 use kask_core::marker::{TaskMarker, latest_markers};
 use kask_core::shuffle::SliceReader;
 
+use super::key_filter::{KeyBloom, MAX_FILTER_KEYS};
 use super::range_sort::RangeRead;
 use super::shares::{Shares, Side};
 use super::skew::SharedJoin;
@@ -49,6 +50,9 @@ pub trait ShuffleSource: Send + Sync + fmt::Debug {
     async fn shares(&self, join: SharedJoin, partitions: usize) -> Result<Arc<Shares>>;
     /// The next batch of an opened slice.
     async fn next(&self, slice: &mut SliceReader) -> Result<Option<RecordBatch>>;
+    /// A filter of the key hashes that finished stage `stage`'s tasks recorded
+    /// ([`crate::key_filter`]); `None` when any task recorded none or they cannot be read.
+    async fn key_filter(&self, stage: usize) -> Result<Option<Arc<KeyBloom>>>;
 }
 
 /// The source of a plan that is only displayed and cut, never run (the plan pod's).
@@ -67,6 +71,9 @@ impl ShuffleSource for PlanningOnly {
         Err(Error::internal("a plan made for planning only was run"))
     }
     async fn next(&self, _slice: &mut SliceReader) -> Result<Option<RecordBatch>> {
+        Err(Error::internal("a plan made for planning only was run"))
+    }
+    async fn key_filter(&self, _stage: usize) -> Result<Option<Arc<KeyBloom>>> {
         Err(Error::internal("a plan made for planning only was run"))
     }
 }
@@ -505,6 +512,8 @@ pub struct TaskShuffles {
     pub read: Mutex<(u64, u64)>,
     /// The shares of the joins this task runs, once decided (both sides' readers ask).
     shares: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Arc<Shares>>>>>,
+    /// The key filters of the stages this task's rows are filtered by, once read.
+    filters: Mutex<HashMap<usize, Arc<super::key_filter::FilterCell>>>,
 }
 
 impl fmt::Debug for TaskShuffles {
@@ -523,6 +532,7 @@ impl TaskShuffles {
             error: Mutex::new(None),
             read: Mutex::new((0, 0)),
             shares: Mutex::default(),
+            filters: Mutex::default(),
         }
     }
 
@@ -590,6 +600,64 @@ impl TaskShuffles {
         Ok(shares)
     }
 
+    /// Stage `stage`'s key filter, built from every task's recorded hashes. Any hash file
+    /// that is missing, unreadable or not as its marker describes it leaves the rows
+    /// unfiltered: a filter missing some keys would drop rows the join needs.
+    async fn read_key_filter(&self, stage: usize) -> Result<Option<Arc<KeyBloom>>> {
+        let maps = latest_markers(&self.store, &self.plan, stage).await?;
+        let Some(files) = maps
+            .iter()
+            .map(|m| m.key_hashes.clone())
+            .collect::<Option<Vec<_>>>()
+        else {
+            tracing::info!(
+                stage,
+                "a task recorded no key hashes (too many keys): no key filter"
+            );
+            return Ok(None);
+        };
+        let keys: u64 = files.iter().map(|f| f.rows).sum();
+        if keys > MAX_FILTER_KEYS {
+            tracing::info!(stage, keys, "too many keys for a key filter");
+            return Ok(None);
+        }
+        let mut bloom = KeyBloom::with_capacity(keys);
+        let store = self.store.clone();
+        let mut fetched = futures::stream::iter(files)
+            .map(move |f| {
+                let store = store.clone();
+                async move {
+                    let bytes = store.get(&f.path).await;
+                    (f, bytes)
+                }
+            })
+            .buffered(8)
+            .boxed();
+        while let Some((f, bytes)) = fetched.next().await {
+            let whole = match &bytes {
+                Ok(b) => {
+                    b.len() as u64 == f.bytes
+                        && f.bytes == f.rows * 8
+                        && f.crc32c == Some(kask_core::store::checksum::crc32c(b))
+                }
+                Err(_) => false,
+            };
+            match bytes {
+                Ok(b) if whole => bloom.insert_file(&b),
+                Ok(_) => {
+                    tracing::warn!(stage, path = %f.path, "key hashes not as their marker says: no key filter");
+                    return Ok(None);
+                }
+                Err(e) => {
+                    tracing::warn!(stage, path = %f.path, error = %e, "key hashes cannot be read: no key filter");
+                    return Ok(None);
+                }
+            }
+        }
+        tracing::debug!(stage, keys, bytes = bloom.bytes(), "key filter built");
+        Ok(Some(Arc::new(bloom)))
+    }
+
     fn lineage(&self) -> kask_core::task::recover::Lineage<'_> {
         kask_core::task::recover::Lineage {
             store: &self.store,
@@ -632,6 +700,24 @@ impl ShuffleSource for TaskShuffles {
         self.keep(r)
     }
 
+    async fn key_filter(&self, stage: usize) -> Result<Option<Arc<KeyBloom>>> {
+        let cell = match self.filters.lock() {
+            Ok(mut all) => Arc::clone(all.entry(stage).or_insert_with(|| {
+                super::key_filter::shared_cell(format!(
+                    "{} {}",
+                    self.store.url,
+                    self.store.path(&self.plan.markers_dir(stage))
+                ))
+            })),
+            Err(_) => return Err(Error::internal("the task's key filters were poisoned")),
+        };
+        let r = cell
+            .get_or_try_init(|| self.read_key_filter(stage))
+            .await
+            .cloned();
+        self.keep(r)
+    }
+
     async fn next(&self, slice: &mut SliceReader) -> Result<Option<RecordBatch>> {
         let before = slice.bytes();
         let r = slice.next_or_recover(&self.lineage()).await;
@@ -644,7 +730,9 @@ impl ShuffleSource for TaskShuffles {
     }
 }
 
-/// The bytes each map task (by index) wrote to each partition, from its marker.
+/// The bytes each map task (by index) wrote to each partition, from its marker, as decoded:
+/// what a task joining them holds and works through (compressed, a partition of repetitive
+/// rows would look too small to share out).
 fn map_sizes(maps: &[TaskMarker]) -> Vec<Vec<u64>> {
     let mut out = vec![Vec::new(); maps.iter().map(|m| m.task + 1).max().unwrap_or(0)];
     for m in maps {
@@ -654,7 +742,7 @@ fn map_sizes(maps: &[TaskMarker]) -> Vec<Vec<u64>> {
                 row.resize(f.partitions.len(), 0);
             }
             for (p, range) in f.partitions.iter().enumerate() {
-                row[p] += range.len;
+                row[p] += range.decoded.max(range.len);
             }
         }
     }

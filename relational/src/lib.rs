@@ -20,6 +20,7 @@ pub mod exchange;
 pub mod graph;
 pub mod group_keys;
 pub mod join_order;
+pub mod key_filter;
 mod kind;
 pub mod merge;
 pub mod pipeline;
@@ -69,6 +70,13 @@ pub struct SqlStage {
     /// as protobuf, base64.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub range: Option<String>,
+    /// Its tasks record the distinct hashes of their shuffle keys beside the shuffle, for a
+    /// later stage's key filter ([`key_filter`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub key_hashes: bool,
+    /// The earlier stages whose key hashes filter its rows.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filtered_by: Vec<usize>,
 }
 
 impl SqlStage {

@@ -150,6 +150,7 @@ fn min_range_rows(spec: &kask_api::DaskJobSpec) -> u64 {
 pub async fn stages_of(store: &Store, plan: &Plan, source: &Arc<dyn ShuffleSource>) -> Result<Cut> {
     let partitions = SqlPlan::of(plan)?.partitions;
     let shape = (partitions, min_range_rows(&plan.spec));
+    super::cut::key_filters_enabled()?;
     let Some(sql) = plan.spec.sql.as_ref() else {
         return pipeline_stages(store, plan, source, shape).await;
     };
@@ -386,17 +387,22 @@ fn stage(
             )));
         }
     }
+    let filtered_by = c.filtered_by();
     let sql = SqlStage {
         plan: text,
         proto: encoded.plan,
         hash: encoded.hash,
         range: encoded.range,
+        key_hashes: c.key_hashes,
+        filtered_by: filtered_by.clone(),
     };
-    // A stage that reads one table and no other stage is named after the table, whatever it
-    // does before its shuffle (`s0-scan-orders`); a shared view's last stage, after the view.
+    // A stage that reads one table and no other stage's shuffle is named after the table,
+    // whatever it does before its shuffle (`s0-scan-orders`); a shared view's last stage,
+    // after the view.
+    let reads_shuffles = c.reads.iter().any(|r| !filtered_by.contains(r));
     let what = match (view, kind(&c.root), sql.scanned_tables(plan).as_slice()) {
         (Some(view), _, _) => format!("view-{}", dns_safe(view)),
-        (None, _, [table]) if c.reads.is_empty() => format!("scan-{}", dns_safe(table)),
+        (None, _, [table]) if !reads_shuffles => format!("scan-{}", dns_safe(table)),
         (None, kind, _) if plan.spec.dataframe.is_some() => pipeline_word(kind, &c.root, plan),
         (None, kind, _) => kind.to_string(),
     };

@@ -4,6 +4,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use bytes::Bytes;
+
 use datafusion::error::DataFusionError;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::metrics::Time;
@@ -17,6 +19,7 @@ use datafusion::prelude::SessionContext;
 use super::codec::decode;
 use super::cut::CutStage;
 use super::exchange::{ShuffleSource, SinkKind, TaskShuffles};
+use super::key_filter::KeyHashes;
 use super::planner::plan_text;
 use super::range_sort::{SortKeys, write_chunks};
 use super::session::session;
@@ -93,7 +96,11 @@ pub async fn execute(
             .await;
         }
     }
-    let (files, writer_spilled) = match written {
+    let Written {
+        files,
+        spilled: writer_spilled,
+        key_hashes,
+    } = match written {
         Ok(written) => written,
         Err(e @ Error::Task { .. }) => {
             return Err(diagnose(store, plan, stage, task, &ctx, e).await);
@@ -110,6 +117,7 @@ pub async fn execute(
         bytes_out: files.iter().map(|f| f.bytes).sum(),
         spilled_bytes: spilled_bytes(&cut.root) + writer_spilled,
         files,
+        key_hashes,
         ..TaskMarker::default()
     })
 }
@@ -154,11 +162,12 @@ fn decoded(
             )));
         }
     };
-    Ok(CutStage::new(root, sink))
+    let mut cut = CutStage::new(root, sink);
+    cut.key_hashes = recorded.key_hashes;
+    Ok(cut)
 }
 
-/// Runs partition `task` of the stage's sub-plan into its sink; returns the files and the
-/// bytes the shuffle writer spilled.
+/// Runs partition `task` of the stage's sub-plan into its sink.
 async fn sink(
     store: &Store,
     plan: &Plan,
@@ -167,23 +176,28 @@ async fn sink(
     task: usize,
     task_ctx: Arc<TaskContext>,
     task_err: &(dyn Fn(DataFusionError) -> Error + Sync),
-) -> Result<(Vec<TaskFile>, u64)> {
+) -> Result<Written> {
     let stream = cut.root.execute(task, task_ctx).map_err(task_err)?;
     Ok(match &cut.sink {
         SinkKind::Output => {
             let target = plan.target_of(cut_id).ok_or_else(|| {
                 Error::internal(format!("stage {cut_id} writes no output of the plan"))
             })?;
-            (
-                write_output(store, dir, target.format, stream, task_err).await?,
-                0,
-            )
+            Written {
+                files: write_output(store, dir, target.format, stream, task_err).await?,
+                spilled: 0,
+                key_hashes: None,
+            }
         }
         SinkKind::Ranges(ordering, chunk_rows) => {
             let keys = SortKeys::new(ordering, &cut.root.schema())?;
             let (file, spilled) =
                 write_chunks(store, dir, &keys, *chunk_rows, stream, task_err).await?;
-            (vec![file], spilled)
+            Written {
+                files: vec![file],
+                spilled,
+                key_hashes: None,
+            }
         }
         SinkKind::Hash(..) | SinkKind::Single => {
             // A hash exchange splits rows as DataFusion's repartition would; a gather keeps one
@@ -199,9 +213,16 @@ async fn sink(
                 _ => (None, 1),
             };
             let mut parts = Partitioner::by_caller(cut.root.schema(), n).within(&store.runtime);
+            let mut keys = match &cut.sink {
+                SinkKind::Hash(exprs, _) if cut.key_hashes => Some(KeyHashes::new(exprs.clone())),
+                _ => None,
+            };
             let mut stream = stream;
             while let Some(batch) = stream.next().await {
                 let batch = batch.map_err(task_err)?;
+                if let Some(k) = keys.as_mut() {
+                    k.push(&batch).map_err(task_err)?;
+                }
                 match hasher.as_mut() {
                     Some(h) => {
                         for piece in h.partition_iter(batch).map_err(task_err)? {
@@ -213,11 +234,42 @@ async fn sink(
                 }
             }
             let spilled = parts.spilled_bytes();
-            (
-                vec![kask_core::shuffle::write(store, dir, parts, n).await?],
+            let shuffle = kask_core::shuffle::write(store, dir, parts, n).await?;
+            let key_hashes = match keys.and_then(KeyHashes::finish) {
+                Some((bytes, count)) => Some(write_key_hashes(store, dir, bytes, count).await?),
+                None => None,
+            };
+            Written {
+                files: vec![shuffle],
                 spilled,
-            )
+                key_hashes,
+            }
         }
+    })
+}
+
+/// What a task's sink wrote.
+struct Written {
+    files: Vec<TaskFile>,
+    /// Bytes the shuffle writer spilled.
+    spilled: u64,
+    key_hashes: Option<TaskFile>,
+}
+
+/// Writes a map task's key hashes, `<dir>/key-hashes`, and describes them.
+async fn write_key_hashes(store: &Store, dir: &str, bytes: Bytes, count: u64) -> Result<TaskFile> {
+    let path = format!("{dir}/key-hashes");
+    let crc = kask_core::store::checksum::crc32c(&bytes);
+    let len = bytes.len() as u64;
+    store.put(&path, bytes).await?;
+    Ok(TaskFile {
+        path,
+        rows: count,
+        bytes: len,
+        crc32c: Some(crc),
+        partitions: vec![],
+        window: 0,
+        samples: vec![],
     })
 }
 

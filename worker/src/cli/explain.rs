@@ -119,12 +119,19 @@ pub fn render(plan: &Plan, store_url: &str) -> String {
                     .as_ref()
                     .map(|q| q.scanned_tables(plan))
                     .unwrap_or_default();
+                let filtered_by = sub_plan
+                    .as_ref()
+                    .map(|q| q.filtered_by.clone())
+                    .unwrap_or_default();
                 let mut what: Vec<String> = tables.iter().map(|t| format!("table {t}")).collect();
-                what.extend(
-                    reads
-                        .iter()
-                        .map(|r| format!("the shuffle of {}", plan.stages[*r].name)),
-                );
+                what.extend(reads.iter().map(|r| {
+                    let name = &plan.stages[*r].name;
+                    if filtered_by.contains(r) {
+                        format!("the key hashes of {name} (it keeps rows whose keys {name} has)")
+                    } else {
+                        format!("the shuffle of {name}")
+                    }
+                }));
                 let _ = writeln!(s, "  reads    {}", what.join(", "));
                 if let Some(q) = &sub_plan {
                     let _ = writeln!(s, "  runs");
@@ -188,9 +195,14 @@ pub fn render(plan: &Plan, store_url: &str) -> String {
                         );
                     }
                     _ => {
+                        let hashes = if SqlStage::of(st).is_ok_and(|q| q.key_hashes) {
+                            ", and its keys' hashes for a later stage's key filter"
+                        } else {
+                            ""
+                        };
                         let _ = writeln!(
                             s,
-                            "  writes   a shuffle into {partitions} partition(s){by}{before}"
+                            "  writes   a shuffle into {partitions} partition(s){by}{before}{hashes}"
                         );
                     }
                 }

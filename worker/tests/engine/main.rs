@@ -14,6 +14,7 @@ mod df_graph;
 mod faults;
 mod history;
 mod join_order;
+mod key_filters;
 mod malformed;
 mod memory;
 mod pods;

@@ -309,6 +309,20 @@ impl Lab {
         memory: Option<u64>,
         edit: impl FnOnce(&mut kask_worker::plan::Plan),
     ) -> (Store, kask_worker::plan::Plan) {
+        let (store, plan) = self.planned(spec_body, memory, edit).await;
+        for stage in &plan.stages {
+            run_stage(&store, &plan, stage.id).await;
+        }
+        (store, plan)
+    }
+
+    /// Plans a job (its plan changed by `edit`) and records the plan, without running a task.
+    pub async fn planned(
+        &self,
+        spec_body: &str,
+        memory: Option<u64>,
+        edit: impl FnOnce(&mut kask_worker::plan::Plan),
+    ) -> (Store, kask_worker::plan::Plan) {
         let yaml = self.job_yaml(spec_body);
         let job = kask_api::load_job("job.yaml", &yaml).expect("job");
         let opts = RunOptions {
@@ -328,9 +342,6 @@ impl Lab {
             .put(&plan.plan_path(), body.into())
             .await
             .expect("plan written");
-        for stage in &plan.stages {
-            run_stage(&store, &plan, stage.id).await;
-        }
         (store, plan)
     }
 
