@@ -28,6 +28,7 @@ use prost::Message;
 use super::csv_guard::NoLineBreaks;
 use super::exchange::{ReadMode, ShuffleReaderExec, ShuffleSource, SinkKind};
 use super::key_filter::KeyFilterExec;
+use super::shared_build::SharedBuildExec;
 use super::shares::Side;
 use super::skew::SharedJoin;
 use kask_core::error::{Error, Result};
@@ -35,7 +36,7 @@ use kask_core::error::{Error, Result};
 /// One of Kask's nodes. Its inputs travel beside it in DataFusion's own message.
 #[derive(Clone, PartialEq, Message)]
 struct KaskNode {
-    #[prost(oneof = "Node", tags = "1, 2, 3")]
+    #[prost(oneof = "Node", tags = "1, 2, 3, 4")]
     node: Option<Node>,
 }
 
@@ -47,6 +48,17 @@ enum Node {
     NoLineBreaks(protobuf::EmptyMessage),
     #[prost(message, tag = "3")]
     KeyFilter(KeyFilterNode),
+    #[prost(message, tag = "4")]
+    SharedBuild(SharedBuildNode),
+}
+
+/// A [`SharedBuildExec`].
+#[derive(Clone, PartialEq, Message)]
+struct SharedBuildNode {
+    #[prost(uint64, tag = "1")]
+    stage: u64,
+    #[prost(uint64, tag = "2")]
+    id: u64,
 }
 
 /// A [`KeyFilterExec`].
@@ -197,6 +209,15 @@ impl PhysicalExtensionCodec for KaskCodec {
                     Arc::clone(&self.source),
                 )))
             }
+            (Some(Node::SharedBuild(b)), [input]) => {
+                let number = |n: u64| usize::try_from(n).map_err(|e| internal("a build side", e));
+                Ok(Arc::new(SharedBuildExec::new(
+                    Arc::clone(input),
+                    number(b.stage)?,
+                    number(b.id)?,
+                    Arc::clone(&self.source),
+                )))
+            }
             (node, inputs) => Err(internal(
                 "a Kask node that this kask does not know",
                 format!("{node:?} over {} inputs", inputs.len()),
@@ -240,6 +261,11 @@ impl PhysicalExtensionCodec for KaskCodec {
             })
         } else if node.is::<NoLineBreaks>() {
             Node::NoLineBreaks(protobuf::EmptyMessage {})
+        } else if let Some(b) = node.downcast_ref::<SharedBuildExec>() {
+            Node::SharedBuild(SharedBuildNode {
+                stage: b.stage() as u64,
+                id: b.id() as u64,
+            })
         } else if let Some(k) = node.downcast_ref::<KeyFilterExec>() {
             Node::KeyFilter(KeyFilterNode {
                 stage: k.stage() as u64,

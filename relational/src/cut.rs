@@ -23,6 +23,7 @@ use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 use super::exchange::{ReadMode, ShuffleReaderExec, ShuffleSource, SinkKind};
 use super::key_filter::KeyFilterExec;
 use super::range_sort::CHUNK_ROWS;
+use super::shared_build::share_builds;
 use super::skew::share_skewed_joins;
 use kask_core::error::{Error, Result};
 
@@ -58,7 +59,7 @@ pub fn cut_into(
         return sort_by_ranges(stages, &plan, source, (partitions, min_range_rows));
     }
     let root = cut_node(plan, source, partitions, stages)?;
-    push(stages, root, sink)
+    push(stages, root, sink, source)
 }
 
 /// A result in order whose rows come from several tasks is sorted by key range
@@ -78,7 +79,7 @@ fn sort_by_ranges(
     let input = cut_node(Arc::clone(merge.input()), source, partitions, stages)?;
     if self::partitions(&input) <= 1 {
         let root = renew(Arc::clone(plan), vec![input])?;
-        return push(stages, root, SinkKind::Output);
+        return push(stages, root, SinkKind::Output, source);
     }
     let ordering = merge.expr().clone();
     let schema = input.schema();
@@ -86,6 +87,7 @@ fn sort_by_ranges(
         stages,
         input,
         SinkKind::Ranges(ordering.clone(), CHUNK_ROWS),
+        source,
     )?;
     let reader: Arc<dyn ExecutionPlan> = Arc::new(ShuffleReaderExec::ranges(
         runs,
@@ -94,7 +96,7 @@ fn sort_by_ranges(
         partitions,
         Arc::clone(source),
     ));
-    push(stages, reader, SinkKind::Output)
+    push(stages, reader, SinkKind::Output, source)
 }
 
 impl CutStage {
@@ -121,9 +123,16 @@ impl CutStage {
 }
 
 /// Adds a stage whose sub-plan is `root`, its joins marked to share skewed partitions where
-/// they may ([`crate::skew`]).
-fn push(stages: &mut Vec<CutStage>, root: Arc<dyn ExecutionPlan>, sink: SinkKind) -> Result<usize> {
+/// they may ([`crate::skew`]), and their collected build sides computed once per process
+/// ([`crate::shared_build`]).
+fn push(
+    stages: &mut Vec<CutStage>,
+    root: Arc<dyn ExecutionPlan>,
+    sink: SinkKind,
+    source: &Arc<dyn ShuffleSource>,
+) -> Result<usize> {
     let root = share_skewed_joins(root)?;
+    let root = share_builds(root, stages.len(), source).map_err(df)?;
     stages.push(CutStage::new(root, sink));
     Ok(stages.len() - 1)
 }
@@ -187,7 +196,7 @@ fn cut_node(
         let input = cut_node(Arc::clone(rep.input()), source, n_partitions, stages)?;
         let schema = input.schema();
         let ordering = input.output_ordering().cloned();
-        let id = push(stages, input, SinkKind::Hash(exprs.clone(), n))?;
+        let id = push(stages, input, SinkKind::Hash(exprs.clone(), n), source)?;
         let reader: Arc<dyn ExecutionPlan> = Arc::new(ShuffleReaderExec::new(
             id,
             ReadMode::Partition,
@@ -213,7 +222,7 @@ fn cut_node(
             return renew(plan, vec![input]);
         }
         let schema = input.schema();
-        let id = push(stages, input, SinkKind::Single)?;
+        let id = push(stages, input, SinkKind::Single, source)?;
         if coalesces {
             // The one partition, in map-task order: the same rows in the same order on every
             // run, where a coalesce passes them on as they arrive.

@@ -50,6 +50,10 @@ pub trait ShuffleSource: Send + Sync + fmt::Debug {
     async fn shares(&self, join: SharedJoin, partitions: usize) -> Result<Arc<Shares>>;
     /// The next batch of an opened slice.
     async fn next(&self, slice: &mut SliceReader) -> Result<Option<RecordBatch>>;
+    /// What names the job whose tasks read from it, with its store, for the values the
+    /// tasks of one process share ([`crate::process_cache`]); `None` for a plan that is not
+    /// run.
+    fn scope(&self) -> Option<String>;
     /// A filter of the key hashes that finished stage `stage`'s tasks recorded
     /// ([`crate::key_filter`]); `None` when any task recorded none or they cannot be read.
     async fn key_filter(&self, stage: usize) -> Result<Option<Arc<KeyBloom>>>;
@@ -72,6 +76,9 @@ impl ShuffleSource for PlanningOnly {
     }
     async fn next(&self, _slice: &mut SliceReader) -> Result<Option<RecordBatch>> {
         Err(Error::internal("a plan made for planning only was run"))
+    }
+    fn scope(&self) -> Option<String> {
+        None
     }
     async fn key_filter(&self, _stage: usize) -> Result<Option<Arc<KeyBloom>>> {
         Err(Error::internal("a plan made for planning only was run"))
@@ -698,6 +705,14 @@ impl ShuffleSource for TaskShuffles {
             .await
             .map(Arc::clone);
         self.keep(r)
+    }
+
+    fn scope(&self) -> Option<String> {
+        Some(format!(
+            "{} {}",
+            self.store.url,
+            self.store.path(&self.plan.markers_dir(0))
+        ))
     }
 
     async fn key_filter(&self, stage: usize) -> Result<Option<Arc<KeyBloom>>> {

@@ -12,9 +12,8 @@
 //! A filter is an optimisation only: a source task with too many keys records none, and a
 //! stage whose tasks' hashes cannot all be read runs unfiltered.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use datafusion::arrow::array::{ArrayRef, BooleanArray, RecordBatch};
@@ -34,6 +33,7 @@ use datafusion::physical_plan::{
 use futures::{StreamExt, TryStreamExt};
 
 use super::exchange::ShuffleSource;
+use super::process_cache::{Cell, ProcessCache};
 
 /// Seeds the key hashes. Both sides hash with it; it is not the hash partitioning's, whose
 /// value within one partition is fixed modulo the partition count.
@@ -187,26 +187,16 @@ impl KeyBloom {
 }
 
 /// A stage's key filter, once built.
-pub type FilterCell = tokio::sync::OnceCell<Option<Arc<KeyBloom>>>;
+pub type FilterCell = Cell<Option<Arc<KeyBloom>>>;
 
-/// The key filters the tasks running in this process share, by store and stage, held as
-/// long as a task holds one: the tasks of a stage that run at once, or one after the other
-/// on the same worker, build the filter once instead of each reading every hash.
-static SHARED: LazyLock<Mutex<HashMap<String, Weak<FilterCell>>>> = LazyLock::new(Mutex::default);
+/// The key filters of the stages being filtered in this process, by store and stage.
+static SHARED: ProcessCache<Option<Arc<KeyBloom>>> = ProcessCache::new();
 
 /// The filter of `key` (the source stage's markers, with their store) shared with the
-/// other tasks of this process.
+/// other tasks of this process: the tasks of a stage build it once instead of each reading
+/// every hash.
 pub fn shared_cell(key: String) -> Arc<FilterCell> {
-    let Ok(mut all) = SHARED.lock() else {
-        return Arc::new(FilterCell::new());
-    };
-    if let Some(cell) = all.get(&key).and_then(Weak::upgrade) {
-        return cell;
-    }
-    all.retain(|_, w| w.strong_count() > 0);
-    let cell = Arc::new(FilterCell::new());
-    all.insert(key, Arc::downgrade(&cell));
-    cell
+    SHARED.cell(key)
 }
 
 /// Passes on the rows of its input whose keys stage `stage`'s tasks recorded (see the

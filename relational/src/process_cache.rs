@@ -1,0 +1,61 @@
+//! Values that the tasks running in one process share: `kask run` runs every task of a stage
+//! in one process, and what each would compute alike (a stage's key filter, a join's
+//! broadcast side) is computed once. A value lives as long as a task holds it; tasks that
+//! run at once, or one after another on the same worker, find it.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, Weak};
+
+/// A value being computed or computed, which the first task to ask fills.
+pub type Cell<T> = tokio::sync::OnceCell<T>;
+
+/// Cells by key (which names the store, the job and what the value is of).
+pub struct ProcessCache<T> {
+    cells: Mutex<BTreeMap<String, Weak<Cell<T>>>>,
+}
+
+impl<T> ProcessCache<T> {
+    /// An empty cache, for a `static`.
+    pub const fn new() -> Self {
+        ProcessCache {
+            cells: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The cell of `key`, shared with every task that holds it now.
+    pub fn cell(&self, key: String) -> Arc<Cell<T>> {
+        let Ok(mut all) = self.cells.lock() else {
+            return Arc::new(Cell::new());
+        };
+        if let Some(cell) = all.get(&key).and_then(Weak::upgrade) {
+            return cell;
+        }
+        all.retain(|_, w| w.strong_count() > 0);
+        let cell = Arc::new(Cell::new());
+        all.insert(key, Arc::downgrade(&cell));
+        cell
+    }
+}
+
+impl<T> Default for ProcessCache<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cell_is_shared_while_held_and_forgotten_after() {
+        static CACHE: ProcessCache<u32> = ProcessCache::new();
+        let a = CACHE.cell("k".into());
+        assert!(a.set(7).is_ok());
+        let b = CACHE.cell("k".into());
+        assert_eq!(b.get(), Some(&7));
+        assert!(CACHE.cell("other".into()).get().is_none());
+        drop((a, b));
+        assert!(CACHE.cell("k".into()).get().is_none());
+    }
+}

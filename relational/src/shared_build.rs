@@ -1,0 +1,321 @@
+//! A join that collects its build side whole runs that side in every task of its stage: TPC-H
+//! q09's 17 `lineitem` tasks each scan all of `part` for its green parts. Tasks in one process
+//! (`kask run`, a worker that runs several) compute it once: [`SharedBuildExec`] stands over
+//! the build side, and the first task to run it keeps its rows for the others
+//! ([`crate::process_cache`]). Every task still builds its own hash table from those rows;
+//! a task in a process of its own computes them as before.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::TaskContext;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::common::collect;
+use datafusion::physical_plan::execution_plan::{ChildrenPropertiesMode, ReplaceChildrenOptions};
+use datafusion::physical_plan::joins::{HashJoinExec, NestedLoopJoinExec, PartitionMode};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PlanProperties,
+    SendableRecordBatchStream,
+};
+use futures::{StreamExt, TryStreamExt};
+
+use super::exchange::ShuffleSource;
+use super::process_cache::{Cell, ProcessCache};
+
+/// A build side's rows.
+type Rows = Arc<Vec<RecordBatch>>;
+
+static BUILDS: ProcessCache<Rows> = ProcessCache::new();
+
+/// Passes on its input's rows, computed once per process for all the tasks of its stage.
+#[derive(Debug)]
+pub struct SharedBuildExec {
+    input: Arc<dyn ExecutionPlan>,
+    stage: usize,
+    /// Which of the stage's build sides (in the order [`share_builds`] found them).
+    id: usize,
+    source: Arc<dyn ShuffleSource>,
+    /// The cells this task holds, so that the rows live while the task runs.
+    held: Mutex<Vec<Arc<Cell<Rows>>>>,
+}
+
+impl SharedBuildExec {
+    /// Build side `id` of stage `stage`, over `input`; `source` names the job the tasks run.
+    pub fn new(
+        input: Arc<dyn ExecutionPlan>,
+        stage: usize,
+        id: usize,
+        source: Arc<dyn ShuffleSource>,
+    ) -> SharedBuildExec {
+        SharedBuildExec {
+            input,
+            stage,
+            id,
+            source,
+            held: Mutex::default(),
+        }
+    }
+
+    /// Its stage.
+    pub fn stage(&self) -> usize {
+        self.stage
+    }
+
+    /// Which build side of its stage it is.
+    pub fn id(&self) -> usize {
+        self.id
+    }
+}
+
+impl DisplayAs for SharedBuildExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "SharedBuildExec: build side {} of stage {}, computed once per process",
+            self.id, self.stage
+        )
+    }
+}
+
+impl ExecutionPlan for SharedBuildExec {
+    fn name(&self) -> &str {
+        "SharedBuildExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        self.input.properties()
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DfResult<TreeNodeRecursion>,
+    ) -> DfResult<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        mut children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        match children.len() {
+            1 => Ok(Arc::new(SharedBuildExec::new(
+                children.swap_remove(0),
+                self.stage,
+                self.id,
+                Arc::clone(&self.source),
+            ))),
+            n => Err(DataFusionError::Internal(format!(
+                "SharedBuildExec has one input, not {n}"
+            ))),
+        }
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> DfResult<SendableRecordBatchStream> {
+        let Some(scope) = self.source.scope() else {
+            return self.input.execute(partition, context);
+        };
+        let cell = BUILDS.cell(format!("{scope} s{} b{} p{partition}", self.stage, self.id));
+        if let Ok(mut held) = self.held.lock() {
+            held.push(Arc::clone(&cell));
+        }
+        let input = Arc::clone(&self.input);
+        let schema = input.schema();
+        let rows = futures::stream::once(async move {
+            cell.get_or_try_init(|| async move {
+                collect(input.execute(partition, context)?)
+                    .await
+                    .map(Arc::new)
+            })
+            .await
+            .cloned()
+        });
+        let batches = rows
+            .map_ok(|rows| futures::stream::iter((0..rows.len()).map(move |i| Ok(rows[i].clone()))))
+            .try_flatten();
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            schema,
+            batches.boxed(),
+        )))
+    }
+}
+
+/// `root`, the sub-plan of stage `stage`, with the build side of every join that collects it
+/// whole computed once per process, when the stage has several tasks.
+pub fn share_builds(
+    root: Arc<dyn ExecutionPlan>,
+    stage: usize,
+    source: &Arc<dyn ShuffleSource>,
+) -> DfResult<Arc<dyn ExecutionPlan>> {
+    if root.output_partitioning().partition_count() <= 1 {
+        return Ok(root);
+    }
+    let mut next = 0;
+    let shared = root.transform_up(|node| {
+        let collects_left = node
+            .downcast_ref::<HashJoinExec>()
+            .is_some_and(|j| *j.partition_mode() == PartitionMode::CollectLeft)
+            || node.is::<NestedLoopJoinExec>();
+        let children = node.children();
+        let Some(left) = children.first().copied() else {
+            return Ok(Transformed::no(node));
+        };
+        if !collects_left
+            || left.is::<SharedBuildExec>()
+            || left.output_partitioning().partition_count() != 1
+        {
+            return Ok(Transformed::no(node));
+        }
+        let wrapped: Arc<dyn ExecutionPlan> = Arc::new(SharedBuildExec::new(
+            Arc::clone(left),
+            stage,
+            next,
+            Arc::clone(source),
+        ));
+        next += 1;
+        let mut inputs: Vec<Arc<dyn ExecutionPlan>> = children.into_iter().cloned().collect();
+        inputs[0] = wrapped;
+        Ok(Transformed::yes(Arc::clone(&node).replace_children(
+            inputs,
+            ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute),
+        )?))
+    })?;
+    Ok(shared.data)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use async_trait::async_trait;
+    use datafusion::arrow::array::Int64Array;
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::datasource::memory::MemorySourceConfig;
+    use datafusion::prelude::SessionContext;
+
+    use super::*;
+    use crate::key_filter::KeyBloom;
+    use crate::shares::Shares;
+    use crate::skew::SharedJoin;
+    use kask_core::error::{Error, Result};
+    use kask_core::marker::TaskMarker;
+    use kask_core::shuffle::SliceReader;
+
+    /// A source that only names its job.
+    #[derive(Debug)]
+    struct Named;
+
+    #[async_trait]
+    impl ShuffleSource for Named {
+        async fn maps(&self, _stage: usize) -> Result<Vec<TaskMarker>> {
+            Err(Error::internal("no shuffles here"))
+        }
+        async fn open(&self, _map: TaskMarker, _partition: usize) -> Result<SliceReader> {
+            Err(Error::internal("no shuffles here"))
+        }
+        async fn shares(&self, _join: SharedJoin, _partitions: usize) -> Result<Arc<Shares>> {
+            Err(Error::internal("no shuffles here"))
+        }
+        async fn next(&self, _slice: &mut SliceReader) -> Result<Option<RecordBatch>> {
+            Err(Error::internal("no shuffles here"))
+        }
+        fn scope(&self) -> Option<String> {
+            Some("shared-build-test".into())
+        }
+        async fn key_filter(&self, _stage: usize) -> Result<Option<Arc<KeyBloom>>> {
+            Ok(None)
+        }
+    }
+
+    /// A build side that counts how often it is run.
+    #[derive(Debug)]
+    struct Counted {
+        rows: Arc<dyn ExecutionPlan>,
+        runs: Arc<AtomicUsize>,
+    }
+
+    impl DisplayAs for Counted {
+        fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+            write!(f, "Counted")
+        }
+    }
+
+    impl ExecutionPlan for Counted {
+        fn name(&self) -> &str {
+            "Counted"
+        }
+        fn properties(&self) -> &Arc<PlanProperties> {
+            self.rows.properties()
+        }
+        fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+            vec![]
+        }
+        fn apply_expressions(
+            &self,
+            _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DfResult<TreeNodeRecursion>,
+        ) -> DfResult<TreeNodeRecursion> {
+            Ok(TreeNodeRecursion::Continue)
+        }
+        fn with_new_children(
+            self: Arc<Self>,
+            _children: Vec<Arc<dyn ExecutionPlan>>,
+        ) -> DfResult<Arc<dyn ExecutionPlan>> {
+            Ok(self)
+        }
+        fn execute(
+            &self,
+            partition: usize,
+            context: Arc<TaskContext>,
+        ) -> DfResult<SendableRecordBatchStream> {
+            self.runs.fetch_add(1, Ordering::SeqCst);
+            self.rows.execute(partition, context)
+        }
+    }
+
+    #[tokio::test]
+    async fn tasks_that_run_together_compute_a_build_side_once() {
+        let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, false)]));
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![Arc::new(Int64Array::from_iter_values(0..1000))],
+        )
+        .expect("a batch");
+        let runs = Arc::new(AtomicUsize::new(0));
+        let counted: Arc<dyn ExecutionPlan> = Arc::new(Counted {
+            rows: MemorySourceConfig::try_new_exec(&[vec![batch]], schema, None).expect("rows"),
+            runs: Arc::clone(&runs),
+        });
+        let source: Arc<dyn ShuffleSource> = Arc::new(Named);
+        // Each task decodes its own plan: two instances of the same build side.
+        let task_plan = || SharedBuildExec::new(Arc::clone(&counted), 3, 0, Arc::clone(&source));
+        let ctx = SessionContext::new().task_ctx();
+        let rows = |plan: &SharedBuildExec| {
+            let stream = plan.execute(0, Arc::clone(&ctx)).expect("runs");
+            async move { collect(stream).await.expect("rows") }
+        };
+        let (first, second) = (task_plan(), task_plan());
+        let (a, b) = (rows(&first).await, rows(&second).await);
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "run once for both tasks");
+        assert_eq!(a, b);
+        assert_eq!(a.iter().map(RecordBatch::num_rows).sum::<usize>(), 1000);
+        drop((first, second));
+        let later = task_plan();
+        assert_eq!(rows(&later).await, a);
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            2,
+            "run again once no task held it"
+        );
+    }
+}
