@@ -12,6 +12,7 @@
 
 pub mod codec;
 pub mod csv_guard;
+pub mod ctes;
 pub mod cut;
 pub mod diagnose;
 pub mod errors;

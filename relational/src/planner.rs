@@ -14,6 +14,7 @@ use datafusion::physical_plan::{ExecutionPlanProperties, displayable};
 use datafusion::prelude::SessionContext;
 use tracing::info;
 
+use super::ctes::{SharedCtes, shared_ctes};
 use super::cut::{CutStage, cut_into};
 use super::errors::query_error;
 use super::exchange::{PlanningOnly, ShuffleSource, SinkKind};
@@ -208,14 +209,38 @@ pub async fn stages_of(store: &Store, plan: &Plan, source: &Arc<dyn ShuffleSourc
     };
     let mut targets = Vec::new();
     for (name, at, query) in queries {
+        // Planned as written first, so that an error points into the query as written.
         let df = ctx
             .sql_with_options(query, only_queries)
             .await
             .map_err(|e| query_error(&ctx, &at, &e))?;
-        let physical = df
-            .create_physical_plan()
-            .await
-            .map_err(|e| query_error(&ctx, &at, &e))?;
+        let taken = |n: &str| ctx.table_exist(TableReference::bare(n)).unwrap_or(true);
+        let physical = match shared_ctes(&ctx, query, &taken) {
+            Some(shared) => {
+                let mark = (stages.len(), views.len());
+                let planned =
+                    plan_with_shared_ctes(&ctx, &shared, &mut stages, &mut views, source, shape)
+                        .await;
+                for (cte, _) in &shared.ctes {
+                    let _ = ctx.deregister_table(TableReference::bare(cte.as_str()));
+                }
+                match planned {
+                    Ok(physical) => physical,
+                    Err(e) => {
+                        tracing::warn!(query = %at, error = %e, "its shared CTEs could not be planned on their own: inlined");
+                        stages.truncate(mark.0);
+                        views.truncate(mark.1);
+                        df.create_physical_plan()
+                            .await
+                            .map_err(|e| query_error(&ctx, &at, &e))?
+                    }
+                }
+            }
+            None => df
+                .create_physical_plan()
+                .await
+                .map_err(|e| query_error(&ctx, &at, &e))?,
+        };
         let last = cut_into(&mut stages, physical, source, shape, SinkKind::Output)?;
         targets.push(OutputStage { name, stage: last });
     }
@@ -225,6 +250,33 @@ pub async fn stages_of(store: &Store, plan: &Plan, source: &Arc<dyn ShuffleSourc
         targets,
         views,
     })
+}
+
+/// The stages of a query's CTEs computed once ([`crate::ctes`]), each registered under its
+/// name for what follows, and the physical plan of the rest of the query.
+async fn plan_with_shared_ctes(
+    ctx: &SessionContext,
+    shared: &SharedCtes,
+    stages: &mut Vec<CutStage>,
+    views: &mut Vec<(String, usize)>,
+    source: &Arc<dyn ShuffleSource>,
+    shape: (usize, u64),
+) -> datafusion::error::Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+    let kask = |e: Error| datafusion::error::DataFusionError::External(Box::new(e));
+    for (name, query) in &shared.ctes {
+        let physical = ctx.sql(query).await?.create_physical_plan().await?;
+        let last = cut_into(stages, physical, source, shape, SinkKind::Single).map_err(kask)?;
+        views.push((name.clone(), last));
+        let root = &stages[last].root;
+        let table = StageTable::new(
+            last,
+            root.output_partitioning().partition_count(),
+            root.schema(),
+            Arc::clone(source),
+        );
+        ctx.register_table(TableReference::bare(name.as_str()), Arc::new(table))?;
+    }
+    ctx.sql(&shared.rest).await?.create_physical_plan().await
 }
 
 /// A dataframe job's pipelines, each planned as one logical plan and cut like a query: the

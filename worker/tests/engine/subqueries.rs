@@ -140,3 +140,39 @@ async fn a_semi_join_s_left_side_is_hashed_where_it_is_computed() {
     assert!(n > 0 && n < 100, "some keys, not all: {n}");
     assert_eq!(lab.typed_result("out").await.2, vec![vec![V::I(n as i64)]]);
 }
+
+/// The keys of `fact` whose sum of `v` is the largest, through a CTE named twice.
+const TOP_SUM: &str = "WITH g AS (SELECT m, sum(v) AS s FROM fact GROUP BY m) \
+                       SELECT m, s FROM g WHERE s = (SELECT max(s) FROM g)";
+
+#[tokio::test]
+async fn a_cte_named_twice_is_computed_once() {
+    let lab = lab().await;
+    let (_, plan) = lab.staged(&job(TOP_SUM)).await;
+    let scans = plan
+        .stages
+        .iter()
+        .filter(|s| {
+            SqlStage::of(s)
+                .expect("an SQL stage")
+                .scanned_tables(&plan)
+                .contains(&"fact")
+        })
+        .count();
+    assert_eq!(scans, 1, "fact is scanned once, for both uses of g");
+    assert!(plan.stages.iter().any(|s| s.name.ends_with("-view-g")));
+    lab.run(&job(TOP_SUM)).await.expect("runs");
+    let (_, types, got) = lab.typed_result("out").await;
+    let mut sums = std::collections::BTreeMap::new();
+    for (m, v) in fact() {
+        *sums.entry(m).or_insert(0i64) += v;
+    }
+    let top = sums.values().copied().max().expect("groups");
+    let want: Vec<Vec<V>> = sums
+        .into_iter()
+        .filter(|(_, s)| *s == top)
+        .map(|(m, s)| vec![V::I(m), V::I(s)])
+        .collect();
+    assert_eq!(sorted(got), sorted(want));
+    assert_eq!(types, ["Int64", "Int64"]);
+}

@@ -1,0 +1,199 @@
+//! Common table expressions that a query uses more than once are computed once, as
+//! PostgreSQL does: DataFusion inlines a CTE wherever it is named, so TPC-H q15's `revenue0`
+//! (an aggregation of a quarter of `lineitem`) would scan `lineitem` twice. A CTE named two or
+//! more times (or marked `AS MATERIALIZED`) is planned on its own and read back by every use,
+//! like a job graph's shared view ([`crate::graph`]); `AS NOT MATERIALIZED` keeps it inline.
+//! Only the query's own `WITH` counts (not one inside a subquery), and not a recursive one.
+
+use std::ops::ControlFlow;
+
+use datafusion::prelude::SessionContext;
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast::{
+    CteAsMaterialized, Ident, ObjectName, Query, SetExpr, Statement, visit_relations,
+};
+
+/// A query's CTEs to compute once, in the order they are declared, and the query without
+/// them.
+#[derive(Debug, PartialEq)]
+pub struct SharedCtes {
+    /// Each CTE's name (as SQL resolves it) and its own query, with the CTEs before it that
+    /// it may use.
+    pub ctes: Vec<(String, String)>,
+    /// The query, its `WITH` without the CTEs computed once.
+    pub rest: String,
+}
+
+/// A name as SQL resolves it: an unquoted identifier in lower case.
+fn resolved(ident: &Ident) -> String {
+    match ident.quote_style {
+        Some(_) => ident.value.clone(),
+        None => ident.value.to_ascii_lowercase(),
+    }
+}
+
+fn relation_name(name: &ObjectName) -> Option<String> {
+    match name.0.as_slice() {
+        [one] => one.as_ident().map(resolved),
+        _ => None,
+    }
+}
+
+/// The CTEs of `query` to compute once; `None` when there are none (or it cannot be read:
+/// planning it whole then reports why). `taken` says whether a name is already a table or
+/// view of the session, which a CTE of that name shadows: it stays inline.
+pub fn shared_ctes(
+    ctx: &SessionContext,
+    query: &str,
+    taken: &dyn Fn(&str) -> bool,
+) -> Option<SharedCtes> {
+    let state = ctx.state();
+    let dialect = state.config().options().sql_parser.dialect;
+    let DfStatement::Statement(statement) = state.sql_to_statement(query, &dialect).ok()? else {
+        return None;
+    };
+    let Statement::Query(q) = *statement else {
+        return None;
+    };
+    shared_in(&q, taken)
+}
+
+fn shared_in(q: &Query, taken: &dyn Fn(&str) -> bool) -> Option<SharedCtes> {
+    let with = q.with.as_ref()?;
+    if with.recursive {
+        return None;
+    }
+    let mut uses = vec![0usize; with.cte_tables.len()];
+    let names: Vec<String> = with
+        .cte_tables
+        .iter()
+        .map(|c| resolved(&c.alias.name))
+        .collect();
+    let _ = visit_relations(q, |name| {
+        if let Some(n) = relation_name(name)
+            && let Some(i) = names.iter().position(|c| *c == n)
+        {
+            uses[i] += 1;
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    let once: Vec<bool> = with
+        .cte_tables
+        .iter()
+        .enumerate()
+        .map(|(i, c)| match c.materialized {
+            Some(CteAsMaterialized::NotMaterialized) => false,
+            Some(CteAsMaterialized::Materialized) => !taken(&names[i]),
+            None => uses[i] >= 2 && !taken(&names[i]),
+        })
+        .collect();
+    if !once.iter().any(|&o| o) {
+        return None;
+    }
+    let mut ctes = Vec::new();
+    for (i, cte) in with.cte_tables.iter().enumerate() {
+        if !once[i] {
+            continue;
+        }
+        // The CTE's query with the inline CTEs declared before it, which it may use (those
+        // computed once are tables by then).
+        let mut own = (*cte.query).clone();
+        let before: Vec<_> = with.cte_tables[..i]
+            .iter()
+            .zip(&once)
+            .filter(|(_, o)| !**o)
+            .map(|(c, _)| c.clone())
+            .collect();
+        if !before.is_empty() {
+            if own.with.is_some() || !matches!(*own.body, SetExpr::Select(_) | SetExpr::Query(_)) {
+                return None;
+            }
+            let mut w = with.clone();
+            w.cte_tables = before;
+            own.with = Some(w);
+        }
+        ctes.push((names[i].clone(), own.to_string()));
+    }
+    let mut rest = q.clone();
+    let mut w = with.clone();
+    w.cte_tables = with
+        .cte_tables
+        .iter()
+        .zip(&once)
+        .filter(|(_, o)| !**o)
+        .map(|(c, _)| c.clone())
+        .collect();
+    rest.with = (!w.cte_tables.is_empty()).then_some(w);
+    Some(SharedCtes {
+        ctes,
+        rest: rest.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared(query: &str) -> Option<SharedCtes> {
+        shared_ctes(&SessionContext::new(), query, &|n| n == "orders")
+    }
+
+    #[test]
+    fn a_cte_named_twice_is_computed_once_and_one_named_once_stays_inline() {
+        let q = "WITH r AS (SELECT k, sum(v) AS s FROM t GROUP BY k), \
+                 once AS (SELECT 1 AS x) \
+                 SELECT * FROM r, once WHERE r.s = (SELECT max(s) FROM r)";
+        let got = shared(q).expect("r is computed once");
+        assert_eq!(got.ctes.len(), 1);
+        assert_eq!(got.ctes[0].0, "r");
+        assert_eq!(got.ctes[0].1, "SELECT k, sum(v) AS s FROM t GROUP BY k");
+        assert_eq!(
+            got.rest,
+            "WITH once AS (SELECT 1 AS x) SELECT * FROM r, once WHERE r.s = (SELECT max(s) FROM r)"
+        );
+        assert_eq!(shared("WITH r AS (SELECT 1 AS x) SELECT * FROM r"), None);
+    }
+
+    #[test]
+    fn a_cte_takes_the_inline_ctes_before_it_and_markers_and_names_decide() {
+        let q = "WITH a AS (SELECT 1 AS x), b AS (SELECT x FROM a) \
+                 SELECT * FROM b JOIN b AS b2 ON b.x = b2.x";
+        let got = shared(q).expect("b is computed once");
+        assert_eq!(
+            got.ctes,
+            [(
+                "b".to_string(),
+                "WITH a AS (SELECT 1 AS x) SELECT x FROM a".to_string()
+            )]
+        );
+        assert_eq!(
+            got.rest,
+            "WITH a AS (SELECT 1 AS x) SELECT * FROM b JOIN b AS b2 ON b.x = b2.x"
+        );
+        // PostgreSQL's markers, in its dialect.
+        let mut config = datafusion::prelude::SessionConfig::new();
+        config.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
+        let pg = SessionContext::new_with_config(config);
+        let marked = |q: &str| shared_ctes(&pg, q, &|_| false);
+        let forced =
+            marked("WITH a AS MATERIALIZED (SELECT 1 AS x) SELECT * FROM a").expect("forced");
+        assert_eq!(forced.ctes[0].0, "a");
+        assert_eq!(
+            marked("WITH a AS NOT MATERIALIZED (SELECT 1 AS x) SELECT * FROM a, a AS a2"),
+            None
+        );
+        // A CTE shadowing a table of the session stays inline; so does a recursive one.
+        assert_eq!(
+            shared("WITH orders AS (SELECT 1 AS x) SELECT * FROM orders, orders AS o"),
+            None
+        );
+        assert_eq!(
+            shared("WITH RECURSIVE r AS (SELECT 1 AS x) SELECT * FROM r, r AS r2"),
+            None
+        );
+        // Quoted names keep their case.
+        let quoted =
+            shared("WITH \"R\" AS (SELECT 1 AS x) SELECT * FROM \"R\", \"R\" AS r2").expect("R");
+        assert_eq!(quoted.ctes[0].0, "R");
+    }
+}
