@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""db-benchmark groupby and join questions: Kask against Polars, DuckDB and Dask.
+"""db-benchmark groupby and join questions: Kask against Polars, DuckDB, Dask, Daft and Sail.
 
 Run through bench/run, which provides the pinned engines in a venv. Every question runs --runs
 times per engine, end to end (read the Parquet input, compute, write the result as Parquet),
@@ -13,6 +13,9 @@ How each engine is timed:
   duckdb  a fresh in-memory connection, COPY (SELECT ... FROM read_parquet(...)) TO ... .
   dask    dask.dataframe read_parquet, compute and to_parquet with the default (threaded)
           scheduler; no distributed Client.
+  daft    daft.read_parquet per table, the question as SQL (daft.sql), write_parquet.
+  sail    Sail's Spark Connect server (pysail, started before the clock) and a PySpark client:
+          spark.read.parquet per table as a view, the question as Spark SQL, write.parquet.
 Each Python engine runs each question in a fresh worker process; the imports happen before the
 clock starts, so the Python engines' times exclude interpreter start-up and imports, while Kask's
 include its process start-up.
@@ -39,8 +42,8 @@ from memcap import MemoryCap, parse_size
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 CACHE = os.environ.get("KASK_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "kask")
-ENGINES = ["kask", "polars", "duckdb", "dask"]
-PY_ENGINES = ["polars", "duckdb", "dask"]
+ENGINES = ["kask", "polars", "duckdb", "dask", "daft", "sail"]
+PY_ENGINES = ["polars", "duckdb", "dask", "daft", "sail"]
 
 # ---------------------------------------------------------------------------------------------
 # The questions (see /work/shared/bench/dbbench.md).
@@ -395,7 +398,8 @@ def worker_main(spec_path):
     with open(spec_path) as f:
         spec = json.load(f)
     engine = spec["engine"]
-    impl = {"polars": PolarsEngine, "duckdb": DuckDBEngine, "dask": DaskEngine}[engine](spec.get("memory_cap"))
+    impl = {"polars": PolarsEngine, "duckdb": DuckDBEngine, "dask": DaskEngine, "daft": DaftEngine,
+            "sail": SailEngine}[engine](spec.get("memory_cap"))
     for r in range(1, spec["runs"] + 1):
         out = os.path.join(spec["outroot"], f"run{r}")
         shutil.rmtree(out, ignore_errors=True)
@@ -411,6 +415,8 @@ def worker_main(spec_path):
             rec["error"] = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"[:300]
         with open(spec["results"], "a") as f:
             f.write(json.dumps(rec) + "\n")
+    if hasattr(impl, "close"):
+        impl.close()
 
 
 def join_columns(left_cols, right_cols, on, suffixes=("_x", "_y")):
@@ -428,6 +434,40 @@ def parquet_columns(pattern):
     import pyarrow.parquet as pq
     files = sorted(glob.glob(pattern))
     return pq.read_schema(files[0]).names
+
+
+def question_tables(kind, q):
+    """The tables a question reads: x, and a join's right side."""
+    return ["x", JOIN[q]["right"]] if kind == "join" else ["x"]
+
+
+def question_sql(kind, q, table, columns):
+    """The question as SQL that DuckDB, Spark (Sail) and Daft read alike; `table(name)` is how
+    the query names table `name` (x, small, medium, big), `columns(name)` its columns."""
+    x = table("x")
+    if kind == "sort":
+        return f"SELECT * FROM {x} ORDER BY {', '.join(SORT[q]['by'])}"
+    if kind == "join":
+        j = JOIN[q]
+        cols = join_columns(columns("x"), columns(j["right"]), j["on"])
+        sel = ", ".join(f"{'x' if s == 'l' else 'r'}.{c} AS {n}" for s, c, n in cols)
+        cond = " AND ".join(f"x.{k} = r.{k}" for k in j["on"])
+        how = {"inner": "INNER JOIN", "left": "LEFT JOIN"}[j["how"]]
+        return f"SELECT {sel} FROM {x} AS x {how} {table(j['right'])} AS r ON {cond}"
+    g = GROUPBY[q]
+    if g.get("special") == "top2":
+        return (f"SELECT id6, v3 AS largest2_v3 FROM (SELECT id6, v3, row_number() OVER "
+                f"(PARTITION BY id6 ORDER BY v3 DESC) AS rn FROM {x} WHERE v3 IS NOT NULL) AS t WHERE rn <= 2")
+    if g.get("special") == "r2":
+        return f"SELECT id2, id4, power(corr(v1, v2), 2) AS r2 FROM {x} GROUP BY id2, id4"
+    by = ", ".join(g["by"])
+    if g.get("range"):
+        return f"SELECT id3, max(v1) - min(v2) AS range_v1_v2 FROM {x} GROUP BY id3"
+    agg = {"sum": "sum({})", "mean": "avg({})", "median": "median({})", "std": "stddev_samp({})",
+           "var": "var_samp({})", "min": "min({})", "max": "max({})", "count": "count({})",
+           "nunique": "count(DISTINCT {})"}
+    aggs = ", ".join(f"{agg[f].format(c)} AS {c}_{f}" for c, fs in g["aggs"].items() for f in fs)
+    return f"SELECT {by}, {aggs} FROM {x} GROUP BY {by}"
 
 
 class PolarsEngine:
@@ -486,28 +526,8 @@ class DuckDBEngine:
         return "'" + s.replace("'", "''") + "'"
 
     def sql(self, kind, q, inputs):
-        x = f"read_parquet({self.lit(inputs['x'])})"
-        if kind == "sort":
-            return f"SELECT * FROM {x} ORDER BY {', '.join(SORT[q]['by'])}"
-        if kind == "join":
-            j = JOIN[q]
-            rglob = inputs[j["right"]]
-            cols = join_columns(parquet_columns(inputs["x"]), parquet_columns(rglob), j["on"])
-            sel = ", ".join(f"{'x' if s == 'l' else 'r'}.{c} AS {n}" for s, c, n in cols)
-            cond = " AND ".join(f"x.{k} = r.{k}" for k in j["on"])
-            how = {"inner": "INNER JOIN", "left": "LEFT JOIN"}[j["how"]]
-            return f"SELECT {sel} FROM {x} AS x {how} read_parquet({self.lit(rglob)}) AS r ON {cond}"
-        g = GROUPBY[q]
-        if g.get("special") == "top2":
-            return (f"SELECT id6, v3 AS largest2_v3 FROM (SELECT id6, v3, row_number() OVER "
-                    f"(PARTITION BY id6 ORDER BY v3 DESC) AS rn FROM {x} WHERE v3 IS NOT NULL) WHERE rn <= 2")
-        if g.get("special") == "r2":
-            return f"SELECT id2, id4, pow(corr(v1, v2), 2) AS r2 FROM {x} GROUP BY id2, id4"
-        by = ", ".join(g["by"])
-        if g.get("range"):
-            return f"SELECT id3, max(v1) - min(v2) AS range_v1_v2 FROM {x} GROUP BY id3"
-        aggs = ", ".join(f"{self.AGG[f].format(c)} AS {c}_{f}" for c, fs in g["aggs"].items() for f in fs)
-        return f"SELECT {by}, {aggs} FROM {x} GROUP BY {by}"
+        return question_sql(kind, q, lambda t: f"read_parquet({self.lit(inputs[t])})",
+                            lambda t: parquet_columns(inputs[t]))
 
     def run(self, kind, q, inputs, out):
         sql = self.sql(kind, q, inputs)
@@ -575,6 +595,53 @@ class DaskEngine:
         res.to_parquet(out, write_index=False)
 
 
+class DaftEngine:
+    """Daft, a distributed dataframe engine in Rust, on its native runner (all cores)."""
+
+    def __init__(self, cap=None):
+        import daft
+        self.daft = daft
+
+    # Daft's SQL has no corr: r² from per-group moment sums, as Dask's q9.
+    R2 = ("SELECT id2, id4, (n * sxy - sx * sy) * (n * sxy - sx * sy) / ((n * sxx - sx * sx) * (n * syy - sy * sy)) "
+          "AS r2 FROM (SELECT id2, id4, CAST(count(*) AS DOUBLE) AS n, sum(a) AS sx, sum(b) AS sy, sum(a * b) AS sxy, "
+          "sum(a * a) AS sxx, sum(b * b) AS syy FROM (SELECT id2, id4, CAST(v1 AS DOUBLE) AS a, CAST(v2 AS DOUBLE) AS b "
+          "FROM x WHERE v1 IS NOT NULL AND v2 IS NOT NULL) AS d GROUP BY id2, id4) AS s")
+
+    def run(self, kind, q, inputs, out):
+        frames = {t: self.daft.read_parquet(inputs[t]) for t in question_tables(kind, q)}
+        if kind == "groupby" and GROUPBY[q].get("special") == "r2":
+            sql = self.R2
+        else:
+            sql = question_sql(kind, q, lambda t: t, lambda t: parquet_columns(inputs[t]))
+        self.daft.sql(sql, **frames).write_parquet(out)
+
+
+class SailEngine:
+    """Sail, a Spark-compatible engine in Rust (on DataFusion), through Spark Connect: its server
+    runs in this worker process, started before the clock, with a PySpark client."""
+
+    def __init__(self, cap=None):
+        from pysail.spark import SparkConnectServer
+        from pyspark.sql import SparkSession
+        self.server = SparkConnectServer(ip="127.0.0.1", port=0)
+        self.server.start(background=True)
+        _, port = self.server.listening_address
+        self.spark = SparkSession.builder.remote(f"sc://127.0.0.1:{port}").getOrCreate()
+
+    def run(self, kind, q, inputs, out):
+        for t in question_tables(kind, q):
+            self.spark.read.parquet(inputs[t]).createOrReplaceTempView(t)
+        sql = question_sql(kind, q, lambda t: t, lambda t: parquet_columns(inputs[t]))
+        self.spark.sql(sql).write.mode("overwrite").parquet(out)
+
+    def close(self):
+        # The client's session first: once the server is gone, the client would retry its
+        # release for minutes before the worker process could exit.
+        self.spark.stop()
+        self.server.stop()
+
+
 # ---------------------------------------------------------------------------------------------
 # Answer checks
 # ---------------------------------------------------------------------------------------------
@@ -626,7 +693,7 @@ def compare(a, b):
 
 
 # Which engine is trusted most when engines disagree and the counts of agreement tie.
-TRUST = ["duckdb", "polars", "dask", "kask"]
+TRUST = ["duckdb", "polars", "dask", "daft", "sail", "kask"]
 
 
 def check_answers(summaries):
@@ -886,7 +953,7 @@ def main(argv):
     meta = {
         "rows": a.rows, "rows_sci": sci(a.rows), "groups": a.groups, "partitions": a.partitions, "runs": a.runs,
         "memory_cap": a.memory_cap_bytes if a.memory_cap else None,
-        "data": {k: d for k, d in data.items()}, "machine": machine(), "versions": package_versions(["polars", "duckdb", "dask", "pandas", "pyarrow"]),
+        "data": {k: d for k, d in data.items()}, "machine": machine(), "versions": package_versions(["polars", "duckdb", "dask", "daft", "pysail", "pyspark-client", "pandas", "pyarrow"]),
         "python": platform.python_version(), "engines": a.engines,
         "dask_scheduler": ("distributed LocalCluster: one worker process, every core, memory_limit 0.9 x the cap"
                            if a.memory_cap else
