@@ -3,7 +3,9 @@
 //! (`kask run`, a worker that runs several) compute it once: [`SharedBuildExec`] stands over
 //! the build side, and the first task to run it keeps its rows for the others
 //! ([`crate::process_cache`]). Every task still builds its own hash table from those rows;
-//! a task in a process of its own computes them as before.
+//! a task in a process of its own computes them as before. The kept rows are held beside the
+//! memory that DataFusion counts, so only a side of at most a sixteenth of the memory pool is
+//! kept; each task computes a larger one itself.
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -12,6 +14,7 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::TaskContext;
+use datafusion::execution::memory_pool::MemoryLimit;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::common::collect;
 use datafusion::physical_plan::execution_plan::{ChildrenPropertiesMode, ReplaceChildrenOptions};
@@ -29,7 +32,8 @@ use super::process_cache::{Cell, ProcessCache};
 /// A build side's rows.
 type Rows = Arc<Vec<RecordBatch>>;
 
-static BUILDS: ProcessCache<Rows> = ProcessCache::new();
+/// `None`: too large to keep ([`SharedBuildExec::execute`]).
+static BUILDS: ProcessCache<Option<Rows>> = ProcessCache::new();
 
 /// Passes on its input's rows, computed once per process for all the tasks of its stage.
 #[derive(Debug)]
@@ -40,7 +44,7 @@ pub struct SharedBuildExec {
     id: usize,
     source: Arc<dyn ShuffleSource>,
     /// The cells this task holds, so that the rows live while the task runs.
-    held: Mutex<Vec<Arc<Cell<Rows>>>>,
+    held: Mutex<Vec<Arc<Cell<Option<Rows>>>>>,
 }
 
 impl SharedBuildExec {
@@ -132,14 +136,35 @@ impl ExecutionPlan for SharedBuildExec {
         }
         let input = Arc::clone(&self.input);
         let schema = input.schema();
+        // Rows kept for other tasks are held beside what DataFusion counts: only a side small
+        // next to the memory pool is kept; a larger one is computed by each task, as before.
+        let keep_up_to = match context.memory_pool().memory_limit() {
+            MemoryLimit::Finite(pool) => pool / 16,
+            _ => usize::MAX,
+        };
         let rows = futures::stream::once(async move {
-            cell.get_or_try_init(|| async move {
-                collect(input.execute(partition, context)?)
-                    .await
-                    .map(Arc::new)
-            })
-            .await
-            .cloned()
+            let mine: Arc<Mutex<Option<Rows>>> = Arc::default();
+            let computed = Arc::clone(&mine);
+            let (first, first_ctx) = (Arc::clone(&input), Arc::clone(&context));
+            let kept = cell
+                .get_or_try_init(|| async move {
+                    let rows = Arc::new(collect(first.execute(partition, first_ctx)?).await?);
+                    let bytes: usize = rows.iter().map(RecordBatch::get_array_memory_size).sum();
+                    if bytes <= keep_up_to {
+                        return Ok::<_, DataFusionError>(Some(rows));
+                    }
+                    if let Ok(mut m) = computed.lock() {
+                        *m = Some(rows);
+                    }
+                    Ok(None)
+                })
+                .await?
+                .clone();
+            let own = mine.lock().ok().and_then(|mut m| m.take());
+            match (kept, own) {
+                (Some(rows), _) | (None, Some(rows)) => Ok::<Rows, DataFusionError>(rows),
+                (None, None) => Ok(Arc::new(collect(input.execute(partition, context)?).await?)),
+            }
         });
         let batches = rows
             .map_ok(|rows| futures::stream::iter((0..rows.len()).map(move |i| Ok(rows[i].clone()))))
@@ -316,6 +341,26 @@ mod tests {
             runs.load(Ordering::SeqCst),
             2,
             "run again once no task held it"
+        );
+
+        // Rows large next to a small pool are not kept: each task computes its own.
+        drop(later);
+        let small = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+            .with_memory_limit(64 << 10, 1.0)
+            .build_arc()
+            .expect("a runtime");
+        let ctx = SessionContext::new_with_config_rt(Default::default(), small).task_ctx();
+        let (first, second) = (task_plan(), task_plan());
+        for plan in [&first, &second] {
+            let got = collect(plan.execute(0, Arc::clone(&ctx)).expect("runs"))
+                .await
+                .expect("rows");
+            assert_eq!(got, a);
+        }
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            4,
+            "8 KB is more than a sixteenth of 64 KiB"
         );
     }
 }
