@@ -3,7 +3,8 @@
 //! (an aggregation of a quarter of `lineitem`) would scan `lineitem` twice. A CTE named two or
 //! more times (or marked `AS MATERIALIZED`) is planned on its own and read back by every use,
 //! like a job graph's shared view ([`crate::graph`]); `AS NOT MATERIALIZED` keeps it inline.
-//! Only the query's own `WITH` counts (not one inside a subquery), and not a recursive one.
+//! Only the query's own `WITH` counts (not one inside a subquery), and not a recursive one nor
+//! one that names its columns (`WITH r(a, b) AS …`).
 
 use std::ops::ControlFlow;
 
@@ -82,6 +83,8 @@ fn shared_in(q: &Query, taken: &dyn Fn(&str) -> bool) -> Option<SharedCtes> {
         .iter()
         .enumerate()
         .map(|(i, c)| match c.materialized {
+            // Its column names are the alias's, which its query alone would lose.
+            _ if !c.alias.columns.is_empty() => false,
             Some(CteAsMaterialized::NotMaterialized) => false,
             Some(CteAsMaterialized::Materialized) => !taken(&names[i]),
             None => uses[i] >= 2 && !taken(&names[i]),
@@ -189,6 +192,11 @@ mod tests {
         );
         assert_eq!(
             shared("WITH RECURSIVE r AS (SELECT 1 AS x) SELECT * FROM r, r AS r2"),
+            None
+        );
+        // A CTE that names its columns stays inline (its query alone has other names).
+        assert_eq!(
+            shared("WITH r(b, a) AS (SELECT 1 AS a, 2 AS b) SELECT r.a FROM r, r AS r2"),
             None
         );
         // Quoted names keep their case.

@@ -43,8 +43,18 @@ const KEY_SEED: u64 = 0x6b61_736b_6b65_7973;
 /// would keep most rows anyway, and the hashes would take memory the task needs).
 pub const MAX_TASK_KEYS: usize = 4 << 20;
 
+/// The keys a task may record with `pool` bytes of memory pool: its hashes (up to twice
+/// that many before they are deduplicated, 8 bytes each) are held beside what the pool
+/// counts, so at most a sixteenth of it.
+pub fn task_keys(pool: Option<usize>) -> usize {
+    match pool {
+        Some(bytes) => (bytes / 16 / 16).clamp(1 << 10, MAX_TASK_KEYS),
+        None => MAX_TASK_KEYS,
+    }
+}
+
 /// The most keys of a whole source stage a filter is built from (its Bloom filter then
-/// takes 32 MiB in each task of the filtered stage).
+/// takes 32 MiB in each process that runs tasks of the filtered stage).
 pub const MAX_FILTER_KEYS: u64 = 16 << 20;
 
 /// Rows a filter sees before it judges whether it is worth its probes.
@@ -73,16 +83,19 @@ pub fn hash_keys(
 /// A source task's distinct key hashes, gathered as its rows go to the shuffle.
 pub struct KeyHashes {
     keys: Vec<Arc<dyn PhysicalExpr>>,
+    most: usize,
     hashes: Vec<u64>,
     row: Vec<u64>,
     too_many: bool,
 }
 
 impl KeyHashes {
-    /// Gathers the hashes of `keys`, the expressions the task's shuffle is partitioned by.
-    pub fn new(keys: Vec<Arc<dyn PhysicalExpr>>) -> KeyHashes {
+    /// Gathers the hashes of `keys`, the expressions the task's shuffle is partitioned by, up
+    /// to `most` distinct ones ([`task_keys`]).
+    pub fn new(keys: Vec<Arc<dyn PhysicalExpr>>, most: usize) -> KeyHashes {
         KeyHashes {
             keys,
+            most,
             hashes: Vec::new(),
             row: Vec::new(),
             too_many: false,
@@ -96,7 +109,7 @@ impl KeyHashes {
         }
         hash_keys(&self.keys, batch, &mut self.row)?;
         self.hashes.extend_from_slice(&self.row);
-        if self.hashes.len() > 2 * MAX_TASK_KEYS {
+        if self.hashes.len() > 2 * self.most {
             self.dedup();
         }
         Ok(())
@@ -105,7 +118,7 @@ impl KeyHashes {
     fn dedup(&mut self) {
         self.hashes.sort_unstable();
         self.hashes.dedup();
-        if self.hashes.len() > MAX_TASK_KEYS {
+        if self.hashes.len() > self.most {
             self.too_many = true;
             self.hashes = Vec::new();
         }
@@ -402,17 +415,19 @@ mod tests {
             )
             .expect("a batch")
         };
-        let mut few = KeyHashes::new(keys.clone());
+        let mut few = KeyHashes::new(keys.clone(), 2000);
         few.push(&batch(0, 1000)).expect("hashed");
         few.push(&batch(500, 1000)).expect("hashed");
         let (bytes, n) = few.finish().expect("recorded");
         assert_eq!((n, bytes.len()), (1500, 1500 * 8));
 
-        let mut many = KeyHashes::new(keys);
-        let step = 1 << 20;
-        for i in 0..=(MAX_TASK_KEYS as i64 / step) {
-            many.push(&batch(i * step, step)).expect("hashed");
+        let mut many = KeyHashes::new(keys, 2000);
+        for i in 0..5 {
+            many.push(&batch(i * 1000, 1000)).expect("hashed");
         }
         assert!(many.finish().is_none());
+        assert_eq!(task_keys(None), MAX_TASK_KEYS);
+        assert_eq!(task_keys(Some(64 << 20)), 1 << 18);
+        assert_eq!(task_keys(Some(1 << 40)), MAX_TASK_KEYS);
     }
 }

@@ -13,13 +13,14 @@ use datafusion::physical_plan::repartition::BatchPartitioner;
 use futures::StreamExt;
 
 use datafusion::execution::TaskContext;
+use datafusion::execution::memory_pool::MemoryLimit;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::prelude::SessionContext;
 
 use super::codec::decode;
 use super::cut::CutStage;
 use super::exchange::{ShuffleSource, SinkKind, TaskShuffles};
-use super::key_filter::KeyHashes;
+use super::key_filter::{KeyHashes, task_keys};
 use super::planner::plan_text;
 use super::range_sort::{SortKeys, write_chunks};
 use super::session::session;
@@ -177,6 +178,10 @@ async fn sink(
     task_ctx: Arc<TaskContext>,
     task_err: &(dyn Fn(DataFusionError) -> Error + Sync),
 ) -> Result<Written> {
+    let pool = match task_ctx.memory_pool().memory_limit() {
+        MemoryLimit::Finite(bytes) => Some(bytes),
+        _ => None,
+    };
     let stream = cut.root.execute(task, task_ctx).map_err(task_err)?;
     Ok(match &cut.sink {
         SinkKind::Output => {
@@ -214,7 +219,9 @@ async fn sink(
             };
             let mut parts = Partitioner::by_caller(cut.root.schema(), n).within(&store.runtime);
             let mut keys = match &cut.sink {
-                SinkKind::Hash(exprs, _) if cut.key_hashes => Some(KeyHashes::new(exprs.clone())),
+                SinkKind::Hash(exprs, _) if cut.key_hashes => {
+                    Some(KeyHashes::new(exprs.clone(), task_keys(pool)))
+                }
                 _ => None,
             };
             let mut stream = stream;
