@@ -175,15 +175,13 @@ pub async fn stages_of(store: &Store, plan: &Plan, source: &Arc<dyn ShuffleSourc
                 .create_physical_plan()
                 .await
                 .map_err(|e| query_error(&ctx, &at, &e))?;
-            let last = cut_into(&mut stages, physical, source, shape, SinkKind::Single)?;
-            views.push((name.clone(), last));
-            let root = &stages[last].root;
-            Arc::new(StageTable::new(
-                last,
-                root.output_partitioning().partition_count(),
-                root.schema(),
-                Arc::clone(source),
-            ))
+            Arc::new(kept_as_table(
+                (&mut stages, &mut views),
+                name,
+                physical,
+                source,
+                shape,
+            )?)
         } else {
             Arc::new(ViewTable::new(
                 view.into_unoptimized_plan(),
@@ -265,18 +263,31 @@ async fn plan_with_shared_ctes(
     let kask = |e: Error| datafusion::error::DataFusionError::External(Box::new(e));
     for (name, query) in &shared.ctes {
         let physical = ctx.sql(query).await?.create_physical_plan().await?;
-        let last = cut_into(stages, physical, source, shape, SinkKind::Single).map_err(kask)?;
-        views.push((name.clone(), last));
-        let root = &stages[last].root;
-        let table = StageTable::new(
-            last,
-            root.output_partitioning().partition_count(),
-            root.schema(),
-            Arc::clone(source),
-        );
+        let table = kept_as_table((stages, views), name, physical, source, shape).map_err(kask)?;
         ctx.register_table(TableReference::bare(name.as_str()), Arc::new(table))?;
     }
     ctx.sql(&shared.rest).await?.create_physical_plan().await
+}
+
+/// Cuts `physical`, the plan of a result computed once for the plans that use it (a shared
+/// view, pipeline or CTE named `name`), into stages whose last keeps its rows, one partition
+/// per task; returns the table that reads them.
+fn kept_as_table(
+    (stages, views): (&mut Vec<CutStage>, &mut Vec<(String, usize)>),
+    name: &str,
+    physical: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+    source: &Arc<dyn ShuffleSource>,
+    shape: (usize, u64),
+) -> Result<StageTable> {
+    let last = cut_into(stages, physical, source, shape, SinkKind::Single)?;
+    views.push((name.to_string(), last));
+    let root = &stages[last].root;
+    Ok(StageTable::new(
+        last,
+        root.output_partitioning().partition_count(),
+        root.schema(),
+        Arc::clone(source),
+    ))
 }
 
 /// A dataframe job's pipelines, each planned as one logical plan and cut like a query: the
@@ -302,15 +313,7 @@ async fn pipeline_stages(
         let lp = pipeline::logical(&ctx, store, plan, &p, &before)?;
         let lp = if shared.contains(&p.name) {
             let physical = physical_of(&ctx, &lp, &p.field).await?;
-            let last = cut_into(&mut stages, physical, source, shape, SinkKind::Single)?;
-            views.push((p.name.clone(), last));
-            let root = &stages[last].root;
-            let table = StageTable::new(
-                last,
-                root.output_partitioning().partition_count(),
-                root.schema(),
-                Arc::clone(source),
-            );
+            let table = kept_as_table((&mut stages, &mut views), &p.name, physical, source, shape)?;
             let scan = LogicalPlanBuilder::scan(
                 TableReference::bare(p.name.as_str()),
                 provider_as_source(Arc::new(table)),
