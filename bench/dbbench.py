@@ -103,12 +103,17 @@ def kask_steps(kind, q):
     return steps
 
 
-# Groupby questions Kask does not support yet: set the pipeline here when it does, e.g.
-#   "q9": [{"groupby": {"by": ["id2", "id4"], "aggs": {"v1": ["corr:v2"]}}}, {"assign": {"r2": ...}}, ...],
-# The result must have the columns the other engines give: id6, largest2_v3 (q8); id2, id4, r2 (q9).
+# Groupby questions that are not one groupby of `aggs`: top two per group by a window filter
+# (pandas' sort_values + groupby().head(2)), r² by a named aggregate expression. The result has
+# the columns the other engines give: id6, largest2_v3 (q8); id2, id4, r2 (q9).
 KASK_SPECIAL = {
-    "q8": None,  # needs a per-group top-n step
-    "q9": None,  # needs a corr aggregation
+    "q8": [
+        {"filter": "v3 IS NOT NULL"},
+        {"filter": "row_number() OVER (PARTITION BY id6 ORDER BY v3 DESC) <= 2"},
+        {"select": ["id6", "v3"]},
+        {"rename": {"v3": "largest2_v3"}},
+    ],
+    "q9": [{"groupby": {"by": ["id2", "id4"], "expressions": {"r2": "power(corr(v1, v2), 2)"}}}],
 }
 
 # Columns whose sums are compared with a looser tolerance (algorithms differ in rounding).

@@ -530,7 +530,8 @@ pub struct Step {
     /// Start from this input (the first step, and only there).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
-    /// Keep the rows for which this SQL boolean expression is true.
+    /// Keep the rows for which this SQL boolean expression is true. It may use window
+    /// functions, e.g. `row_number() OVER (PARTITION BY k ORDER BY v DESC) <= 2`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<String>,
     /// Keep only these columns, in this order.
@@ -542,7 +543,9 @@ pub struct Step {
     /// Rename columns: `{old: new}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rename: Option<BTreeMap<String, String>>,
-    /// Add or replace columns: `{name: "<SQL expression>"}`, evaluated in order.
+    /// Add or replace columns: `{name: "<SQL expression>"}`, evaluated in order; window
+    /// functions give each row a value over its window, e.g. `sum(v) OVER (PARTITION BY k
+    /// ORDER BY t ROWS UNBOUNDED PRECEDING)` (a cumulative sum), `lag(v) OVER (ORDER BY t)`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assign: Option<IndexMap<String, String>>,
     /// Join with another input, pandas-style.
@@ -618,10 +621,16 @@ pub enum How {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GroupBy {
-    /// The key columns.
+    /// The key columns; none (`[]`) aggregates all rows into one.
     pub by: Vec<String>,
     /// For each column, the aggregations; output columns are named `<col>_<agg>`.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub aggs: IndexMap<String, Vec<Agg>>,
+    /// Named SQL aggregate expressions, after the `aggs` columns: `{name: "<expression>"}`,
+    /// e.g. `{r2: "power(corr(v1, v2), 2)"}`. Any of DataFusion's aggregate functions, with
+    /// SQL's semantics (a `sum` of only nulls is null); columns outside an aggregate must be keys.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub expressions: IndexMap<String, String>,
     /// Drop groups whose key has a null (default true, as pandas).
     #[serde(default = "default_true")]
     pub dropna: bool,

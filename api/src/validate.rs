@@ -685,25 +685,51 @@ fn check_step(known: &Known<'_>, at: &str, i: usize, step: StepRef<'_>, e: &mut 
         }
         StepRef::GroupBy(g) => {
             let at = format!("{at}.groupby");
-            check_columns(format!("{at}.by"), &g.by, e);
-            if g.aggs.is_empty() {
+            // No keys is a global aggregate: one row.
+            if !g.by.is_empty() {
+                check_columns(format!("{at}.by"), &g.by, e);
+            }
+            if g.aggs.is_empty() && g.expressions.is_empty() {
                 e.add(
                     format!("{at}.aggs"),
-                    "needs at least one `column: [aggregation, ...]`",
+                    "needs at least one `column: [aggregation, ...]` (or `expressions`)",
                 );
             }
-            let mut outputs = BTreeSet::new();
+            let mut outputs: BTreeSet<String> = g.by.iter().cloned().collect();
             for (col, aggs) in &g.aggs {
                 if aggs.is_empty() {
                     e.add(format!("{at}.aggs.{col}"), "needs at least one aggregation");
                 }
                 for a in aggs {
-                    if !outputs.insert((col, a.name())) {
-                        e.add(
-                            format!("{at}.aggs.{col}"),
-                            format!("{} is listed twice", a.name()),
-                        );
+                    let name = format!("{col}_{}", a.name());
+                    if !outputs.insert(name.clone()) {
+                        let why = if g.by.contains(&name) {
+                            format!("{}'s column {name:?} is also a key", a.name())
+                        } else {
+                            format!("{} is listed twice", a.name())
+                        };
+                        e.add(format!("{at}.aggs.{col}"), why);
                     }
+                }
+            }
+            for (name, expr) in &g.expressions {
+                let field = format!("{at}.expressions.{name}");
+                if name.is_empty() {
+                    e.add(
+                        format!("{at}.expressions"),
+                        "a column name must not be empty",
+                    );
+                } else if !outputs.insert(name.clone()) {
+                    e.add(
+                        field.clone(),
+                        format!("{name:?} is already a key or an aggregation's column"),
+                    );
+                }
+                if expr.trim().is_empty() {
+                    e.add(
+                        field,
+                        "needs a SQL aggregate expression, e.g. \"corr(v1, v2)\"",
+                    );
                 }
             }
         }

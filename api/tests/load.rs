@@ -377,3 +377,41 @@ fn a_pod_template_may_not_set_kasks_own_labels_or_variables_nor_a_bad_account_na
         Some("lake-reader")
     );
 }
+
+#[test]
+fn a_groupby_may_have_no_keys_and_named_expressions_but_no_clashing_names() {
+    let global = GOOD.replace(
+        "{by: [region], aggs: {amount: [sum, mean], order_id: [count]}}",
+        r#"{by: [], expressions: {r2: "power(corr(amount, order_id), 2)"}}"#,
+    );
+    let job = load_job("job.yaml", &global).expect("a global aggregate of an expression");
+    let g = job.spec.dataframe.expect("dataframe").pipeline[3]
+        .groupby
+        .clone()
+        .expect("groupby");
+    assert!(g.by.is_empty() && g.aggs.is_empty());
+    assert_eq!(g.expressions["r2"], "power(corr(amount, order_id), 2)");
+
+    let clashes = GOOD.replace(
+        "{by: [region], aggs: {amount: [sum, mean], order_id: [count]}}",
+        r#"{by: [region, amount_sum], aggs: {amount: [sum]}, expressions: {region: "count(*)", e: " "}}"#,
+    );
+    assert_eq!(
+        errors_of(&clashes),
+        [
+            r#"spec.dataframe.pipeline[3].groupby.aggs.amount: sum's column "amount_sum" is also a key"#,
+            r#"spec.dataframe.pipeline[3].groupby.expressions.region: "region" is already a key or an aggregation's column"#,
+            r#"spec.dataframe.pipeline[3].groupby.expressions.e: needs a SQL aggregate expression, e.g. "corr(v1, v2)""#,
+        ]
+    );
+    let nothing = GOOD.replace(
+        "{by: [region], aggs: {amount: [sum, mean], order_id: [count]}}",
+        "{by: [region]}",
+    );
+    assert_eq!(
+        errors_of(&nothing),
+        [
+            "spec.dataframe.pipeline[3].groupby.aggs: needs at least one `column: [aggregation, ...]` (or `expressions`)"
+        ]
+    );
+}

@@ -18,6 +18,7 @@ pub mod diagnose;
 pub mod errors;
 mod estimate;
 pub mod exchange;
+pub mod expr_split;
 pub mod graph;
 pub mod group_keys;
 pub mod join_order;

@@ -16,11 +16,13 @@ use datafusion::functions_aggregate::{
 };
 use datafusion::logical_expr::expr::NullTreatment;
 use datafusion::logical_expr::type_coercion::functions::fields_with_udf;
+use datafusion::logical_expr::utils::find_aggregate_exprs;
 use datafusion::logical_expr::{
     AggregateUDF, Expr, ExprFunctionExt, LogicalPlan, LogicalPlanBuilder, SortExpr, cast, lit,
 };
 use datafusion::prelude::SessionContext;
 
+use crate::expr_split;
 use crate::merge::join;
 use crate::steps::{self, column, names};
 use crate::tables::ScanTable;
@@ -76,7 +78,7 @@ pub fn logical(
                     .map_err(fail)?;
                 join(lp, right, m, &format!("{at}.merge"))?
             }
-            StepRef::GroupBy(g) => groupby(lp, g, &format!("{at}.groupby"))?,
+            StepRef::GroupBy(g) => groupby(ctx, lp, g, &format!("{at}.groupby"))?,
             StepRef::Distinct(d) => distinct(lp, d, &format!("{at}.distinct"))?,
             StepRef::Sort(s) => sort(lp, s, &at)?,
             StepRef::Head(n) => lp
@@ -207,8 +209,14 @@ fn drop_null_keys(lp: LogicalPlanBuilder, keys: &[Expr], at: &str) -> Result<Log
     }
 }
 
-/// A groupby: keys first, then `<column>_<agg>` for every aggregation, in the spec's order.
-fn groupby(lp: LogicalPlanBuilder, g: &GroupBy, at: &str) -> Result<LogicalPlanBuilder> {
+/// A groupby: keys first, then `<column>_<agg>` for every aggregation, in the spec's order,
+/// then the named expressions.
+fn groupby(
+    ctx: &SessionContext,
+    lp: LogicalPlanBuilder,
+    g: &GroupBy,
+    at: &str,
+) -> Result<LogicalPlanBuilder> {
     let fail = |e: datafusion::error::DataFusionError| Error::spec(at, df_message(&e));
     let schema = lp.schema().clone();
     let keys =
@@ -269,9 +277,11 @@ fn groupby(lp: LogicalPlanBuilder, g: &GroupBy, at: &str) -> Result<LogicalPlanB
             aggs.push(call.alias(alias));
         }
     }
+    let (calls, expressions) = aggregate_expressions(ctx, &schema, g, at)?;
+    aggs.extend(calls);
     let grouped = lp.aggregate(keys, aggs).map_err(fail)?;
     let schema = grouped.schema().clone();
-    let exprs = outputs
+    let mut exprs = outputs
         .iter()
         .map(|name| {
             let e = column(&schema, name, at)?;
@@ -283,7 +293,63 @@ fn groupby(lp: LogicalPlanBuilder, g: &GroupBy, at: &str) -> Result<LogicalPlanB
             })
         })
         .collect::<Result<Vec<_>>>()?;
+    exprs.extend(expressions);
     grouped.project(exprs).map_err(fail)
+}
+
+/// A groupby's named expressions: the aggregate calls they hold (each once), and each
+/// expression reading those calls' results, named.
+fn aggregate_expressions(
+    ctx: &SessionContext,
+    schema: &datafusion::common::DFSchema,
+    g: &GroupBy,
+    at: &str,
+) -> Result<(Vec<Expr>, Vec<Expr>)> {
+    let mut parsed = Vec::with_capacity(g.expressions.len());
+    for (name, sql) in &g.expressions {
+        let field = format!("{at}.expressions.{name}");
+        let expr = steps::parse_expr(ctx, schema, sql, &field)?;
+        if let Some(call) = expr_split::window_in(&expr) {
+            return Err(Error::spec(
+                field,
+                format!(
+                    "{call} in {sql:?} is a window function, a value per row: use it in an \
+                     `assign` step"
+                ),
+            ));
+        }
+        parsed.push((name, sql, field, expr));
+    }
+    let calls = find_aggregate_exprs(parsed.iter().map(|(_, _, _, e)| e));
+    let mut named = Vec::with_capacity(parsed.len());
+    for (name, sql, field, expr) in parsed {
+        let read = expr_split::read_back(expr, &calls)?;
+        // What is left outside the aggregate calls is one value per group only for the keys.
+        let stray = read
+            .column_refs()
+            .into_iter()
+            .find(|c| {
+                !g.by.contains(&c.name)
+                    && !calls.iter().any(|a| a.schema_name().to_string() == c.name)
+            })
+            .map(|c| c.name.clone());
+        if let Some(col) = stray {
+            return Err(Error::spec(
+                field,
+                format!(
+                    "column {col:?} is used outside an aggregate function in {sql:?}: aggregate \
+                     it (e.g. sum({col})) or group by it (keys: {})",
+                    if g.by.is_empty() {
+                        "none".to_string()
+                    } else {
+                        g.by.join(", ")
+                    }
+                ),
+            ));
+        }
+        named.push(read.alias(name));
+    }
+    Ok((calls, named))
 }
 
 /// `drop_duplicates`: one row per key (the subset, or every column), the first that comes,

@@ -1,6 +1,7 @@
 //! Row-wise steps as DataFusion logical operators: filter, select, drop, rename, assign.
 //! Expressions are parsed by DataFusion's SQL expression parser, so users get its functions,
-//! CAST, CASE, LIKE, IN, BETWEEN and IS NULL.
+//! CAST, CASE, LIKE, IN, BETWEEN and IS NULL, and window functions (`OVER`), whose values
+//! a window node computes first.
 
 use datafusion::common::{Column, DFSchema, DataFusionError, SchemaError};
 use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlanBuilder};
@@ -8,6 +9,7 @@ use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 
+use crate::expr_split;
 use kask_api::StepRef;
 use kask_core::error::{Error, Result};
 
@@ -22,9 +24,26 @@ pub fn apply(
         StepRef::Filter(sql) => {
             let at = format!("{path}.filter");
             let expr = parse_expr(ctx, lp.schema(), sql, &at)?;
+            expr_split::refuse_aggregates(&expr, sql, &at)?;
             let schema = lp.schema().clone();
-            lp.filter(expr)
-                .map_err(|e| expr_error_with_columns(&e, sql, &schema, &at))
+            let before = names(&schema);
+            let (lp, mut exprs) = expr_split::with_windows(lp, vec![expr], &at)?;
+            let windowed = lp.schema().fields().len() != schema.fields().len();
+            let expr = exprs
+                .pop()
+                .ok_or_else(|| Error::internal("a filter lost its expression"))?;
+            let lp = lp
+                .filter(expr)
+                .map_err(|e| expr_error_with_columns(&e, sql, &schema, &at))?;
+            if !windowed {
+                return Ok(lp);
+            }
+            // The window's columns served the filter only.
+            let keep = before
+                .iter()
+                .map(|n| Ok(column(lp.schema(), n, &at)?.alias(n)))
+                .collect::<Result<Vec<_>>>()?;
+            project(lp, keep, &at)
         }
         StepRef::Select(cols) => {
             let at = format!("{path}.select");
@@ -68,8 +87,15 @@ pub fn apply(
             let mut lp = lp;
             for (name, sql) in map {
                 let at = format!("{path}.assign.{name}");
-                let expr = parse_expr(ctx, lp.schema(), sql, &at)?.alias(name);
+                let expr = parse_expr(ctx, lp.schema(), sql, &at)?;
+                expr_split::refuse_aggregates(&expr, sql, &at)?;
                 let existing = names(lp.schema());
+                let (windowed, mut read) = expr_split::with_windows(lp, vec![expr], &at)?;
+                lp = windowed;
+                let expr = read
+                    .pop()
+                    .ok_or_else(|| Error::internal("an assign lost its expression"))?
+                    .alias(name);
                 let mut exprs = Vec::with_capacity(existing.len() + 1);
                 let mut replaced = false;
                 for n in &existing {

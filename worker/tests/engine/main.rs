@@ -23,6 +23,7 @@ mod skew;
 mod sort;
 mod sql;
 mod sql_graph;
+mod step_exprs;
 mod subqueries;
 mod support;
 mod uploads;
