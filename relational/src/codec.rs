@@ -27,6 +27,7 @@ use prost::Message;
 
 use super::csv_guard::NoLineBreaks;
 use super::exchange::{ReadMode, ShuffleReaderExec, ShuffleSource, SinkKind};
+use super::group_top_k::GroupTopKExec;
 use super::key_filter::KeyFilterExec;
 use super::shared_build::SharedBuildExec;
 use super::shares::Side;
@@ -36,7 +37,7 @@ use kask_core::error::{Error, Result};
 /// One of Kask's nodes. Its inputs travel beside it in DataFusion's own message.
 #[derive(Clone, PartialEq, Message)]
 struct KaskNode {
-    #[prost(oneof = "Node", tags = "1, 2, 3, 4")]
+    #[prost(oneof = "Node", tags = "1, 2, 3, 4, 5")]
     node: Option<Node>,
 }
 
@@ -50,6 +51,8 @@ enum Node {
     KeyFilter(KeyFilterNode),
     #[prost(message, tag = "4")]
     SharedBuild(SharedBuildNode),
+    #[prost(message, tag = "5")]
+    GroupTopK(GroupTopKNode),
 }
 
 /// A [`SharedBuildExec`].
@@ -59,6 +62,17 @@ struct SharedBuildNode {
     stage: u64,
     #[prost(uint64, tag = "2")]
     id: u64,
+}
+
+/// A [`GroupTopKExec`].
+#[derive(Clone, PartialEq, prost::Message)]
+struct GroupTopKNode {
+    #[prost(message, repeated, tag = "1")]
+    keys: Vec<protobuf::PhysicalExprNode>,
+    #[prost(message, repeated, tag = "2")]
+    order: Vec<protobuf::PhysicalSortExprNode>,
+    #[prost(uint64, tag = "3")]
+    n: u64,
 }
 
 /// A [`KeyFilterExec`].
@@ -218,6 +232,20 @@ impl PhysicalExtensionCodec for KaskCodec {
                     Arc::clone(&self.source),
                 )))
             }
+            (Some(Node::GroupTopK(t)), [input]) => {
+                let decode_ctx = PhysicalPlanDecodeContext::new(ctx, self);
+                let schema = input.schema();
+                let keys = parse_physical_exprs(&t.keys, &decode_ctx, &schema, proto_converter)?;
+                let order =
+                    parse_physical_sort_exprs(&t.order, &decode_ctx, &schema, proto_converter)?;
+                let n = usize::try_from(t.n).map_err(|e| internal("its n", e))?;
+                Ok(Arc::new(GroupTopKExec::new(
+                    Arc::clone(input),
+                    keys,
+                    order,
+                    n,
+                )))
+            }
             (node, inputs) => Err(internal(
                 "a Kask node that this kask does not know",
                 format!("{node:?} over {} inputs", inputs.len()),
@@ -265,6 +293,16 @@ impl PhysicalExtensionCodec for KaskCodec {
             Node::SharedBuild(SharedBuildNode {
                 stage: b.stage() as u64,
                 id: b.id() as u64,
+            })
+        } else if let Some(t) = node.downcast_ref::<GroupTopKExec>() {
+            Node::GroupTopK(GroupTopKNode {
+                keys: serialize_physical_exprs(t.keys(), self, proto_converter)?,
+                order: serialize_physical_sort_exprs(
+                    t.order().iter().cloned(),
+                    self,
+                    proto_converter,
+                )?,
+                n: t.n() as u64,
             })
         } else if let Some(k) = node.downcast_ref::<KeyFilterExec>() {
             Node::KeyFilter(KeyFilterNode {

@@ -21,6 +21,7 @@ pub mod exchange;
 pub mod expr_split;
 pub mod graph;
 pub mod group_keys;
+pub mod group_top_k;
 pub mod join_order;
 pub mod key_filter;
 mod kind;

@@ -277,6 +277,7 @@ pub fn install(
 ) -> datafusion::execution::SessionStateBuilder {
     let mut rules = datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules;
     rules.push(Arc::new(DropSizeHints));
+    rules.push(Arc::new(crate::group_top_k::PruneGroupTopK));
     builder
         .with_query_planner(Arc::new(HintedPlanner))
         .with_physical_optimizer_rules(rules)

@@ -17,8 +17,8 @@ pub use schema::PlanSchema;
 /// Bumped when the plan's JSON changes incompatibly (2: SQL stages; 3: pipelines planned as
 /// SQL stages; 4: a job kind's part of the plan under `kind` and `detail`; 5: relational
 /// stages carry their sub-plans as protobuf; 6: sorted runs for a sort by key range; 7: key
-/// filters across stages).
-pub const PLAN_VERSION: u32 = 7;
+/// filters across stages; 8: the first rows of each group pruned before a window's sort).
+pub const PLAN_VERSION: u32 = 8;
 
 /// A job's plan.
 #[derive(Serialize, Deserialize, Clone, Debug)]

@@ -45,7 +45,7 @@ fn filtered_stage(plan: &kask_worker::plan::Plan) -> (usize, usize) {
 }
 
 /// The rows stage `stage`'s tasks wrote, from their markers.
-async fn rows_out(store: &Store, plan: &kask_worker::plan::Plan, stage: usize) -> u64 {
+pub(crate) async fn rows_out(store: &Store, plan: &kask_worker::plan::Plan, stage: usize) -> u64 {
     let mut rows = 0;
     for (m, _) in store.list(&plan.markers_dir(stage)).await.expect("markers") {
         let body = store.get(&m).await.expect("marker");

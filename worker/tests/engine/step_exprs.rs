@@ -256,3 +256,77 @@ fn aggregates_and_windows_in_the_wrong_step_are_refused_by_name() {
         }
     });
 }
+
+/// 2000 rows in 10 groups whose values tie often (13 values each).
+fn tied() -> (Vec<i64>, Vec<i64>) {
+    let k = (0..2000).map(|i| i % 10).collect();
+    let v = (0..2000).map(|i| (i * 7) % 13).collect();
+    (k, v)
+}
+
+fn ranked_job(function: &str) -> String {
+    format!(
+        "  dataframe:\n    inputs:\n      t: {{path: \"t/*.parquet\"}}\n    pipeline:\n      - source: t\n      - filter: \"{function}() OVER (PARTITION BY k ORDER BY v DESC) <= 2\"\n  targetTaskBytes: 2000\n  shufflePartitions: 2\n  output: {{path: {function}}}\n"
+    )
+}
+
+#[test]
+fn the_first_rows_of_each_group_are_pruned_before_the_shuffle_ties_kept() {
+    run(async {
+        let lab = Lab::local();
+        let (k, v) = tied();
+        let some = |x: &[i64]| x.iter().copied().map(Some).collect::<Vec<_>>();
+        let b = batch(vec![("k", ints(&some(&k))), ("v", ints(&some(&v)))]);
+        lab.put_partitioned("t", &b, 4, 100).await;
+        // rank: 1 + the rows of its group with a larger value; dense_rank: 1 + the larger
+        // distinct values.
+        let want = |dense: bool| {
+            let rows = (0..k.len()).filter(|&r| {
+                let larger = (0..k.len()).filter(|&o| k[o] == k[r] && v[o] > v[r]);
+                let before = if dense {
+                    larger
+                        .map(|o| v[o])
+                        .collect::<std::collections::BTreeSet<_>>()
+                        .len()
+                } else {
+                    larger.count()
+                };
+                before < 2
+            });
+            sorted(rows.map(|r| vec![V::I(k[r]), V::I(v[r])]).collect())
+        };
+        for (function, pruned) in [("rank", true), ("row_number", true), ("dense_rank", false)] {
+            let (store, plan) = lab.planned(&ranked_job(function), None, |_| {}).await;
+            let map = kask_worker::relational::SqlStage::of(&plan.stages[0]).expect("SQL stage");
+            assert_eq!(
+                map.plan.contains("GroupTopKExec"),
+                pruned,
+                "{function}: the map stage prunes:\n{}",
+                map.plan
+            );
+            for s in 0..plan.stages.len() {
+                crate::support::run_stage(&store, &plan, s).await;
+            }
+            // Before the commit, which removes the markers.
+            let shuffled = crate::key_filters::rows_out(&store, &plan, 0).await;
+            crate::support::commit_staged(&store, &plan).await;
+            let (_, rows) = lab.result(function).await;
+            if function == "row_number" {
+                // Ties are broken either way: two rows per group, each among the tied top.
+                assert_eq!(rows.len(), 20, "{function}");
+                let top = want(false);
+                assert!(rows.iter().all(|r| top.contains(r)), "{function}: {rows:?}");
+            } else {
+                assert_eq!(sorted(rows), want(function == "dense_rank"), "{function}");
+            }
+            if pruned {
+                assert!(
+                    (20..1000).contains(&shuffled),
+                    "{function}: {shuffled} of 2000 rows shuffled"
+                );
+            } else {
+                assert_eq!(shuffled, 2000, "{function}");
+            }
+        }
+    });
+}
