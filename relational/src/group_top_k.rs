@@ -446,3 +446,67 @@ impl Spec {
         Ok(self.top_k(Arc::clone(node)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::datatypes::DataType;
+
+    #[test]
+    fn rows_compare_eight_bytes_at_a_time_as_bytes_do() {
+        let rows: Vec<Vec<u8>> = (0..300u32)
+            .map(|i| {
+                let len = (i % 19) as usize;
+                (0..len)
+                    .map(|j| (i.wrapping_mul(2654435761).rotate_left(j as u32) % 4) as u8 * 85)
+                    .collect()
+            })
+            .collect();
+        for a in &rows {
+            for b in &rows {
+                assert_eq!(before(a, b), a < b, "{a:?} {b:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn only_an_upper_bound_on_a_column_is_a_first_rows_filter() {
+        let col = || Arc::new(Column::new("rn", 3)) as Arc<dyn PhysicalExpr>;
+        let lit = |v: ScalarValue| Arc::new(Literal::new(v)) as Arc<dyn PhysicalExpr>;
+        let cmp = |l, op, r| Arc::new(BinaryExpr::new(l, op, r)) as Arc<dyn PhysicalExpr>;
+        let cast = Arc::new(CastExpr::new(col(), DataType::Int64, None)) as Arc<dyn PhysicalExpr>;
+        let cases = [
+            (
+                cmp(col(), Operator::LtEq, lit(ScalarValue::UInt64(Some(2)))),
+                Some((3, 2)),
+            ),
+            (
+                cmp(col(), Operator::Lt, lit(ScalarValue::Int64(Some(3)))),
+                Some((3, 2)),
+            ),
+            (
+                cmp(cast, Operator::LtEq, lit(ScalarValue::Int64(Some(5)))),
+                Some((3, 5)),
+            ),
+            (
+                cmp(col(), Operator::Lt, lit(ScalarValue::Int64(Some(0)))),
+                None,
+            ),
+            (
+                cmp(col(), Operator::GtEq, lit(ScalarValue::Int64(Some(2)))),
+                None,
+            ),
+            (
+                cmp(col(), Operator::LtEq, lit(ScalarValue::Int64(None))),
+                None,
+            ),
+            (
+                cmp(col(), Operator::LtEq, lit(ScalarValue::Float64(Some(2.0)))),
+                None,
+            ),
+        ];
+        for (predicate, want) in cases {
+            assert_eq!(at_most(&predicate), want, "{predicate}");
+        }
+    }
+}
