@@ -563,6 +563,11 @@ pub struct Step {
     /// Drop duplicate rows (considering `subset` columns only, when given).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub distinct: Option<Distinct>,
+    /// Append the rows of these inputs or earlier pipelines, as pandas' `concat`: columns
+    /// matched by name, in order of first appearance; a column that a table lacks is null
+    /// in its rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concat: Option<Vec<String>>,
 }
 
 /// A pandas-style merge with another input.
@@ -571,7 +576,8 @@ pub struct Step {
 pub struct Merge {
     /// The input to join with.
     pub right: String,
-    /// inner (default), left, right or outer.
+    /// inner (default), left, right, outer; or semi (the left rows that have a match, each
+    /// once, with the left columns only: pandas' `isin`) and anti (those that have none).
     #[serde(default)]
     pub how: How,
     /// Key columns present on both sides under the same names.
@@ -615,6 +621,10 @@ pub enum How {
     Right,
     /// All rows of both sides.
     Outer,
+    /// The left rows with a match, each once; only the left columns.
+    Semi,
+    /// The left rows without a match; only the left columns.
+    Anti,
 }
 
 /// A groupby with aggregations.

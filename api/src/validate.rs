@@ -56,9 +56,9 @@ impl Errors {
 }
 
 /// The step kinds, in the order a step's single key is reported.
-pub const STEP_KINDS: [&str; 11] = [
+pub const STEP_KINDS: [&str; 12] = [
     "source", "filter", "select", "drop", "rename", "assign", "merge", "groupby", "sort", "head",
-    "distinct",
+    "distinct", "concat",
 ];
 
 /// A pipeline step with its one field resolved.
@@ -86,6 +86,8 @@ pub enum StepRef<'a> {
     Head(u64),
     /// `distinct: {..}`
     Distinct(&'a crate::spec::Distinct),
+    /// `concat: [..]`
+    Concat(&'a [String]),
 }
 
 impl Step {
@@ -103,6 +105,7 @@ impl Step {
             self.sort.is_some(),
             self.head.is_some(),
             self.distinct.is_some(),
+            self.concat.is_some(),
         ];
         STEP_KINDS
             .iter()
@@ -136,6 +139,8 @@ impl Step {
             StepRef::Sort(s)
         } else if let Some(n) = self.head {
             StepRef::Head(n)
+        } else if let Some(c) = &self.concat {
+            StepRef::Concat(c)
         } else {
             StepRef::Distinct(self.distinct.as_ref()?)
         })
@@ -749,6 +754,17 @@ fn check_step(known: &Known<'_>, at: &str, i: usize, step: StepRef<'_>, e: &mut 
             }
         }
         StepRef::Head(_) => {}
+        StepRef::Concat(names) => {
+            if names.is_empty() {
+                e.add(
+                    format!("{at}.concat"),
+                    "needs at least one input or pipeline whose rows to append",
+                );
+            }
+            for (j, name) in names.iter().enumerate() {
+                known.check(format!("{at}.concat[{j}]"), name, e);
+            }
+        }
         StepRef::Distinct(d) => {
             if let Some(subset) = &d.subset {
                 check_columns(format!("{at}.distinct.subset"), subset, e);

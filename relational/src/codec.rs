@@ -10,6 +10,7 @@ use base64::engine::general_purpose::STANDARD;
 use datafusion::arrow::datatypes::Schema;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::TaskContext;
+use datafusion::physical_expr::expressions::{CastExpr, Column};
 use datafusion::physical_expr::{LexOrdering, Partitioning};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion_proto::physical_plan::from_proto::{
@@ -426,6 +427,79 @@ pub fn decode(
         }
     };
     Ok((root, hash.or(range)))
+}
+
+/// Whether a decoded stage plan is the plan its text records (see [`without_union_casts`]).
+pub fn reads_as(decoded: &Arc<dyn ExecutionPlan>, text: &str) -> bool {
+    use super::planner::plan_text;
+    plan_text(decoded) == text
+        || without_union_casts(Arc::clone(decoded)).is_ok_and(|d| plan_text(&d) == text)
+}
+
+/// `plan` without the projections that a union (or interleave) puts over an input whose
+/// columns differ from its own only in nullability: each column passed on, or cast to its
+/// own type, in place. Decoding a stage builds its unions anew, and a scan decoded from
+/// protobuf may say a column of an expression is never null where the planner's said it may
+/// be, so such a projection appears; it changes no value.
+fn without_union_casts(plan: Arc<dyn ExecutionPlan>) -> DfResult<Arc<dyn ExecutionPlan>> {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    use datafusion::physical_plan::execution_plan::{
+        ChildrenPropertiesMode, ReplaceChildrenOptions,
+    };
+    use datafusion::physical_plan::projection::ProjectionExec;
+    use datafusion::physical_plan::union::{InterleaveExec, UnionExec};
+
+    fn is_pass_through(child: &Arc<dyn ExecutionPlan>, union: &Schema) -> bool {
+        let Some(p) = child.downcast_ref::<ProjectionExec>() else {
+            return false;
+        };
+        let input = p.input().schema();
+        p.expr().len() == input.fields().len()
+            && p.expr().iter().enumerate().all(|(i, e)| {
+                let mut inner = &e.expr;
+                if let Some(cast) = inner.downcast_ref::<CastExpr>() {
+                    if Some(cast.cast_type()) != input.fields().get(i).map(|f| f.data_type()) {
+                        return false;
+                    }
+                    inner = cast.expr();
+                }
+                inner
+                    .downcast_ref::<Column>()
+                    .is_some_and(|c| c.index() == i)
+                    && union.fields().get(i).is_some_and(|f| f.name() == &e.alias)
+            })
+    }
+
+    plan.transform_up(|node| {
+        if !(node.is::<UnionExec>() || node.is::<InterleaveExec>()) {
+            return Ok(Transformed::no(node));
+        }
+        let schema = node.schema();
+        let children: Vec<Arc<dyn ExecutionPlan>> = node
+            .children()
+            .into_iter()
+            .map(|c| {
+                if is_pass_through(c, &schema) {
+                    Arc::clone(c.children()[0])
+                } else {
+                    Arc::clone(c)
+                }
+            })
+            .collect();
+        if children
+            .iter()
+            .zip(node.children())
+            .all(|(a, b)| Arc::ptr_eq(a, b))
+        {
+            return Ok(Transformed::no(node));
+        }
+        node.replace_children(
+            children,
+            ReplaceChildrenOptions::new(ChildrenPropertiesMode::Keep),
+        )
+        .map(Transformed::yes)
+    })
+    .map(|t| t.data)
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! A pandas-style merge as a DataFusion hash join, plus the projection that gives pandas'
 //! columns: one key column for `on` keys (from whichever side has it, for outer merges),
-//! suffixes on clashing names, left columns first.
+//! suffixes on clashing names, left columns first. Semi and anti merges keep the left side's
+//! columns only.
 
 use datafusion::common::{Column, NullEquality};
 use datafusion::functions::expr_fn::coalesce;
@@ -70,6 +71,8 @@ pub fn join(
         How::Left => JoinType::Left,
         How::Right => JoinType::Right,
         How::Outer => JoinType::Full,
+        How::Semi => JoinType::LeftSemi,
+        How::Anti => JoinType::LeftAnti,
     };
     let lcols: Vec<Column> = lk.iter().map(|k| Column::new(Some("l"), k)).collect();
     let rcols: Vec<Column> = rk.iter().map(|k| Column::new(Some("r"), k)).collect();
@@ -85,6 +88,14 @@ pub fn join(
         )
         .map_err(fail)?;
 
+    let lcol = |n: &str| Expr::Column(Column::new(Some("l"), n));
+    let rcol = |n: &str| Expr::Column(Column::new(Some("r"), n));
+    if matches!(m.how, How::Semi | How::Anti) {
+        // The left side's rows as they were: no right columns to name.
+        let exprs = left_names.iter().map(|n| lcol(n).alias(n));
+        return joined.project(exprs).map_err(fail);
+    }
+
     // Key pairs with the same name become one column, as in pandas.
     let shared: Vec<&String> = lk
         .iter()
@@ -98,8 +109,6 @@ pub fn join(
         .suffixes
         .clone()
         .unwrap_or_else(|| vec!["_x".into(), "_y".into()]);
-    let lcol = |n: &str| Expr::Column(Column::new(Some("l"), n));
-    let rcol = |n: &str| Expr::Column(Column::new(Some("r"), n));
 
     let mut exprs = Vec::with_capacity(left_names.len() + right_rest.len());
     for n in &left_names {
@@ -108,6 +117,7 @@ pub fn join(
                 How::Inner | How::Left => lcol(n),
                 How::Right => rcol(n),
                 How::Outer => coalesce(vec![lcol(n), rcol(n)]),
+                How::Semi | How::Anti => lcol(n),
             };
             exprs.push(e.alias(n));
         } else if right_rest.contains(&n) {

@@ -21,7 +21,6 @@ use super::codec::decode;
 use super::cut::CutStage;
 use super::exchange::{ShuffleSource, SinkKind, TaskShuffles};
 use super::key_filter::{KeyHashes, task_keys};
-use super::planner::plan_text;
 use super::range_sort::{SortKeys, write_chunks};
 use super::session::session;
 use kask_core::error::df_message;
@@ -145,7 +144,7 @@ fn decoded(
             st.name
         ))
     })?;
-    if plan_text(&root) != recorded.plan {
+    if !super::codec::reads_as(&root, &recorded.plan) {
         return Err(Error::Incompatible(format!(
             "stage {}'s plan reads differently here than in the plan pod: they run different \
              versions of kask",

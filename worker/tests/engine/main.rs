@@ -11,6 +11,7 @@ mod commit;
 mod conformance;
 mod datagen;
 mod df_graph;
+mod df_steps;
 mod faults;
 mod history;
 mod join_order;
