@@ -568,6 +568,42 @@ pub struct Step {
     /// in its rows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concat: Option<Vec<String>>,
+    /// Unpivot columns into rows, as pandas' `melt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub melt: Option<Melt>,
+    /// One row per element of this list column, the other columns repeated, as pandas'
+    /// `explode`: a null or empty list gives one row with a null.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explode: Option<String>,
+}
+
+/// pandas' `melt`: each row becomes one row per value column, holding the identifier columns,
+/// the value column's name and its value.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Melt {
+    /// Columns kept on every row.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub id_vars: Vec<String>,
+    /// The columns whose values become rows (default: every column not in `idVars`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_vars: Option<Vec<String>>,
+    /// The name of the column that holds the value column's name (default `variable`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub var_name: Option<String>,
+    /// The name of the column that holds the value (default `value`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_name: Option<String>,
+}
+
+impl Melt {
+    /// The names of the variable and value columns.
+    pub fn names(&self) -> (&str, &str) {
+        (
+            self.var_name.as_deref().unwrap_or("variable"),
+            self.value_name.as_deref().unwrap_or("value"),
+        )
+    }
 }
 
 /// A pandas-style merge with another input.

@@ -56,9 +56,9 @@ impl Errors {
 }
 
 /// The step kinds, in the order a step's single key is reported.
-pub const STEP_KINDS: [&str; 12] = [
+pub const STEP_KINDS: [&str; 14] = [
     "source", "filter", "select", "drop", "rename", "assign", "merge", "groupby", "sort", "head",
-    "distinct", "concat",
+    "distinct", "concat", "melt", "explode",
 ];
 
 /// A pipeline step with its one field resolved.
@@ -88,6 +88,10 @@ pub enum StepRef<'a> {
     Distinct(&'a crate::spec::Distinct),
     /// `concat: [..]`
     Concat(&'a [String]),
+    /// `melt: {..}`
+    Melt(&'a crate::spec::Melt),
+    /// `explode: column`
+    Explode(&'a str),
 }
 
 impl Step {
@@ -106,6 +110,8 @@ impl Step {
             self.head.is_some(),
             self.distinct.is_some(),
             self.concat.is_some(),
+            self.melt.is_some(),
+            self.explode.is_some(),
         ];
         STEP_KINDS
             .iter()
@@ -141,6 +147,10 @@ impl Step {
             StepRef::Head(n)
         } else if let Some(c) = &self.concat {
             StepRef::Concat(c)
+        } else if let Some(m) = &self.melt {
+            StepRef::Melt(m)
+        } else if let Some(c) = &self.explode {
+            StepRef::Explode(c)
         } else {
             StepRef::Distinct(self.distinct.as_ref()?)
         })
@@ -754,6 +764,43 @@ fn check_step(known: &Known<'_>, at: &str, i: usize, step: StepRef<'_>, e: &mut 
             }
         }
         StepRef::Head(_) => {}
+        StepRef::Melt(m) => {
+            let at = format!("{at}.melt");
+            if !m.id_vars.is_empty() {
+                check_columns(format!("{at}.idVars"), &m.id_vars, e);
+            }
+            if let Some(v) = &m.value_vars {
+                check_columns(format!("{at}.valueVars"), v, e);
+                for c in v.iter().filter(|c| m.id_vars.contains(c)) {
+                    e.add(
+                        format!("{at}.valueVars"),
+                        format!("{c:?} is also in idVars"),
+                    );
+                }
+            }
+            let (var, value) = m.names();
+            if var.is_empty() || value.is_empty() {
+                e.add(at.clone(), "varName and valueName must not be empty");
+            } else if var == value {
+                e.add(
+                    format!("{at}.valueName"),
+                    format!("{value:?} is also the varName"),
+                );
+            }
+            for name in [var, value] {
+                if m.id_vars.iter().any(|c| c == name) {
+                    e.add(
+                        at.clone(),
+                        format!("{name:?} names an idVars column; give varName or valueName another name"),
+                    );
+                }
+            }
+        }
+        StepRef::Explode(c) => {
+            if c.is_empty() {
+                e.add(format!("{at}.explode"), "needs the list column to explode");
+            }
+        }
         StepRef::Concat(names) => {
             if names.is_empty() {
                 e.add(

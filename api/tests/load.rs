@@ -415,3 +415,21 @@ fn a_groupby_may_have_no_keys_and_named_expressions_but_no_clashing_names() {
         ]
     );
 }
+
+#[test]
+fn concat_melt_and_explode_name_their_bad_fields() {
+    let yaml = GOOD.replace(
+        "      - sort: {by: [amount_sum], descending: true}\n",
+        "      - concat: [orders, nope]\n      - melt: {idVars: [a, b], valueVars: [b, c], varName: x, valueName: x}\n      - explode: \"\"\n      - concat: []\n",
+    );
+    assert_eq!(
+        errors_of(&yaml),
+        [
+            r#"spec.dataframe.pipeline[4].concat[1]: no input named "nope" (inputs: orders, regions)"#,
+            r#"spec.dataframe.pipeline[5].melt.valueVars: "b" is also in idVars"#,
+            r#"spec.dataframe.pipeline[5].melt.valueName: "x" is also the varName"#,
+            "spec.dataframe.pipeline[6].explode: needs the list column to explode",
+            "spec.dataframe.pipeline[7].concat: needs at least one input or pipeline whose rows to append",
+        ]
+    );
+}

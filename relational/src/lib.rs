@@ -30,6 +30,7 @@ pub mod pipeline;
 pub mod planner;
 pub mod process_cache;
 pub mod range_sort;
+pub mod reshape;
 pub mod session;
 pub mod shared_build;
 pub mod shares;

@@ -8,14 +8,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field};
-use datafusion::common::{ScalarValue, TableReference};
+use datafusion::common::TableReference;
 use datafusion::datasource::provider_as_source;
 use datafusion::functions::expr_fn::coalesce;
 use datafusion::functions_aggregate::{
     average, count, first_last, median, min_max, stddev, sum, variance,
 };
 use datafusion::logical_expr::expr::NullTreatment;
-use datafusion::logical_expr::type_coercion::binary::type_union_resolution;
 use datafusion::logical_expr::type_coercion::functions::fields_with_udf;
 use datafusion::logical_expr::utils::find_aggregate_exprs;
 use datafusion::logical_expr::{
@@ -25,6 +24,7 @@ use datafusion::prelude::SessionContext;
 
 use crate::expr_split;
 use crate::merge::join;
+use crate::reshape;
 use crate::steps::{self, column, names};
 use crate::tables::ScanTable;
 use kask_api::{Agg, DataframeJob, Distinct, GroupBy, NamedPipeline, Sort, StepRef};
@@ -82,77 +82,21 @@ pub fn logical(
             StepRef::GroupBy(g) => groupby(ctx, lp, g, &format!("{at}.groupby"))?,
             StepRef::Distinct(d) => distinct(lp, d, &format!("{at}.distinct"))?,
             StepRef::Sort(s) => sort(lp, s, &at)?,
-            StepRef::Concat(names) => concat(store, plan, lp, names, before, &at)?,
+            StepRef::Concat(names) => {
+                let mut others = Vec::with_capacity(names.len());
+                for name in names.iter() {
+                    others.push((name.as_str(), table(store, plan, name, before)?));
+                }
+                reshape::concat(lp, others, &at)?
+            }
+            StepRef::Melt(m) => reshape::melt(lp, m, &format!("{at}.melt"))?,
+            StepRef::Explode(c) => reshape::explode(lp, c, &format!("{at}.explode"))?,
             StepRef::Head(n) => lp
                 .limit(0, Some(usize::try_from(n).unwrap_or(usize::MAX)))
                 .map_err(fail)?,
         };
     }
     lp.build().map_err(|e| Error::spec(field, df_message(&e)))
-}
-
-/// pandas' `concat` of the rows so far with those of `names`: columns by name, in order of
-/// first appearance, null where a table lacks one.
-fn concat(
-    store: &Store,
-    plan: &Plan,
-    lp: LogicalPlanBuilder,
-    names: &[String],
-    before: &HashMap<String, LogicalPlan>,
-    at: &str,
-) -> Result<LogicalPlanBuilder> {
-    let mut sides = vec![(String::from("the rows so far"), lp)];
-    for name in names {
-        sides.push((format!("{name:?}"), table(store, plan, name, before)?));
-    }
-    // Every column once, in order of first appearance, with the type its values can share.
-    let mut columns: Vec<(String, DataType)> = Vec::new();
-    for (i, (side, b)) in sides.iter().enumerate() {
-        for f in b.schema().fields() {
-            match columns.iter_mut().find(|(n, _)| n == f.name()) {
-                None => columns.push((f.name().clone(), f.data_type().clone())),
-                Some((n, t)) => {
-                    let shared = type_union_resolution(&[t.clone(), f.data_type().clone()]);
-                    *t = shared.ok_or_else(|| {
-                        Error::spec(
-                            format!("{at}.concat[{}]", i.saturating_sub(1)),
-                            format!(
-                                "column {n:?} is {t} before but {} in {side}; the rows cannot \
-                                 share it (cast one side with `assign` first)",
-                                f.data_type()
-                            ),
-                        )
-                    })?;
-                }
-            }
-        }
-    }
-    let mut out: Option<LogicalPlanBuilder> = None;
-    for (i, (_, b)) in sides.into_iter().enumerate() {
-        let field = if i == 0 {
-            at.to_string()
-        } else {
-            format!("{at}.concat[{}]", i - 1)
-        };
-        let fail = |e: datafusion::error::DataFusionError| Error::spec(&field, df_message(&e));
-        let exprs = columns
-            .iter()
-            .map(|(n, t)| {
-                let e = match b.schema().qualified_field_with_unqualified_name(n) {
-                    Ok((_, f)) if f.data_type() == t => column(b.schema(), n, &field)?,
-                    Ok(_) => cast(column(b.schema(), n, &field)?, t.clone()),
-                    Err(_) => cast(lit(ScalarValue::Null), t.clone()),
-                };
-                Ok(e.alias(n))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let side = b.project(exprs).map_err(fail)?;
-        out = Some(match out {
-            None => side,
-            Some(o) => o.union(side.build().map_err(fail)?).map_err(fail)?,
-        });
-    }
-    out.ok_or_else(|| Error::internal("a concat without its own rows"))
 }
 
 /// What `source` or `right` names: an earlier pipeline, or an input.

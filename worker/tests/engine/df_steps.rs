@@ -1,4 +1,4 @@
-//! `concat` and semi/anti merges, over several files and tasks and through a view that two
+//! `concat`, `melt`, `explode` and semi/anti merges, over several files and tasks and through a view that two
 //! outputs share, against plain implementations here; and a union that meets a shared view's
 //! never-null column with a null one, in a dataframe and in an SQL job graph, and scans whose
 //! projections hold casts and nulls.
@@ -139,5 +139,95 @@ fn an_sql_union_meets_a_shared_views_never_null_column_with_nulls() {
         let mut want: Vec<Vec<V>> = a.iter().map(|r| vec![key(r.0), V::Null]).collect();
         want.extend(a.iter().map(|r| vec![V::Null, V::I(r.1.trunc() as i64)]));
         assert_eq!(sorted(rows), sorted(want));
+    });
+}
+
+#[test]
+fn melt_turns_each_value_column_into_rows_of_a_shared_type() {
+    run(async {
+        let lab = Lab::local();
+        let (a, _) = tables(&lab).await;
+        lab.run(
+            "  dataframe:\n    inputs:\n      a: {path: \"a/*.parquet\"}\n    pipeline:\n      - source: a\n      - assign: {i: \"k * 10\"}\n      - melt: {idVars: [k], valueName: x}\n  targetTaskBytes: 300\n  output: {path: out}\n",
+        )
+        .await
+        .expect("melt");
+        let (names, types, rows) = lab.typed_result("out").await;
+        assert_eq!(names, ["k", "variable", "x"]);
+        // pandas: int64 and float64 values share float64.
+        assert_eq!(types, ["Int64", "Utf8", "Float64"]);
+        let mut want = Vec::new();
+        for (k, v) in &a {
+            want.push(vec![key(*k), V::S("v".into()), V::F(*v)]);
+            want.push(vec![
+                key(*k),
+                V::S("i".into()),
+                k.map_or(V::Null, |k| V::F((k * 10) as f64)),
+            ]);
+        }
+        assert_eq!(sorted(rows), sorted(want));
+    });
+}
+
+#[test]
+fn explode_gives_a_row_per_element_and_one_for_a_null_or_empty_list() {
+    run(async {
+        let lab = Lab::local();
+        let (a, _) = tables(&lab).await;
+        // k = null: a null list; k = 0: an empty list; else the elements k, k + 1, ..., k + k % 3.
+        lab.run(
+            "  dataframe:\n    inputs:\n      a: {path: \"a/*.parquet\"}\n    pipeline:\n      - source: a\n      - assign: {l: \"CASE WHEN k = 0 THEN make_array() ELSE range(k, k + k % 3 + 1) END\"}\n      - explode: l\n  targetTaskBytes: 300\n  output: {path: out}\n",
+        )
+        .await
+        .expect("explode");
+        let (names, types, rows) = lab.typed_result("out").await;
+        assert_eq!(names, ["k", "v", "l"], "the column keeps its place");
+        assert_eq!(types, ["Int64", "Float64", "Int64"]);
+        let mut want = Vec::new();
+        for (k, v) in &a {
+            match k {
+                None | Some(0) => want.push(vec![key(*k), V::F(*v), V::Null]),
+                Some(k) => {
+                    for e in *k..=k + k % 3 {
+                        want.push(vec![V::I(*k), V::F(*v), V::I(e)]);
+                    }
+                }
+            }
+        }
+        assert_eq!(sorted(rows), sorted(want));
+    });
+}
+
+#[test]
+fn melt_and_explode_refuse_what_they_cannot_reshape() {
+    run(async {
+        let lab = Lab::local();
+        tables(&lab).await;
+        let job = |step: &str| {
+            format!(
+                "  dataframe:\n    inputs:\n      a: {{path: \"a/*.parquet\"}}\n    pipeline:\n      - source: a\n      - assign: {{l: \"[k]\"}}\n      - {step}\n  output: {{path: out}}\n"
+            )
+        };
+        for (step, want) in [
+            (
+                "explode: v",
+                "spec.dataframe.pipeline[2].explode: column \"v\" is Float64, not a list",
+            ),
+            (
+                "explode: w",
+                "spec.dataframe.pipeline[2].explode: no column \"w\" (columns: k, v, l)",
+            ),
+            (
+                "melt: {idVars: [k]}",
+                "spec.dataframe.pipeline[2].melt: the value columns have no type in common: v (Float64), l (List(Int64))",
+            ),
+            (
+                "melt: {idVars: [k], varName: k}",
+                "spec.dataframe.pipeline[2].melt: \"k\" names an idVars column",
+            ),
+        ] {
+            let err = lab.run(&job(step)).await.expect_err(step).to_string();
+            assert!(err.contains(want), "{step}: {err}");
+        }
     });
 }
