@@ -135,11 +135,31 @@ def tpch_tables(root_name):
     return tables
 
 
-def tpch(root, runs):
+def duck_with_tpch(root):
+    """A DuckDB connection with a view per TPC-H table, and the tables as a job names them."""
     con = duckdb.connect()
     tables = tpch_tables(TPCH.name)
     for t, spec in tables.items():
         con.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{root / spec['path']}')")
+    return con, tables
+
+
+def sql_job(name, root, tables, query, out):
+    """An SQL job over the TPC-H tables whose result goes to `out` as Parquet."""
+    return {
+        "apiVersion": "kask.dev/v1alpha1", "kind": "DaskJob",
+        "metadata": {"name": name},
+        "spec": {
+            "storage": {"url": f"file://{root}"},
+            "sql": {"tables": tables, "query": query},
+            "workers": 2,
+            "output": {"path": out, "format": "parquet"},
+        },
+    }
+
+
+def tpch(root, runs):
+    con, tables = duck_with_tpch(root)
     for q in sorted(QUERIES.glob("q*.sql")):
         name = q.stem
         if ONLY and name not in ONLY:
@@ -149,16 +169,7 @@ def tpch(root, runs):
         ref = con.execute(text)
         expected = ([d[1] for d in ref.description], ref.fetchall())
         duck_s = time.monotonic() - started
-        job = {
-            "apiVersion": "kask.dev/v1alpha1", "kind": "DaskJob",
-            "metadata": {"name": f"tpch-{name}"},
-            "spec": {
-                "storage": {"url": f"file://{root}"},
-                "sql": {"tables": tables, "query": text},
-                "workers": 2,
-                "output": {"path": f"{runs}/{name}", "format": "parquet"},
-            },
-        }
+        job = sql_job(f"tpch-{name}", root, tables, text, f"{runs}/{name}")
         p, secs = kask_run(job, WORK / f"{name}.json")
         label = f"TPC-H {name} equals DuckDB"
         if p.returncode != 0:
@@ -197,10 +208,7 @@ def graph(root, runs):
     """A job graph: three outputs over two views that several of them use. Each view is
     computed once (from `kask explain`: one stage scans each table) and every output equals
     DuckDB's answer to the same query over the same views."""
-    con = duckdb.connect()
-    tables = tpch_tables(TPCH.name)
-    for t, spec in tables.items():
-        con.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{root / spec['path']}')")
+    con, tables = duck_with_tpch(root)
     for name, q in GRAPH_VIEWS.items():
         con.execute(f"CREATE VIEW {name} AS {q}")
     job = {
@@ -267,22 +275,10 @@ WINDOW_QUERIES = {
 def windows(root, runs):
     """The first rows of each group by a window filter, which Kask prunes before its sort and
     shuffle for row_number and rank (not dense_rank), equal to DuckDB's rows."""
-    con = duckdb.connect()
-    tables = tpch_tables(TPCH.name)
-    for t, spec in tables.items():
-        con.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{root / spec['path']}')")
+    con, tables = duck_with_tpch(root)
     for name, q in WINDOW_QUERIES.items():
         label = f"window filter {name} equals DuckDB"
-        job = {
-            "apiVersion": "kask.dev/v1alpha1", "kind": "DaskJob",
-            "metadata": {"name": f"window-{name.replace('_', '-')}"},
-            "spec": {
-                "storage": {"url": f"file://{root}"},
-                "sql": {"tables": tables, "query": q},
-                "workers": 2,
-                "output": {"path": f"{runs}/window/{name}", "format": "parquet"},
-            },
-        }
+        job = sql_job(f"window-{name.replace('_', '-')}", root, tables, q, f"{runs}/window/{name}")
         path = WORK / f"window-{name}.json"
         path.write_text(json.dumps(job))
         p = subprocess.run([KASK, "explain", str(path)], capture_output=True, text=True)
