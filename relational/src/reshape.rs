@@ -43,27 +43,42 @@ pub fn concat(
             }
         }
     }
-    let mut out: Option<LogicalPlanBuilder> = None;
+    let mut projected = Vec::with_capacity(sides.len());
     for (_, field, b) in sides {
-        let fail = |e: datafusion::error::DataFusionError| Error::spec(&field, df_message(&e));
         let exprs = columns
             .iter()
             .map(|(n, t)| {
                 let e = match b.schema().qualified_field_with_unqualified_name(n) {
-                    Ok((_, f)) if f.data_type() == t => column(b.schema(), n, &field)?,
-                    Ok(_) => cast(column(b.schema(), n, &field)?, t.clone()),
+                    Ok((_, f)) => as_type(column(b.schema(), n, &field)?, f.data_type(), t),
                     Err(_) => cast(lit(ScalarValue::Null), t.clone()),
                 };
                 Ok(e.alias(n))
             })
             .collect::<Result<Vec<_>>>()?;
-        let side = b.project(exprs).map_err(fail)?;
+        let side = b
+            .project(exprs)
+            .map_err(|e| Error::spec(&field, df_message(&e)))?;
+        projected.push((field, side));
+    }
+    union_all(projected)
+}
+
+/// `e` of type `from` as type `to`: itself when they are the same.
+fn as_type(e: Expr, from: &DataType, to: &DataType) -> Expr {
+    if from == to { e } else { cast(e, to.clone()) }
+}
+
+/// The rows of every side, one after another; each side's field path names its errors.
+fn union_all(sides: Vec<(String, LogicalPlanBuilder)>) -> Result<LogicalPlanBuilder> {
+    let mut out: Option<LogicalPlanBuilder> = None;
+    for (field, side) in sides {
+        let fail = |e: datafusion::error::DataFusionError| Error::spec(&field, df_message(&e));
         out = Some(match out {
             None => side,
             Some(o) => o.union(side.build().map_err(fail)?).map_err(fail)?,
         });
     }
-    out.ok_or_else(|| Error::internal("a concat without its own rows"))
+    out.ok_or_else(|| Error::internal("a union of no tables"))
 }
 
 /// pandas' `melt`: for each value column, every row as the identifier columns, the value
@@ -110,35 +125,22 @@ pub fn melt(lp: LogicalPlanBuilder, m: &Melt, at: &str) -> Result<LogicalPlanBui
         )
     })?;
     let (var, value) = m.names();
-    let fail = |e: datafusion::error::DataFusionError| Error::spec(at, df_message(&e));
-    let mut out: Option<LogicalPlanBuilder> = None;
-    for c in &values {
+    let mut sides = Vec::with_capacity(values.len());
+    for (c, t) in values.iter().zip(&types) {
         let mut exprs = m
             .id_vars
             .iter()
             .map(|n| Ok(column(&schema, n, at)?.alias(n)))
             .collect::<Result<Vec<Expr>>>()?;
         exprs.push(lit(c.as_str()).alias(var));
-        let v = column(&schema, c, at)?;
-        let v = if schema
-            .qualified_field_with_unqualified_name(c)
-            .map_err(fail)?
-            .1
-            .data_type()
-            == &shared
-        {
-            v
-        } else {
-            cast(v, shared.clone())
-        };
-        exprs.push(v.alias(value));
-        let side = lp.clone().project(exprs).map_err(fail)?;
-        out = Some(match out {
-            None => side,
-            Some(o) => o.union(side.build().map_err(fail)?).map_err(fail)?,
-        });
+        exprs.push(as_type(column(&schema, c, at)?, t, &shared).alias(value));
+        let side = lp
+            .clone()
+            .project(exprs)
+            .map_err(|e| Error::spec(at, df_message(&e)))?;
+        sides.push((at.to_string(), side));
     }
-    out.ok_or_else(|| Error::internal("a melt without value columns"))
+    union_all(sides)
 }
 
 /// pandas' `explode`: one row per element of list column `c`, the other columns repeated;

@@ -4,9 +4,8 @@
 //! leaves the rows unfiltered rather than dropping any.
 
 use crate::join_order::{fact, job_with, lab, mid};
-use crate::support::{Lab, V, batch, commit_staged, ints, run_stage, sorted};
+use crate::support::{Lab, V, batch, commit_staged, ints, rows_out, run_stage, sorted};
 use kask_worker::relational::SqlStage;
-use kask_worker::store::Store;
 
 /// `fact` joined with the keys of group 3 of `mid`, both sides shuffled.
 const GROUP_3_ROWS: &str =
@@ -42,17 +41,6 @@ fn filtered_stage(plan: &kask_worker::plan::Plan) -> (usize, usize) {
         "the filtered stage waits for the stage whose keys it reads"
     );
     (to, from)
-}
-
-/// The rows stage `stage`'s tasks wrote, from their markers.
-pub(crate) async fn rows_out(store: &Store, plan: &kask_worker::plan::Plan, stage: usize) -> u64 {
-    let mut rows = 0;
-    for (m, _) in store.list(&plan.markers_dir(stage)).await.expect("markers") {
-        let body = store.get(&m).await.expect("marker");
-        let marker: serde_json::Value = serde_json::from_slice(&body).expect("json");
-        rows += marker["rowsOut"].as_u64().expect("rowsOut");
-    }
-    rows
 }
 
 fn group_3_rows() -> Vec<Vec<V>> {

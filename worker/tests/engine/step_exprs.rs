@@ -308,7 +308,7 @@ fn the_first_rows_of_each_group_are_pruned_before_the_shuffle_ties_kept() {
                 crate::support::run_stage(&store, &plan, s).await;
             }
             // Before the commit, which removes the markers.
-            let shuffled = crate::key_filters::rows_out(&store, &plan, 0).await;
+            let shuffled = crate::support::rows_out(&store, &plan, 0).await;
             crate::support::commit_staged(&store, &plan).await;
             let (_, rows) = lab.result(function).await;
             if function == "row_number" {

@@ -412,6 +412,17 @@ impl Lab {
     }
 }
 
+/// The rows stage `stage`'s tasks wrote, from their markers.
+pub async fn rows_out(store: &Store, plan: &kask_worker::plan::Plan, stage: usize) -> u64 {
+    let mut rows = 0;
+    for (m, _) in store.list(&plan.markers_dir(stage)).await.expect("markers") {
+        let body = store.get(&m).await.expect("marker");
+        let marker: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        rows += marker["rowsOut"].as_u64().expect("rowsOut");
+    }
+    rows
+}
+
 /// Runs every task of stage `stage` of a staged job (a task whose marker is there already
 /// finds its work committed).
 pub async fn run_stage(store: &Store, plan: &kask_worker::plan::Plan, stage: usize) {
