@@ -446,6 +446,21 @@ pub struct Input {
     /// CSV options.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub csv: Option<CsvOptions>,
+    /// Whether folder names like `dt=2026-11-30/` are columns (Hive partitioning). Default:
+    /// detected, when every file lies below the same `key=value` folder keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitioning: Option<Partitioning>,
+}
+
+/// How an input's folders are read.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Partitioning {
+    /// `key=value` folders are columns, typed from their values (integers, dates, else
+    /// strings; `__HIVE_DEFAULT_PARTITION__` is null), and filters on them skip whole folders.
+    Hive,
+    /// Folder names are only paths.
+    None,
 }
 
 impl Input {

@@ -49,6 +49,7 @@ pub async fn list_source(store: &Store, job: &BagJob) -> Result<(String, ListedI
         format: Format::Json,
         csv: CsvOptions::default(),
         schema: std::sync::Arc::new(datafusion::arrow::datatypes::Schema::empty()),
+        hive: vec![],
         files: files
             .into_iter()
             .map(|(path, size, version)| ListedFile {
@@ -60,6 +61,7 @@ pub async fn list_source(store: &Store, job: &BagJob) -> Result<(String, ListedI
                 path,
                 size,
                 version,
+                keys: vec![],
             })
             .collect(),
     };
@@ -179,9 +181,11 @@ pub fn plan(
                 .map(|f| InputFile {
                     path: f.path.clone(),
                     size: f.size,
+                    keys: vec![],
                 })
                 .collect(),
             bytes: listed.files.iter().map(|f| f.size).sum(),
+            hive: vec![],
         },
     );
     Ok(Plan {

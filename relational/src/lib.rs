@@ -22,6 +22,7 @@ pub mod expr_split;
 pub mod graph;
 pub mod group_keys;
 pub mod group_top_k;
+pub mod hive_prune;
 pub mod join_order;
 pub mod key_filter;
 mod kind;

@@ -123,6 +123,10 @@ pub async fn plan_relational(
     };
     let source: Arc<dyn ShuffleSource> = Arc::new(PlanningOnly);
     let cut = stages_of(store, &plan, &source).await?;
+    if let Some(pruned) = without_unread_folders(store, listing, &cut) {
+        info!("planning again without the folders the filters skip");
+        return Box::pin(plan_relational(store, job_id, spec, &pruned)).await;
+    }
     let feeds = feeds(&cut);
     let task_ctx = cut.ctx.task_ctx();
     plan.stages = cut
@@ -136,6 +140,26 @@ pub async fn plan_relational(
         .collect::<Result<_>>()?;
     plan.output_stages = cut.targets;
     Ok(plan)
+}
+
+/// `listing` without the files of its Hive-partitioned inputs that no scan of `cut` reads
+/// (their folder keys fail the query's filters), or `None` when every file is read.
+fn without_unread_folders(store: &Store, listing: &Listing, cut: &Cut) -> Option<Listing> {
+    if listing.inputs.values().all(|i| i.hive.is_empty()) {
+        return None;
+    }
+    let read = super::hive_prune::files_read(cut.stages.iter().map(|s| &s.root));
+    let mut pruned = listing.clone();
+    let mut skipped = 0;
+    for input in pruned.inputs.values_mut().filter(|i| !i.hive.is_empty()) {
+        let before = input.files.len();
+        input
+            .files
+            .retain(|f| read.contains(&store.path(&f.path).to_string()));
+        skipped += before - input.files.len();
+    }
+    info!(files = skipped, "files in folders the filters skip");
+    (skipped > 0).then_some(pruned)
 }
 
 /// The fewest rows of a sorted result worth a task and a part of their own: a task's worth of

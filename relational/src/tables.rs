@@ -4,8 +4,11 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::SchemaRef;
+use std::collections::HashMap;
+
+use datafusion::arrow::datatypes::{FieldRef, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::ScalarValue;
 use datafusion::common::stats::Precision;
 use datafusion::common::{Statistics, project_schema};
 use datafusion::datasource::TableType;
@@ -20,12 +23,14 @@ use datafusion::datasource::table_schema::TableSchema;
 use datafusion::error::Result as DfResult;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::TableProviderFilterPushDown;
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::projection::ProjectionExpr;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::prelude::{SessionConfig, SessionContext};
+use kask_core::plan::hive;
 
 use super::csv_guard;
 use datafusion::execution::memory_pool::MemoryLimit;
@@ -54,6 +59,8 @@ pub struct ScanTable {
     delimiter: u8,
     header: bool,
     compression: FileCompressionType,
+    /// The folder keys' columns of a Hive-partitioned input (the last of `schema`).
+    keys: Vec<FieldRef>,
     /// One group of file ranges per partition of the scan.
     groups: Vec<Vec<PartitionedFile>>,
     /// The bytes of every group: an estimate of the table's size, by which DataFusion joins
@@ -87,15 +94,38 @@ impl ScanTable {
             Format::Parquet => FileCompressionType::UNCOMPRESSED,
             _ => input_compression("", &paths)?,
         };
-        let file = |f: &Fragment| {
-            let file = PartitionedFile::new(store.path(&f.path).to_string(), f.size);
-            if f.is_whole_file() {
+        let schema = input.schema.schema();
+        let keys: Vec<FieldRef> =
+            schema.fields()[schema.fields().len() - input.hive.len()..].to_vec();
+        let values = hive_values(input, &keys)?;
+        let file = |f: &Fragment| -> kask_core::error::Result<PartitionedFile> {
+            // From the store's path as it is: `PartitionedFile::new` would escape a `%`.
+            let mut file = PartitionedFile::new_from_meta(object_store::ObjectMeta {
+                location: store.path(&f.path),
+                last_modified: Default::default(),
+                size: f.size,
+                e_tag: None,
+                version: None,
+            });
+            if !keys.is_empty() {
+                let v = values.get(f.path.as_str()).ok_or_else(|| {
+                    kask_core::error::Error::internal(format!(
+                        "{} is not a file of its input",
+                        f.path
+                    ))
+                })?;
+                file = file.with_partition_values(v.clone());
+            }
+            Ok(if f.is_whole_file() {
                 file
             } else {
                 file.with_range(f.start as i64, f.end as i64)
-            }
+            })
         };
-        let groups = tasks.iter().map(|t| t.iter().map(file).collect()).collect();
+        let groups = tasks
+            .iter()
+            .map(|t| t.iter().map(file).collect())
+            .collect::<kask_core::error::Result<_>>()?;
         let bytes = tasks
             .iter()
             .flatten()
@@ -105,7 +135,8 @@ impl ScanTable {
             .fold(0usize, usize::saturating_add);
         Ok(ScanTable {
             bytes,
-            schema: input.schema.schema(),
+            keys,
+            schema,
             format: input.format,
             delimiter: input
                 .csv
@@ -118,6 +149,56 @@ impl ScanTable {
             compression,
             groups,
         })
+    }
+
+    /// The columns read from the files: all but the folder keys.
+    fn file_schema(&self) -> SchemaRef {
+        let files = &self.schema.fields()[..self.schema.fields().len() - self.keys.len()];
+        Arc::new(Schema::new_with_metadata(
+            files.to_vec(),
+            self.schema.metadata().clone(),
+        ))
+    }
+
+    /// Whether `filter` reads only folder keys, so that it holds or fails for whole files.
+    fn on_keys_only(&self, filter: &Expr) -> bool {
+        let refs = filter.column_refs();
+        !refs.is_empty()
+            && refs
+                .iter()
+                .all(|c| self.keys.iter().any(|k| k.name() == &c.name))
+    }
+
+    /// The file groups without the files whose folder keys fail one of `filters`: each group
+    /// stays (a task whose files are all skipped reads nothing). A filter that cannot be
+    /// evaluated here skips nothing; the filter above the scan still applies to every row.
+    fn pruned(&self, state: &dyn Session, filters: &[Expr]) -> Vec<Vec<PartitionedFile>> {
+        let on_keys: Vec<&Expr> = filters.iter().filter(|f| self.on_keys_only(f)).collect();
+        if on_keys.is_empty() {
+            return self.groups.clone();
+        }
+        let files: Vec<&PartitionedFile> = self.groups.iter().flatten().collect();
+        let keep = match super::hive_prune::passing(&self.keys, &files, &on_keys, state) {
+            Ok(keep) => keep,
+            Err(e) => {
+                tracing::warn!(error = %e, "folder-key filters not evaluated; every file read");
+                return self.groups.clone();
+            }
+        };
+        let mut at = 0;
+        self.groups
+            .iter()
+            .map(|g| {
+                let kept = g
+                    .iter()
+                    .zip(&keep[at..at + g.len()])
+                    .filter(|(_, k)| **k)
+                    .map(|(f, _)| f.clone())
+                    .collect();
+                at += g.len();
+                kept
+            })
+            .collect()
     }
 
     fn file_format(&self, state: &dyn Session) -> Arc<dyn FileFormat> {
@@ -149,14 +230,32 @@ impl TableProvider for ScanTable {
         TableType::Base
     }
 
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        // Inexact: the filter stays above the scan, so a file kept by mistake loses no row.
+        Ok(filters
+            .iter()
+            .map(|f| {
+                if self.on_keys_only(f) {
+                    TableProviderFilterPushDown::Inexact
+                } else {
+                    TableProviderFilterPushDown::Unsupported
+                }
+            })
+            .collect())
+    }
+
     async fn scan(
         &self,
         state: &dyn Session,
         projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
+        filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        if self.groups.iter().all(Vec::is_empty) {
+        let groups = self.pruned(state, filters);
+        if groups.iter().all(Vec::is_empty) {
             return Ok(Arc::new(EmptyExec::new(project_schema(
                 &self.schema,
                 projection,
@@ -178,10 +277,14 @@ impl TableProvider for ScanTable {
             other => other.cloned(),
         };
         let format = self.file_format(state);
-        let source = format.file_source(TableSchema::from(self.schema.clone()));
+        let source = format.file_source(
+            TableSchema::builder(self.file_schema())
+                .with_table_partition_cols(self.keys.clone())
+                .build(),
+        );
         let conf = FileScanConfigBuilder::new(ObjectStoreUrl::parse(STORE_URL)?, source)
             .with_projection_indices(read.clone())?
-            .with_file_groups(self.groups.iter().cloned().map(FileGroup::new).collect())
+            .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
             .with_limit(limit)
             .with_file_compression_type(self.compression)
             .with_statistics(
@@ -202,6 +305,28 @@ impl TableProvider for ScanTable {
             _ => Ok(checked),
         }
     }
+}
+
+/// Each file's folder-key values as scalars of the keys' types, by path.
+fn hive_values<'a>(
+    input: &'a InputPlan,
+    keys: &[FieldRef],
+) -> kask_core::error::Result<HashMap<&'a str, Vec<ScalarValue>>> {
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    input
+        .files
+        .iter()
+        .map(|f| {
+            let values = keys
+                .iter()
+                .zip(&f.keys)
+                .map(|(k, v)| hive::scalar(v.as_deref(), k.data_type()))
+                .collect::<kask_core::error::Result<Vec<_>>>()?;
+            Ok((f.path.as_str(), values))
+        })
+        .collect()
 }
 
 /// Columns `indices` of `plan`, under their own names.

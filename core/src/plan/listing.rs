@@ -33,8 +33,10 @@ pub struct ListedInput {
     pub format: Format,
     /// CSV options.
     pub csv: CsvOptions,
-    /// The merged schema of all files.
+    /// The merged schema of all files, then the folder keys' columns.
     pub schema: SchemaRef,
+    /// The folder keys of a Hive-partitioned input: the last columns of `schema`.
+    pub hive: Vec<String>,
     /// The files, sorted by path.
     pub files: Vec<ListedFile>,
 }
@@ -50,6 +52,8 @@ pub struct ListedFile {
     pub version: String,
     /// How the file may be cut into tasks.
     pub splits: Splits,
+    /// Its folder keys' values (Hive partitioning), in the order of [`ListedInput::hive`].
+    pub keys: Vec<Option<String>>,
 }
 
 /// Where a file may be cut.
@@ -218,21 +222,59 @@ async fn list_input(
     };
     let paths: Vec<&str> = files.iter().map(|(p, _, _)| p.as_str()).collect();
     let schema = merge_schemas(name, &paths, &schemas, format != Format::Parquet)?;
+    let hive = super::hive::detect(name, &paths, input.partitioning)?;
+    let (schema, keys) = match hive {
+        None => (schema, vec![vec![]; files.len()]),
+        Some(hive) => (with_keys(name, &schema, &hive.columns)?, hive.values),
+    };
     Ok(ListedInput {
         format,
         csv,
+        hive: schema
+            .fields()
+            .iter()
+            .skip(schema.fields().len() - keys.first().map_or(0, Vec::len))
+            .map(|f| f.name().clone())
+            .collect(),
         schema,
         files: files
             .into_iter()
             .zip(splits)
-            .map(|((path, size, version), splits)| ListedFile {
+            .zip(keys)
+            .map(|(((path, size, version), splits), keys)| ListedFile {
                 path,
                 size,
                 version,
                 splits,
+                keys,
             })
             .collect(),
     })
+}
+
+/// The files' columns followed by the folder keys'; a key that is also a column of the files
+/// is refused, since either could be meant.
+fn with_keys(name: &str, files: &SchemaRef, keys: &[Field]) -> Result<SchemaRef> {
+    if let Some(k) = keys
+        .iter()
+        .find(|k| files.field_with_name(k.name()).is_ok())
+    {
+        return Err(Error::input(
+            name,
+            format!(
+                "{:?} is both a column of the files and a folder key (`{}=…/`); rename one, \
+                 or set `partitioning: none` to read the folders as plain paths",
+                k.name(),
+                k.name()
+            ),
+        ));
+    }
+    let fields = files
+        .fields()
+        .iter()
+        .cloned()
+        .chain(keys.iter().cloned().map(Arc::new));
+    Ok(Arc::new(Schema::new(fields.collect::<Vec<_>>())))
 }
 
 /// What DataFusion's readers need to know of a listed file.

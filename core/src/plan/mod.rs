@@ -3,6 +3,7 @@
 //! ([`listing`] does the I/O, [`planner`] the rest), serialized as `plan.json` under the job's
 //! scratch prefix so that every worker runs the same plan.
 
+pub mod hive;
 pub mod listing;
 pub mod schema;
 pub mod tasks;
@@ -76,6 +77,9 @@ pub struct InputPlan {
     pub files: Vec<InputFile>,
     /// Total bytes.
     pub bytes: u64,
+    /// The folder keys of a Hive-partitioned input: the last columns of `schema`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hive: Vec<String>,
 }
 
 /// One input file.
@@ -86,6 +90,9 @@ pub struct InputFile {
     pub path: String,
     /// Size in bytes.
     pub size: u64,
+    /// Its folder keys' values, in the order of [`InputPlan::hive`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<Option<String>>,
 }
 
 /// One stage: tasks that run the same operations on different partitions.

@@ -16,9 +16,11 @@ pub fn input_plan(l: &ListedInput) -> InputPlan {
             .map(|f| InputFile {
                 path: f.path.clone(),
                 size: f.size,
+                keys: f.keys.clone(),
             })
             .collect(),
         bytes: l.files.iter().map(|f| f.size).sum(),
+        hive: l.hive.clone(),
     }
 }
 

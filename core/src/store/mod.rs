@@ -201,16 +201,21 @@ impl Store {
         Store::from_storage(&local_storage(dir)?)
     }
 
-    /// The full store path of a path relative to the root.
+    /// The full store path of a path relative to the root. The path is the object's key as
+    /// written (as a listing gives it back): `%` and the other characters that `Path::from`
+    /// would escape are kept, so that a key such as Spark's `city=S%C3%A3o%20Paulo/` is found,
+    /// and a key written here is listed back unchanged.
     pub fn path(&self, rel: &str) -> Path {
         let rel = rel.trim_matches('/');
-        if self.root.as_ref().is_empty() {
-            Path::from(rel)
+        let full = if self.root.as_ref().is_empty() {
+            rel.to_string()
         } else if rel.is_empty() {
-            self.root.clone()
+            return self.root.clone();
         } else {
-            Path::from(format!("{}/{rel}", self.root.as_ref()))
-        }
+            format!("{}/{rel}", self.root.as_ref())
+        };
+        // A key that is not a valid path (`a//b`, `..`) is escaped as before.
+        Path::parse(&full).unwrap_or_else(|_| Path::from(full))
     }
 
     /// The path relative to the root, for messages and plans.
@@ -455,5 +460,28 @@ impl Store {
             let _ = std::fs::remove_dir_all(dir);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A key holding `%` (Spark's escaped folder values) is written, listed and read back
+    /// under the same name, and is the name on disk.
+    #[tokio::test]
+    async fn keys_with_escapes_keep_their_names() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::local_dir(dir.path()).expect("store");
+        let key = "t/city=S%C3%A3o%20Paulo/x~[1].txt";
+        store
+            .put(key, Bytes::from_static(b"hi"))
+            .await
+            .expect("put");
+        let listed = store.list_versions("t").await.expect("list");
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].0, key);
+        assert_eq!(store.get(&listed[0].0).await.expect("get").as_ref(), b"hi");
+        assert!(dir.path().join(key).exists());
     }
 }

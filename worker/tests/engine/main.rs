@@ -14,6 +14,7 @@ mod df_graph;
 mod df_steps;
 mod faults;
 mod history;
+mod hive;
 mod join_order;
 mod key_filters;
 mod malformed;
