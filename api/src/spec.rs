@@ -376,6 +376,10 @@ pub struct DataframeOutput {
     /// `error` (default) refuses to replace an existing result; `overwrite` replaces it.
     #[serde(default)]
     pub mode: OutputMode,
+    /// Columns whose values name folders (`region=eu/part-….parquet`, Hive partitioning, as
+    /// Spark's `partitionBy` and pandas' `partition_cols`); they are left out of the files.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partition_by: Vec<String>,
 }
 
 /// One named pipeline of a dataframe job: a view, an output's, or the job's one pipeline.
@@ -430,6 +434,7 @@ impl DataframeOutput {
             path: self.path.clone(),
             format: self.format,
             mode: self.mode,
+            partition_by: self.partition_by.clone(),
         }
     }
 }
@@ -809,6 +814,10 @@ pub struct Output {
     /// the new one commits.
     #[serde(default)]
     pub mode: OutputMode,
+    /// Columns whose values name folders (`region=eu/part-….parquet`, Hive partitioning, as
+    /// Spark's `partitionBy` and pandas' `partition_cols`); they are left out of the files.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partition_by: Vec<String>,
 }
 
 /// What to do when the output already holds a result.

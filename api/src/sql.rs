@@ -42,6 +42,10 @@ pub struct SqlOutput {
     /// `error` (default) refuses to replace an existing result; `overwrite` replaces it.
     #[serde(default)]
     pub mode: OutputMode,
+    /// Columns whose values name folders (`region=eu/part-….parquet`, Hive partitioning, as
+    /// Spark's `partitionBy` and pandas' `partition_cols`); they are left out of the files.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partition_by: Vec<String>,
 }
 
 impl SqlOutput {
@@ -51,6 +55,7 @@ impl SqlOutput {
             path: self.path.clone(),
             format: self.format,
             mode: self.mode,
+            partition_by: self.partition_by.clone(),
         }
     }
 }

@@ -287,9 +287,34 @@ pub fn validate(spec: &DaskJobSpec) -> Result<(), ValidationErrors> {
     }
 }
 
+/// Folder keys name distinct columns of a table result (which columns the result has is
+/// checked at planning).
+fn check_partition_by(spec: &DaskJobSpec, out: &NamedOutput, e: &mut Errors) {
+    let keys = &out.output.partition_by;
+    if keys.is_empty() {
+        return;
+    }
+    let at = format!("{}.partitionBy", out.field);
+    if spec.dataframe.is_none() && spec.sql.is_none() {
+        e.add(
+            &at,
+            "only dataframe and SQL results are written in folders by column",
+        );
+        return;
+    }
+    for (i, k) in keys.iter().enumerate() {
+        if k.is_empty() {
+            e.add(&at, "a column name is empty");
+        } else if keys[..i].contains(k) {
+            e.add(&at, format!("{k:?} is named twice"));
+        }
+    }
+}
+
 /// The output is a folder of its own: not the storage root, not inside Kask's scratch space,
 /// not a glob, and apart from every input, so that a job never writes where it reads.
 fn check_output(spec: &DaskJobSpec, out: &NamedOutput, e: &mut Errors) {
+    check_partition_by(spec, out, e);
     let at = &format!("{}.path", out.field);
     let path = &out.output.path;
     let before = e.0.len();

@@ -433,3 +433,21 @@ fn concat_melt_and_explode_name_their_bad_fields() {
         ]
     );
 }
+
+#[test]
+fn folder_keys_are_distinct_names_of_table_results() {
+    let yaml = GOOD.replace(
+        "mode: overwrite}",
+        "mode: overwrite, partitionBy: [region, \"\", region]}",
+    );
+    assert_eq!(
+        errors_of(&yaml),
+        [
+            "spec.output.partitionBy: a column name is empty",
+            "spec.output.partitionBy: \"region\" is named twice",
+        ]
+    );
+    let ok = GOOD.replace("mode: overwrite}", "mode: overwrite, partitionBy: [region]}");
+    let job = kask_api::load_job("job.yaml", &ok).expect("one folder key");
+    assert_eq!(job.spec.main_output().partition_by, ["region"]);
+}

@@ -19,6 +19,7 @@ pub mod lineage;
 pub mod marker;
 pub mod memory;
 pub mod output;
+pub mod output_folders;
 pub mod parts;
 pub mod plan;
 pub mod runner;

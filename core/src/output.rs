@@ -70,7 +70,7 @@ fn plain(dt: &DataType) -> DataType {
 }
 
 /// A batch in `schema`'s plain types ([`plain_schema`]).
-fn plain_batch(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+pub fn plain_batch(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
     if batch.schema().fields() == schema.fields() {
         return Ok(batch);
     }
@@ -95,79 +95,105 @@ pub async fn write_output(
 ) -> Result<Vec<TaskFile>> {
     let path = format!("{dir}/part.{}", format.extension());
     let schema = plain_schema(&stream.schema());
-    let mut rows = 0u64;
-    match format {
-        Format::Zarr => Err(Error::internal("a table written as Zarr")),
-        Format::Parquet => {
-            let mut writer: Option<AsyncArrowWriter<Upload>> = None;
-            while let Some(batch) = stream.next().await {
-                let batch = plain_batch(batch.map_err(on_error)?, &schema)?;
-                if batch.num_rows() == 0 {
-                    continue;
-                }
-                rows += batch.num_rows() as u64;
-                if writer.is_none() {
-                    writer = Some(
-                        AsyncArrowWriter::try_new(
-                            Upload::new(store, &path),
-                            schema.clone(),
-                            Some(parquet_properties()),
-                        )
-                        .map_err(|e| write_err(store, &path, e))?,
-                    );
-                }
-                if let Some(w) = writer.as_mut() {
-                    w.write(&batch)
-                        .await
-                        .map_err(|e| write_err(store, &path, e))?;
-                }
-            }
-            let Some(mut w) = writer else {
-                return Ok(vec![]);
-            };
-            w.finish().await.map_err(|e| write_err(store, &path, e))?;
-            let upload = w.into_inner();
-            Ok(vec![TaskFile {
-                path,
-                rows,
-                bytes: upload.bytes(),
-                crc32c: Some(upload.crc32c()),
-                partitions: vec![],
-                window: 0,
-                samples: vec![],
-            }])
+    let mut writer: Option<FileWriter> = None;
+    while let Some(batch) = stream.next().await {
+        let batch = plain_batch(batch.map_err(on_error)?, &schema)?;
+        if batch.num_rows() == 0 {
+            continue;
         }
-        Format::Csv | Format::Json => {
-            // Each batch is encoded and handed to the upload as it comes, which sends parts
-            // as they fill: a text result is never held whole.
-            let mut encoder = TextEncoder::new(format);
-            let mut upload: Option<Upload> = None;
-            while let Some(batch) = stream.next().await {
-                let batch = plain_batch(batch.map_err(on_error)?, &schema)?;
-                if batch.num_rows() == 0 {
-                    continue;
-                }
-                rows += batch.num_rows() as u64;
-                let bytes = encoder.encode(&batch).map_err(|e| encode_err(&path, e))?;
-                let up = upload.get_or_insert_with(|| Upload::new(store, &path));
-                up.put(Bytes::from(bytes))
+        if writer.is_none() {
+            writer = Some(FileWriter::new(store, &path, format, &schema)?);
+        }
+        if let Some(w) = writer.as_mut() {
+            w.write(&batch).await?;
+        }
+    }
+    match writer {
+        Some(w) => Ok(vec![w.finish().await?]),
+        None => Ok(vec![]),
+    }
+}
+
+/// One output file being written: its rows are encoded and uploaded in parts as they come,
+/// so that a result is never held whole.
+pub struct FileWriter {
+    store: Store,
+    path: String,
+    rows: u64,
+    encoder: Encoder,
+}
+
+enum Encoder {
+    Parquet(Box<AsyncArrowWriter<Upload>>),
+    Text(TextEncoder, Box<Upload>),
+}
+
+impl FileWriter {
+    /// A writer of `path` in `format`, for rows of `schema` (plain types, [`plain_schema`]).
+    pub fn new(store: &Store, path: &str, format: Format, schema: &SchemaRef) -> Result<Self> {
+        let encoder = match format {
+            Format::Zarr => return Err(Error::internal("a table written as Zarr")),
+            Format::Parquet => Encoder::Parquet(Box::new(
+                AsyncArrowWriter::try_new(
+                    Upload::new(store, path),
+                    Arc::clone(schema),
+                    Some(parquet_properties()),
+                )
+                .map_err(|e| write_err(store, path, e))?,
+            )),
+            Format::Csv | Format::Json => {
+                Encoder::Text(TextEncoder::new(format), Box::new(Upload::new(store, path)))
+            }
+        };
+        Ok(FileWriter {
+            store: store.clone(),
+            path: path.to_string(),
+            rows: 0,
+            encoder,
+        })
+    }
+
+    /// Appends a batch.
+    pub async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.rows += batch.num_rows() as u64;
+        let (store, path) = (&self.store, self.path.as_str());
+        match &mut self.encoder {
+            Encoder::Parquet(w) => w.write(batch).await.map_err(|e| write_err(store, path, e)),
+            Encoder::Text(encoder, upload) => {
+                let bytes = encoder.encode(batch).map_err(|e| encode_err(path, e))?;
+                upload
+                    .put(Bytes::from(bytes))
                     .await
-                    .map_err(|e| write_err(store, &path, e))?;
+                    .map_err(|e| write_err(store, path, e))
             }
-            let Some(mut up) = upload else {
-                return Ok(vec![]);
-            };
-            up.finish().await.map_err(|e| write_err(store, &path, e))?;
-            Ok(vec![TaskFile {
-                path,
-                rows,
-                bytes: up.bytes(),
-                crc32c: Some(up.crc32c()),
-                partitions: vec![],
-                window: 0,
-                samples: vec![],
-            }])
         }
+    }
+
+    /// Finishes the file and describes it, with its checksum.
+    pub async fn finish(self) -> Result<TaskFile> {
+        let (store, path) = (&self.store, self.path.as_str());
+        let upload = match self.encoder {
+            Encoder::Parquet(mut w) => {
+                w.finish().await.map_err(|e| write_err(store, path, e))?;
+                w.into_inner()
+            }
+            Encoder::Text(_, mut upload) => {
+                upload
+                    .finish()
+                    .await
+                    .map_err(|e| write_err(store, path, e))?;
+                *upload
+            }
+        };
+        Ok(TaskFile {
+            rows: self.rows,
+            bytes: upload.bytes(),
+            crc32c: Some(upload.crc32c()),
+            partitions: vec![],
+            window: 0,
+            samples: vec![],
+            path: self.path,
+        })
     }
 }
 

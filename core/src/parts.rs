@@ -49,8 +49,10 @@ impl OutputParts {
             .get(target.stage)
             .map(|s| crate::output::plain_schema(&s.output_schema.schema()))
             .unwrap_or_else(|| Arc::new(Schema::empty()));
+        let ext = target.format.extension();
+        let folders = target.output.partition_by.len();
         OutputParts {
-            parts: table_parts(plan, markers, target.format.extension()),
+            parts: table_parts(plan, markers, ext, folders),
             schema,
             array: None,
             skipped_records: 0,
@@ -58,20 +60,35 @@ impl OutputParts {
     }
 }
 
-/// A table's parts: the last stage's files in task order, named `part-NNNNN-<job id>.<ext>`.
-pub fn table_parts(plan: &Plan, markers: &[TaskMarker], ext: &str) -> Vec<Part> {
+/// A table's parts: the last stage's files in task order, named `part-NNNNN-<job id>.<ext>`,
+/// each below the `folders` folders (`key=value`, written by column) it was written in.
+pub fn table_parts(plan: &Plan, markers: &[TaskMarker], ext: &str, folders: usize) -> Vec<Part> {
     markers
         .iter()
         .flat_map(|m| m.files.iter().map(move |f| (m.task, f)))
         .enumerate()
         .map(|(i, (task, f))| Part {
             from: f.path.clone(),
-            name: format!("part-{i:05}-{}.{ext}", plan.job_id),
+            name: format!(
+                "{}part-{i:05}-{}.{ext}",
+                folders_of(&f.path, folders),
+                plan.job_id
+            ),
             rows: f.rows,
             bytes: f.bytes,
             crc32c: f.crc32c,
             task: Some(task),
         })
+        .collect()
+}
+
+/// The last `n` folders of `path`, each followed by `/`.
+fn folders_of(path: &str, n: usize) -> String {
+    let segments: Vec<&str> = path.split('/').collect();
+    let dirs = &segments[..segments.len().saturating_sub(1)];
+    dirs[dirs.len().saturating_sub(n)..]
+        .iter()
+        .map(|d| format!("{d}/"))
         .collect()
 }
 

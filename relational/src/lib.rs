@@ -19,6 +19,7 @@ pub mod errors;
 mod estimate;
 pub mod exchange;
 pub mod expr_split;
+pub mod folder_sort;
 pub mod graph;
 pub mod group_keys;
 pub mod group_top_k;

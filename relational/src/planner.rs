@@ -264,6 +264,7 @@ pub async fn stages_of(store: &Store, plan: &Plan, source: &Arc<dyn ShuffleSourc
                 .map_err(|e| query_error(&ctx, &at, &e))?,
         };
         let last = cut_into(&mut stages, physical, source, shape, SinkKind::Output)?;
+        in_folders(&mut stages[last], &plan.spec, &name)?;
         targets.push(OutputStage { name, stage: last });
     }
     Ok(Cut {
@@ -272,6 +273,20 @@ pub async fn stages_of(store: &Store, plan: &Plan, source: &Arc<dyn ShuffleSourc
         targets,
         views,
     })
+}
+
+/// The last stage of output `name`, sorted by its folder keys when it is written in folders
+/// by column.
+fn in_folders(stage: &mut CutStage, spec: &DaskJobSpec, name: &str) -> Result<()> {
+    let Some(out) = spec.outputs().into_iter().find(|o| o.name == name) else {
+        return Ok(());
+    };
+    stage.root = super::folder_sort::sorted_for_folders(
+        Arc::clone(&stage.root),
+        &out.output.partition_by,
+        &out.field,
+    )?;
+    Ok(())
 }
 
 /// The stages of a query's CTEs computed once ([`crate::ctes`]), each registered under its
@@ -353,6 +368,7 @@ async fn pipeline_stages(
         if p.is_output {
             let physical = physical_of(&ctx, &lp, &p.field).await?;
             let last = cut_into(&mut stages, physical, source, shape, SinkKind::Output)?;
+            in_folders(&mut stages[last], &plan.spec, &p.name)?;
             targets.push(OutputStage {
                 name: p.name.clone(),
                 stage: last,

@@ -27,6 +27,7 @@ use kask_core::error::df_message;
 use kask_core::error::{Error, Result, store_failure};
 use kask_core::marker::{TaskFile, TaskMarker};
 use kask_core::output::write_output;
+use kask_core::output_folders::write_in_folders;
 use kask_core::plan::{Fragment, Plan, Sink};
 use kask_core::shuffle::Partitioner;
 use kask_core::store::Store;
@@ -187,8 +188,14 @@ async fn sink(
             let target = plan.target_of(cut_id).ok_or_else(|| {
                 Error::internal(format!("stage {cut_id} writes no output of the plan"))
             })?;
+            let keys = &target.output.partition_by;
+            let files = if keys.is_empty() {
+                write_output(store, dir, target.format, stream, task_err).await?
+            } else {
+                write_in_folders(store, dir, target.format, keys, stream, task_err).await?
+            };
             Written {
-                files: write_output(store, dir, target.format, stream, task_err).await?,
+                files,
                 spilled: 0,
                 key_hashes: None,
             }

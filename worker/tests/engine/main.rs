@@ -15,6 +15,7 @@ mod df_steps;
 mod faults;
 mod history;
 mod hive;
+mod hive_out;
 mod join_order;
 mod key_filters;
 mod malformed;
