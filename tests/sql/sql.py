@@ -2,8 +2,9 @@
 
     python sql.py KASK TPCH-DIR WORK-DIR QUERY-DIR [QUERY...]
 
-QUERY is a TPC-H query (q01 ... q22), `graph` (a job graph) or `windows` (window filters that
-keep the first rows of each group); none runs them all.
+QUERY is a TPC-H query (q01 ... q22), `graph` (a job graph), `windows` (window filters that
+keep the first rows of each group) or `hive` (Hive-partitioned folders read and written); none
+runs them all.
 
 TPCH-DIR holds the tables tpchgen-cli wrote. The jobs use its parent as their storage root,
 read the tables from there and write their results under <root>/runs/<pid>, removed at the
@@ -300,6 +301,48 @@ def windows(root, runs):
             ok(label, f"{len(got[1])} rows; kask {secs:.1f}s")
 
 
+def hive(root, runs):
+    """Hive-partitioned data both ways: DuckDB writes orders in year= and priority= folders,
+    a Kask job reads them (the folders as columns, the years before 1995 skipped) and writes
+    its result in folders by year, which DuckDB reads back; equal to DuckDB's answer on the
+    plain table."""
+    con, tables = duck_with_tpch(root)
+    label = "hive folders read and written equal DuckDB"
+    lake = root / runs / "hive" / "orders"
+    lake.parent.mkdir(parents=True, exist_ok=True)
+    con.execute(
+        "COPY (SELECT o_orderkey, o_totalprice, year(o_orderdate) AS y, o_orderpriority AS p "
+        f"FROM orders) TO '{lake}' (FORMAT PARQUET, PARTITION_BY (y, p))")
+    query = ("SELECT y, p, count(*) AS n, sum(o_totalprice) AS total FROM o "
+             "WHERE y >= 1995 AND p <> '5-LOW' GROUP BY y, p")
+    job = sql_job("hive", root, {"o": {"path": f"{runs}/hive/orders", "partitioning": "hive"}},
+                  query, f"{runs}/hive/out")
+    job["spec"]["output"]["partitionBy"] = ["y"]
+    p, secs = kask_run(job, WORK / "hive.json")
+    if p.returncode != 0:
+        fail(label, f"kask run exited {p.returncode}: {p.stderr.strip()[-600:]}")
+        return
+    ref = con.execute(
+        "SELECT year(o_orderdate) AS y, o_orderpriority AS p, count(*) AS n, "
+        "sum(o_totalprice) AS total FROM orders "
+        "WHERE year(o_orderdate) >= 1995 AND o_orderpriority <> '5-LOW' GROUP BY ALL")
+    expected = ([d[1] for d in ref.description], ref.fetchall())
+    out = root / runs / "hive" / "out"
+    folders = sorted(d.name for d in out.iterdir() if d.is_dir() and not d.name.startswith("_"))
+    years = sorted({f"y={r[0]}" for r in expected[1]})
+    if folders != years:
+        fail(label, f"folders {folders} (years: {years})")
+        return
+    rel = con.execute(f"SELECT y, p, n, total FROM read_parquet('{out}/*/*.parquet', "
+                      "hive_partitioning = true)")
+    got = ([d[1] for d in rel.description], rel.fetchall())
+    why = compare(expected, got, False)
+    if why:
+        fail(label, why)
+    else:
+        ok(label, f"{len(got[1])} rows in {len(folders)} folders; kask {secs:.1f}s")
+
+
 def main():
     root = TPCH.parent
     runs = f"runs/{os.getpid()}"
@@ -308,6 +351,8 @@ def main():
             graph(root, runs)
         if not ONLY or "windows" in ONLY:
             windows(root, runs)
+        if not ONLY or "hive" in ONLY:
+            hive(root, runs)
         tpch(root, runs)
     finally:
         shutil.rmtree(root / runs, ignore_errors=True)
