@@ -15,6 +15,7 @@ pub mod spec;
 pub mod sql;
 pub mod status;
 pub mod validate;
+mod window_check;
 
 pub use array::*;
 pub use bag::*;

@@ -595,6 +595,117 @@ pub struct Step {
     /// `explode`: a null or empty list gives one row with a null.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub explode: Option<String>,
+    /// pandas' window operations (`rolling`, `expanding`, `cumsum`, `shift`, `diff`, `rank`)
+    /// per group of `by`, in the order of `orderBy`, each giving a new column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<Window>,
+}
+
+/// New columns computed over each row's neighbours, with pandas' semantics:
+/// `df.sort_values(orderBy).groupby(by)[column].rolling(n, min_periods=m).mean()` and its kin.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Window {
+    /// The groups: each row's window holds only rows of its own group (none: all rows).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub by: Vec<String>,
+    /// The order of the rows within a group (ascending, nulls last). Needed by every operation
+    /// but `rank`: a distributed table's rows have no order of their own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub order_by: Vec<String>,
+    /// As pandas' `groupby(dropna=True)` (the default): a row whose `by` key is null belongs
+    /// to no group and gets null in every new column.
+    #[serde(default = "default_true")]
+    pub dropna: bool,
+    /// The new columns, by name: `{avg3: {column: v, rolling: 3, agg: mean}}`.
+    pub columns: IndexMap<String, WindowColumn>,
+}
+
+/// One windowed column. Exactly one of `rolling`, `expanding`, `cum`, `shift`, `diff` and
+/// `rank` is set.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WindowColumn {
+    /// The column it is computed from.
+    pub column: String,
+    /// A window of this many rows, ending at the row (`rolling(n)`); needs `agg`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolling: Option<u32>,
+    /// A window from the group's first row to the row (`expanding()`) when true; needs `agg`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expanding: Option<bool>,
+    /// The aggregation of a rolling or expanding window (a float, as in pandas).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agg: Option<WindowAgg>,
+    /// Fewest non-null values a rolling or expanding window needs, else null (default: the
+    /// window's size for `rolling`, 1 for `expanding`, as pandas).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_periods: Option<u32>,
+    /// A running total, maximum or minimum (`cumsum`, `cummax`, `cummin`): null where the
+    /// value is null, the column's type otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cum: Option<CumOp>,
+    /// The value this many rows before (`shift(n)`; negative: after), null where there is
+    /// none; the column's type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shift: Option<i32>,
+    /// The value minus the one this many rows before (`diff(n)`), as a float.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diff: Option<i32>,
+    /// The value's rank within its group (`rank(method=…)`), as a float; null for a null.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rank: Option<RankMethod>,
+    /// For `rank`: smallest first (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ascending: Option<bool>,
+}
+
+/// A rolling or expanding window's aggregation.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum WindowAgg {
+    /// Sum of the non-null values.
+    Sum,
+    /// Mean of the non-null values.
+    Mean,
+    /// Smallest value.
+    Min,
+    /// Largest value.
+    Max,
+    /// Count of non-null values.
+    Count,
+    /// Sample standard deviation (ddof = 1).
+    Std,
+    /// Sample variance (ddof = 1).
+    Var,
+}
+
+/// A running aggregation.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CumOp {
+    /// `cumsum`.
+    Sum,
+    /// `cummax`.
+    Max,
+    /// `cummin`.
+    Min,
+}
+
+/// How `rank` orders ties, as pandas' `method`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RankMethod {
+    /// The mean of the ranks the ties span.
+    Average,
+    /// The lowest of them.
+    Min,
+    /// The highest of them.
+    Max,
+    /// In the order of `orderBy`.
+    First,
+    /// Like `min`, but ranks rise by one between groups of ties.
+    Dense,
 }
 
 /// pandas' `melt`: each row becomes one row per value column, holding the identifier columns,

@@ -56,9 +56,9 @@ impl Errors {
 }
 
 /// The step kinds, in the order a step's single key is reported.
-pub const STEP_KINDS: [&str; 14] = [
+pub const STEP_KINDS: [&str; 15] = [
     "source", "filter", "select", "drop", "rename", "assign", "merge", "groupby", "sort", "head",
-    "distinct", "concat", "melt", "explode",
+    "distinct", "concat", "melt", "explode", "window",
 ];
 
 /// A pipeline step with its one field resolved.
@@ -92,6 +92,8 @@ pub enum StepRef<'a> {
     Melt(&'a crate::spec::Melt),
     /// `explode: column`
     Explode(&'a str),
+    /// `window: {..}`
+    Window(&'a crate::spec::Window),
 }
 
 impl Step {
@@ -112,6 +114,7 @@ impl Step {
             self.concat.is_some(),
             self.melt.is_some(),
             self.explode.is_some(),
+            self.window.is_some(),
         ];
         STEP_KINDS
             .iter()
@@ -151,6 +154,8 @@ impl Step {
             StepRef::Melt(m)
         } else if let Some(c) = &self.explode {
             StepRef::Explode(c)
+        } else if let Some(w) = &self.window {
+            StepRef::Window(w)
         } else {
             StepRef::Distinct(self.distinct.as_ref()?)
         })
@@ -821,6 +826,7 @@ fn check_step(known: &Known<'_>, at: &str, i: usize, step: StepRef<'_>, e: &mut 
                 }
             }
         }
+        StepRef::Window(w) => crate::window_check::check_window(w, &format!("{at}.window"), e),
         StepRef::Explode(c) => {
             if c.is_empty() {
                 e.add(format!("{at}.explode"), "needs the list column to explode");

@@ -447,7 +447,10 @@ fn folder_keys_are_distinct_names_of_table_results() {
             "spec.output.partitionBy: \"region\" is named twice",
         ]
     );
-    let ok = GOOD.replace("mode: overwrite}", "mode: overwrite, partitionBy: [region]}");
+    let ok = GOOD.replace(
+        "mode: overwrite}",
+        "mode: overwrite, partitionBy: [region]}",
+    );
     let job = kask_api::load_job("job.yaml", &ok).expect("one folder key");
     assert_eq!(job.spec.main_output().partition_by, ["region"]);
 }

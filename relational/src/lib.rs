@@ -42,6 +42,7 @@ pub mod spill_join;
 pub mod steps;
 pub mod tables;
 pub mod task;
+pub mod window_step;
 
 use std::collections::BTreeMap;
 

@@ -91,6 +91,10 @@ pub fn logical(
             }
             StepRef::Melt(m) => reshape::melt(lp, m, &format!("{at}.melt"))?,
             StepRef::Explode(c) => reshape::explode(lp, c, &format!("{at}.explode"))?,
+            StepRef::Window(w) => {
+                let columns = super::window_step::expressions(w);
+                steps::apply(ctx, lp, StepRef::Assign(&columns), &format!("{at}.window"))?
+            }
             StepRef::Head(n) => lp
                 .limit(0, Some(usize::try_from(n).unwrap_or(usize::MAX)))
                 .map_err(fail)?,

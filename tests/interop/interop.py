@@ -1,4 +1,5 @@
-"""Interoperability tests: Kask's array and bag jobs against zarr-python, NumPy and Python's json.
+"""Interoperability tests: Kask's array and bag jobs against zarr-python, NumPy and Python's json,
+and its pandas-semantics dataframe steps against pandas.
 
     interop.py KASK WORK
 
@@ -7,7 +8,7 @@ YAML beside them (so the job's storage is that directory), runs `KASK run JOB`, 
 output with zarr-python / json against a NumPy / Python reference: values and dtypes for arrays
 (NumPy 2 promotion rules), records for bags. Prints `interop: ok NAME` or
 `interop: FAIL NAME: why` per test, then `interop: N passed, M failed`; exits 1 if any failed.
-Standard library, numpy and zarr (3.x) only.
+Standard library, numpy, zarr (3.x) and pandas (with pyarrow) only.
 """
 
 import collections
@@ -1000,6 +1001,105 @@ def reraise(e):
     raise e
 
 
+# --- dataframes: the window step against pandas --------------------------------------------------
+
+WINDOW_COLUMNS = {
+    "roll": ({"column": "v", "rolling": 3, "agg": "mean", "minPeriods": 2},
+             lambda g: g["v"].rolling(3, min_periods=2).mean()),
+    "rsum": ({"column": "v", "rolling": 4, "agg": "sum", "minPeriods": 0},
+             lambda g: g["v"].rolling(4, min_periods=0).sum()),
+    "rvar": ({"column": "n", "rolling": 5, "agg": "var"}, lambda g: g["n"].rolling(5).var()),
+    "rcount": ({"column": "v", "rolling": 3, "agg": "count", "minPeriods": 1},
+               lambda g: g["v"].rolling(3, min_periods=1).count()),
+    "emax": ({"column": "v", "expanding": True, "agg": "max"},
+             lambda g: g["v"].expanding().max()),
+    "estd": ({"column": "v", "expanding": True, "agg": "std", "minPeriods": 3},
+             lambda g: g["v"].expanding(min_periods=3).std()),
+    "cs": ({"column": "v", "cum": "sum"}, lambda g: g["v"].cumsum()),
+    "cmin": ({"column": "n", "cum": "min"}, lambda g: g["n"].cummin()),
+    "prev": ({"column": "v", "shift": 1}, lambda g: g["v"].shift(1)),
+    "next2": ({"column": "n", "shift": -2}, lambda g: g["n"].shift(-2)),
+    "d": ({"column": "v", "diff": 1}, lambda g: g["v"].diff(1)),
+    "dback": ({"column": "n", "diff": -1}, lambda g: g["n"].diff(-1)),
+    "ravg": ({"column": "v", "rank": "average"}, lambda g: g["v"].rank(method="average")),
+    "rmin": ({"column": "v", "rank": "min", "ascending": False},
+             lambda g: g["v"].rank(method="min", ascending=False)),
+    "rmax": ({"column": "n", "rank": "max"}, lambda g: g["n"].rank(method="max")),
+    "rfirst": ({"column": "v", "rank": "first"}, lambda g: g["v"].rank(method="first")),
+    "rdense": ({"column": "v", "rank": "dense", "ascending": False},
+               lambda g: g["v"].rank(method="dense", ascending=False)),
+}
+
+
+def window_reference(df, by):
+    """pandas' answer: the rows in `t` order, each new column computed per group of `by`
+    (null keys dropped, as groupby's default) or over all rows."""
+    import pandas as pd
+    df = df.sort_values("t", kind="stable").reset_index(drop=True)
+    out = df.copy()
+    for name, (_, fn) in WINDOW_COLUMNS.items():
+        if by:
+            parts = [fn(g) for _, g in df.groupby(by, dropna=True, sort=False)]
+            col = pd.concat(parts) if parts else pd.Series(dtype="float64")
+            out[name] = col.reindex(df.index)
+        else:
+            out[name] = fn(df)
+    return out
+
+
+def check_window(prng, by, seed):
+    import pandas as pd
+    rows = 300
+    rng = np.random.default_rng(seed)
+    keys = np.array(["a", "b", "c", None], dtype=object)
+    df = pd.DataFrame({
+        "k": keys[rng.integers(0, 4, rows)],
+        "t": rng.permutation(rows).astype("int64"),
+        "v": np.where(rng.random(rows) < 0.1, np.nan, rng.integers(0, 6, rows) * 0.5),
+        "n": rng.integers(-20, 20, rows).astype("int64"),
+    })
+    root = new_dir("window")
+    (root / "w").mkdir()
+    for i in range(3):
+        part = df.iloc[i * rows // 3:(i + 1) * rows // 3]
+        part.to_parquet(root / "w" / f"part-{i}.parquet", index=False, row_group_size=40)
+    window = {"orderBy": ["t"], "columns": {n: c for n, (c, _) in WINDOW_COLUMNS.items()}}
+    if by:
+        window["by"] = by
+    out = f"out/{next(job_ids)}"
+    spec = {"dataframe": {"inputs": {"w": {"path": "w/*.parquet"}},
+                          "pipeline": [{"source": "w"}, {"window": window}]},
+            "targetTaskBytes": 3000, "shufflePartitions": 3,
+            "output": {"path": out, "mode": "overwrite"}}
+    run_job(root, spec, out).expect_ok()
+    got = pd.read_parquet(root / out).sort_values("t").reset_index(drop=True)
+    want = window_reference(df, by)
+    if list(got.columns) != list(want.columns):
+        raise Fail(f"columns {list(got.columns)} (pandas: {list(want.columns)})")
+    for name in WINDOW_COLUMNS:
+        g, w = got[name], want[name]
+        kinds = (g.dtype.kind, w.dtype.kind)
+        # Kask keeps an integer column's type where pandas turns it to float for its NaNs
+        # (shift, cummin of rows with null keys); every other new column is float64 in both.
+        if kinds not in [("f", "f"), ("i", "f"), ("i", "i")] or (
+                kinds[0] == "i" and WINDOW_COLUMNS[name][0].get("shift") is None
+                and WINDOW_COLUMNS[name][0].get("cum") is None):
+            raise Fail(f"{name}: dtype {g.dtype} (pandas: {w.dtype})")
+        gv, wv = g.astype("float64").to_numpy(), w.astype("float64").to_numpy()
+        same = np.isclose(gv, wv, rtol=1e-9, atol=1e-9, equal_nan=True)
+        if not same.all():
+            i = int(np.argmin(same))
+            raise Fail(f"{name} at t={got['t'][i]} (k={got['k'][i]}): {gv[i]} (pandas: {wv[i]})")
+
+
+def test_dataframes(prng):
+    for seed in [1, 2]:
+        test(f"dataframe window by k (seed {seed}): 17 columns equal pandas' groupby ops",
+             check_window, prng, ["k"], seed)
+    test("dataframe window over all rows: 17 columns equal pandas' Series ops",
+         check_window, prng, [], 3)
+
+
 def main():
     start = time.monotonic()
     rng = np.random.default_rng(20260401)
@@ -1010,10 +1110,11 @@ def main():
             section(rng)
         except Exception as e:  # a section whose setup failed is one failure, and the rest runs
             test(f"{section.__name__} setup", reraise, e)
-    try:
-        test_bags(prng)
-    except Exception as e:
-        test("test_bags setup", reraise, e)
+    for section in [test_bags, test_dataframes]:
+        try:
+            section(prng)
+        except Exception as e:
+            test(f"{section.__name__} setup", reraise, e)
     print(f"interop: took {time.monotonic() - start:.1f}s, {kask_runs['seconds']:.1f}s of it in "
           f"{kask_runs['count']} kask runs", file=sys.stderr)
     print(f"interop: {passed} passed, {failed} failed", flush=True)

@@ -30,3 +30,4 @@ mod step_exprs;
 mod subqueries;
 mod support;
 mod uploads;
+mod window_step;
