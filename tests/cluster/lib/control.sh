@@ -82,7 +82,7 @@ start_apiserver() {
     --service-cluster-ip-range="$SERVICE_CIDR" \
     --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
     --client-ca-file="$PKI/ca.crt" \
-    --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+    --service-account-issuer="$SA_ISSUER" \
     --service-account-key-file="$PKI/sa.pub" --service-account-signing-key-file="$PKI/sa.key" \
     --authorization-mode=Node,RBAC --enable-admission-plugins=NodeRestriction \
     --kubelet-client-certificate="$PKI/apiserver-kubelet-client.crt" \
