@@ -160,10 +160,12 @@ impl ScanTable {
         ))
     }
 
-    /// Whether `filter` reads only folder keys, so that it holds or fails for whole files.
+    /// Whether `filter` reads only folder keys, so that it holds or fails for whole files. A
+    /// volatile filter (`random()`) gives each row its own answer, so it decides no file.
     fn on_keys_only(&self, filter: &Expr) -> bool {
         let refs = filter.column_refs();
         !refs.is_empty()
+            && !filter.is_volatile()
             && refs
                 .iter()
                 .all(|c| self.keys.iter().any(|k| k.name() == &c.name))
