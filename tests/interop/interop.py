@@ -1142,8 +1142,8 @@ def same_frames(got, want, label):
 
 
 def check_steps(seed):
-    """melt, concat, semi/anti merges and a global aggregate on random tables, each equal to
-    pandas' own operation."""
+    """melt, concat, semi/anti merges, explode and a global aggregate on random tables, each
+    equal to pandas' own operation."""
     import pandas as pd
     rng = np.random.default_rng(seed)
     n = 150
@@ -1174,6 +1174,15 @@ def check_steps(seed):
                        ("a", "b"))
         same_frames(got, want.reset_index(drop=True), how)
 
+    # explode: a list per row, some empty or null; pandas gives one null row for each of those,
+    # in an object column, which a user would cast to its element type.
+    lists = [None if i % 9 == 0 else [int(v) for v in rng.integers(0, 5, i % 4)] for i in range(n)]
+    c = pd.DataFrame({"id": np.arange(n, dtype="int64"), "l": lists})
+    write_parts(root, "c", c)
+    got = step_job(root, [{"source": "c"}, {"explode": "l"}], ("c",))
+    want = c.explode("l").reset_index(drop=True).astype({"l": "Int64"})
+    same_frames(got, want, "explode")
+
     got = step_job(root, [{"source": "a"}, {"groupby": {"by": [], "aggs": {"x": ["sum", "mean"],
                                                                          "k": ["count"]}}}])
     want = pd.DataFrame({"x_sum": [a["x"].sum()], "x_mean": [a["x"].mean()],
@@ -1183,7 +1192,7 @@ def check_steps(seed):
 
 def test_dataframes(prng):
     for seed in [4, 5]:
-        test(f"dataframe melt, concat, semi/anti merges, global aggregate (seed {seed}) "
+        test(f"dataframe melt, concat, semi/anti merges, explode, global aggregate (seed {seed}) "
              "equal pandas", check_steps, seed)
     for seed in [1, 2]:
         test(f"dataframe window by k (seed {seed}): 17 columns equal pandas' groupby ops",
