@@ -35,7 +35,7 @@ use kask_core::plan::hive;
 use super::csv_guard;
 use datafusion::execution::memory_pool::MemoryLimit;
 use kask_api::Format;
-use kask_core::plan::listing::input_compression;
+use kask_core::plan::listing::{input_compression, object_meta};
 use kask_core::plan::{Fragment, InputPlan};
 use kask_core::store::Store;
 
@@ -100,13 +100,7 @@ impl ScanTable {
         let values = hive_values(input, &keys)?;
         let file = |f: &Fragment| -> kask_core::error::Result<PartitionedFile> {
             // From the store's path as it is: `PartitionedFile::new` would escape a `%`.
-            let mut file = PartitionedFile::new_from_meta(object_store::ObjectMeta {
-                location: store.path(&f.path),
-                last_modified: Default::default(),
-                size: f.size,
-                e_tag: None,
-                version: None,
-            });
+            let mut file = PartitionedFile::new_from_meta(object_meta(store, &f.path, f.size));
             if !keys.is_empty() {
                 let v = values.get(f.path.as_str()).ok_or_else(|| {
                     kask_core::error::Error::internal(format!(

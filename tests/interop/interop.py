@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numcodecs
 import numpy as np
+import pandas as pd
 import zarr
 
 # zarr-python warns that a sharded array cannot be read partially: these are small, so be it.
@@ -1034,7 +1035,6 @@ WINDOW_COLUMNS = {
 def window_reference(df, by):
     """pandas' answer: the rows in `t` order, each new column computed per group of `by`
     (null keys dropped, as groupby's default) or over all rows."""
-    import pandas as pd
     df = df.sort_values("t", kind="stable").reset_index(drop=True)
     out = df.copy()
     for name, (_, fn) in WINDOW_COLUMNS.items():
@@ -1048,7 +1048,6 @@ def window_reference(df, by):
 
 
 def check_window(prng, by, seed):
-    import pandas as pd
     rows = 300
     rng = np.random.default_rng(seed)
     keys = np.array(["a", "b", "c", None], dtype=object)
@@ -1094,7 +1093,6 @@ def check_window(prng, by, seed):
 
 def step_job(root, pipeline, inputs=("a",)):
     """A dataframe job of one pipeline over root/NAME/*.parquet; its result as pandas reads it."""
-    import pandas as pd
     out = f"out/{next(job_ids)}"
     spec = {"dataframe": {"inputs": {n: {"path": f"{n}/*.parquet"} for n in inputs},
                           "pipeline": pipeline},
@@ -1121,7 +1119,6 @@ def same_frames(got, want, label):
                 {got[c].dtype.kind, want[c].dtype.kind} <= {"O", "U", "T"}
                 or str(got[c].dtype) in ("str", "string") or str(want[c].dtype) in ("str", "string")):
             raise Fail(f"{label}: {c} is {got[c].dtype} (pandas: {want[c].dtype})")
-    import pandas as pd
 
     def cell(v):
         if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)):
@@ -1144,7 +1141,6 @@ def same_frames(got, want, label):
 def check_steps(seed):
     """melt, concat, semi/anti merges, explode and a global aggregate on random tables, each
     equal to pandas' own operation."""
-    import pandas as pd
     rng = np.random.default_rng(seed)
     n = 150
     a = pd.DataFrame({

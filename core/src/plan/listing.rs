@@ -222,20 +222,18 @@ async fn list_input(
     };
     let paths: Vec<&str> = files.iter().map(|(p, _, _)| p.as_str()).collect();
     let schema = merge_schemas(name, &paths, &schemas, format != Format::Parquet)?;
-    let hive = super::hive::detect(name, &paths, input.partitioning)?;
-    let (schema, keys) = match hive {
-        None => (schema, vec![vec![]; files.len()]),
-        Some(hive) => (with_keys(name, &schema, &hive.columns)?, hive.values),
+    let (schema, hive, keys) = match super::hive::detect(name, &paths, input.partitioning)? {
+        None => (schema, vec![], vec![vec![]; files.len()]),
+        Some(keys) => (
+            with_keys(name, &schema, &keys.columns)?,
+            keys.columns.iter().map(|c| c.name().clone()).collect(),
+            keys.values,
+        ),
     };
     Ok(ListedInput {
         format,
         csv,
-        hive: schema
-            .fields()
-            .iter()
-            .skip(schema.fields().len() - keys.first().map_or(0, Vec::len))
-            .map(|f| f.name().clone())
-            .collect(),
+        hive,
         schema,
         files: files
             .into_iter()
@@ -278,7 +276,7 @@ fn with_keys(name: &str, files: &SchemaRef, keys: &[Field]) -> Result<SchemaRef>
 }
 
 /// What DataFusion's readers need to know of a listed file.
-fn object_meta(store: &Store, path: &str, size: u64) -> object_store::ObjectMeta {
+pub fn object_meta(store: &Store, path: &str, size: u64) -> object_store::ObjectMeta {
     object_store::ObjectMeta {
         location: store.path(path),
         last_modified: Default::default(),
