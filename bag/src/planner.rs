@@ -50,6 +50,7 @@ pub async fn list_source(store: &Store, job: &BagJob) -> Result<(String, ListedI
         csv: CsvOptions::default(),
         schema: std::sync::Arc::new(datafusion::arrow::datatypes::Schema::empty()),
         hive: vec![],
+        sampled: false,
         files: files
             .into_iter()
             .map(|(path, size, version)| ListedFile {

@@ -25,7 +25,7 @@ use super::{SqlPlan, SqlStage};
 use kask_api::DaskJobSpec;
 use kask_core::error::{Error, Result};
 use kask_core::kind::JobIds;
-use kask_core::plan::listing::{Listing, list_inputs};
+use kask_core::plan::listing::{ListedFile, ListedInput, Listing, inspect_files, list_inputs};
 use kask_core::plan::tasks::{cut_input, dns_safe, input_plan, reduce_partitions};
 use kask_core::plan::{
     OutputStage, PLAN_VERSION, Plan, PlanSchema, Sink, Stage, StageSource, to_detail,
@@ -122,8 +122,18 @@ pub async fn plan_relational(
         output_stages: vec![],
     };
     let source: Arc<dyn ShuffleSource> = Arc::new(PlanningOnly);
-    let cut = stages_of(store, &plan, &source).await?;
-    if let Some(pruned) = without_unread_folders(store, listing, &cut) {
+    let cut = match stages_of(store, &plan, &source).await {
+        Ok(cut) => cut,
+        // The first file's columns may lack some that the query names: with every file
+        // opened, the plan's errors are its own.
+        Err(_) if listing.sampled() => {
+            info!("planning again with every file of the sampled inputs opened");
+            let opened = open_kept(store, listing, |_, _| true).await?;
+            return Box::pin(plan_relational(store, job_id, spec, &opened)).await;
+        }
+        Err(e) => return Err(e),
+    };
+    if let Some(pruned) = without_unread_folders(store, listing, &cut).await? {
         info!("planning again without the folders the filters skip");
         return Box::pin(plan_relational(store, job_id, spec, &pruned)).await;
     }
@@ -143,23 +153,45 @@ pub async fn plan_relational(
 }
 
 /// `listing` without the files of its Hive-partitioned inputs that no scan of `cut` reads
-/// (their folder keys fail the query's filters), or `None` when every file is read.
-fn without_unread_folders(store: &Store, listing: &Listing, cut: &Cut) -> Option<Listing> {
+/// (their folder keys fail the query's filters), the files kept of sampled inputs opened; or
+/// `None` when every file is read and opened.
+async fn without_unread_folders(
+    store: &Store,
+    listing: &Listing,
+    cut: &Cut,
+) -> Result<Option<Listing>> {
     if listing.inputs.values().all(|i| i.hive.is_empty()) {
-        return None;
+        return Ok(None);
     }
     let read = super::hive_prune::files_read(cut.stages.iter().map(|s| &s.root));
-    let mut pruned = listing.clone();
-    let mut skipped = 0;
-    for input in pruned.inputs.values_mut().filter(|i| !i.hive.is_empty()) {
-        let before = input.files.len();
-        input
-            .files
-            .retain(|f| read.contains(&store.path(&f.path).to_string()));
-        skipped += before - input.files.len();
-    }
+    let keep = |input: &ListedInput, f: &ListedFile| {
+        input.hive.is_empty() || read.contains(&store.path(&f.path).to_string())
+    };
+    let skipped = listing
+        .inputs
+        .values()
+        .map(|i| i.files.iter().filter(|f| !keep(i, f)).count())
+        .sum::<usize>();
     info!(files = skipped, "files in folders the filters skip");
-    (skipped > 0).then_some(pruned)
+    if skipped == 0 && !listing.sampled() {
+        return Ok(None);
+    }
+    open_kept(store, listing, keep).await.map(Some)
+}
+
+/// `listing` with only the files `keep` accepts, those of sampled inputs opened.
+async fn open_kept(
+    store: &Store,
+    listing: &Listing,
+    keep: impl Fn(&ListedInput, &ListedFile) -> bool,
+) -> Result<Listing> {
+    let ctx = crate::tables::session(store);
+    let mut inputs = BTreeMap::new();
+    for (name, input) in &listing.inputs {
+        let kept = inspect_files(store, name, input, |f| keep(input, f), &ctx).await?;
+        inputs.insert(name.clone(), kept);
+    }
+    Ok(Listing { inputs })
 }
 
 /// The fewest rows of a sorted result worth a task and a part of their own: a task's worth of

@@ -39,6 +39,18 @@ pub struct ListedInput {
     pub hive: Vec<String>,
     /// The files, sorted by path.
     pub files: Vec<ListedFile>,
+    /// Whether only the first file was inspected: a Hive-partitioned input, whose folders a
+    /// query's filters may skip, so that the files there need not be opened. Until
+    /// [`inspect_files`] reads the files kept, `schema` holds the first file's columns and every
+    /// file's `splits` is [`Splits::Whole`].
+    pub sampled: bool,
+}
+
+impl Listing {
+    /// Whether some input was only sampled (see [`ListedInput::sampled`]).
+    pub fn sampled(&self) -> bool {
+        self.inputs.values().any(|i| i.sampled)
+    }
 }
 
 /// One file of an input.
@@ -185,44 +197,26 @@ async fn list_input(
 ) -> Result<ListedInput> {
     let files = matching_files(store, name, &input.path).await?;
     let format = input.format();
+    if format == Format::Zarr {
+        return Err(Error::spec(
+            format!("spec.dataframe.inputs.{name}.format"),
+            "Zarr arrays are inputs of array jobs",
+        ));
+    }
     let csv = input.csv.clone().unwrap_or_default();
-    let (schemas, splits): (Vec<SchemaRef>, Vec<Splits>) = match format {
-        Format::Zarr => {
-            return Err(Error::spec(
-                format!("spec.dataframe.inputs.{name}.format"),
-                "Zarr arrays are inputs of array jobs",
-            ));
-        }
-        Format::Parquet => {
-            let results: Vec<(SchemaRef, Splits)> = futures::stream::iter(files.clone())
-                .map(|(path, size, _)| parquet_file(store, name, path, size))
-                .buffered(CONCURRENCY)
-                .try_collect()
-                .await?;
-            results.into_iter().unzip()
-        }
-        Format::Csv | Format::Json => {
-            let paths: Vec<String> = files.iter().map(|(p, _, _)| p.clone()).collect();
-            let compression = input_compression(name, &paths)?;
-            let split = if compression == FileCompressionType::UNCOMPRESSED {
-                Splits::Anywhere
-            } else {
-                Splits::Whole
-            };
-            let schemas: Vec<SchemaRef> = futures::stream::iter(files.clone())
-                .map(|(path, size, _)| {
-                    text_schema(store, name, format, &csv, compression, path, size, ctx)
-                })
-                .buffered(CONCURRENCY)
-                .try_collect()
-                .await?;
-            let n = schemas.len();
-            (schemas, vec![split; n])
-        }
-    };
     let paths: Vec<&str> = files.iter().map(|(p, _, _)| p.as_str()).collect();
-    let schema = merge_schemas(name, &paths, &schemas, format != Format::Parquet)?;
-    let (schema, hive, keys) = match super::hive::detect(name, &paths, input.partitioning)? {
+    if format != Format::Parquet {
+        let all: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
+        input_compression(name, &all)?;
+    }
+    let keys = super::hive::detect(name, &paths, input.partitioning)?;
+    // Opening a file costs a request or two; listing a thousand costs one. A Hive input's
+    // folders are opened once the query's filters have said which of them it reads.
+    let sampled = keys.is_some() && files.len() > 1;
+    let opened = if sampled { &files[..1] } else { &files[..] };
+    let (schema, mut splits) = inspect(store, name, format, &csv, opened, ctx).await?;
+    splits.resize(files.len(), Splits::Whole);
+    let (schema, hive, keys) = match keys {
         None => (schema, vec![], vec![vec![]; files.len()]),
         Some(keys) => (
             with_keys(name, &schema, &keys.columns)?,
@@ -235,6 +229,7 @@ async fn list_input(
         csv,
         hive,
         schema,
+        sampled,
         files: files
             .into_iter()
             .zip(splits)
@@ -248,6 +243,86 @@ async fn list_input(
             })
             .collect(),
     })
+}
+
+/// A sampled input (see [`ListedInput::sampled`]) with only the files that `keep` accepts,
+/// each opened for its columns and row groups. With none kept, the sample's columns stay, so
+/// that an empty result still has them.
+pub async fn inspect_files(
+    store: &Store,
+    name: &str,
+    listed: &ListedInput,
+    keep: impl Fn(&ListedFile) -> bool,
+    ctx: &SessionContext,
+) -> Result<ListedInput> {
+    let mut files: Vec<ListedFile> = listed.files.iter().filter(|f| keep(f)).cloned().collect();
+    if !listed.sampled || files.is_empty() {
+        return Ok(ListedInput {
+            files,
+            sampled: false,
+            ..listed.clone()
+        });
+    }
+    let opened: Vec<(String, u64, String)> = files
+        .iter()
+        .map(|f| (f.path.clone(), f.size, f.version.clone()))
+        .collect();
+    let (schema, splits) = inspect(store, name, listed.format, &listed.csv, &opened, ctx).await?;
+    for (f, s) in files.iter_mut().zip(splits) {
+        f.splits = s;
+    }
+    let keys = listed.schema.fields()[listed.schema.fields().len() - listed.hive.len()..]
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect::<Vec<_>>();
+    Ok(ListedInput {
+        schema: with_keys(name, &schema, &keys)?,
+        files,
+        sampled: false,
+        ..listed.clone()
+    })
+}
+
+/// Opens `files`: their merged columns, and where each may be cut.
+async fn inspect(
+    store: &Store,
+    name: &str,
+    format: Format,
+    csv: &CsvOptions,
+    files: &[(String, u64, String)],
+    ctx: &SessionContext,
+) -> Result<(SchemaRef, Vec<Splits>)> {
+    let (schemas, splits): (Vec<SchemaRef>, Vec<Splits>) = match format {
+        Format::Parquet => {
+            let results: Vec<(SchemaRef, Splits)> = futures::stream::iter(files.to_vec())
+                .map(|(path, size, _)| parquet_file(store, name, path, size))
+                .buffered(CONCURRENCY)
+                .try_collect()
+                .await?;
+            results.into_iter().unzip()
+        }
+        _ => {
+            let paths: Vec<String> = files.iter().map(|(p, _, _)| p.clone()).collect();
+            let compression = input_compression(name, &paths)?;
+            let split = if compression == FileCompressionType::UNCOMPRESSED {
+                Splits::Anywhere
+            } else {
+                Splits::Whole
+            };
+            let schemas: Vec<SchemaRef> = futures::stream::iter(files.to_vec())
+                .map(|(path, size, _)| {
+                    text_schema(store, name, format, csv, compression, path, size, ctx)
+                })
+                .buffered(CONCURRENCY)
+                .try_collect()
+                .await?;
+            let n = schemas.len();
+            (schemas, vec![split; n])
+        }
+    };
+    let paths: Vec<&str> = files.iter().map(|(p, _, _)| p.as_str()).collect();
+    let schema = merge_schemas(name, &paths, &schemas, format != Format::Parquet)?;
+    Ok((schema, splits))
 }
 
 /// The files' columns followed by the folder keys'; a key that is also a column of the files

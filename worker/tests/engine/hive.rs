@@ -47,11 +47,15 @@ fn region_folder(region: Option<&str>) -> String {
 }
 
 async fn write_lake(lab: &Lab, folders: &[Folder]) {
+    write_lake_at(lab, "events", folders).await;
+}
+
+async fn write_lake_at(lab: &Lab, root: &str, folders: &[Folder]) {
     for f in folders {
         let ids: Vec<Option<i64>> = f.rows.iter().map(|r| Some(r.0)).collect();
         let vs: Vec<Option<f64>> = f.rows.iter().map(|r| Some(r.1)).collect();
         let path = format!(
-            "events/dt={}/h={}/region={}/part-0.parquet",
+            "{root}/dt={}/h={}/region={}/part-0.parquet",
             f.dt,
             f.h,
             region_folder(f.region)
@@ -171,6 +175,71 @@ fn filters_on_folder_keys_skip_whole_folders_at_planning() {
         let (names, rows) = lab.result("none").await;
         assert_eq!(names, ["id", "v", "dt", "h", "region"]);
         assert!(rows.is_empty(), "{rows:?}");
+    });
+}
+
+#[test]
+fn files_in_folders_the_filters_skip_are_never_opened() {
+    run(async {
+        let lab = Lab::local();
+        let folders = lake();
+        write_lake(&lab, &folders).await;
+        // Not Parquet, in a folder that `h = 12` skips: a job that reads it fails on it, one
+        // whose filter skips its folder never opens it.
+        lab.put(
+            "events/dt=2026-11-30/h=1/region=eu/part-1.parquet",
+            "not parquet",
+        )
+        .await;
+        let err = lab
+            .run("  sql:\n    tables:\n      events: {path: events}\n    query: \"SELECT count(*) AS n FROM events\"\n  output: {path: all}\n")
+            .await
+            .expect_err("the damaged file is read");
+        assert!(
+            err.to_string().contains(
+                "events/dt=2026-11-30/h=1/region=eu/part-1.parquet is not a valid Parquet file"
+            ),
+            "{err}"
+        );
+        lab.run("  sql:\n    tables:\n      events: {path: events}\n    query: \"SELECT count(*) AS n FROM events WHERE h = 12\"\n  output: {path: noon}\n")
+            .await
+            .expect("the damaged file's folder is skipped");
+        let (_, types, rows) = lab.typed_result("noon").await;
+        let want: usize = folders
+            .iter()
+            .filter(|f| f.h == 12)
+            .map(|f| f.rows.len())
+            .sum();
+        assert_eq!(types, ["Int64"]);
+        assert_eq!(rows, [vec![V::I(want as i64)]]);
+
+        // The first file, opened alone while the filters are worked out, lacks a column that a
+        // later file has: the query still sees it.
+        write_lake_at(&lab, "grown", &folders).await;
+        let extra = batch(vec![
+            ("id", ints(&[Some(1000)])),
+            ("v", floats(&[Some(0.5)])),
+            ("w", ints(&[Some(7)])),
+        ]);
+        lab.put_parquet(
+            "grown/dt=2026-12-01/h=12/region=eu/part-1.parquet",
+            &extra,
+            10,
+        )
+        .await;
+        lab.run("  sql:\n    tables:\n      grown: {path: grown}\n    query: \"SELECT id, w FROM grown WHERE dt = DATE '2026-12-01' AND region = 'eu'\"\n  output: {path: grown_out}\n")
+            .await
+            .expect("a column that the first file lacks");
+        let (names, types, rows) = lab.typed_result("grown_out").await;
+        assert_eq!(names, ["id", "w"]);
+        assert_eq!(types, ["Int64", "Int64"]);
+        let mut want: Vec<Vec<V>> = folders
+            .iter()
+            .filter(|f| f.dt == "2026-12-01" && f.region == Some("eu"))
+            .flat_map(|f| f.rows.iter().map(|r| vec![V::I(r.0), V::Null]))
+            .collect();
+        want.push(vec![V::I(1000), V::I(7)]);
+        assert_eq!(sorted(rows), sorted(want));
     });
 }
 
