@@ -61,6 +61,9 @@ pub struct ScanTable {
     compression: FileCompressionType,
     /// The folder keys' columns of a Hive-partitioned input (the last of `schema`).
     keys: Vec<FieldRef>,
+    /// How many of `keys`, outermost first, have values: all but while the planner probes
+    /// which outer folders a query reads, whose stand-ins know only the outer keys.
+    known: usize,
     /// One group of file ranges per partition of the scan.
     groups: Vec<Vec<PartitionedFile>>,
     /// The bytes of every group: an estimate of the table's size, by which DataFusion joins
@@ -98,6 +101,13 @@ impl ScanTable {
         let keys: Vec<FieldRef> =
             schema.fields()[schema.fields().len() - input.hive.len()..].to_vec();
         let values = hive_values(input, &keys)?;
+        let known = input
+            .files
+            .iter()
+            .map(|f| f.keys.len())
+            .min()
+            .unwrap_or(keys.len())
+            .min(keys.len());
         let file = |f: &Fragment| -> kask_core::error::Result<PartitionedFile> {
             // From the store's path as it is: `PartitionedFile::new` would escape a `%`.
             let mut file = PartitionedFile::new_from_meta(object_meta(store, &f.path, f.size));
@@ -130,6 +140,7 @@ impl ScanTable {
         Ok(ScanTable {
             bytes,
             keys,
+            known,
             schema,
             format: input.format,
             delimiter: input
@@ -165,22 +176,35 @@ impl ScanTable {
                 .all(|c| self.keys.iter().any(|k| k.name() == &c.name))
     }
 
+    /// Whether `filter` reads only keys that have values (see [`ScanTable::known`]).
+    fn on_known_keys_only(&self, filter: &Expr) -> bool {
+        self.on_keys_only(filter)
+            && filter
+                .column_refs()
+                .iter()
+                .all(|c| self.keys[..self.known].iter().any(|k| k.name() == &c.name))
+    }
+
     /// The file groups without the files whose folder keys fail one of `filters`: each group
     /// stays (a task whose files are all skipped reads nothing). A filter that cannot be
     /// evaluated here skips nothing; the filter above the scan still applies to every row.
     fn pruned(&self, state: &dyn Session, filters: &[Expr]) -> Vec<Vec<PartitionedFile>> {
-        let on_keys: Vec<&Expr> = filters.iter().filter(|f| self.on_keys_only(f)).collect();
+        let on_keys: Vec<&Expr> = filters
+            .iter()
+            .filter(|f| self.on_known_keys_only(f))
+            .collect();
         if on_keys.is_empty() {
             return self.groups.clone();
         }
         let files: Vec<&PartitionedFile> = self.groups.iter().flatten().collect();
-        let keep = match super::hive_prune::passing(&self.keys, &files, &on_keys, state) {
-            Ok(keep) => keep,
-            Err(e) => {
-                tracing::warn!(error = %e, "folder-key filters not evaluated; every file read");
-                return self.groups.clone();
-            }
-        };
+        let keep =
+            match super::hive_prune::passing(&self.keys[..self.known], &files, &on_keys, state) {
+                Ok(keep) => keep,
+                Err(e) => {
+                    tracing::warn!(error = %e, "folder-key filters not evaluated; every file read");
+                    return self.groups.clone();
+                }
+            };
         let mut at = 0;
         self.groups
             .iter()
@@ -315,10 +339,14 @@ fn hive_values<'a>(
         .files
         .iter()
         .map(|f| {
+            // A key without a value (a probe's stand-in for a folder) reads as null.
             let values = keys
                 .iter()
-                .zip(&f.keys)
-                .map(|(k, v)| hive::scalar(v.as_deref(), k.data_type()))
+                .enumerate()
+                .map(|(i, k)| {
+                    let v = f.keys.get(i).and_then(Option::as_deref);
+                    hive::scalar(v, k.data_type())
+                })
                 .collect::<kask_core::error::Result<Vec<_>>>()?;
             Ok((f.path.as_str(), values))
         })

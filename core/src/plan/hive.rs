@@ -126,6 +126,21 @@ pub fn detect(name: &str, paths: &[&str], mode: Option<Partitioning>) -> Result<
     Ok(Some(HiveKeys { columns, values }))
 }
 
+/// The outermost key typed from `seen` as well: every value of its folders, when they were
+/// listed (some without the files that `keys` came from); nothing when `seen` is empty.
+pub fn retype_outermost(keys: &mut HiveKeys, seen: &[Option<String>]) {
+    let Some(first) = keys.columns.first_mut() else {
+        return;
+    };
+    if seen.is_empty() {
+        return;
+    }
+    let mut values: Vec<Option<&str>> = seen.iter().map(Option::as_deref).collect();
+    values.extend(keys.values.iter().map(|v| v[0].as_deref()));
+    let nullable = values.iter().any(Option::is_none);
+    *first = Field::new(first.name(), value_type(&values), nullable);
+}
+
 /// The type of a key from its values: Int64 when every value is an integer, Date32 when every
 /// value is a `YYYY-MM-DD` date, else a string (as DuckDB and Polars infer; pyarrow gives
 /// int32 for integers, and strings for dates).
@@ -215,6 +230,21 @@ mod tests {
             detect("t", &["e/a.pq", "e/v=2/b.pq"], None).expect("ok"),
             None
         );
+    }
+
+    #[test]
+    fn the_outer_key_is_typed_from_every_folder_listed() {
+        let mut keys = detect("t", &["e/dt=2026-11-30/h=1/a.pq"], None)
+            .expect("ok")
+            .expect("ok");
+        assert_eq!(keys.columns[0].data_type(), &DataType::Date32);
+        // A folder the filters skipped, named `latest`, makes the key a string, as it is
+        // when every folder is read.
+        retype_outermost(&mut keys, &[Some("2026-11-30".into()), Some("latest".into())]);
+        assert_eq!(keys.columns[0], Field::new("dt", DataType::Utf8View, false));
+        retype_outermost(&mut keys, &[None]);
+        assert!(keys.columns[0].is_nullable());
+        assert_eq!(keys.columns[1].data_type(), &DataType::Int64);
     }
 
     #[test]

@@ -189,13 +189,28 @@ pub fn input_compression(name: &str, files: &[String]) -> Result<FileCompression
     Ok(first)
 }
 
-async fn list_input(
+/// Lists one input: every file its path names.
+pub async fn list_input(
     store: &Store,
     name: &str,
     input: &Input,
     ctx: &SessionContext,
 ) -> Result<ListedInput> {
     let files = matching_files(store, name, &input.path).await?;
+    listed_from(store, name, input, files, &[], ctx).await
+}
+
+/// Input `name` of `files` (path, size, version), sorted by path. `top`: every value of the
+/// outermost folder key, when its folders were listed one level first (see
+/// [`top_folders`]), so that the key's type is the one all of them give.
+pub async fn listed_from(
+    store: &Store,
+    name: &str,
+    input: &Input,
+    files: Vec<(String, u64, String)>,
+    top: &[Option<String>],
+    ctx: &SessionContext,
+) -> Result<ListedInput> {
     let format = input.format();
     if format == Format::Zarr {
         return Err(Error::spec(
@@ -209,7 +224,10 @@ async fn list_input(
         let all: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
         input_compression(name, &all)?;
     }
-    let keys = super::hive::detect(name, &paths, input.partitioning)?;
+    let mut keys = super::hive::detect(name, &paths, input.partitioning)?;
+    if let Some(keys) = keys.as_mut() {
+        super::hive::retype_outermost(keys, top);
+    }
     // Opening a file costs a request or two; listing a thousand costs one. A Hive input's
     // folders are opened once the query's filters have said which of them it reads.
     let sampled = keys.is_some() && files.len() > 1;
@@ -243,6 +261,85 @@ async fn list_input(
             })
             .collect(),
     })
+}
+
+/// The outermost `key=value` folders of a Hive-partitioned input, listed one level down
+/// before its files, so that a query's filters on that key can skip whole folders unlisted.
+#[derive(Clone, Debug)]
+pub struct TopFolders {
+    /// The key.
+    pub key: String,
+    /// Each folder's path (relative to the storage root, without a trailing `/`) and value.
+    pub folders: Vec<(String, Option<String>)>,
+    /// The files below the first folder: the columns and the inner keys come from them.
+    pub first: Vec<(String, u64, String)>,
+}
+
+impl TopFolders {
+    /// Every folder's value.
+    pub fn values(&self) -> Vec<Option<String>> {
+        self.folders.iter().map(|(_, v)| v.clone()).collect()
+    }
+}
+
+/// The outermost folders of an input, when its path is a folder (no glob) holding only
+/// `key=value` folders of one key (and hidden entries), at least two of them; else `None`,
+/// and the input is listed whole.
+pub async fn top_folders(store: &Store, input: &Input) -> Result<Option<TopFolders>> {
+    let dir = input.path.trim_start_matches("./").trim_end_matches('/');
+    if input.partitioning == Some(kask_api::Partitioning::None)
+        || input.format() == Format::Zarr
+        || dir.is_empty()
+        || dir.contains(is_glob_char)
+    {
+        return Ok(None);
+    }
+    let visible = |n: &String| !n.starts_with('_') && !n.starts_with('.');
+    let (dirs, files) = store.list_level(dir).await?;
+    if files.iter().any(visible) {
+        return Ok(None);
+    }
+    let mut key = None;
+    let mut folders = Vec::new();
+    for d in dirs.into_iter().filter(visible) {
+        let mut keyed = super::hive::folder_keys(&format!("{d}/_"));
+        let Some((k, v)) = keyed.pop() else {
+            return Ok(None);
+        };
+        if key.get_or_insert_with(|| k.clone()) != &k {
+            return Ok(None);
+        }
+        folders.push((format!("{dir}/{d}"), v));
+    }
+    let (Some(key), true) = (key, folders.len() >= 2) else {
+        return Ok(None);
+    };
+    let first = visible_files(store, &folders[0].0).await?;
+    if first.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(TopFolders {
+        key,
+        folders,
+        first,
+    }))
+}
+
+/// The files below folder `dir`, without hidden ones (see [`matching_files`]).
+pub async fn visible_files(store: &Store, dir: &str) -> Result<Vec<(String, u64, String)>> {
+    let below = format!("{dir}/");
+    Ok(store
+        .list_versions(dir)
+        .await?
+        .into_iter()
+        .filter(|(path, _, _)| {
+            path.strip_prefix(&below).is_some_and(|rest| {
+                !rest
+                    .split('/')
+                    .any(|c| c.starts_with('_') || c.starts_with('.'))
+            })
+        })
+        .collect())
 }
 
 /// A sampled input (see [`ListedInput::sampled`]) with only the files that `keep` accepts,

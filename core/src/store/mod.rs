@@ -450,6 +450,29 @@ impl Store {
         Ok(dirs)
     }
 
+    /// One level under a relative prefix: the names of the "folders" and of the objects
+    /// directly in it, each sorted.
+    pub async fn list_level(&self, prefix: &str) -> Result<(Vec<String>, Vec<String>)> {
+        let full = self.path(prefix);
+        let listed = match self.inner.list_with_delimiter(Some(&full)).await {
+            Ok(l) => l,
+            Err(object_store::Error::NotFound { .. }) => return Ok((vec![], vec![])),
+            Err(e) => return Err(self.err(format!("listing {prefix}"), e)),
+        };
+        let names = |paths: Vec<&Path>| {
+            let mut names: Vec<String> = paths
+                .into_iter()
+                .filter_map(|p| p.filename().map(str::to_string))
+                .collect();
+            names.sort();
+            names
+        };
+        Ok((
+            names(listed.common_prefixes.iter().collect()),
+            names(listed.objects.iter().map(|o| &o.location).collect()),
+        ))
+    }
+
     /// Deletes every object under a relative prefix.
     pub async fn delete_prefix(&self, prefix: &str) -> Result<()> {
         for (rel, _) in self.list(prefix).await? {

@@ -178,6 +178,15 @@ fn filters_on_folder_keys_skip_whole_folders_at_planning() {
     });
 }
 
+/// One row with a column (`w`) that the lake's files lack.
+fn extra_batch() -> datafusion::arrow::array::RecordBatch {
+    batch(vec![
+        ("id", ints(&[Some(1000)])),
+        ("v", floats(&[Some(0.5)])),
+        ("w", ints(&[Some(7)])),
+    ])
+}
+
 #[test]
 fn files_in_folders_the_filters_skip_are_never_opened() {
     run(async {
@@ -211,6 +220,35 @@ fn files_in_folders_the_filters_skip_are_never_opened() {
             .map(|f| f.rows.len())
             .sum();
         assert_eq!(types, ["Int64"]);
+        assert_eq!(rows, [vec![V::I(want as i64)]]);
+
+        // An outer folder that the filters skip is not even listed: its odd layout, which
+        // makes a job that reads it fail, does not matter to one that does not.
+        write_lake_at(&lab, "sparse", &folders).await;
+        lab.put_parquet(
+            "sparse/dt=2026-12-02/notes/readme.parquet",
+            &extra_batch(),
+            10,
+        )
+        .await;
+        let err = lab
+            .run("  sql:\n    tables:\n      sparse: {path: sparse}\n    query: \"SELECT count(*) AS n FROM sparse\"\n  output: {path: sparse_all}\n")
+            .await
+            .expect_err("the odd folder is listed");
+        assert!(
+            err.to_string()
+                .contains("sparse/dt=2026-12-02/notes/readme.parquet"),
+            "{err}"
+        );
+        lab.run("  sql:\n    tables:\n      sparse: {path: sparse}\n    query: \"SELECT count(*) AS n FROM sparse WHERE dt < DATE '2026-12-02' AND h = 12\"\n  output: {path: sparse_recent}\n")
+            .await
+            .expect("the odd folder is skipped unlisted");
+        let (_, rows) = lab.result("sparse_recent").await;
+        let want: usize = folders
+            .iter()
+            .filter(|f| f.h == 12)
+            .map(|f| f.rows.len())
+            .sum();
         assert_eq!(rows, [vec![V::I(want as i64)]]);
 
         // The first file, opened alone while the filters are worked out, lacks a column that a
