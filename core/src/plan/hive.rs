@@ -240,7 +240,10 @@ mod tests {
         assert_eq!(keys.columns[0].data_type(), &DataType::Date32);
         // A folder the filters skipped, named `latest`, makes the key a string, as it is
         // when every folder is read.
-        retype_outermost(&mut keys, &[Some("2026-11-30".into()), Some("latest".into())]);
+        retype_outermost(
+            &mut keys,
+            &[Some("2026-11-30".into()), Some("latest".into())],
+        );
         assert_eq!(keys.columns[0], Field::new("dt", DataType::Utf8View, false));
         retype_outermost(&mut keys, &[None]);
         assert!(keys.columns[0].is_nullable());
