@@ -23,6 +23,7 @@ pub mod folder_sort;
 pub mod graph;
 pub mod group_keys;
 pub mod group_top_k;
+pub mod hive_listing;
 pub mod hive_prune;
 pub mod join_order;
 pub mod key_filter;

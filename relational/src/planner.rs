@@ -12,7 +12,6 @@ use datafusion::execution::context::SQLOptions;
 use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
 use datafusion::physical_plan::{ExecutionPlanProperties, displayable};
 use datafusion::prelude::SessionContext;
-use futures::{StreamExt, TryStreamExt};
 use tracing::info;
 
 use super::ctes::{SharedCtes, shared_ctes};
@@ -26,10 +25,7 @@ use super::{SqlPlan, SqlStage};
 use kask_api::DaskJobSpec;
 use kask_core::error::{Error, Result};
 use kask_core::kind::JobIds;
-use kask_core::plan::listing::{
-    ListedFile, ListedInput, Listing, Splits, TopFolders, inspect_files, list_input, list_inputs,
-    listed_from, top_folders, visible_files,
-};
+use kask_core::plan::listing::Listing;
 use kask_core::plan::tasks::{cut_input, dns_safe, input_plan, reduce_partitions};
 use kask_core::plan::{
     OutputStage, PLAN_VERSION, Plan, PlanSchema, Sink, Stage, StageSource, to_detail,
@@ -47,7 +43,7 @@ pub async fn list_and_plan(store: &Store, spec: &DaskJobSpec, ids: &dyn JobIds) 
             ));
         }
     };
-    let listing = listed_by_folders(store, spec, tables).await?;
+    let listing = super::hive_listing::listed_by_folders(store, spec, tables).await?;
     let files: usize = listing.inputs.values().map(|i| i.files.len()).sum();
     info!(files, "listed the inputs");
     // What identifies the inputs' contents: names, and each file's path, size and version.
@@ -62,139 +58,13 @@ pub async fn list_and_plan(store: &Store, spec: &DaskJobSpec, ids: &dyn JobIds) 
     plan_relational(store, &id, spec, &listing).await
 }
 
-/// Every table of a job listed, those of Hive-partitioned inputs whose outermost folders a
-/// query's filters skip without listing those folders: their folders are listed one level
-/// down, a plan whose scans read one stand-in file per folder says which folders the query
-/// reads, and only those are listed. Any failure of that plan lists every table whole, so that
-/// the job's errors are those of its real plan.
-async fn listed_by_folders(
-    store: &Store,
-    spec: &DaskJobSpec,
-    tables: &BTreeMap<String, kask_api::Input>,
-) -> Result<Listing> {
-    let ctx = crate::tables::session(store);
-    let mut tops = BTreeMap::new();
-    for (name, input) in tables {
-        if let Some(top) = top_folders(store, input).await? {
-            tops.insert(name.clone(), top);
-        }
-    }
-    if tops.is_empty() {
-        return list_inputs(store, tables, &ctx).await;
-    }
-    let mut probe = Listing {
-        inputs: BTreeMap::new(),
-    };
-    for (name, input) in tables {
-        let listed = match tops.get(name) {
-            None => list_input(store, name, input, &ctx).await?,
-            Some(top) => {
-                let first =
-                    listed_from(store, name, input, top.first.clone(), &top.values(), &ctx).await?;
-                stand_ins(first, top)
-            }
-        };
-        probe.inputs.insert(name.clone(), listed);
-    }
-    let read = match draft(store, "probe", spec, &probe) {
-        Ok(plan) => {
-            let source: Arc<dyn ShuffleSource> = Arc::new(PlanningOnly);
-            stages_of(store, &plan, &source)
-                .await
-                .map(|cut| super::hive_prune::files_read(cut.stages.iter().map(|s| &s.root)))
-        }
-        Err(e) => Err(e),
-    };
-    let Ok(read) = read else {
-        info!("the folder probe did not plan; listing every folder");
-        return list_inputs(store, tables, &ctx).await;
-    };
-    let mut listing = probe;
-    for (name, top) in &tops {
-        let kept: Vec<&(String, Option<String>)> = top
-            .folders
-            .iter()
-            .filter(|(dir, _)| read.contains(&store.path(dir).to_string()))
-            .collect();
-        info!(
-            table = name.as_str(),
-            key = top.key.as_str(),
-            folders = top.folders.len(),
-            kept = kept.len(),
-            "outer folders the filters keep"
-        );
-        let mut files = files_below(store, top, &kept).await?;
-        if files.is_empty() {
-            // No folder is read: the first one's files give the columns of an empty result
-            // (the planner skips them as it would any other).
-            files = top.first.clone();
-        }
-        let listed = listed_from(store, name, &tables[name], files, &top.values(), &ctx).await?;
-        listing.inputs.insert(name.clone(), listed);
-    }
-    Ok(listing)
-}
-
-/// `first` (the files of the first outer folder, listed) with one stand-in file per outer
-/// folder instead, knowing only the outer key: a plan over them scans the folders that the
-/// query's filters on that key keep.
-fn stand_ins(first: ListedInput, top: &TopFolders) -> ListedInput {
-    let files = top
-        .folders
-        .iter()
-        .map(|(dir, value)| ListedFile {
-            path: dir.clone(),
-            size: 1,
-            version: String::new(),
-            splits: Splits::Whole,
-            keys: vec![value.clone()],
-        })
-        .collect();
-    ListedInput {
-        files,
-        sampled: false,
-        ..first
-    }
-}
-
-/// How many kept folders are listed one by one; beyond, the whole input is listed at once (a
-/// listing returns a thousand files a request) and the files of the others dropped.
-const FOLDERS_LISTED_ONE_BY_ONE: usize = 64;
-
-/// The files below the `kept` outer folders of `top`, sorted by path.
-async fn files_below(
-    store: &Store,
-    top: &TopFolders,
-    kept: &[&(String, Option<String>)],
-) -> Result<Vec<(String, u64, String)>> {
-    if kept.len() <= FOLDERS_LISTED_ONE_BY_ONE {
-        let dirs: Vec<String> = kept.iter().map(|(dir, _)| dir.clone()).collect();
-        let listed: Vec<Vec<(String, u64, String)>> = futures::stream::iter(dirs)
-            .map(|dir| async move { visible_files(store, &dir).await })
-            .buffered(16)
-            .try_collect()
-            .await?;
-        return Ok(listed.into_iter().flatten().collect());
-    }
-    let Some(parent) = top.folders[0].0.rsplit_once('/').map(|(p, _)| p) else {
-        return Err(Error::internal(
-            "an outer folder without its input's folder",
-        ));
-    };
-    let dirs: BTreeSet<String> = kept.iter().map(|(dir, _)| format!("{dir}/")).collect();
-    Ok(visible_files(store, parent)
-        .await?
-        .into_iter()
-        .filter(|(path, _, _)| {
-            dirs.range(..=path.clone())
-                .next_back()
-                .is_some_and(|d| path.starts_with(d.as_str()))
-        })
-        .collect())
-}
-
 /// The plan of a relational job without its stages: its tables cut into tasks.
-fn draft(store: &Store, job_id: &str, spec: &DaskJobSpec, listing: &Listing) -> Result<Plan> {
+pub(crate) fn draft(
+    store: &Store,
+    job_id: &str,
+    spec: &DaskJobSpec,
+    listing: &Listing,
+) -> Result<Plan> {
     let names: Vec<&String> = match (&spec.sql, &spec.dataframe) {
         (Some(sql), _) => sql.tables.keys().collect(),
         (None, Some(df)) => df.inputs.keys().collect(),
@@ -268,12 +138,12 @@ pub async fn plan_relational(
         // opened, the plan's errors are its own.
         Err(_) if listing.sampled() => {
             info!("planning again with every file of the sampled inputs opened");
-            let opened = open_kept(store, listing, |_, _| true).await?;
+            let opened = super::hive_listing::open_kept(store, listing, |_, _| true).await?;
             return Box::pin(plan_relational(store, job_id, spec, &opened)).await;
         }
         Err(e) => return Err(e),
     };
-    if let Some(pruned) = without_unread_folders(store, listing, &cut).await? {
+    if let Some(pruned) = super::hive_listing::without_unread_folders(store, listing, &cut).await? {
         info!("planning again without the folders the filters skip");
         return Box::pin(plan_relational(store, job_id, spec, &pruned)).await;
     }
@@ -290,48 +160,6 @@ pub async fn plan_relational(
         .collect::<Result<_>>()?;
     plan.output_stages = cut.targets;
     Ok(plan)
-}
-
-/// `listing` without the files of its Hive-partitioned inputs that no scan of `cut` reads
-/// (their folder keys fail the query's filters), the files kept of sampled inputs opened; or
-/// `None` when every file is read and opened.
-async fn without_unread_folders(
-    store: &Store,
-    listing: &Listing,
-    cut: &Cut,
-) -> Result<Option<Listing>> {
-    if listing.inputs.values().all(|i| i.hive.is_empty()) {
-        return Ok(None);
-    }
-    let read = super::hive_prune::files_read(cut.stages.iter().map(|s| &s.root));
-    let keep = |input: &ListedInput, f: &ListedFile| {
-        input.hive.is_empty() || read.contains(&store.path(&f.path).to_string())
-    };
-    let skipped = listing
-        .inputs
-        .values()
-        .map(|i| i.files.iter().filter(|f| !keep(i, f)).count())
-        .sum::<usize>();
-    info!(files = skipped, "files in folders the filters skip");
-    if skipped == 0 && !listing.sampled() {
-        return Ok(None);
-    }
-    open_kept(store, listing, keep).await.map(Some)
-}
-
-/// `listing` with only the files `keep` accepts, those of sampled inputs opened.
-async fn open_kept(
-    store: &Store,
-    listing: &Listing,
-    keep: impl Fn(&ListedInput, &ListedFile) -> bool,
-) -> Result<Listing> {
-    let ctx = crate::tables::session(store);
-    let mut inputs = BTreeMap::new();
-    for (name, input) in &listing.inputs {
-        let kept = inspect_files(store, name, input, |f| keep(input, f), &ctx).await?;
-        inputs.insert(name.clone(), kept);
-    }
-    Ok(Listing { inputs })
 }
 
 /// The fewest rows of a sorted result worth a task and a part of their own: a task's worth of
