@@ -13,11 +13,18 @@ use ndarray::{Slice, SliceInfoElem};
 use tokio::sync::Mutex;
 
 use super::block::{Block, each};
+use super::block_cache::BlockCache;
 use super::expr::{AxisIndex, Expr, Kind};
 use super::zarr::{self, ZarrArray};
 use super::{ArrayPlan, intermediate_dir, matmul};
 use kask_core::error::{Error, Result};
 use kask_core::store::Store;
+
+/// The input blocks of matrix products, shared by the tasks of this process.
+static OPERANDS: BlockCache = BlockCache::new();
+
+/// The cache's budget without a memory limit: a quarter of the operators' pool otherwise.
+const DEFAULT_CACHE_BYTES: u64 = 1 << 30;
 
 /// The expression of one task, with its opened arrays.
 pub struct Evaluator<'a> {
@@ -247,12 +254,28 @@ impl<'a> Evaluator<'a> {
                 (1, 2) => (vec![kr.clone()], vec![kr.clone(), region[0].clone()]),
                 _ => (vec![kr.clone()], vec![kr.clone()]),
             };
-            let x = self.eval(a, ra).await?;
-            let y = self.eval(b, rb).await?;
-            matmul::accumulate(&mut tile, x, y)?;
+            let x = self.operand(a, ra).await?;
+            let y = self.operand(b, rb).await?;
+            matmul::accumulate(&mut tile, &x, &y)?;
             k0 = kr.end;
         }
         Ok(matmul::finish(tile, e.dtype))
+    }
+
+    /// A block of a product's operand: an input's blocks through the process's cache, as the
+    /// other tiles of the same row or column read them too; anything else evaluated here.
+    async fn operand(&self, e: &Expr, region: Vec<Range<u64>>) -> Result<Arc<Block>> {
+        let Kind::Input(name) = &e.kind else {
+            return Ok(Arc::new(self.eval(e, region).await?));
+        };
+        // The job's scratch prefix names the job, whose id changes with its inputs' files.
+        let key = format!("{}|{name}|{region:?}", self.scratch);
+        let budget = kask_core::memory::pool_limit(&self.store.runtime)
+            .map_or(DEFAULT_CACHE_BYTES, |pool| pool / 4);
+        let block = OPERANDS
+            .get_or_read(&key, budget, || self.eval(e, region.clone()))
+            .await?;
+        Ok(block)
     }
 
     /// How much of k one step of a product reads: whole chunks of the left operand, at least

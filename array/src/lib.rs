@@ -10,6 +10,7 @@
 //! writes `zarr.json` and the `_SUCCESS` manifest.
 
 pub mod block;
+pub mod block_cache;
 pub mod chunks;
 pub mod commit;
 pub mod eval;

@@ -133,16 +133,16 @@ fn accumulate_typed<T: LinalgScalar>(
 
 /// `c += a @ b` for one k-block; all three share a dtype (bool computes as int64 and is
 /// turned back by [`finish`]).
-pub fn accumulate(c: &mut Block, a: Block, b: Block) -> Result<()> {
+pub fn accumulate(c: &mut Block, a: &Block, b: &Block) -> Result<()> {
     match (c, a, b) {
-        (Block::I32(c), Block::I32(a), Block::I32(b)) => accumulate_typed(c, &a, &b),
-        (Block::I64(c), Block::I64(a), Block::I64(b)) => accumulate_typed(c, &a, &b),
-        (Block::F32(c), Block::F32(a), Block::F32(b)) => accumulate_float(c, &a, &b),
-        (Block::F64(c), Block::F64(a), Block::F64(b)) => accumulate_float(c, &a, &b),
+        (Block::I32(c), Block::I32(a), Block::I32(b)) => accumulate_typed(c, a, b),
+        (Block::I64(c), Block::I64(a), Block::I64(b)) => accumulate_typed(c, a, b),
+        (Block::F32(c), Block::F32(a), Block::F32(b)) => accumulate_float(c, a, b),
+        (Block::F64(c), Block::F64(a), Block::F64(b)) => accumulate_float(c, a, b),
         (Block::I64(c), a @ Block::Bool(_), b @ Block::Bool(_)) => {
             let (Block::I64(a), Block::I64(b)) = (
-                a.cast(super::expr::DType::I64),
-                b.cast(super::expr::DType::I64),
+                a.clone().cast(super::expr::DType::I64),
+                b.clone().cast(super::expr::DType::I64),
             ) else {
                 return Err(Error::internal("bool matmul cast"));
             };

@@ -1,0 +1,203 @@
+//! Input blocks that the tasks of one process read alike, decoded once. Each tile of a matrix
+//! product reads a row of blocks of its left operand and a column of blocks of its right one,
+//! which the other tiles of that row and column read too, and `kask run` runs every tile's
+//! task in one process (a worker pod, the tasks it is given). Blocks are kept up to a byte
+//! budget, the least recently used leaving first; a block being read by one task is awaited
+//! by the others instead of read twice.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::OnceCell;
+
+use super::block::{Block, each};
+use kask_core::error::Result;
+
+/// A block read or being read.
+type Cell = Arc<OnceCell<Arc<Block>>>;
+
+struct Entry {
+    cell: Cell,
+    /// Its bytes once read (0 while being read).
+    bytes: u64,
+    /// When it was last asked for (a counter).
+    used: u64,
+}
+
+#[derive(Default)]
+struct State {
+    entries: HashMap<String, Entry>,
+    bytes: u64,
+    clock: u64,
+}
+
+/// Blocks by key; the key names the job, the array and the region.
+pub struct BlockCache {
+    state: Mutex<Option<State>>,
+}
+
+impl BlockCache {
+    /// An empty cache, for a `static`.
+    pub const fn new() -> Self {
+        BlockCache {
+            state: Mutex::new(None),
+        }
+    }
+
+    /// The block of `key`: kept, being read by another task, or read now by `read` and kept
+    /// if the cache then holds at most `budget` bytes (older blocks leave to make room).
+    pub async fn get_or_read<F, Fut>(&self, key: &str, budget: u64, read: F) -> Result<Arc<Block>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Block>>,
+    {
+        let cell = self.cell(key);
+        let block = cell
+            .get_or_try_init(|| async { read().await.map(Arc::new) })
+            .await?
+            .clone();
+        self.settle(key, &cell, bytes_of(&block), budget);
+        Ok(block)
+    }
+
+    /// The cell of `key`, made if new, marked as just used.
+    fn cell(&self, key: &str) -> Cell {
+        let Ok(mut guard) = self.state.lock() else {
+            return Arc::new(OnceCell::new());
+        };
+        let state = guard.get_or_insert_with(State::default);
+        state.clock += 1;
+        let clock = state.clock;
+        let entry = state
+            .entries
+            .entry(key.to_string())
+            .or_insert_with(|| Entry {
+                cell: Arc::new(OnceCell::new()),
+                bytes: 0,
+                used: clock,
+            });
+        entry.used = clock;
+        Arc::clone(&entry.cell)
+    }
+
+    /// Counts a block just read, then drops the least recently used blocks until the cache
+    /// holds at most `budget` bytes; a block larger than that alone is not kept.
+    fn settle(&self, key: &str, cell: &Cell, bytes: u64, budget: u64) {
+        let Ok(mut guard) = self.state.lock() else {
+            return;
+        };
+        let Some(state) = guard.as_mut() else {
+            return;
+        };
+        match state.entries.get_mut(key) {
+            Some(e) if Arc::ptr_eq(&e.cell, cell) && e.bytes == 0 => {
+                if bytes > budget {
+                    state.entries.remove(key);
+                    return;
+                }
+                e.bytes = bytes;
+                state.bytes += bytes;
+            }
+            _ => return,
+        }
+        while state.bytes > budget {
+            let Some(oldest) = state
+                .entries
+                .iter()
+                .filter(|(_, e)| e.bytes > 0)
+                .min_by_key(|(_, e)| e.used)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            if let Some(e) = state.entries.remove(&oldest) {
+                state.bytes -= e.bytes;
+            }
+        }
+    }
+
+    /// The bytes of the blocks kept.
+    pub fn bytes(&self) -> u64 {
+        self.state
+            .lock()
+            .ok()
+            .and_then(|s| s.as_ref().map(|s| s.bytes))
+            .unwrap_or(0)
+    }
+}
+
+impl Default for BlockCache {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn bytes_of(block: &Block) -> u64 {
+    fn element<T>(_: &ndarray::ArrayD<T>) -> usize {
+        std::mem::size_of::<T>()
+    }
+    each!(block, a => (a.len() * element(a)) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::ArrayD;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn block(n: usize) -> Block {
+        Block::F64(ArrayD::zeros(vec![n]))
+    }
+
+    #[tokio::test]
+    async fn a_block_is_read_once_and_the_oldest_leaves_past_the_budget() {
+        let cache = BlockCache::new();
+        let reads = AtomicUsize::new(0);
+        let read = |n: usize| {
+            reads.fetch_add(1, Ordering::SeqCst);
+            async move { Ok(block(n)) }
+        };
+        // 100 f64 = 800 bytes each; a budget of two.
+        for key in ["a", "b", "a", "b"] {
+            cache
+                .get_or_read(key, 1600, || read(100))
+                .await
+                .expect("read");
+        }
+        assert_eq!(reads.load(Ordering::SeqCst), 2);
+        assert_eq!(cache.bytes(), 1600);
+        // `c` pushes out `a`, used longest ago; `b` stays.
+        cache
+            .get_or_read("c", 1600, || read(100))
+            .await
+            .expect("read");
+        cache
+            .get_or_read("b", 1600, || read(100))
+            .await
+            .expect("read");
+        assert_eq!(reads.load(Ordering::SeqCst), 3);
+        cache
+            .get_or_read("a", 1600, || read(100))
+            .await
+            .expect("read");
+        assert_eq!(reads.load(Ordering::SeqCst), 4);
+        // A block larger than the budget is returned, not kept.
+        let big = cache
+            .get_or_read("big", 1600, || read(1000))
+            .await
+            .expect("read");
+        assert_eq!(big.len(), 1000);
+        assert!(cache.bytes() <= 1600);
+        let failed = cache
+            .get_or_read("bad", 1600, || async {
+                Err(kask_core::error::Error::internal("no"))
+            })
+            .await;
+        assert!(failed.is_err());
+        cache
+            .get_or_read("bad", 1600, || read(1))
+            .await
+            .expect("read after a failure");
+    }
+}
