@@ -34,6 +34,15 @@ pub struct Evaluator<'a> {
     order: Vec<&'a Expr>,
     opened: Mutex<HashMap<String, Arc<ZarrArray>>>,
     read: AtomicU64,
+    /// Threads for one matrix product (see [`product_threads`]).
+    threads: usize,
+}
+
+/// Threads for one task's matrix products: a stage of fewer tasks than cores gives each task
+/// the idle cores' share, so that a product of a single tile runs on every core.
+pub fn product_threads(tasks: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cores / tasks.clamp(1, cores)).max(1)
 }
 
 /// The nodes of an expression in pre-order; a node's index is its id in the plan.
@@ -90,6 +99,15 @@ impl<'a> Evaluator<'a> {
             order: preorder(root),
             opened: Mutex::new(HashMap::new()),
             read: AtomicU64::new(0),
+            threads: 1,
+        }
+    }
+
+    /// The evaluator with `threads` threads for each matrix product.
+    pub fn with_threads(self, threads: usize) -> Self {
+        Evaluator {
+            threads: threads.max(1),
+            ..self
         }
     }
 
@@ -256,7 +274,7 @@ impl<'a> Evaluator<'a> {
             };
             let x = self.operand(a, ra).await?;
             let y = self.operand(b, rb).await?;
-            matmul::accumulate(&mut tile, &x, &y)?;
+            matmul::accumulate(&mut tile, &x, &y, self.threads)?;
             k0 = kr.end;
         }
         Ok(matmul::finish(tile, e.dtype))
@@ -291,5 +309,18 @@ impl<'a> Evaluator<'a> {
             step += chunk;
         }
         step.max(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lone_task_gets_every_core_and_many_tasks_one_each() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(product_threads(1), cores);
+        assert_eq!(product_threads(0), cores);
+        assert_eq!(product_threads(cores * 8), 1);
     }
 }

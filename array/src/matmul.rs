@@ -25,6 +25,7 @@ fn gemm_2d<T: GemmScalar>(
     c: &mut ArrayViewMut2<T>,
     a: &ArrayView2<T>,
     b: &ArrayView2<T>,
+    threads: usize,
 ) -> Result<()> {
     let (m, k) = a.dim();
     let n = b.dim().1;
@@ -67,7 +68,11 @@ fn gemm_2d<T: GemmScalar>(
             false,
             false,
             false,
-            gemm::Parallelism::None,
+            if threads > 1 {
+                gemm::Parallelism::Rayon(threads)
+            } else {
+                gemm::Parallelism::None
+            },
         );
     }
     Ok(())
@@ -88,11 +93,16 @@ fn view_mut<T, D: Dimension>(c: &mut ArrayD<T>) -> Result<ArrayViewMut<'_, T, D>
 }
 
 /// `c += a @ b` for float blocks: matrix products through `gemm`, the rest as for integers.
-fn accumulate_float<T: GemmScalar>(c: &mut ArrayD<T>, a: &ArrayD<T>, b: &ArrayD<T>) -> Result<()> {
+fn accumulate_float<T: GemmScalar>(
+    c: &mut ArrayD<T>,
+    a: &ArrayD<T>,
+    b: &ArrayD<T>,
+    threads: usize,
+) -> Result<()> {
     if (a.ndim(), b.ndim()) != (2, 2) {
         return accumulate_typed(c, a, b);
     }
-    gemm_2d(&mut view_mut::<_, Ix2>(c)?, &view(a)?, &view(b)?)
+    gemm_2d(&mut view_mut::<_, Ix2>(c)?, &view(a)?, &view(b)?, threads)
 }
 
 fn accumulate_typed<T: LinalgScalar>(
@@ -132,13 +142,13 @@ fn accumulate_typed<T: LinalgScalar>(
 }
 
 /// `c += a @ b` for one k-block; all three share a dtype (bool computes as int64 and is
-/// turned back by [`finish`]).
-pub fn accumulate(c: &mut Block, a: &Block, b: &Block) -> Result<()> {
+/// turned back by [`finish`]). Float products use `threads` threads.
+pub fn accumulate(c: &mut Block, a: &Block, b: &Block, threads: usize) -> Result<()> {
     match (c, a, b) {
         (Block::I32(c), Block::I32(a), Block::I32(b)) => accumulate_typed(c, a, b),
         (Block::I64(c), Block::I64(a), Block::I64(b)) => accumulate_typed(c, a, b),
-        (Block::F32(c), Block::F32(a), Block::F32(b)) => accumulate_float(c, a, b),
-        (Block::F64(c), Block::F64(a), Block::F64(b)) => accumulate_float(c, a, b),
+        (Block::F32(c), Block::F32(a), Block::F32(b)) => accumulate_float(c, a, b, threads),
+        (Block::F64(c), Block::F64(a), Block::F64(b)) => accumulate_float(c, a, b, threads),
         (Block::I64(c), a @ Block::Bool(_), b @ Block::Bool(_)) => {
             let (Block::I64(a), Block::I64(b)) = (
                 a.clone().cast(super::expr::DType::I64),

@@ -10,7 +10,7 @@ use ndarray::{IxDyn, SliceInfoElem};
 
 use super::block::{Block, each};
 use super::chunks::{block_index, region, task_of};
-use super::eval::Evaluator;
+use super::eval::{Evaluator, product_threads};
 use super::expr::Kind;
 use super::planner::{check_expr, kept_axes, result_axis};
 use super::{ArrayPlan, ArrayStage, intermediate_dir, partial, zarr};
@@ -44,7 +44,8 @@ pub async fn execute(
         .as_ref()
         .ok_or_else(|| Error::internal("an array task of a job without spec.array"))?;
     let root = check_expr(job, &ap.inputs)?;
-    let ev = Evaluator::new(store, ap, plan.scratch(), &root);
+    let ev = Evaluator::new(store, ap, plan.scratch(), &root)
+        .with_threads(product_threads(plan.stages[stage].tasks));
     let mut marker = TaskMarker {
         stage,
         task,

@@ -453,6 +453,33 @@ proptest! {
 }
 
 #[test]
+fn a_product_of_one_tile_on_every_core_equals_the_triple_loop() {
+    // One chunk each: one task, whose product runs on every core (large enough for gemm to
+    // split it between them). Small integers keep every sum exact.
+    let (m, k, n) = (257, 300, 263);
+    let a = Arr {
+        shape: vec![m, k],
+        data: (0..m * k).map(|i| ((i * 7) % 11) as f64 - 5.0).collect(),
+    };
+    let b = Arr {
+        shape: vec![k, n],
+        data: (0..k * n).map(|i| ((i * 3) % 13) as f64 - 6.0).collect(),
+    };
+    let want = matmul(&a, &b);
+    run(async {
+        let lab = Lab::local();
+        put_array(&lab, "a.zarr", &a, &[m as u64, k as u64], DType::F64).await;
+        put_array(&lab, "b.zarr", &b, &[k as u64, n as u64], DType::F64).await;
+        lab.run(&job("a @ b", &["a", "b"], 1 << 30))
+            .await
+            .expect("runs");
+        let (got, dtype) = get_array(&lab, "out.zarr").await;
+        assert_eq!(dtype, DType::F64);
+        assert_eq!(got.data, want.data, "a @ b, exactly");
+    });
+}
+
+#[test]
 fn one_element_and_single_chunk_arrays_reduce_to_a_0d_result() {
     run(async {
         let lab = Lab::local();
