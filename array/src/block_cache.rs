@@ -33,18 +33,12 @@ struct State {
 }
 
 /// Blocks by key; the key names the job, the array and the region.
+#[derive(Default)]
 pub struct BlockCache {
-    state: Mutex<Option<State>>,
+    state: Mutex<State>,
 }
 
 impl BlockCache {
-    /// An empty cache, for a `static`.
-    pub const fn new() -> Self {
-        BlockCache {
-            state: Mutex::new(None),
-        }
-    }
-
     /// The block of `key`: kept, being read by another task, or read now by `read` and kept
     /// if the cache then holds at most `budget` bytes (older blocks leave to make room).
     pub async fn get_or_read<F, Fut>(&self, key: &str, budget: u64, read: F) -> Result<Arc<Block>>
@@ -63,10 +57,9 @@ impl BlockCache {
 
     /// The cell of `key`, made if new, marked as just used.
     fn cell(&self, key: &str) -> Cell {
-        let Ok(mut guard) = self.state.lock() else {
+        let Ok(mut state) = self.state.lock() else {
             return Arc::new(OnceCell::new());
         };
-        let state = guard.get_or_insert_with(State::default);
         state.clock += 1;
         let clock = state.clock;
         let entry = state
@@ -87,9 +80,7 @@ impl BlockCache {
         let Ok(mut guard) = self.state.lock() else {
             return;
         };
-        let Some(state) = guard.as_mut() else {
-            return;
-        };
+        let state = &mut *guard;
         match state.entries.get_mut(key) {
             Some(e) if Arc::ptr_eq(&e.cell, cell) && e.bytes == 0 => {
                 if bytes > budget {
@@ -119,17 +110,7 @@ impl BlockCache {
 
     /// The bytes of the blocks kept.
     pub fn bytes(&self) -> u64 {
-        self.state
-            .lock()
-            .ok()
-            .and_then(|s| s.as_ref().map(|s| s.bytes))
-            .unwrap_or(0)
-    }
-}
-
-impl Default for BlockCache {
-    fn default() -> Self {
-        Self::new()
+        self.state.lock().map_or(0, |s| s.bytes)
     }
 }
 
@@ -152,7 +133,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_block_is_read_once_and_the_oldest_leaves_past_the_budget() {
-        let cache = BlockCache::new();
+        let cache = BlockCache::default();
         let reads = AtomicUsize::new(0);
         let read = |n: usize| {
             reads.fetch_add(1, Ordering::SeqCst);

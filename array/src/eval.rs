@@ -5,8 +5,8 @@
 
 use std::collections::HashMap;
 use std::ops::Range;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
 
 use futures::future::BoxFuture;
 use ndarray::{Slice, SliceInfoElem};
@@ -21,7 +21,7 @@ use kask_core::error::{Error, Result};
 use kask_core::store::Store;
 
 /// The input blocks of matrix products, shared by the tasks of this process.
-static OPERANDS: BlockCache = BlockCache::new();
+static OPERANDS: LazyLock<BlockCache> = LazyLock::new(BlockCache::default);
 
 /// The cache's budget without a memory limit: a quarter of the operators' pool otherwise.
 const DEFAULT_CACHE_BYTES: u64 = 1 << 30;

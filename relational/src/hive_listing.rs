@@ -54,15 +54,13 @@ pub async fn listed_by_folders(
         };
         probe.inputs.insert(name.clone(), listed);
     }
-    let read = match draft(store, "probe", spec, &probe) {
-        Ok(plan) => {
-            let source: Arc<dyn ShuffleSource> = Arc::new(PlanningOnly);
-            stages_of(store, &plan, &source)
-                .await
-                .map(|cut| files_read(cut.stages.iter().map(|s| &s.root)))
-        }
-        Err(e) => Err(e),
-    };
+    let read = async {
+        let plan = draft(store, "probe", spec, &probe)?;
+        let source: Arc<dyn ShuffleSource> = Arc::new(PlanningOnly);
+        let cut = stages_of(store, &plan, &source).await?;
+        Ok::<_, Error>(files_read(cut.stages.iter().map(|s| &s.root)))
+    }
+    .await;
     let Ok(read) = read else {
         info!("the folder probe did not plan; listing every folder");
         return list_inputs(store, tables, &ctx).await;
@@ -128,19 +126,20 @@ async fn files_below(
     if kept.len() <= FOLDERS_LISTED_ONE_BY_ONE {
         let dirs: Vec<String> = kept.iter().map(|(dir, _)| dir.clone()).collect();
         let listed: Vec<Vec<(String, u64, String)>> = futures::stream::iter(dirs)
-            .map(|dir| async move { visible_files(store, &dir).await })
+            .map(|dir| async move {
+                // The first folder was listed when the folders were.
+                if dir == top.folders[0].0 {
+                    return Ok(top.first.clone());
+                }
+                visible_files(store, &dir).await
+            })
             .buffered(16)
             .try_collect()
             .await?;
         return Ok(listed.into_iter().flatten().collect());
     }
-    let Some(parent) = top.folders[0].0.rsplit_once('/').map(|(p, _)| p) else {
-        return Err(Error::internal(
-            "an outer folder without its input's folder",
-        ));
-    };
     let dirs: BTreeSet<String> = kept.iter().map(|(dir, _)| format!("{dir}/")).collect();
-    Ok(visible_files(store, parent)
+    Ok(visible_files(store, &top.dir)
         .await?
         .into_iter()
         .filter(|(path, _, _)| {

@@ -267,6 +267,8 @@ pub async fn listed_from(
 /// before its files, so that a query's filters on that key can skip whole folders unlisted.
 #[derive(Clone, Debug)]
 pub struct TopFolders {
+    /// The input's folder.
+    pub dir: String,
     /// The key.
     pub key: String,
     /// Each folder's path (relative to the storage root, without a trailing `/`) and value.
@@ -319,6 +321,7 @@ pub async fn top_folders(store: &Store, input: &Input) -> Result<Option<TopFolde
         return Ok(None);
     }
     Ok(Some(TopFolders {
+        dir: dir.to_string(),
         key,
         folders,
         first,
