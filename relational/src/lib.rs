@@ -14,6 +14,7 @@ pub mod codec;
 pub mod csv_guard;
 pub mod ctes;
 pub mod cut;
+pub mod decimal_arith;
 pub mod diagnose;
 pub mod errors;
 mod estimate;

@@ -152,6 +152,10 @@ fn decoded(
             st.name
         )));
     }
+    // Decimal arithmetic without per-value overflow checks where none can overflow: a
+    // task-side rewrite, so the plan the plan pod recorded (and checked above) is unchanged.
+    let root = crate::decimal_arith::exact_decimal_arithmetic(root)
+        .map_err(|e| Error::internal(format!("stage {}: {e}", st.name)))?;
     let sink = match (hash, &st.sink) {
         (Some(hash), _) => hash,
         (None, Sink::Output) => SinkKind::Output,
