@@ -7,6 +7,7 @@
 
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
@@ -68,6 +69,15 @@ pub fn when_limited(hook: fn()) {
     let _ = WHEN_LIMITED.set(hook);
 }
 
+/// Whether [`when_limited`]'s hook has run: the allocator may since be freeing memory lazily
+/// (`MADV_FREE`), which the resident set still counts until the kernel takes it back.
+static LIMITED: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process's memory is limited and its allocator told so (see [`LIMITED`]).
+pub fn limited() -> bool {
+    LIMITED.load(Ordering::Relaxed)
+}
+
 /// A worker's memory limit and the pool that DataFusion's operators share.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Budget {
@@ -122,6 +132,7 @@ impl Budget {
             && let Some(hook) = WHEN_LIMITED.get()
         {
             hook();
+            LIMITED.store(true, Ordering::Relaxed);
         }
         let spill_limit = match std::env::var("KASK_SPILL_LIMIT") {
             Ok(v) => Some(parse_size(&v).map_err(|why| {

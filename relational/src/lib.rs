@@ -29,6 +29,7 @@ pub mod hive_prune;
 pub mod join_order;
 pub mod key_filter;
 mod kind;
+pub mod lean_filter;
 pub mod merge;
 pub mod pipeline;
 pub mod planner;

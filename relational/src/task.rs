@@ -152,9 +152,11 @@ fn decoded(
             st.name
         )));
     }
-    // Decimal arithmetic without per-value overflow checks where none can overflow: a
-    // task-side rewrite, so the plan the plan pod recorded (and checked above) is unchanged.
+    // Decimal arithmetic without per-value overflow checks where none can overflow, and
+    // filters that do not copy the batches they keep whole: task-side rewrites, so the plan
+    // the plan pod recorded (and checked above) is unchanged.
     let root = crate::decimal_arith::exact_decimal_arithmetic(root)
+        .and_then(crate::lean_filter::lean_filters)
         .map_err(|e| Error::internal(format!("stage {}: {e}", st.name)))?;
     let sink = match (hash, &st.sink) {
         (Some(hash), _) => hash,
