@@ -20,7 +20,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 // a system call that unmaps them. A 100-million-row sort at `--memory 1Gi`: 1.35 GB peak resident
 // with mimalloc's defaults; inside a 1 GiB cgroup it finishes, in 98 s (116 s when decommitting).
 //
-//
 // Purging at once also makes transparent huge pages costly: mimalloc asks for them on its
 // arenas, a purge of a 64 KiB piece splits one, and the next allocation there faults in and
 // zeroes a whole 2 MiB page again. So a limited worker turns them off for itself
