@@ -21,6 +21,8 @@ use datafusion::physical_plan::{
 };
 use futures::StreamExt;
 
+use crate::one_input::only_input;
+
 /// The columns of a schema that hold text.
 pub fn text_columns(schema: &SchemaRef) -> Vec<usize> {
     schema
@@ -104,14 +106,12 @@ impl ExecutionPlan for NoLineBreaks {
 
     fn with_new_children(
         self: Arc<Self>,
-        mut children: Vec<Arc<dyn ExecutionPlan>>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        match children.len() {
-            1 => Ok(Arc::new(NoLineBreaks::new(children.swap_remove(0)))),
-            n => Err(DataFusionError::Internal(format!(
-                "NoLineBreaks has one input, not {n}"
-            ))),
-        }
+        Ok(Arc::new(NoLineBreaks::new(only_input(
+            children,
+            "NoLineBreaks",
+        )?)))
     }
 
     // The scan's size passes through, so that DataFusion can tell a small CSV table from a

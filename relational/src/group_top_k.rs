@@ -16,7 +16,7 @@ use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::ScalarValue;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::error::Result as DfResult;
 use datafusion::execution::TaskContext;
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::logical_expr::Operator;
@@ -39,6 +39,8 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream,
 };
 use futures::StreamExt;
+
+use crate::one_input::only_input;
 
 /// The most rows per group kept: each is held as its sort key, per group, while a task runs.
 pub const MAX_N: usize = 1000;
@@ -127,19 +129,14 @@ impl ExecutionPlan for GroupTopKExec {
 
     fn with_new_children(
         self: Arc<Self>,
-        mut children: Vec<Arc<dyn ExecutionPlan>>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        match children.len() {
-            1 => Ok(Arc::new(GroupTopKExec::new(
-                children.swap_remove(0),
-                self.keys.clone(),
-                self.order.clone(),
-                self.n,
-            ))),
-            n => Err(DataFusionError::Internal(format!(
-                "GroupTopKExec has one input, not {n}"
-            ))),
-        }
+        Ok(Arc::new(GroupTopKExec::new(
+            only_input(children, "GroupTopKExec")?,
+            self.keys.clone(),
+            self.order.clone(),
+            self.n,
+        )))
     }
 
     fn metrics(&self) -> Option<MetricsSet> {

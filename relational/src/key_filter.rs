@@ -34,6 +34,7 @@ use futures::{StreamExt, TryStreamExt};
 
 use super::exchange::ShuffleSource;
 use super::process_cache::{Cell, ProcessCache};
+use crate::one_input::only_input;
 
 /// Seeds the key hashes. Both sides hash with it; it is not the hash partitioning's, whose
 /// value within one partition is fixed modulo the partition count.
@@ -331,19 +332,14 @@ impl ExecutionPlan for KeyFilterExec {
 
     fn with_new_children(
         self: Arc<Self>,
-        mut children: Vec<Arc<dyn ExecutionPlan>>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        match children.len() {
-            1 => Ok(Arc::new(KeyFilterExec::new(
-                children.swap_remove(0),
-                self.stage,
-                self.keys.clone(),
-                Arc::clone(&self.source),
-            ))),
-            n => Err(DataFusionError::Internal(format!(
-                "KeyFilterExec has one input, not {n}"
-            ))),
-        }
+        Ok(Arc::new(KeyFilterExec::new(
+            only_input(children, "KeyFilterExec")?,
+            self.stage,
+            self.keys.clone(),
+            Arc::clone(&self.source),
+        )))
     }
 
     fn metrics(&self) -> Option<MetricsSet> {

@@ -13,13 +13,14 @@
 //! batches. A batch the filter keeps whole is the scan's own arrays (arrow's filter kernel
 //! shares them when every row is kept).
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
 
 use datafusion::arrow::compute::BatchCoalescer;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::error::Result as DfResult;
 use datafusion::execution::TaskContext;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::filter::FilterExec;
@@ -28,6 +29,8 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream,
 };
 use futures::StreamExt;
+
+use crate::one_input::only_input;
 
 /// Hands on its input's batches of at least half of `target` rows as they are, and gathers
 /// smaller ones into batches of `target` rows, keeping the rows' order.
@@ -80,17 +83,12 @@ impl ExecutionPlan for SmallBatchesExec {
 
     fn with_new_children(
         self: Arc<Self>,
-        mut children: Vec<Arc<dyn ExecutionPlan>>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        match children.len() {
-            1 => Ok(Arc::new(SmallBatchesExec::new(
-                children.swap_remove(0),
-                self.target,
-            ))),
-            n => Err(DataFusionError::Internal(format!(
-                "SmallBatchesExec has one input, not {n}"
-            ))),
-        }
+        Ok(Arc::new(SmallBatchesExec::new(
+            only_input(children, "SmallBatchesExec")?,
+            self.target,
+        )))
     }
 
     fn execute(
@@ -103,7 +101,7 @@ impl ExecutionPlan for SmallBatchesExec {
         let gather = Gather {
             small: BatchCoalescer::new(Arc::clone(&schema), self.target),
             big: self.target / 2,
-            ready: std::collections::VecDeque::new(),
+            ready: VecDeque::new(),
         };
         let batches = futures::stream::unfold(
             (input, gather, false),
@@ -139,7 +137,7 @@ struct Gather {
     /// Batches of at least this many rows are handed on as they are.
     big: usize,
     /// Batches to hand on, in order.
-    ready: std::collections::VecDeque<RecordBatch>,
+    ready: VecDeque<RecordBatch>,
 }
 
 impl Gather {

@@ -31,6 +31,7 @@ pub mod key_filter;
 mod kind;
 pub mod lean_filter;
 pub mod merge;
+pub mod one_input;
 pub mod pipeline;
 pub mod planner;
 pub mod process_cache;

@@ -28,6 +28,7 @@ use futures::{StreamExt, TryStreamExt};
 
 use super::exchange::ShuffleSource;
 use super::process_cache::{Cell, ProcessCache};
+use crate::one_input::only_input;
 
 /// A build side's rows.
 type Rows = Arc<Vec<RecordBatch>>;
@@ -107,19 +108,14 @@ impl ExecutionPlan for SharedBuildExec {
 
     fn with_new_children(
         self: Arc<Self>,
-        mut children: Vec<Arc<dyn ExecutionPlan>>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        match children.len() {
-            1 => Ok(Arc::new(SharedBuildExec::new(
-                children.swap_remove(0),
-                self.stage,
-                self.id,
-                Arc::clone(&self.source),
-            ))),
-            n => Err(DataFusionError::Internal(format!(
-                "SharedBuildExec has one input, not {n}"
-            ))),
-        }
+        Ok(Arc::new(SharedBuildExec::new(
+            only_input(children, "SharedBuildExec")?,
+            self.stage,
+            self.id,
+            Arc::clone(&self.source),
+        )))
     }
 
     fn execute(

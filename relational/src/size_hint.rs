@@ -36,6 +36,7 @@ use datafusion::physical_plan::{
 use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, PhysicalPlanner};
 
 use crate::estimate::estimated_bytes;
+use crate::one_input::only_input;
 
 /// A logical node that passes its input on and tells the physical planner its estimated size.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Hash)]
@@ -65,20 +66,11 @@ impl UserDefinedLogicalNodeCore for SizeHint {
         write!(f, "SizeHint: bytes={}", self.bytes)
     }
 
-    fn with_exprs_and_inputs(
-        &self,
-        _exprs: Vec<Expr>,
-        mut inputs: Vec<LogicalPlan>,
-    ) -> Result<Self> {
-        match inputs.len() {
-            1 => Ok(SizeHint {
-                input: inputs.swap_remove(0),
-                bytes: self.bytes,
-            }),
-            n => Err(DataFusionError::Internal(format!(
-                "SizeHint has one input, not {n}"
-            ))),
-        }
+    fn with_exprs_and_inputs(&self, _exprs: Vec<Expr>, inputs: Vec<LogicalPlan>) -> Result<Self> {
+        Ok(SizeHint {
+            input: only_input(inputs, "SizeHint")?,
+            bytes: self.bytes,
+        })
     }
 }
 
@@ -206,17 +198,12 @@ impl ExecutionPlan for SizeHintExec {
 
     fn with_new_children(
         self: Arc<Self>,
-        mut children: Vec<Arc<dyn ExecutionPlan>>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        match children.len() {
-            1 => Ok(Arc::new(SizeHintExec {
-                input: children.swap_remove(0),
-                bytes: self.bytes,
-            })),
-            n => Err(DataFusionError::Internal(format!(
-                "SizeHintExec has one input, not {n}"
-            ))),
-        }
+        Ok(Arc::new(SizeHintExec {
+            input: only_input(children, "SizeHintExec")?,
+            bytes: self.bytes,
+        }))
     }
 
     fn child_stats_requests(&self, _partition: Option<usize>) -> Vec<ChildStats> {

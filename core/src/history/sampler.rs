@@ -101,12 +101,12 @@ impl Sampler {
     /// tables (`smaps_rollup`): one per task was 6% of the CPU samples of db-benchmark
     /// groupby q1 at 1e8 rows (28 tasks in 0.7 s).
     pub fn peak_since(&self, from_ms: u64) -> u64 {
-        let stale = |samples: &[Sample]| {
-            samples
-                .last()
-                .is_none_or(|s| super::now_ms().saturating_sub(s.ms) >= EVERY.as_millis() as u64)
-        };
-        if self.samples.lock().map_or(true, |s| stale(&s)) {
+        let last_ms = self
+            .samples
+            .lock()
+            .ok()
+            .and_then(|s| s.last().map(|s| s.ms));
+        if last_ms.is_none_or(|ms| super::now_ms().saturating_sub(ms) >= EVERY.as_millis() as u64) {
             self.record();
         }
         let Ok(samples) = self.samples.lock() else {
