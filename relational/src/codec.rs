@@ -104,6 +104,10 @@ struct ReaderNode {
     /// For a side of a join whose tasks share out skewed partitions, the join.
     #[prost(message, optional, tag = "7")]
     shared: Option<SharedJoinNode>,
+    /// For a reader of a stage whose tasks take small partitions together, the stages that
+    /// stage's readers read (none otherwise).
+    #[prost(uint64, repeated, tag = "8")]
+    coalesced: Vec<u64>,
 }
 
 /// A [`SharedJoin`].
@@ -190,6 +194,16 @@ impl PhysicalExtensionCodec for KaskCodec {
                     partitioning,
                     Arc::clone(&self.source),
                 );
+                let reader = if r.coalesced.is_empty() {
+                    reader
+                } else {
+                    let stages = r
+                        .coalesced
+                        .iter()
+                        .map(|&s| usize::try_from(s).map_err(|e| internal("a read stage", e)))
+                        .collect::<DfResult<Vec<_>>>()?;
+                    reader.coalescing(&stages)
+                };
                 Ok(Arc::new(match r.shared {
                     Some(j) => {
                         let stage =
@@ -287,6 +301,12 @@ impl PhysicalExtensionCodec for KaskCodec {
                     split_right: j.split_right,
                     reads_right: j.side == Side::Right,
                 }),
+                coalesced: r
+                    .coalesced()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|&s| s as u64)
+                    .collect(),
             })
         } else if node.is::<NoLineBreaks>() {
             Node::NoLineBreaks(protobuf::EmptyMessage {})
@@ -590,6 +610,28 @@ mod tests {
         assert_eq!(k.stage(), 5);
         let keys: Vec<String> = k.keys().iter().map(|e| e.to_string()).collect();
         assert_eq!(keys, ["s@1", "k@0"]);
+    }
+
+    #[test]
+    fn a_reader_taking_small_partitions_together_survives_the_trip() {
+        let key: Arc<dyn datafusion::physical_expr::PhysicalExpr> = Arc::new(Column::new("k", 0));
+        let reader: Arc<dyn ExecutionPlan> = Arc::new(
+            ShuffleReaderExec::new(
+                3,
+                ReadMode::Partition,
+                k_and_s(),
+                Partitioning::Hash(vec![key], 4),
+                Arc::new(PlanningOnly),
+            )
+            .coalescing(&[1, 3]),
+        );
+        let (back, _) = round_trip(&reader, &SinkKind::Output);
+        assert_eq!(plan_text(&back), plan_text(&reader));
+        let r = back
+            .downcast_ref::<ShuffleReaderExec>()
+            .expect("a shuffle reader");
+        assert_eq!(r.coalesced(), Some(&[1, 3][..]));
+        assert_eq!(r.stage(), 3);
     }
 
     #[test]

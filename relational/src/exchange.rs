@@ -27,6 +27,7 @@ use kask_core::error::{Error, Result};
 use kask_core::marker::{TaskMarker, latest_markers};
 use kask_core::shuffle::SliceReader;
 
+use super::coalesce::Runs;
 use super::key_filter::{KeyBloom, MAX_FILTER_KEYS};
 use super::range_sort::RangeRead;
 use super::shares::{Shares, Side};
@@ -48,6 +49,13 @@ pub trait ShuffleSource: Send + Sync + fmt::Debug {
     /// What each task of `join` (into `partitions` tasks) joins: decided by the first task
     /// that asks, from its map tasks' sizes, the same for every task after.
     async fn shares(&self, join: SharedJoin, partitions: usize) -> Result<Arc<Shares>>;
+    /// Which partitions each task of a stage that reads the shuffles of `stages` (cut into
+    /// `partitions`) reads ([`crate::coalesce`]): decided like [`ShuffleSource::shares`]. A
+    /// source that cannot store a decision gives each task its own partition.
+    async fn runs(&self, stages: &[usize], partitions: usize) -> Result<Arc<Runs>> {
+        let _ = stages;
+        Ok(Arc::new(Runs::own(partitions)))
+    }
     /// The next batch of an opened slice.
     async fn next(&self, slice: &mut SliceReader) -> Result<Option<RecordBatch>>;
     /// What names the job whose tasks read from it, with its store, for the values the
@@ -72,6 +80,9 @@ impl ShuffleSource for PlanningOnly {
         Err(Error::internal("a plan made for planning only was run"))
     }
     async fn shares(&self, _join: SharedJoin, _partitions: usize) -> Result<Arc<Shares>> {
+        Err(Error::internal("a plan made for planning only was run"))
+    }
+    async fn runs(&self, _stages: &[usize], _partitions: usize) -> Result<Arc<Runs>> {
         Err(Error::internal("a plan made for planning only was run"))
     }
     async fn next(&self, _slice: &mut SliceReader) -> Result<Option<RecordBatch>> {
@@ -126,6 +137,10 @@ pub struct ShuffleReaderExec {
     /// For a side of a join whose tasks share out a skewed partition: the join; the reader
     /// reads what the join's shares give its task ([`crate::shares`]).
     shared: Option<SharedJoin>,
+    /// For a reader of a stage whose tasks take small partitions together, the stages that
+    /// stage's readers read; the reader reads the partitions the stage's runs give its task
+    /// ([`crate::coalesce`]).
+    coalesced: Option<Arc<[usize]>>,
 }
 
 impl ShuffleReaderExec {
@@ -158,6 +173,7 @@ impl ShuffleReaderExec {
             metrics: ExecutionPlanMetricsSet::new(),
             sorts: Arc::default(),
             shared: None,
+            coalesced: None,
         }
     }
 
@@ -196,6 +212,7 @@ impl ShuffleReaderExec {
             metrics: ExecutionPlanMetricsSet::new(),
             sorts: Arc::default(),
             shared: None,
+            coalesced: None,
         }
     }
 
@@ -227,7 +244,74 @@ impl ShuffleReaderExec {
             metrics: ExecutionPlanMetricsSet::new(),
             sorts: Arc::default(),
             shared: Some(join),
+            coalesced: None,
         }
+    }
+
+    /// For a reader of a stage whose tasks take small partitions together, the stages that
+    /// stage's readers read.
+    pub fn coalesced(&self) -> Option<&[usize]> {
+        self.coalesced.as_deref()
+    }
+
+    /// This reader as one of a stage whose tasks take small partitions together, deciding
+    /// from the shuffles of `stages` (every stage its stage's readers read).
+    pub fn coalescing(&self, stages: &[usize]) -> Self {
+        ShuffleReaderExec {
+            stage: self.stage,
+            mode: self.mode,
+            schema: Arc::clone(&self.schema),
+            properties: Arc::clone(&self.properties),
+            source: Arc::clone(&self.source),
+            ordering: self.ordering.clone(),
+            min_range_rows: self.min_range_rows,
+            metrics: ExecutionPlanMetricsSet::new(),
+            sorts: Arc::default(),
+            shared: self.shared,
+            coalesced: Some(stages.into()),
+        }
+    }
+
+    /// Partition `task` of a reader of a stage whose tasks take small partitions together:
+    /// the partitions the stage's runs give task `task`, each from every map task.
+    fn execute_coalesced(&self, stages: Arc<[usize]>, task: usize) -> SendableRecordBatchStream {
+        let source = Arc::clone(&self.source);
+        let stage = self.stage;
+        let partitions = self.properties.partitioning.partition_count();
+        let wanted = {
+            let source = Arc::clone(&source);
+            futures::stream::once(async move {
+                let runs = source.runs(&stages, partitions).await?;
+                let maps = check_partitions(source.maps(stage).await?, stage, partitions)?;
+                let wanted: Vec<(TaskMarker, usize)> = runs
+                    .of(task)
+                    .flat_map(|p| maps.iter().map(move |m| (m.clone(), p)))
+                    .collect();
+                Ok::<_, Error>(wanted)
+            })
+        };
+        let opened = {
+            let source = Arc::clone(&source);
+            wanted
+                .map_ok(move |wanted| {
+                    let source = Arc::clone(&source);
+                    futures::stream::iter(wanted)
+                        .map(move |(m, p)| {
+                            let source = Arc::clone(&source);
+                            async move { source.open(m, p).await }
+                        })
+                        .buffered(SLICES_IN_FLIGHT)
+                })
+                .try_flatten()
+        };
+        let stream = opened
+            .map_ok(move |slice| batches(Arc::clone(&source), slice))
+            .try_flatten()
+            .map_err(|e| DataFusionError::External(Box::new(e)));
+        Box::pin(RecordBatchStreamAdapter::new(
+            Arc::clone(&self.schema),
+            stream.boxed(),
+        ))
     }
 
     /// Partition `partition` of a reader of a join's side whose tasks share out skewed
@@ -365,6 +449,9 @@ impl DisplayAs for ShuffleReaderExec {
                 j.left, j.right
             )?;
         }
+        if self.coalesced.is_some() {
+            write!(f, ", small partitions taken together")?;
+        }
         Ok(())
     }
 }
@@ -421,6 +508,11 @@ impl ExecutionPlan for ShuffleReaderExec {
     ) -> DfResult<SendableRecordBatchStream> {
         if let Some(join) = self.shared {
             return Ok(self.execute_shared(join, partition));
+        }
+        if let Some(stages) = &self.coalesced
+            && self.mode == ReadMode::Partition
+        {
+            return Ok(self.execute_coalesced(Arc::clone(stages), partition));
         }
         if self.mode == ReadMode::Range {
             let Some(ordering) = &self.ordering else {
@@ -519,6 +611,9 @@ pub struct TaskShuffles {
     pub read: Mutex<(u64, u64)>,
     /// The shares of the joins this task runs, once decided (both sides' readers ask).
     shares: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Arc<Shares>>>>>,
+    /// The runs of the stages this task reads with small partitions taken together, once
+    /// decided (every reader of the stage asks).
+    runs: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Arc<Runs>>>>>,
     /// The key filters of the stages this task's rows are filtered by, once read.
     filters: Mutex<HashMap<usize, Arc<super::key_filter::FilterCell>>>,
 }
@@ -539,6 +634,7 @@ impl TaskShuffles {
             error: Mutex::new(None),
             read: Mutex::new((0, 0)),
             shares: Mutex::default(),
+            runs: Mutex::default(),
             filters: Mutex::default(),
         }
     }
@@ -605,6 +701,52 @@ impl TaskShuffles {
             );
         }
         Ok(shares)
+    }
+
+    /// The runs of a stage reading the shuffles of `stages`: the stored decision, or this
+    /// task's own, stored unless another task stored one first (then that one).
+    async fn agree_runs(&self, stages: &[usize], partitions: usize, name: &str) -> Result<Runs> {
+        let path = self.plan.decision_path(name);
+        let parse = |bytes: &[u8]| -> Result<Runs> {
+            let runs: Runs = serde_json::from_slice(bytes)
+                .map_err(|e| Error::internal(format!("{path} is not valid: {e}")))?;
+            if runs.tasks.len() != partitions {
+                return Err(Error::internal(format!(
+                    "{path} gives partitions to {} tasks, not {partitions}",
+                    runs.tasks.len()
+                )));
+            }
+            Ok(runs)
+        };
+        if let Some(stored) = self.store.get_opt(&path).await? {
+            return parse(&stored);
+        }
+        let mut bytes = vec![0u64; partitions];
+        for &stage in stages {
+            let maps = latest_markers(&self.store, &self.plan, stage).await?;
+            for row in map_sizes(&maps) {
+                for (p, b) in row.into_iter().enumerate().take(partitions) {
+                    bytes[p] += b;
+                }
+            }
+        }
+        let workers = self.plan.spec.workers() as usize;
+        let pool = kask_core::memory::pool_limit(&self.store.runtime);
+        let runs = super::coalesce::decide(&bytes, workers, pool);
+        let body = serde_json::to_vec(&runs)
+            .map_err(|e| Error::internal(format!("writing {path}: {e}")))?;
+        if !self.store.put_create(&path, body.into()).await? {
+            return parse(&self.store.get(&path).await?);
+        }
+        if runs.busy() < partitions {
+            tracing::info!(
+                ?stages,
+                bytes = bytes.iter().sum::<u64>(),
+                "small partitions taken together: {partitions} partitions in {} tasks",
+                runs.busy()
+            );
+        }
+        Ok(runs)
     }
 
     /// Stage `stage`'s key filter, built from every task's recorded hashes. Any hash file
@@ -702,6 +844,28 @@ impl ShuffleSource for TaskShuffles {
         };
         let r = cell
             .get_or_try_init(|| async { self.agree(join, partitions, &name).await.map(Arc::new) })
+            .await
+            .map(Arc::clone);
+        self.keep(r)
+    }
+
+    async fn runs(&self, stages: &[usize], partitions: usize) -> Result<Arc<Runs>> {
+        // Partitions the spec names are the user's to choose.
+        if self.plan.spec.shuffle_partitions.is_some() {
+            return Ok(Arc::new(Runs::own(partitions)));
+        }
+        let names: Vec<String> = stages.iter().map(ToString::to_string).collect();
+        let name = format!("coalesce-{}", names.join("-"));
+        let cell = match self.runs.lock() {
+            Ok(mut all) => Arc::clone(all.entry(name.clone()).or_default()),
+            Err(_) => return Err(Error::internal("the task's partition runs were poisoned")),
+        };
+        let r = cell
+            .get_or_try_init(|| async {
+                self.agree_runs(stages, partitions, &name)
+                    .await
+                    .map(Arc::new)
+            })
             .await
             .map(Arc::clone);
         self.keep(r)

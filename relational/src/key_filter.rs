@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use datafusion::arrow::array::{ArrayRef, BooleanArray, RecordBatch};
+use datafusion::arrow::buffer::BooleanBuffer;
 use datafusion::arrow::compute::filter_record_batch;
 use datafusion::common::hash_utils::{RandomState, create_hashes};
 use datafusion::common::tree_node::TreeNodeRecursion;
@@ -286,11 +287,11 @@ impl Filtering {
             return Ok(batch);
         };
         hash_keys(&self.keys, &batch, &mut self.hashes)?;
-        let keep: BooleanArray = self
-            .hashes
-            .iter()
-            .map(|&h| Some(bloom.may_contain(h)))
-            .collect();
+        let hashes = &self.hashes;
+        let keep = BooleanArray::new(
+            BooleanBuffer::collect_bool(hashes.len(), |i| bloom.may_contain(hashes[i])),
+            None,
+        );
         let kept = filter_record_batch(&batch, &keep)?;
         self.seen += batch.num_rows() as u64;
         self.kept += kept.num_rows() as u64;

@@ -11,7 +11,10 @@ use kask_worker::runner::StoreWrapper;
 use crate::faults::{FaultRates, FaultStore, Faults};
 use crate::support::{Lab, run};
 
-const JOB: &str = "  targetTaskBytes: 200\n  retries: 20\n  dataframe:\n    inputs: {t: {path: \"t/*.csv\", format: csv}}\n    pipeline: [{source: t}, {groupby: {by: [k], aggs: {v: [sum]}}}]\n  output: {path: out}\n";
+/// Its reduce tasks each read their own partition (`shufflePartitions`): taken together, one
+/// task would read every map task's slice of every partition, and at the fault rate below few
+/// of its attempts would get through.
+const JOB: &str = "  targetTaskBytes: 200\n  shufflePartitions: 4\n  retries: 20\n  dataframe:\n    inputs: {t: {path: \"t/*.csv\", format: csv}}\n    pipeline: [{source: t}, {groupby: {by: [k], aggs: {v: [sum]}}}]\n  output: {path: out}\n";
 
 async fn lab() -> Lab {
     let lab = Lab::local();

@@ -7,6 +7,7 @@ mod bad_input;
 mod bag_sql;
 mod bags;
 mod chaos;
+mod coalesce;
 mod commit;
 mod conformance;
 mod datagen;

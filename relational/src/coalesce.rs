@@ -1,0 +1,198 @@
+//! Small shuffle partitions taken together, as Spark's adaptive execution coalesces them.
+//!
+//! The planner chooses a job's reduce partitions before any data moves, from the input's
+//! bytes; after a partial aggregation or a selective filter the shuffled rows are often far
+//! fewer (db-benchmark's groupby q1 reduces 1e8 rows to 1,800, which ten reducers then wrote
+//! as ten files of ten rows). Once the map tasks have written their shuffles, the first task
+//! of a reduce stage decides from their markers which adjacent partitions each task reads
+//! ([`decide`]), stores the decision for the others, and a task given none has nothing to
+//! do. Whole hash partitions only: a union of them keeps every key's rows in one task.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use datafusion::physical_plan::joins::{HashJoinExec, PartitionMode};
+use datafusion::physical_plan::union::UnionExec;
+use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
+use serde::{Deserialize, Serialize};
+
+use crate::cut::renew;
+use crate::exchange::{ReadMode, ShuffleReaderExec};
+use kask_core::error::Result;
+
+/// Partitions are taken together up to this many bytes a task at least, however many
+/// workers there are: below it, a task of its own costs more than it saves.
+pub const MIN_RUN_BYTES: u64 = 16 << 20;
+
+/// A task takes at most a quarter of its memory pool in shuffled bytes, as the planner
+/// sizes reduce partitions (`kask_core::plan::tasks::reduce_partitions`).
+const POOL_PARTS_PER_TASK: u64 = 4;
+
+/// Which partitions each task of a stage reads; the same for every task (the first task to
+/// decide stores it, the others read it).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Runs {
+    /// Per task, its partitions `from..to` (`from == to`: none).
+    pub tasks: Vec<(usize, usize)>,
+}
+
+impl Runs {
+    /// Each task reads its own partition.
+    pub fn own(partitions: usize) -> Runs {
+        Runs {
+            tasks: (0..partitions).map(|p| (p, p + 1)).collect(),
+        }
+    }
+
+    /// The partitions task `task` reads.
+    pub fn of(&self, task: usize) -> Range<usize> {
+        self.tasks.get(task).map_or(0..0, |&(from, to)| from..to)
+    }
+
+    /// How many tasks read any partition.
+    pub fn busy(&self) -> usize {
+        self.tasks.iter().filter(|(from, to)| from < to).count()
+    }
+}
+
+/// The runs of adjacent partitions, of `bytes` each (summed over every shuffle the stage
+/// reads), that the stage's tasks read: about an equal share of the bytes for each of
+/// `workers`, but at least [`MIN_RUN_BYTES`] and at most a task's share of a memory pool of
+/// `pool` bytes (a partition larger than that alone is a run of its own). The first runs go to
+/// the first tasks; the tasks after them read nothing.
+pub fn decide(bytes: &[u64], workers: usize, pool: Option<u64>) -> Runs {
+    let n = bytes.len();
+    let total: u64 = bytes.iter().sum();
+    let budget = pool.map_or(u64::MAX, |p| (p / POOL_PARTS_PER_TASK).max(1));
+    let target = total
+        .div_ceil(workers.max(1) as u64)
+        .max(MIN_RUN_BYTES)
+        .min(budget);
+    let mut tasks = Vec::with_capacity(n);
+    let (mut from, mut held) = (0, 0u64);
+    for (p, &b) in bytes.iter().enumerate() {
+        if p > from && held.saturating_add(b) > target {
+            tasks.push((from, p));
+            (from, held) = (p, 0);
+        }
+        held = held.saturating_add(b);
+    }
+    if from < n {
+        tasks.push((from, n));
+    }
+    tasks.resize(n, (n, n));
+    Runs { tasks }
+}
+
+/// A stage's sub-plan `root` with its readers marked to take small partitions together, when
+/// every row it reads comes through readers of whole hash partitions (after a hash exchange,
+/// none of them sharing out a skewed join's partitions) and every operator's partition `t` is
+/// their partition `t`. The build side of a join that collects it is read whole by every
+/// task, whatever its partition, and is left as it is.
+pub fn coalesce_readers(root: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+    let partitions = root.output_partitioning().partition_count();
+    let mut stages = Vec::new();
+    if partitions < 2 || !whole_partitions(&root, partitions, &mut stages) {
+        return Ok(root);
+    }
+    stages.sort_unstable();
+    stages.dedup();
+    mark(root, &stages)
+}
+
+/// Whether every leaf `plan` takes partition-dependent rows from is a reader of whole hash
+/// partitions, through operators of `partitions` partitions; adds the stages they read.
+fn whole_partitions(
+    plan: &Arc<dyn ExecutionPlan>,
+    partitions: usize,
+    stages: &mut Vec<usize>,
+) -> bool {
+    if plan.output_partitioning().partition_count() != partitions || plan.is::<UnionExec>() {
+        return false;
+    }
+    if let Some(r) = plan.downcast_ref::<ShuffleReaderExec>() {
+        stages.push(r.stage());
+        return r.mode() == ReadMode::Partition && r.shared().is_none();
+    }
+    if let Some(j) = plan.downcast_ref::<HashJoinExec>()
+        && *j.partition_mode() == PartitionMode::CollectLeft
+    {
+        return whole_partitions(j.right(), partitions, stages);
+    }
+    let children = plan.children();
+    !children.is_empty()
+        && children
+            .into_iter()
+            .all(|c| whole_partitions(c, partitions, stages))
+}
+
+fn mark(plan: Arc<dyn ExecutionPlan>, stages: &[usize]) -> Result<Arc<dyn ExecutionPlan>> {
+    if let Some(r) = plan.downcast_ref::<ShuffleReaderExec>() {
+        return Ok(Arc::new(r.coalescing(stages)));
+    }
+    let mut children: Vec<Arc<dyn ExecutionPlan>> = plan.children().into_iter().cloned().collect();
+    let collected = plan
+        .downcast_ref::<HashJoinExec>()
+        .is_some_and(|j| *j.partition_mode() == PartitionMode::CollectLeft);
+    for (i, c) in children.iter_mut().enumerate() {
+        if !(collected && i == 0) {
+            *c = mark(Arc::clone(c), stages)?;
+        }
+    }
+    renew(plan, children)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    /// Every partition read by exactly one task, in order, and how many tasks read any.
+    fn check(runs: &Runs, partitions: usize) -> usize {
+        assert_eq!(runs.tasks.len(), partitions);
+        let read: Vec<usize> = (0..partitions).flat_map(|t| runs.of(t)).collect();
+        assert_eq!(read, (0..partitions).collect::<Vec<_>>());
+        runs.busy()
+    }
+
+    #[test]
+    fn small_partitions_go_to_one_task() {
+        // db-benchmark groupby q1: ten partitions of 180 partial groups.
+        let runs = decide(&[4_000; 10], 2, Some(1 << 30));
+        assert_eq!(check(&runs, 10), 1);
+        assert_eq!(runs.of(0), 0..10);
+        assert!(runs.of(1).is_empty() && runs.of(9).is_empty());
+        // Nothing at all: still every partition read, by the first task.
+        assert_eq!(check(&decide(&[0; 4], 2, None), 4), 1);
+    }
+
+    #[test]
+    fn large_partitions_keep_a_task_each_and_the_workers_stay_busy() {
+        // Each partition a task's whole budget: unchanged.
+        let runs = decide(&[256 * MIB; 8], 2, Some(1 << 30));
+        assert_eq!(runs, Runs::own(8));
+        // 64 MiB in 8 partitions over 2 workers: two tasks of 32 MiB.
+        let runs = decide(&[8 * MIB; 8], 2, None);
+        assert_eq!(check(&runs, 8), 2);
+        assert_eq!((runs.of(0), runs.of(1)), (0..4, 4..8));
+        // One huge partition among small ones is a run of its own; the small ones around
+        // it go together.
+        let runs = decide(&[MIB, MIB, 900 * MIB, MIB, MIB], 2, Some(1 << 30));
+        assert_eq!(check(&runs, 5), 3);
+        assert_eq!((runs.of(0), runs.of(1), runs.of(2)), (0..2, 2..3, 3..5));
+    }
+
+    #[test]
+    fn a_task_never_takes_more_than_its_share_of_the_pool_unless_one_partition_is() {
+        let bytes: Vec<u64> = (0..40).map(|i| (i % 7 + 1) * 3 * MIB).collect();
+        let pool = 64 * MIB;
+        let runs = decide(&bytes, 1, Some(pool));
+        check(&runs, bytes.len());
+        for t in 0..bytes.len() {
+            let r = runs.of(t);
+            let held: u64 = bytes[r.clone()].iter().sum();
+            assert!(held <= pool / 4 || r.len() == 1, "task {t} holds {held}");
+        }
+    }
+}
