@@ -20,7 +20,6 @@ use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 
-use super::coalesce::coalesce_readers;
 use super::exchange::{ReadMode, ShuffleReaderExec, ShuffleSource, SinkKind};
 use super::key_filter::KeyFilterExec;
 use super::range_sort::CHUNK_ROWS;
@@ -124,9 +123,8 @@ impl CutStage {
 }
 
 /// Adds a stage whose sub-plan is `root`, its joins marked to share skewed partitions where
-/// they may ([`crate::skew`]), their collected build sides computed once per process
-/// ([`crate::shared_build`]), and its readers marked to take small partitions together where
-/// they may ([`crate::coalesce`]).
+/// they may ([`crate::skew`]), and their collected build sides computed once per process
+/// ([`crate::shared_build`]).
 fn push(
     stages: &mut Vec<CutStage>,
     root: Arc<dyn ExecutionPlan>,
@@ -135,7 +133,6 @@ fn push(
 ) -> Result<usize> {
     let root = share_skewed_joins(root)?;
     let root = share_builds(root, stages.len(), source).map_err(df)?;
-    let root = coalesce_readers(root)?;
     stages.push(CutStage::new(root, sink));
     Ok(stages.len() - 1)
 }

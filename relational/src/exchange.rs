@@ -850,10 +850,6 @@ impl ShuffleSource for TaskShuffles {
     }
 
     async fn runs(&self, stages: &[usize], partitions: usize) -> Result<Arc<Runs>> {
-        // Partitions the spec names are the user's to choose.
-        if self.plan.spec.shuffle_partitions.is_some() {
-            return Ok(Arc::new(Runs::own(partitions)));
-        }
         let names: Vec<String> = stages.iter().map(ToString::to_string).collect();
         let name = format!("coalesce-{}", names.join("-"));
         let cell = match self.runs.lock() {

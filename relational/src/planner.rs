@@ -132,7 +132,7 @@ pub async fn plan_relational(
 ) -> Result<Plan> {
     let mut plan = draft(store, job_id, spec, listing)?;
     let source: Arc<dyn ShuffleSource> = Arc::new(PlanningOnly);
-    let cut = match stages_of(store, &plan, &source).await {
+    let mut cut = match stages_of(store, &plan, &source).await {
         Ok(cut) => cut,
         // The first file's columns may lack some that the query names: with every file
         // opened, the plan's errors are its own.
@@ -146,6 +146,12 @@ pub async fn plan_relational(
     if let Some(pruned) = super::hive_listing::without_unread_folders(store, listing, &cut).await? {
         info!("planning again without the folders the filters skip");
         return Box::pin(plan_relational(store, job_id, spec, &pruned)).await;
+    }
+    // Partitions the spec names are the user's to choose; others may be taken together.
+    if spec.shuffle_partitions.is_none() {
+        for s in &mut cut.stages {
+            s.root = super::coalesce::coalesce_readers(Arc::clone(&s.root))?;
+        }
     }
     let feeds = feeds(&cut);
     let task_ctx = cut.ctx.task_ctx();

@@ -114,11 +114,11 @@ async fn a_small_grouped_result_is_reduced_by_one_task_into_one_file() {
 #[tokio::test]
 async fn partitions_the_spec_names_are_each_reduced_by_a_task_of_their_own() {
     let lab = lab().await;
-    let summary = lab
-        .run(&job(GROUPED, "  shufflePartitions: 4\n"))
-        .await
-        .expect("runs");
-    assert_eq!(summary.manifest.files.len(), 4);
+    let (store, plan) = lab.staged(&job(GROUPED, "  shufflePartitions: 4\n")).await;
+    assert_eq!(coalescing_stage(&plan), None);
+    commit_staged(&store, &plan).await;
+    let manifest = lab.manifest("out").await.expect("committed");
+    assert_eq!(manifest.files.len(), 4);
     let (_, _, got) = lab.typed_result("out").await;
     assert_eq!(sorted(got), sorted(grouped()));
 }
