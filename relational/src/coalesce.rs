@@ -6,7 +6,8 @@
 //! as ten files of ten rows). Once the map tasks have written their shuffles, the first task
 //! of a reduce stage decides from their markers which adjacent partitions each task reads
 //! ([`decide`]), stores the decision for the others, and a task given none has nothing to
-//! do. Whole hash partitions only: a union of them keeps every key's rows in one task.
+//! do. Whole hash partitions only: a union of them keeps every key's rows in one task. The
+//! planner marks the readers ([`coalesce_readers`]) unless the spec names `shufflePartitions`.
 
 use std::ops::Range;
 use std::sync::Arc;
