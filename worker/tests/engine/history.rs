@@ -12,8 +12,8 @@ use crate::faults::{FaultRates, FaultStore, Faults};
 use crate::support::{Lab, run};
 
 /// Its reduce tasks each read their own partition (`shufflePartitions`): taken together, one
-/// task would read every map task's slice of every partition, and at the fault rate below few
-/// of its attempts would get through.
+/// task would open every map task's slice of every partition (four times the reads of one
+/// task), and at the fault rate below twenty attempts were not always enough.
 const JOB: &str = "  targetTaskBytes: 200\n  shufflePartitions: 4\n  retries: 20\n  dataframe:\n    inputs: {t: {path: \"t/*.csv\", format: csv}}\n    pipeline: [{source: t}, {groupby: {by: [k], aggs: {v: [sum]}}}]\n  output: {path: out}\n";
 
 async fn lab() -> Lab {
