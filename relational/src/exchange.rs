@@ -599,6 +599,48 @@ pub enum SinkKind {
     Ranges(LexOrdering, u64),
 }
 
+/// What the tasks of a stage decide once, from their map tasks' sizes, and share through the
+/// store: the first to decide stores it, the others read it.
+trait Decision: serde::Serialize + serde::de::DeserializeOwned + Send + Sync {
+    /// How many tasks it gives work to.
+    fn tasks(&self) -> usize;
+    /// Says what decision `name` decided, when it changes anything.
+    fn log(&self, name: &str, partitions: usize);
+}
+
+impl Decision for Shares {
+    fn tasks(&self) -> usize {
+        self.tasks.len()
+    }
+    fn log(&self, name: &str, partitions: usize) {
+        if self.splits() {
+            let pieces: usize = self.tasks.iter().map(Vec::len).sum();
+            tracing::info!(
+                decision = name,
+                "a join's skewed partitions are shared out: {pieces} pieces over {partitions} tasks"
+            );
+        }
+    }
+}
+
+impl Decision for Runs {
+    fn tasks(&self) -> usize {
+        self.tasks.len()
+    }
+    fn log(&self, name: &str, partitions: usize) {
+        if self.busy() < partitions {
+            tracing::info!(
+                decision = name,
+                "small partitions taken together: {partitions} partitions in {} tasks",
+                self.busy()
+            );
+        }
+    }
+}
+
+/// A task's decisions of one kind, by name, each made or read once.
+type Decisions<T> = Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Arc<T>>>>>;
+
 /// A shuffle source of a running task: the job's store and plan, and the first error met,
 /// kept whole (DataFusion would pass on only its text).
 pub struct TaskShuffles {
@@ -610,10 +652,10 @@ pub struct TaskShuffles {
     /// Bytes and rows read from shuffles.
     pub read: Mutex<(u64, u64)>,
     /// The shares of the joins this task runs, once decided (both sides' readers ask).
-    shares: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Arc<Shares>>>>>,
+    shares: Decisions<Shares>,
     /// The runs of the stages this task reads with small partitions taken together, once
     /// decided (every reader of the stage asks).
-    runs: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Arc<Runs>>>>>,
+    runs: Decisions<Runs>,
     /// The key filters of the stages this task's rows are filtered by, once read.
     filters: Mutex<HashMap<usize, Arc<super::key_filter::FilterCell>>>,
 }
@@ -661,92 +703,53 @@ impl TaskShuffles {
         }
     }
 
-    /// The shares of `join`: the stored decision, or this task's own, stored unless another
-    /// task stored one first (then that one).
-    async fn agree(&self, join: SharedJoin, partitions: usize, name: &str) -> Result<Shares> {
-        let path = self.plan.decision_path(name);
-        let parse = |bytes: &[u8]| -> Result<Shares> {
-            let shares: Shares = serde_json::from_slice(bytes)
-                .map_err(|e| Error::internal(format!("{path} is not valid: {e}")))?;
-            if shares.tasks.len() != partitions {
-                return Err(Error::internal(format!(
-                    "{path} shares a join out to {} tasks, not {partitions}",
-                    shares.tasks.len()
-                )));
-            }
-            Ok(shares)
+    /// Decision `name` for `partitions` tasks, once per task: the stored one, or the one
+    /// `decide` makes, stored unless another task stored one first (then that one).
+    async fn agreed<T, F, Fut>(
+        &self,
+        cells: &Decisions<T>,
+        name: String,
+        partitions: usize,
+        decide: F,
+    ) -> Result<Arc<T>>
+    where
+        T: Decision,
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let cell = match cells.lock() {
+            Ok(mut all) => Arc::clone(all.entry(name.clone()).or_default()),
+            Err(_) => return Err(Error::internal(format!("the task's {name} was poisoned"))),
         };
-        if let Some(stored) = self.store.get_opt(&path).await? {
-            return parse(&stored);
-        }
-        let left = map_sizes(&latest_markers(&self.store, &self.plan, join.left).await?);
-        let right = map_sizes(&latest_markers(&self.store, &self.plan, join.right).await?);
-        let shares = super::shares::decide(
-            &left,
-            &right,
-            partitions,
-            (join.split_left, join.split_right),
-        );
-        let body = serde_json::to_vec(&shares)
-            .map_err(|e| Error::internal(format!("writing {path}: {e}")))?;
-        if !self.store.put_create(&path, body.into()).await? {
-            return parse(&self.store.get(&path).await?);
-        }
-        if shares.splits() {
-            let pieces: usize = shares.tasks.iter().map(Vec::len).sum();
-            tracing::info!(
-                left = join.left,
-                right = join.right,
-                "a join's skewed partitions are shared out: {pieces} pieces over {partitions} tasks"
-            );
-        }
-        Ok(shares)
-    }
-
-    /// The runs of a stage reading the shuffles of `stages`: the stored decision, or this
-    /// task's own, stored unless another task stored one first (then that one).
-    async fn agree_runs(&self, stages: &[usize], partitions: usize, name: &str) -> Result<Runs> {
-        let path = self.plan.decision_path(name);
-        let parse = |bytes: &[u8]| -> Result<Runs> {
-            let runs: Runs = serde_json::from_slice(bytes)
-                .map_err(|e| Error::internal(format!("{path} is not valid: {e}")))?;
-            if runs.tasks.len() != partitions {
-                return Err(Error::internal(format!(
-                    "{path} gives partitions to {} tasks, not {partitions}",
-                    runs.tasks.len()
-                )));
-            }
-            Ok(runs)
-        };
-        if let Some(stored) = self.store.get_opt(&path).await? {
-            return parse(&stored);
-        }
-        let mut bytes = vec![0u64; partitions];
-        for &stage in stages {
-            let maps = latest_markers(&self.store, &self.plan, stage).await?;
-            for row in map_sizes(&maps) {
-                for (p, b) in row.into_iter().enumerate().take(partitions) {
-                    bytes[p] += b;
+        let r = cell
+            .get_or_try_init(|| async {
+                let path = self.plan.decision_path(&name);
+                let parse = |bytes: &[u8]| -> Result<Arc<T>> {
+                    let decided: T = serde_json::from_slice(bytes)
+                        .map_err(|e| Error::internal(format!("{path} is not valid: {e}")))?;
+                    if decided.tasks() != partitions {
+                        return Err(Error::internal(format!(
+                            "{path} gives work to {} tasks, not {partitions}",
+                            decided.tasks()
+                        )));
+                    }
+                    Ok(Arc::new(decided))
+                };
+                if let Some(stored) = self.store.get_opt(&path).await? {
+                    return parse(&stored);
                 }
-            }
-        }
-        let workers = self.plan.spec.workers() as usize;
-        let pool = kask_core::memory::pool_limit(&self.store.runtime);
-        let runs = super::coalesce::decide(&bytes, workers, pool);
-        let body = serde_json::to_vec(&runs)
-            .map_err(|e| Error::internal(format!("writing {path}: {e}")))?;
-        if !self.store.put_create(&path, body.into()).await? {
-            return parse(&self.store.get(&path).await?);
-        }
-        if runs.busy() < partitions {
-            tracing::info!(
-                ?stages,
-                bytes = bytes.iter().sum::<u64>(),
-                "small partitions taken together: {partitions} partitions in {} tasks",
-                runs.busy()
-            );
-        }
-        Ok(runs)
+                let decided = decide().await?;
+                let body = serde_json::to_vec(&decided)
+                    .map_err(|e| Error::internal(format!("writing {path}: {e}")))?;
+                if !self.store.put_create(&path, body.into()).await? {
+                    return parse(&self.store.get(&path).await?);
+                }
+                decided.log(&name, partitions);
+                Ok(Arc::new(decided))
+            })
+            .await
+            .map(Arc::clone);
+        self.keep(r)
     }
 
     /// Stage `stage`'s key filter, built from every task's recorded hashes. Any hash file
@@ -838,33 +841,37 @@ impl ShuffleSource for TaskShuffles {
             if join.split_left { "l" } else { "" },
             if join.split_right { "r" } else { "" }
         );
-        let cell = match self.shares.lock() {
-            Ok(mut all) => Arc::clone(all.entry(name.clone()).or_default()),
-            Err(_) => return Err(Error::internal("the task's join shares were poisoned")),
-        };
-        let r = cell
-            .get_or_try_init(|| async { self.agree(join, partitions, &name).await.map(Arc::new) })
-            .await
-            .map(Arc::clone);
-        self.keep(r)
+        self.agreed(&self.shares, name, partitions, || async {
+            let left = map_sizes(&latest_markers(&self.store, &self.plan, join.left).await?);
+            let right = map_sizes(&latest_markers(&self.store, &self.plan, join.right).await?);
+            Ok(super::shares::decide(
+                &left,
+                &right,
+                partitions,
+                (join.split_left, join.split_right),
+            ))
+        })
+        .await
     }
 
     async fn runs(&self, stages: &[usize], partitions: usize) -> Result<Arc<Runs>> {
         let names: Vec<String> = stages.iter().map(ToString::to_string).collect();
         let name = format!("coalesce-{}", names.join("-"));
-        let cell = match self.runs.lock() {
-            Ok(mut all) => Arc::clone(all.entry(name.clone()).or_default()),
-            Err(_) => return Err(Error::internal("the task's partition runs were poisoned")),
-        };
-        let r = cell
-            .get_or_try_init(|| async {
-                self.agree_runs(stages, partitions, &name)
-                    .await
-                    .map(Arc::new)
-            })
-            .await
-            .map(Arc::clone);
-        self.keep(r)
+        self.agreed(&self.runs, name, partitions, || async {
+            let mut bytes = vec![0u64; partitions];
+            for &stage in stages {
+                let maps = latest_markers(&self.store, &self.plan, stage).await?;
+                for row in map_sizes(&maps) {
+                    for (p, b) in row.into_iter().enumerate().take(partitions) {
+                        bytes[p] += b;
+                    }
+                }
+            }
+            let workers = self.plan.spec.workers() as usize;
+            let pool = kask_core::memory::pool_limit(&self.store.runtime);
+            Ok(super::coalesce::decide(&bytes, workers, pool))
+        })
+        .await
     }
 
     fn scope(&self) -> Option<String> {
