@@ -32,7 +32,14 @@ node_lost() {
 # The node back as it was: running, schedulable, Ready, and its pods reachable from the host
 # (the API server reaches webhooks and kubelets there).
 restore_node() {
-  "$cluster" node-start 2 >/dev/null 2>&1 || true
+  # The bed's own restart, not Kask under test: a second try when the first fails, said aloud,
+  # with what node-start printed (its kubelet's log tail) kept for the failure message.
+  local try
+  for try in 1 2; do
+    "$cluster" node-start 2 >"$WORK/node-start.log" 2>&1 && break
+    echo "e2e: node-start 2 failed (try $try): $(tail -n 8 "$WORK/node-start.log" | tr '\n' ' ' | cut -c1-600)"
+    sleep 5
+  done
   kubectl uncordon "$LOST_NODE" >/dev/null 2>&1 || true
   kubectl wait --for=condition=Ready "node/$LOST_NODE" --timeout=90s >/dev/null 2>&1 &&
     [[ "$(ip route get 10.244.1.1)" == *"via 10.250.2.2"* ]]
@@ -117,5 +124,5 @@ else
   else
     fail "$name" "no pod of stage s0-scan-g working on $LOST_NODE"
   fi
-  restore_node || fail "node $LOST_NODE back after the drain" "not Ready"
+  restore_node || fail "node $LOST_NODE back after the drain" "not Ready: $("$cluster" status 2>&1 | tail -n 12)"
 fi

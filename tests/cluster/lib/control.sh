@@ -12,12 +12,16 @@ spawn() { spawn_in "" "$@"; }
 # mounts (`ip netns exec` would give each its own, and the kubelet's volume mounts would not
 # reach the containers).
 spawn_in() {
-  local netns=$1 name=$2 pid want
+  local netns=$1 name=$2 pid want log
   shift 2
+  # Appended, not replaced: a node started again (node-start) keeps the log of the run that
+  # died, which is the one a failure needs.
+  log="$RUN/logs/$name.log"
+  echo "--- $name started at $(date -u +%FT%TZ)" >>"$log"
   if [[ -n "$netns" ]]; then
-    setsid nsenter --net="/var/run/netns/$netns" -- "$@" </dev/null >"$RUN/logs/$name.log" 2>&1 &
+    setsid nsenter --net="/var/run/netns/$netns" -- "$@" </dev/null >>"$log" 2>&1 &
   else
-    setsid "$@" </dev/null >"$RUN/logs/$name.log" 2>&1 &
+    setsid "$@" </dev/null >>"$log" 2>&1 &
   fi
   pid=$!
   echo "$pid $1" >"$RUN/pids/$name"
