@@ -188,6 +188,7 @@ pub async fn run(job: &DaskJob, opts: &RunOptions, progress: &dyn Progress) -> R
     };
     recorder.ended(&job_id, outcome, error, outputs).await;
     recorder.process_done(started_ms).await;
+    crate::history::release();
     result
 }
 

@@ -209,7 +209,7 @@ impl Recorder {
 /// ends, whether it succeeded or not). `failed` is an error that fails the job at once (not
 /// worth a retry), which the job's record then keeps.
 pub async fn finish_process(failed: Option<String>) {
-    let last = LAST.lock().ok().and_then(|l| l.clone());
+    let last = LAST.lock().ok().and_then(|mut l| l.take());
     if let Some(r) = last {
         if let Some(error) = failed {
             let job_id = r.dir.rsplit('/').next().unwrap_or_default().to_string();
@@ -217,6 +217,15 @@ pub async fn finish_process(failed: Option<String>) {
                 .await;
         }
         r.process_done(0).await;
+    }
+}
+
+/// Forgets the recorder of the job this process last worked on. A static is never dropped, and
+/// the recorder's store holds DataFusion's runtime, whose spill directory is removed only when
+/// it is dropped: a run that ends must let it go, or every run leaves a directory behind.
+pub fn release() {
+    if let Ok(mut last) = LAST.lock() {
+        last.take();
     }
 }
 
