@@ -54,6 +54,18 @@ pub async fn read_checked(
     len: u64,
     crc: Option<u32>,
 ) -> std::result::Result<Bytes, Fetch> {
+    read_parts(store, path, range, &[(len, crc)]).await
+}
+
+/// [`read_checked`] of consecutive parts of `path` in one request: `parts` are each part's
+/// length and checksum, in order, and `range` (the whole file when `None`) covers them all.
+pub async fn read_parts(
+    store: &Store,
+    path: &str,
+    range: Option<Range<u64>>,
+    parts: &[(u64, Option<u32>)],
+) -> std::result::Result<Bytes, Fetch> {
+    let len: u64 = parts.iter().map(|(l, _)| l).sum();
     let mut why = String::new();
     for _ in 0..2 {
         let data = match &range {
@@ -70,16 +82,33 @@ pub async fn read_checked(
             );
             continue;
         }
-        if let Some(want) = crc {
-            let got = crc32c(&data);
-            if got != want {
+        match mismatch(&data, parts) {
+            Some((got, want)) => {
                 why = format!("{path}: checksum {got:08x} where {want:08x} was committed");
-                continue;
             }
+            None => return Ok(data),
         }
-        return Ok(data);
     }
     Err(Fetch::Lost(why))
+}
+
+/// The first part of `data` whose checksum is not the committed one: (found, committed).
+fn mismatch(data: &[u8], parts: &[(u64, Option<u32>)]) -> Option<(u32, u32)> {
+    let mut at = 0usize;
+    for &(len, crc) in parts {
+        let end = at
+            + usize::try_from(len)
+                .unwrap_or(usize::MAX)
+                .min(data.len() - at);
+        if let Some(want) = crc {
+            let got = crc32c(&data[at..end]);
+            if got != want {
+                return Some((got, want));
+            }
+        }
+        at = end;
+    }
+    None
 }
 
 /// The error when a task's output was lost too often to go on.

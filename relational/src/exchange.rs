@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -44,8 +45,9 @@ const SLICES_IN_FLIGHT: usize = 8;
 pub trait ShuffleSource: Send + Sync + fmt::Debug {
     /// The committed map tasks of stage `stage` (their newest markers), in task order.
     async fn maps(&self, stage: usize) -> Result<Vec<TaskMarker>>;
-    /// Opens map task `map`'s slice of partition `partition` of its stage's shuffle.
-    async fn open(&self, map: TaskMarker, partition: usize) -> Result<SliceReader>;
+    /// Opens map task `map`'s slices of the adjacent `partitions` of its stage's shuffle, one
+    /// after the other.
+    async fn open(&self, map: TaskMarker, partitions: Range<usize>) -> Result<SliceReader>;
     /// What each task of `join` (into `partitions` tasks) joins: decided by the first task
     /// that asks, from its map tasks' sizes, the same for every task after.
     async fn shares(&self, join: SharedJoin, partitions: usize) -> Result<Arc<Shares>>;
@@ -76,7 +78,7 @@ impl ShuffleSource for PlanningOnly {
     async fn maps(&self, _stage: usize) -> Result<Vec<TaskMarker>> {
         Err(Error::internal("a plan made for planning only was run"))
     }
-    async fn open(&self, _map: TaskMarker, _partition: usize) -> Result<SliceReader> {
+    async fn open(&self, _map: TaskMarker, _partitions: Range<usize>) -> Result<SliceReader> {
         Err(Error::internal("a plan made for planning only was run"))
     }
     async fn shares(&self, _join: SharedJoin, _partitions: usize) -> Result<Arc<Shares>> {
@@ -283,10 +285,14 @@ impl ShuffleReaderExec {
             futures::stream::once(async move {
                 let runs = source.runs(&stages, partitions).await?;
                 let maps = check_partitions(source.maps(stage).await?, stage, partitions)?;
-                let wanted: Vec<(TaskMarker, usize)> = runs
-                    .of(task)
-                    .flat_map(|p| maps.iter().map(move |m| (m.clone(), p)))
-                    .collect();
+                // Each map task's slices of the whole run in one reader, which reads
+                // adjacent small slices together.
+                let run = runs.of(task);
+                let wanted: Vec<(TaskMarker, Range<usize>)> = if run.is_empty() {
+                    Vec::new()
+                } else {
+                    maps.into_iter().map(|m| (m, run.clone())).collect()
+                };
                 Ok::<_, Error>(wanted)
             })
         };
@@ -296,9 +302,9 @@ impl ShuffleReaderExec {
                 .map_ok(move |wanted| {
                     let source = Arc::clone(&source);
                     futures::stream::iter(wanted)
-                        .map(move |(m, p)| {
+                        .map(move |(m, run)| {
                             let source = Arc::clone(&source);
-                            async move { source.open(m, p).await }
+                            async move { source.open(m, run).await }
                         })
                         .buffered(SLICES_IN_FLIGHT)
                 })
@@ -347,7 +353,7 @@ impl ShuffleReaderExec {
                     futures::stream::iter(wanted)
                         .map(move |(m, p, part)| {
                             let source = Arc::clone(&source);
-                            async move { Ok::<_, Error>((source.open(m, p).await?, part)) }
+                            async move { Ok::<_, Error>((source.open(m, p..p + 1).await?, part)) }
                         })
                         .buffered(SLICES_IN_FLIGHT)
                 })
@@ -551,7 +557,7 @@ impl ExecutionPlan for ShuffleReaderExec {
                     futures::stream::iter(maps)
                         .map(move |m| {
                             let source = Arc::clone(&source);
-                            async move { source.open(m, partition).await }
+                            async move { source.open(m, partition..partition + 1).await }
                         })
                         .buffered(SLICES_IN_FLIGHT)
                 })
@@ -565,7 +571,7 @@ impl ExecutionPlan for ShuffleReaderExec {
                     let source = Arc::clone(&source);
                     async move {
                         match maps.into_iter().find(|m| m.task == partition) {
-                            Some(m) => Ok(Some(source.open(m, 0).await?)),
+                            Some(m) => Ok(Some(source.open(m, 0..1).await?)),
                             None => Ok(None),
                         }
                     }
@@ -826,8 +832,8 @@ impl ShuffleSource for TaskShuffles {
         self.keep(r)
     }
 
-    async fn open(&self, map: TaskMarker, partition: usize) -> Result<SliceReader> {
-        let r = SliceReader::open_or_recover(&self.store, map, partition, &self.lineage()).await;
+    async fn open(&self, map: TaskMarker, partitions: Range<usize>) -> Result<SliceReader> {
+        let r = SliceReader::open_or_recover(&self.store, map, partitions, &self.lineage()).await;
         let slice = self.keep(r)?;
         self.count(slice.bytes(), 0);
         Ok(slice)

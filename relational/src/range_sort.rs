@@ -538,36 +538,39 @@ fn run_stream(
     schema: SchemaRef,
 ) -> SendableRecordBatchStream {
     let opener = Arc::clone(&source);
-    let stream = futures::stream::iter(wanted)
-        .map(move |(partition, cut)| {
-            let source = Arc::clone(&opener);
-            let marker = marker.clone();
-            async move { Ok::<_, Error>((source.open(marker, partition).await?, cut)) }
-        })
-        // One chunk at a time: a merge of many runs holds the chunk it reads of each.
-        .buffered(1)
-        .map_ok(move |(slice, cut)| {
-            let source = Arc::clone(&source);
-            let keys = Arc::clone(&keys);
-            let (lo, hi) = (lo.clone(), hi.clone());
-            futures::stream::try_unfold((source, slice), |(source, mut slice)| async move {
-                Ok(source.next(&mut slice).await?.map(|b| (b, (source, slice))))
-            })
-            .and_then(move |batch| {
-                let keys = Arc::clone(&keys);
-                let (lo, hi) = (lo.clone(), hi.clone());
+    let stream =
+        futures::stream::iter(wanted)
+            .map(move |(partition, cut)| {
+                let source = Arc::clone(&opener);
+                let marker = marker.clone();
                 async move {
-                    if cut {
-                        keep_range(&keys, batch, lo.as_deref(), hi.as_deref())
-                    } else {
-                        Ok(batch)
-                    }
+                    Ok::<_, Error>((source.open(marker, partition..partition + 1).await?, cut))
                 }
             })
-        })
-        .try_flatten()
-        .try_filter(|b| futures::future::ready(b.num_rows() > 0))
-        .map_err(|e| DataFusionError::External(Box::new(e)));
+            // One chunk at a time: a merge of many runs holds the chunk it reads of each.
+            .buffered(1)
+            .map_ok(move |(slice, cut)| {
+                let source = Arc::clone(&source);
+                let keys = Arc::clone(&keys);
+                let (lo, hi) = (lo.clone(), hi.clone());
+                futures::stream::try_unfold((source, slice), |(source, mut slice)| async move {
+                    Ok(source.next(&mut slice).await?.map(|b| (b, (source, slice))))
+                })
+                .and_then(move |batch| {
+                    let keys = Arc::clone(&keys);
+                    let (lo, hi) = (lo.clone(), hi.clone());
+                    async move {
+                        if cut {
+                            keep_range(&keys, batch, lo.as_deref(), hi.as_deref())
+                        } else {
+                            Ok(batch)
+                        }
+                    }
+                })
+            })
+            .try_flatten()
+            .try_filter(|b| futures::future::ready(b.num_rows() > 0))
+            .map_err(|e| DataFusionError::External(Box::new(e)));
     Box::pin(RecordBatchStreamAdapter::new(schema, stream))
 }
 

@@ -232,6 +232,7 @@ mod tests {
     use kask_core::error::{Error, Result};
     use kask_core::marker::TaskMarker;
     use kask_core::shuffle::SliceReader;
+    use std::ops::Range;
 
     /// A source that only names its job.
     #[derive(Debug)]
@@ -242,7 +243,7 @@ mod tests {
         async fn maps(&self, _stage: usize) -> Result<Vec<TaskMarker>> {
             Err(Error::internal("no shuffles here"))
         }
-        async fn open(&self, _map: TaskMarker, _partition: usize) -> Result<SliceReader> {
+        async fn open(&self, _map: TaskMarker, _partitions: Range<usize>) -> Result<SliceReader> {
             Err(Error::internal("no shuffles here"))
         }
         async fn shares(&self, _join: SharedJoin, _partitions: usize) -> Result<Arc<Shares>> {

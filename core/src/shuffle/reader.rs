@@ -1,5 +1,6 @@
-//! The reduce side of the shuffle: one map task's slice of a partition, read and decoded a
-//! window at a time (the next window fetched while the current one is decoded), so that a
+//! The reduce side of the shuffle: one map task's slice of a partition (or of a run of adjacent
+//! partitions, which a task that takes small partitions together reads in as few requests as
+//! their bytes allow), read and decoded a window at a time (the next window fetched while the current one is decoded), so that a
 //! reducer holds a window or two of each map output it reads rather than whole slices: a
 //! merge of the sorted outputs of many map tasks reads them all at once.
 //!
@@ -19,16 +20,28 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::error::{Error, Result};
-use crate::lineage::{Fetch, Recover, read_checked, with_recovery};
+use crate::lineage::{Fetch, Recover, read_parts, with_recovery};
 use crate::marker::TaskMarker;
+use crate::shuffle::WINDOW_BYTES;
 use crate::store::Store;
 
-/// One ranged read, and the checksum its bytes must have.
+/// One ranged read, and the consecutive parts it covers: each part's length and the checksum
+/// its bytes must have.
 #[derive(Clone, Debug)]
 struct Piece {
     path: String,
     range: Range<u64>,
-    crc: Option<u32>,
+    parts: Vec<(u64, Option<u32>)>,
+}
+
+impl Piece {
+    fn new(path: &str, range: Range<u64>, crc: Option<u32>) -> Piece {
+        Piece {
+            path: path.to_string(),
+            parts: vec![(range.end - range.start, crc)],
+            range,
+        }
+    }
 }
 
 /// A map task's slice of a reduce partition, batch by batch.
@@ -53,44 +66,67 @@ impl Drop for SliceReader {
     }
 }
 
-/// The reads that fetch map task `marker`'s slice of `partition`, in order.
-fn pieces(marker: &TaskMarker, partition: usize) -> std::result::Result<VecDeque<Piece>, Fetch> {
+/// The reads that fetch map task `marker`'s slices of `partitions`, in order: a window each,
+/// and the small ranges of adjacent partitions of a file together, up to its window's bytes.
+fn pieces(
+    marker: &TaskMarker,
+    partitions: Range<usize>,
+) -> std::result::Result<VecDeque<Piece>, Fetch> {
     let mut out = VecDeque::new();
     for f in &marker.files {
-        let Some(r) = f.partitions.get(partition) else {
-            continue;
-        };
-        if r.len == 0 {
-            continue;
+        let mut file = VecDeque::new();
+        for r in f.partitions.get(partitions.clone()).unwrap_or_default() {
+            if r.len == 0 {
+                continue;
+            }
+            let end = r.offset + r.len;
+            if r.windows.is_empty() || f.window == 0 {
+                file.push_back(Piece::new(&f.path, r.offset..end, r.crc32c));
+                continue;
+            }
+            if r.windows.len() as u64 != r.len.div_ceil(f.window) {
+                return Err(Fetch::Failed(Error::internal(format!(
+                    "the marker of {} lists {} window checksums for a {}-byte range in {}-byte windows",
+                    f.path,
+                    r.windows.len(),
+                    r.len,
+                    f.window
+                ))));
+            }
+            for (i, crc) in r.windows.iter().enumerate() {
+                let start = r.offset + i as u64 * f.window;
+                file.push_back(Piece::new(
+                    &f.path,
+                    start..(start + f.window).min(end),
+                    Some(*crc),
+                ));
+            }
         }
-        let end = r.offset + r.len;
-        if r.windows.is_empty() || f.window == 0 {
-            out.push_back(Piece {
-                path: f.path.clone(),
-                range: r.offset..end,
-                crc: r.crc32c,
-            });
-            continue;
-        }
-        if r.windows.len() as u64 != r.len.div_ceil(f.window) {
-            return Err(Fetch::Failed(Error::internal(format!(
-                "the marker of {} lists {} window checksums for a {}-byte range in {}-byte windows",
-                f.path,
-                r.windows.len(),
-                r.len,
-                f.window
-            ))));
-        }
-        for (i, crc) in r.windows.iter().enumerate() {
-            let start = r.offset + i as u64 * f.window;
-            out.push_back(Piece {
-                path: f.path.clone(),
-                range: start..(start + f.window).min(end),
-                crc: Some(*crc),
-            });
-        }
+        // Reads of at most a window, which is what a reader holds of each map output.
+        let window = if f.window > 0 { f.window } else { WINDOW_BYTES };
+        out.extend(merged(file, window));
     }
     Ok(out)
+}
+
+/// `pieces` with each run of pieces that follow each other in one file read as one, while the
+/// run stays within `most` bytes: a task reading many small partitions makes a request per
+/// window of bytes, not one per partition.
+fn merged(pieces: VecDeque<Piece>, most: u64) -> VecDeque<Piece> {
+    let mut out: VecDeque<Piece> = VecDeque::with_capacity(pieces.len());
+    for p in pieces {
+        if let Some(last) = out.back_mut()
+            && last.path == p.path
+            && last.range.end == p.range.start
+            && p.range.end - last.range.start <= most
+        {
+            last.range.end = p.range.end;
+            last.parts.extend(p.parts);
+            continue;
+        }
+        out.push_back(p);
+    }
+    out
 }
 
 impl SliceReader {
@@ -101,10 +137,19 @@ impl SliceReader {
         marker: &TaskMarker,
         partition: usize,
     ) -> std::result::Result<Self, Fetch> {
+        SliceReader::open_run(store, marker, partition..partition + 1).await
+    }
+
+    /// [`SliceReader::open`] of the slices of adjacent `partitions`, one after the other.
+    pub async fn open_run(
+        store: &Store,
+        marker: &TaskMarker,
+        partitions: Range<usize>,
+    ) -> std::result::Result<Self, Fetch> {
         let mut reader = SliceReader {
             store: store.clone(),
             marker: marker.clone(),
-            pieces: pieces(marker, partition)?,
+            pieces: pieces(marker, partitions)?,
             ahead: None,
             path: String::new(),
             current: Buffer::from(Vec::<u8>::new()),
@@ -123,16 +168,17 @@ impl SliceReader {
         self.bytes
     }
 
-    /// [`SliceReader::open`], having the map task run again through `lineage` while its
+    /// [`SliceReader::open_run`], having the map task run again through `lineage` while its
     /// output is found lost or corrupt.
     pub async fn open_or_recover(
         store: &Store,
         marker: TaskMarker,
-        partition: usize,
+        partitions: Range<usize>,
         lineage: &dyn Recover,
     ) -> Result<Self> {
-        with_recovery(lineage, marker, |m| async move {
-            SliceReader::open(store, &m, partition).await
+        with_recovery(lineage, marker, |m| {
+            let partitions = partitions.clone();
+            async move { SliceReader::open_run(store, &m, partitions).await }
         })
         .await
     }
@@ -174,11 +220,8 @@ impl SliceReader {
         // In the reading task's span, so that the store's retries and errors carry its job,
         // stage and task.
         let fetch = tokio::spawn(
-            async move {
-                let len = p.range.end - p.range.start;
-                read_checked(&store, &p.path, Some(p.range), len, p.crc).await
-            }
-            .in_current_span(),
+            async move { read_parts(&store, &p.path, Some(p.range), &p.parts).await }
+                .in_current_span(),
         );
         self.ahead = Some((path, fetch));
     }
@@ -327,6 +370,124 @@ mod tests {
             let want: Vec<i64> = [0, 10, 20].iter().flat_map(|f| *f..f + 5).collect();
             assert_eq!(keys, want, "window {window}");
         }
+    }
+
+    fn piece(path: &str, range: Range<u64>) -> Piece {
+        Piece::new(path, range, Some(0))
+    }
+
+    #[test]
+    fn adjacent_small_pieces_of_a_file_are_read_together_up_to_the_limit() {
+        let got = merged(
+            VecDeque::from(vec![
+                piece("a", 0..10),
+                piece("a", 10..30),
+                piece("a", 30..95),
+                // Past the limit of 100 bytes from 0: a read of its own.
+                piece("a", 95..120),
+                // Not adjacent.
+                piece("a", 130..140),
+                // Another file.
+                piece("b", 140..150),
+                piece("b", 150..400),
+            ]),
+            100,
+        );
+        let ranges: Vec<(&str, Range<u64>, usize)> = got
+            .iter()
+            .map(|p| (p.path.as_str(), p.range.clone(), p.parts.len()))
+            .collect();
+        assert_eq!(
+            ranges,
+            [
+                ("a", 0..95, 3),
+                ("a", 95..120, 1),
+                ("a", 130..140, 1),
+                ("b", 140..150, 1),
+                ("b", 150..400, 1)
+            ]
+        );
+        let lens: Vec<u64> = got[0].parts.iter().map(|p| p.0).collect();
+        assert_eq!(lens, [10, 20, 65]);
+    }
+
+    /// A marker for one file whose partitions are `ranges` of `body`, each one window.
+    fn marker_of_partitions(path: &str, body: &[u8], ranges: &[Range<usize>]) -> TaskMarker {
+        TaskMarker {
+            files: vec![TaskFile {
+                path: path.into(),
+                rows: 0,
+                bytes: body.len() as u64,
+                crc32c: Some(crc32c(body)),
+                partitions: ranges
+                    .iter()
+                    .map(|r| PartRange {
+                        offset: r.start as u64,
+                        len: r.len() as u64,
+                        crc32c: Some(crc32c(&body[r.clone()])),
+                        ..PartRange::default()
+                    })
+                    .collect(),
+                window: 0,
+                samples: vec![],
+            }],
+            ..TaskMarker::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_run_of_partitions_reads_each_slice_in_order_and_checks_each() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::local_dir(dir.path()).expect("store");
+        let (a, b, c) = (stream(0), stream(10), stream(20));
+        let body = [a.clone(), Vec::new(), b.clone(), c.clone()].concat();
+        let at = [0, a.len(), a.len(), a.len() + b.len(), body.len()];
+        let ranges: Vec<Range<usize>> = at.windows(2).map(|w| w[0]..w[1]).collect();
+        store
+            .put("m/shuffle.arrow", Bytes::from(body.clone()))
+            .await
+            .expect("put");
+        let m = marker_of_partitions("m/shuffle.arrow", &body, &ranges);
+        let keys = |batches: Vec<RecordBatch>| -> Vec<i64> {
+            batches
+                .iter()
+                .flat_map(|b| {
+                    let k = b.column(0).as_any().downcast_ref::<Int64Array>();
+                    k.expect("k").values().to_vec()
+                })
+                .collect()
+        };
+        let read = |run: Range<usize>| {
+            let (store, m) = (store.clone(), m.clone());
+            async move {
+                SliceReader::open_run(&store, &m, run)
+                    .await
+                    .map_err(|e| format!("{e:?}"))?
+                    .read_all()
+                    .await
+                    .map_err(|e| format!("{e:?}"))
+            }
+        };
+        let (batches, bytes) = read(0..4).await.expect("reads");
+        assert_eq!(bytes as usize, body.len());
+        let want: Vec<i64> = [0, 10, 20].iter().flat_map(|f| *f..f + 5).collect();
+        assert_eq!(keys(batches), want);
+        let (batches, _) = read(1..3).await.expect("reads");
+        assert_eq!(keys(batches), (10..15).collect::<Vec<_>>());
+        // One partition's bytes altered (its length kept): the read that covers it is refused.
+        let mut bad = body.clone();
+        let i = at[2] + b.len() / 2;
+        bad[i] ^= 0x40;
+        store
+            .put("m/shuffle.arrow", Bytes::from(bad))
+            .await
+            .expect("put");
+        let r = read(0..4).await;
+        assert!(
+            matches!(&r, Err(why) if why.contains("checksum")),
+            "{:?}",
+            r.map(|(b, _)| b.len())
+        );
     }
 
     #[tokio::test]

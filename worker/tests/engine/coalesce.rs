@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::faults::{FaultRates, FaultStore, Faults};
 use crate::support::{Lab, V, batch, commit_staged, ints, rows_out, run_stage, sorted};
 use kask_worker::relational::SqlStage;
 
@@ -107,6 +108,30 @@ async fn a_small_grouped_result_is_reduced_by_one_task_into_one_file() {
     assert_eq!(manifest.files.len(), 1);
     let (names, types, got) = lab.typed_result("out").await;
     assert_eq!(names, ["k", "s", "n"]);
+    assert_eq!(types, ["Int64", "Int64", "Int64"]);
+    assert_eq!(sorted(got), sorted(grouped()));
+}
+
+#[tokio::test]
+async fn a_task_taking_partitions_together_reads_each_map_output_in_one_request() {
+    let lab = lab().await;
+    let (store, plan) = lab.planned(&job(GROUPED, ""), None, |_| {}).await;
+    let (stage, partitions) = coalescing_stage(&plan).expect("a stage taking partitions together");
+    assert_eq!(stage, 1, "the grouping reads the scan's shuffle");
+    assert_eq!(partitions, 4);
+    let maps = plan.stages[0].tasks;
+    assert_eq!(maps, 30, "a map task per row group");
+    run_stage(&store, &plan, 0).await;
+    // The reduce stage through a store that counts its requests (and injects nothing).
+    let faults = Faults::new(0, FaultRates::default());
+    run_stage(&FaultStore::around(&store, &faults), &plan, stage).await;
+    // Four small partitions of each map output, adjacent in its file: one read each, not four.
+    assert_eq!(faults.shuffle_reads(), maps);
+    for s in stage + 1..plan.stages.len() {
+        run_stage(&store, &plan, s).await;
+    }
+    commit_staged(&store, &plan).await;
+    let (_, types, got) = lab.typed_result("out").await;
     assert_eq!(types, ["Int64", "Int64", "Int64"]);
     assert_eq!(sorted(got), sorted(grouped()));
 }

@@ -70,6 +70,8 @@ pub struct Faults {
     crash_after: Option<usize>,
     crashed: AtomicBool,
     enabled: AtomicBool,
+    /// Ranged reads of shuffle objects, faulty or not: what a reader costs in requests.
+    shuffle_reads: AtomicUsize,
 }
 
 impl Faults {
@@ -82,6 +84,7 @@ impl Faults {
             crash_after: None,
             crashed: AtomicBool::new(false),
             enabled: AtomicBool::new(true),
+            shuffle_reads: AtomicUsize::new(0),
         })
     }
 
@@ -95,12 +98,18 @@ impl Faults {
             crash_after: Some(n),
             crashed: AtomicBool::new(false),
             enabled: AtomicBool::new(true),
+            shuffle_reads: AtomicUsize::new(0),
         })
     }
 
     /// Stops injecting (the test's own reads and writes go through untouched).
     pub fn disable(&self) {
         self.enabled.store(false, Ordering::SeqCst);
+    }
+
+    /// How many ranged reads of shuffle objects went through.
+    pub fn shuffle_reads(&self) -> usize {
+        self.shuffle_reads.load(Ordering::SeqCst)
     }
 
     pub fn tally(&self) -> Tally {
@@ -303,6 +312,9 @@ impl ObjectStore for FaultStore {
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
         self.faults.request(location.as_ref(), false).await?;
         let ranged = options.range.is_some();
+        if ranged && location.as_ref().ends_with("/shuffle.arrow") {
+            self.faults.shuffle_reads.fetch_add(1, Ordering::SeqCst);
+        }
         let result = self.inner.get_opts(location, options).await?;
         if !(ranged && self.faults.roll(self.faults.rates.short_read)) {
             return Ok(result);
