@@ -59,8 +59,10 @@ impl Runs {
 /// The runs of adjacent partitions, of `bytes` each (summed over every shuffle the stage
 /// reads), that the stage's tasks read: about an equal share of the bytes for each of
 /// `workers`, but at least [`MIN_RUN_BYTES`] and at most a task's share of a memory pool of
-/// `pool` bytes (a partition larger than that alone is a run of its own). The first runs go to
-/// the first tasks; the tasks after them read nothing.
+/// `pool` bytes (a partition larger than that alone is a run of its own). The runs go to tasks
+/// spread evenly over the stage's task indexes, the first to task 0; the others read nothing.
+/// A pod on a cluster runs a contiguous group of a stage's tasks (`kask_api::groups`): runs
+/// given to the first tasks would crowd into the first pods and leave the others idle.
 pub fn decide(bytes: &[u64], workers: usize, pool: Option<u64>) -> Runs {
     let n = bytes.len();
     let total: u64 = bytes.iter().sum();
@@ -69,19 +71,24 @@ pub fn decide(bytes: &[u64], workers: usize, pool: Option<u64>) -> Runs {
         .div_ceil(workers.max(1) as u64)
         .max(MIN_RUN_BYTES)
         .min(budget);
-    let mut tasks = Vec::with_capacity(n);
+    let mut runs = Vec::with_capacity(n);
     let (mut from, mut held) = (0, 0u64);
     for (p, &b) in bytes.iter().enumerate() {
         if p > from && held.saturating_add(b) > target {
-            tasks.push((from, p));
+            runs.push((from, p));
             (from, held) = (p, 0);
         }
         held = held.saturating_add(b);
     }
     if from < n {
-        tasks.push((from, n));
+        runs.push((from, n));
     }
-    tasks.resize(n, (n, n));
+    // At most one run per partition, so `j * n / runs` grows with `j`: each run its own task.
+    let mut tasks = vec![(n, n); n];
+    let k = runs.len();
+    for (j, run) in runs.into_iter().enumerate() {
+        tasks[j * n / k] = run;
+    }
     Runs { tasks }
 }
 
@@ -173,15 +180,44 @@ mod tests {
         // Each partition a task's whole budget: unchanged.
         let runs = decide(&[256 * MIB; 8], 2, Some(1 << 30));
         assert_eq!(runs, Runs::own(8));
-        // 64 MiB in 8 partitions over 2 workers: two tasks of 32 MiB.
+        // 64 MiB in 8 partitions over 2 workers: two tasks of 32 MiB, tasks 0 and 4.
         let runs = decide(&[8 * MIB; 8], 2, None);
         assert_eq!(check(&runs, 8), 2);
-        assert_eq!((runs.of(0), runs.of(1)), (0..4, 4..8));
+        assert_eq!((runs.of(0), runs.of(4)), (0..4, 4..8));
         // One huge partition among small ones is a run of its own; the small ones around
         // it go together.
         let runs = decide(&[MIB, MIB, 900 * MIB, MIB, MIB], 2, Some(1 << 30));
         assert_eq!(check(&runs, 5), 3);
-        assert_eq!((runs.of(0), runs.of(1), runs.of(2)), (0..2, 2..3, 3..5));
+        assert_eq!((runs.of(0), runs.of(1), runs.of(3)), (0..2, 2..3, 3..5));
+    }
+
+    #[test]
+    fn on_a_cluster_the_runs_go_to_different_pods() {
+        use kask_api::groups::{group_count, group_tasks};
+        for partitions in 1..80usize {
+            for workers in 1..9usize {
+                for each in [MIB, 16 * MIB, 40 * MIB] {
+                    let runs = decide(&vec![each; partitions], workers, None);
+                    check(&runs, partitions);
+                    let (t, w) = (partitions as u32, workers as u32);
+                    let groups = group_count(t, w);
+                    // How many runs each pod's group of tasks holds.
+                    let per_pod: Vec<usize> = (0..groups)
+                        .map(|g| {
+                            group_tasks(t, groups, g)
+                                .filter(|&task| !runs.of(task as usize).is_empty())
+                                .count()
+                        })
+                        .collect();
+                    let most = runs.busy().div_ceil(groups as usize);
+                    assert!(
+                        per_pod.iter().all(|&n| n <= most),
+                        "{partitions} partitions of {each} bytes, {workers} workers: \
+                         runs per pod {per_pod:?}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
