@@ -15,7 +15,7 @@ use kask_core::error::{Error, Result};
 use kask_core::lineage::Recover;
 use kask_core::marker::{TaskFile, TaskMarker};
 use kask_core::plan::{Op, Partial, Plan, Sink, StageSource};
-use kask_core::shuffle::{Partitioner, fold_partition};
+use kask_core::shuffle::{Partitioner, fold_partitions};
 use kask_core::store::Store;
 use kask_core::store::upload::Upload;
 
@@ -295,8 +295,9 @@ pub async fn execute(
             let Some(Some(state)) = pipeline.states.first_mut() else {
                 return Err(Error::internal("a bag reduce stage without its state"));
             };
+            let run = reduce_run(store, plan, *from, st.tasks, task).await?;
             let mut rows_in = 0u64;
-            marker.bytes_in = fold_partition(store, plan, *from, task, lineage, &mut |b| {
+            marker.bytes_in = fold_partitions(store, plan, *from, run, lineage, &mut |b| {
                 rows_in += b.num_rows() as u64;
                 state.push_rows(&b)
             })
@@ -412,4 +413,44 @@ async fn write_parquet(
         .next()
         .ok_or_else(|| Error::internal("no Parquet file written"))?;
     Ok((file, schema))
+}
+
+/// The partitions task `task` of a reduce stage of `partitions` tasks reads from stage `from`:
+/// its own, when the spec names `shufflePartitions`; else a run of adjacent small ones taken
+/// together, as every task of the stage agreed (a task given none reads nothing and writes an
+/// empty result), so that a small result is one task's and one file.
+async fn reduce_run(
+    store: &Store,
+    plan: &Plan,
+    from: usize,
+    partitions: usize,
+    task: usize,
+) -> Result<std::ops::Range<usize>> {
+    if plan.spec.shuffle_partitions.is_some() || partitions < 2 {
+        return Ok(task..task + 1);
+    }
+    let stages = [from];
+    let path = plan.decision_path(&kask_core::decision::runs_name(&stages));
+    let fits = |runs: &kask_core::shuffle::runs::Runs| {
+        if runs.tasks.len() == partitions {
+            Ok(())
+        } else {
+            Err(Error::internal(format!(
+                "{path} gives work to {} tasks, not {partitions}",
+                runs.tasks.len()
+            )))
+        }
+    };
+    let (runs, here) = kask_core::decision::agree(store, &path, fits, || {
+        kask_core::decision::runs_from_markers(store, plan, &stages, partitions)
+    })
+    .await?;
+    if here && runs.busy() < partitions {
+        tracing::info!(
+            stage = from + 1,
+            "small partitions taken together: {partitions} partitions in {} tasks",
+            runs.busy()
+        );
+    }
+    Ok(runs.of(task))
 }

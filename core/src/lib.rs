@@ -10,6 +10,7 @@
 
 pub mod capped_pool;
 pub mod commit;
+pub mod decision;
 pub mod error;
 pub mod failpoint;
 pub mod history;

@@ -730,27 +730,21 @@ impl TaskShuffles {
         let r = cell
             .get_or_try_init(|| async {
                 let path = self.plan.decision_path(&name);
-                let parse = |bytes: &[u8]| -> Result<Arc<T>> {
-                    let decided: T = serde_json::from_slice(bytes)
-                        .map_err(|e| Error::internal(format!("{path} is not valid: {e}")))?;
-                    if decided.tasks() != partitions {
-                        return Err(Error::internal(format!(
+                let fits = |d: &T| {
+                    if d.tasks() == partitions {
+                        Ok(())
+                    } else {
+                        Err(Error::internal(format!(
                             "{path} gives work to {} tasks, not {partitions}",
-                            decided.tasks()
-                        )));
+                            d.tasks()
+                        )))
                     }
-                    Ok(Arc::new(decided))
                 };
-                if let Some(stored) = self.store.get_opt(&path).await? {
-                    return parse(&stored);
+                let (decided, here) =
+                    kask_core::decision::agree(&self.store, &path, fits, decide).await?;
+                if here {
+                    decided.log(&name, partitions);
                 }
-                let decided = decide().await?;
-                let body = serde_json::to_vec(&decided)
-                    .map_err(|e| Error::internal(format!("writing {path}: {e}")))?;
-                if !self.store.put_create(&path, body.into()).await? {
-                    return parse(&self.store.get(&path).await?);
-                }
-                decided.log(&name, partitions);
                 Ok(Arc::new(decided))
             })
             .await
@@ -861,21 +855,9 @@ impl ShuffleSource for TaskShuffles {
     }
 
     async fn runs(&self, stages: &[usize], partitions: usize) -> Result<Arc<Runs>> {
-        let names: Vec<String> = stages.iter().map(ToString::to_string).collect();
-        let name = format!("coalesce-{}", names.join("-"));
-        self.agreed(&self.runs, name, partitions, || async {
-            let mut bytes = vec![0u64; partitions];
-            for &stage in stages {
-                let maps = latest_markers(&self.store, &self.plan, stage).await?;
-                for row in map_sizes(&maps) {
-                    for (p, b) in row.into_iter().enumerate().take(partitions) {
-                        bytes[p] += b;
-                    }
-                }
-            }
-            let workers = self.plan.spec.workers() as usize;
-            let pool = kask_core::memory::pool_limit(&self.store.runtime);
-            Ok(super::coalesce::decide(&bytes, workers, pool))
+        let name = kask_core::decision::runs_name(stages);
+        self.agreed(&self.runs, name, partitions, || {
+            kask_core::decision::runs_from_markers(&self.store, &self.plan, stages, partitions)
         })
         .await
     }

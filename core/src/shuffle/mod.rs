@@ -4,6 +4,7 @@
 //! fetches its range from every map task with ranged GETs, a window at a time ([`reader`]):
 //! M objects per stage, not M × R.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, AsArray, RecordBatch};
@@ -32,6 +33,7 @@ pub use reader::SliceReader;
 pub use writer::{Partitioner, WINDOW_BYTES, write};
 
 mod reader;
+pub mod runs;
 mod writer;
 
 /// How the IPC streams of shuffle objects and their spill files are compressed:
@@ -116,20 +118,27 @@ fn hashable(a: &ArrayRef) -> Result<ArrayRef> {
 /// How many map outputs a reducer fetches at once.
 const FETCH_CONCURRENCY: usize = 8;
 
-/// Folds reduce partition `partition` of stage `from` into `fold` batch by batch, in map-task
-/// order, holding no more than a few map tasks' slices at once rather than the whole
-/// partition. Returns the bytes fetched.
-pub async fn fold_partition(
+/// Folds reduce partitions `partitions` of stage `from` (adjacent ones, which a task taking
+/// small partitions together reads: [`runs`]) into `fold` batch by batch, in map-task order,
+/// holding no more than a few map tasks' slices at once rather than the whole run. Returns the
+/// bytes fetched.
+pub async fn fold_partitions(
     store: &Store,
     plan: &Plan,
     from: usize,
-    partition: usize,
+    partitions: Range<usize>,
     lineage: &dyn Recover,
     fold: &mut (dyn FnMut(RecordBatch) -> Result<()> + Send),
 ) -> Result<u64> {
+    if partitions.is_empty() {
+        return Ok(0);
+    }
     let markers = latest_markers(store, plan, from).await?;
     let mut slices = futures::stream::iter(markers)
-        .map(|m| with_recovery(lineage, m, move |m| fetch(store, m, partition)))
+        .map(|m| {
+            let partitions = partitions.clone();
+            with_recovery(lineage, m, move |m| fetch(store, m, partitions.clone()))
+        })
         .buffered(FETCH_CONCURRENCY);
     let mut bytes = 0;
     while let Some((batches, n)) = slices.try_next().await? {
@@ -141,13 +150,13 @@ pub async fn fold_partition(
     Ok(bytes)
 }
 
-/// One map task's slice of a partition, whole.
+/// One map task's slices of adjacent partitions, whole.
 async fn fetch(
     store: &Store,
     marker: TaskMarker,
-    partition: usize,
+    partitions: Range<usize>,
 ) -> std::result::Result<(Vec<RecordBatch>, u64), Fetch> {
-    SliceReader::open(store, &marker, partition)
+    SliceReader::open_run(store, &marker, partitions)
         .await?
         .read_all()
         .await

@@ -530,3 +530,41 @@ fn a_malformed_line_deep_in_a_later_range_is_named_by_its_line_in_the_file() {
         );
     });
 }
+
+#[test]
+fn small_frequencies_are_reduced_by_one_task_into_one_file() {
+    run(async {
+        let lab = Lab::local();
+        let records: Vec<Value> = (0..600)
+            .map(|i| json!({ "b": format!("v{}", (i * 7) % 23) }))
+            .collect();
+        put_records(&lab, &records, 6).await;
+        // No shufflePartitions: the planner's partitions, taken together once the map tasks
+        // are done, as every task of the reduce stage agrees.
+        let body = "  workers: 4\n  bag:\n    inputs:\n      r: {path: \"in/*.jsonl\"}\n    steps:\n      - source: r\n      - pluck: b\n      - frequencies: {}\n  targetTaskBytes: 64\n  output: {path: out}\n";
+        let (store, plan) = lab.staged(body).await;
+        let reduce = plan.stages.last().expect("a reduce stage");
+        assert_eq!(reduce.tasks, 4, "the plan keeps a task per partition");
+        crate::support::commit_staged(&store, &plan).await;
+        let m = lab.manifest("out").await.expect("committed");
+        assert_eq!(m.files.len(), 1, "{:?}", m.files);
+        let mut want: BTreeMap<String, i64> = BTreeMap::new();
+        for r in &records {
+            *want
+                .entry(r["b"].as_str().expect("s").to_string())
+                .or_default() += 1;
+        }
+        let got: BTreeMap<String, i64> = output(&lab)
+            .await
+            .iter()
+            .map(|r| {
+                (
+                    r["value"].as_str().expect("s").to_string(),
+                    r["count"].as_i64().expect("n"),
+                )
+            })
+            .collect();
+        assert_eq!(got, want);
+        assert_eq!(got.len(), 23);
+    });
+}
