@@ -1,8 +1,9 @@
 //! The reduce side of the shuffle: one map task's slice of a partition (or of a run of adjacent
 //! partitions, which a task that takes small partitions together reads in as few requests as
-//! their bytes allow), read and decoded a window at a time (the next window fetched while the current one is decoded), so that a
-//! reducer holds a window or two of each map output it reads rather than whole slices: a
-//! merge of the sorted outputs of many map tasks reads them all at once.
+//! their bytes allow), read and decoded a window at a time (the next window fetched while the
+//! current one is decoded), so that a reducer holds a window or two of each map output it reads
+//! rather than whole slices: a merge of the sorted outputs of many map tasks reads them all at
+//! once.
 //!
 //! Every window is checked against its CRC-32C before a byte of it is decoded. A slice found
 //! lost or corrupt at its first window is found before any row has been handed out, so it can be
