@@ -432,14 +432,7 @@ async fn reduce_run(
     let stages = [from];
     let path = plan.decision_path(&kask_core::decision::runs_name(&stages));
     let fits = |runs: &kask_core::shuffle::runs::Runs| {
-        if runs.tasks.len() == partitions {
-            Ok(())
-        } else {
-            Err(Error::internal(format!(
-                "{path} gives work to {} tasks, not {partitions}",
-                runs.tasks.len()
-            )))
-        }
+        kask_core::decision::check_tasks(&path, runs.tasks.len(), partitions)
     };
     let (runs, here) = kask_core::decision::agree(store, &path, fits, || {
         kask_core::decision::runs_from_markers(store, plan, &stages, partitions)

@@ -42,6 +42,18 @@ where
     Ok((decided, true))
 }
 
+/// Refuses a decision stored at `path` that gives work to `tasks` tasks where the stage has
+/// `partitions`.
+pub fn check_tasks(path: &str, tasks: usize, partitions: usize) -> Result<()> {
+    if tasks == partitions {
+        Ok(())
+    } else {
+        Err(Error::internal(format!(
+            "{path} gives work to {tasks} tasks, not {partitions}"
+        )))
+    }
+}
+
 /// The runs of adjacent partitions that the `partitions` tasks of a stage reading the shuffles
 /// of `stages` read, decided from the map tasks' markers ([`crate::shuffle::runs::decide`]):
 /// their bytes per partition, the job's workers, the memory pool of this process.

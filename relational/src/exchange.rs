@@ -730,16 +730,7 @@ impl TaskShuffles {
         let r = cell
             .get_or_try_init(|| async {
                 let path = self.plan.decision_path(&name);
-                let fits = |d: &T| {
-                    if d.tasks() == partitions {
-                        Ok(())
-                    } else {
-                        Err(Error::internal(format!(
-                            "{path} gives work to {} tasks, not {partitions}",
-                            d.tasks()
-                        )))
-                    }
-                };
+                let fits = |d: &T| kask_core::decision::check_tasks(&path, d.tasks(), partitions);
                 let (decided, here) =
                     kask_core::decision::agree(&self.store, &path, fits, decide).await?;
                 if here {

@@ -317,26 +317,54 @@ mod tests {
 
     /// A marker for one file whose partition 0 is `body[at..]`, in `window`-byte windows.
     fn marker(path: &str, body: &[u8], at: usize, window: usize) -> TaskMarker {
-        let range = &body[at..];
+        marker_of_partitions(path, body, std::slice::from_ref(&(at..body.len())), window)
+    }
+
+    /// A marker for one file whose partitions are `ranges` of `body`, in `window`-byte windows
+    /// (none when 0: each range one read).
+    fn marker_of_partitions(
+        path: &str,
+        body: &[u8],
+        ranges: &[Range<usize>],
+        window: usize,
+    ) -> TaskMarker {
+        let part = |r: &Range<usize>| {
+            let bytes = &body[r.clone()];
+            PartRange {
+                offset: r.start as u64,
+                len: bytes.len() as u64,
+                crc32c: Some(crc32c(bytes)),
+                windows: if window > 0 {
+                    bytes.chunks(window).map(crc32c).collect()
+                } else {
+                    Vec::new()
+                },
+                ..PartRange::default()
+            }
+        };
         TaskMarker {
             files: vec![TaskFile {
                 path: path.into(),
-                rows: 15,
+                rows: 0,
                 bytes: body.len() as u64,
                 crc32c: Some(crc32c(body)),
-                partitions: vec![PartRange {
-                    offset: at as u64,
-                    len: range.len() as u64,
-                    rows: 15,
-                    crc32c: Some(crc32c(range)),
-                    windows: range.chunks(window).map(crc32c).collect(),
-                    ..PartRange::default()
-                }],
+                partitions: ranges.iter().map(part).collect(),
                 window: window as u64,
                 samples: vec![],
             }],
             ..TaskMarker::default()
         }
+    }
+
+    /// The keys of `batches`, in order.
+    fn keys(batches: &[RecordBatch]) -> Vec<i64> {
+        batches
+            .iter()
+            .flat_map(|b| {
+                let k = b.column(0).as_any().downcast_ref::<Int64Array>();
+                k.expect("k").values().to_vec()
+            })
+            .collect()
     }
 
     #[tokio::test]
@@ -361,15 +389,8 @@ mod tests {
                 .map_err(|e| format!("window {window}: {e:?}"))
                 .expect("reads");
             assert_eq!(bytes as usize, body.len() - 13);
-            let keys: Vec<i64> = batches
-                .iter()
-                .flat_map(|b| {
-                    let k = b.column(0).as_any().downcast_ref::<Int64Array>();
-                    k.expect("k").values().to_vec()
-                })
-                .collect();
             let want: Vec<i64> = [0, 10, 20].iter().flat_map(|f| *f..f + 5).collect();
-            assert_eq!(keys, want, "window {window}");
+            assert_eq!(keys(&batches), want, "window {window}");
         }
     }
 
@@ -412,30 +433,6 @@ mod tests {
         assert_eq!(lens, [10, 20, 65]);
     }
 
-    /// A marker for one file whose partitions are `ranges` of `body`, each one window.
-    fn marker_of_partitions(path: &str, body: &[u8], ranges: &[Range<usize>]) -> TaskMarker {
-        TaskMarker {
-            files: vec![TaskFile {
-                path: path.into(),
-                rows: 0,
-                bytes: body.len() as u64,
-                crc32c: Some(crc32c(body)),
-                partitions: ranges
-                    .iter()
-                    .map(|r| PartRange {
-                        offset: r.start as u64,
-                        len: r.len() as u64,
-                        crc32c: Some(crc32c(&body[r.clone()])),
-                        ..PartRange::default()
-                    })
-                    .collect(),
-                window: 0,
-                samples: vec![],
-            }],
-            ..TaskMarker::default()
-        }
-    }
-
     #[tokio::test]
     async fn a_run_of_partitions_reads_each_slice_in_order_and_checks_each() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -448,16 +445,7 @@ mod tests {
             .put("m/shuffle.arrow", Bytes::from(body.clone()))
             .await
             .expect("put");
-        let m = marker_of_partitions("m/shuffle.arrow", &body, &ranges);
-        let keys = |batches: Vec<RecordBatch>| -> Vec<i64> {
-            batches
-                .iter()
-                .flat_map(|b| {
-                    let k = b.column(0).as_any().downcast_ref::<Int64Array>();
-                    k.expect("k").values().to_vec()
-                })
-                .collect()
-        };
+        let m = marker_of_partitions("m/shuffle.arrow", &body, &ranges, 0);
         let read = |run: Range<usize>| {
             let (store, m) = (store.clone(), m.clone());
             async move {
@@ -472,9 +460,9 @@ mod tests {
         let (batches, bytes) = read(0..4).await.expect("reads");
         assert_eq!(bytes as usize, body.len());
         let want: Vec<i64> = [0, 10, 20].iter().flat_map(|f| *f..f + 5).collect();
-        assert_eq!(keys(batches), want);
+        assert_eq!(keys(&batches), want);
         let (batches, _) = read(1..3).await.expect("reads");
-        assert_eq!(keys(batches), (10..15).collect::<Vec<_>>());
+        assert_eq!(keys(&batches), (10..15).collect::<Vec<_>>());
         // One partition's bytes altered (its length kept): the read that covers it is refused.
         let mut bad = body.clone();
         let i = at[2] + b.len() / 2;

@@ -93,6 +93,20 @@ async fn output(lab: &Lab) -> Vec<Value> {
     out
 }
 
+/// The committed output of a `frequencies` step over string values: count by value.
+async fn frequencies(lab: &Lab) -> BTreeMap<String, i64> {
+    output(lab)
+        .await
+        .iter()
+        .map(|r| {
+            (
+                r["value"].as_str().expect("s").to_string(),
+                r["count"].as_i64().expect("n"),
+            )
+        })
+        .collect()
+}
+
 /// A value's JSON with object keys sorted at every level, written here rather than taken from
 /// the engine, so that the expected sets do not come from the code under test.
 fn canonical(v: &Value) -> String {
@@ -332,16 +346,7 @@ fn bag_jobs_run_on_s3_too() {
         lab.run(&job("      - pluck: b\n      - frequencies: {}\n", &l))
             .await
             .expect("runs on MinIO");
-        let got: BTreeMap<String, i64> = output(&lab)
-            .await
-            .iter()
-            .map(|r| {
-                (
-                    r["value"].as_str().expect("s").to_string(),
-                    r["count"].as_i64().expect("n"),
-                )
-            })
-            .collect();
+        let got = frequencies(&lab).await;
         assert_eq!(
             got,
             [
@@ -554,16 +559,7 @@ fn small_frequencies_are_reduced_by_one_task_into_one_file() {
                 .entry(r["b"].as_str().expect("s").to_string())
                 .or_default() += 1;
         }
-        let got: BTreeMap<String, i64> = output(&lab)
-            .await
-            .iter()
-            .map(|r| {
-                (
-                    r["value"].as_str().expect("s").to_string(),
-                    r["count"].as_i64().expect("n"),
-                )
-            })
-            .collect();
+        let got = frequencies(&lab).await;
         assert_eq!(got, want);
         assert_eq!(got.len(), 23);
     });
