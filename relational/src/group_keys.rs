@@ -12,10 +12,13 @@
 //! join that keeps the other side's rows), and that other side holds the keys in a plan
 //! estimated much smaller than the aggregation's input (and small enough to send whole to
 //! every task), the aggregation's input is first semi-joined with those keys. Rows of the
-//! groups the join drops are then never aggregated or shuffled. The keys come from the
-//! smallest plan below the other side that the key columns pass through unchanged (filters,
-//! projections, inner and semi joins only remove rows), so in q17 they are the filtered
-//! `part` table, not its join with `lineitem`.
+//! groups the join drops are then never aggregated or shuffled. The keys come from a plan
+//! below the other side that the key columns pass through unchanged (filters, projections,
+//! inner and semi joins only remove rows): the lowest one estimated near the smallest
+//! ([`NEAR_SMALLEST`]), since a plan holds the keys of every plan above it and costs no more
+//! to compute. So in q17 they are the filtered `part` table, not its join with `lineitem`; in
+//! q02 the filtered `part` too, not its five-way join with `partsupp`, `supplier`, `nation` and
+//! `region`, which keeps a few keys fewer but scans `partsupp` once more.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -36,6 +39,11 @@ pub struct FilterGroupsByKeys;
 /// How much smaller than an aggregation's input the keys must be estimated for the filter
 /// to pay: the semi join costs one hash probe per input row, and the keys are computed twice.
 const SMALLER_BY: f64 = 8.0;
+
+/// How much larger than the smallest plan holding the keys a plan lower down may be estimated
+/// and still be preferred: the filter then keeps up to that many times the rows, and the
+/// joins above the lower plan are not computed twice.
+const NEAR_SMALLEST: f64 = 4.0;
 
 /// The alias of the key plans this rule adds, by which it knows where it has been.
 const KEYS: &str = "__kask_group_keys";
@@ -151,7 +159,7 @@ fn filtered(
         return Ok(None);
     }
     let theirs: Vec<Column> = grouped.iter().map(|(_, c)| c.clone()).collect();
-    let Some((keys, columns)) = smallest_holding(other, &theirs) else {
+    let Some((keys, columns)) = plan_holding_keys(other, &theirs) else {
         return Ok(None);
     };
     match (estimate(&keys), estimate(input)) {
@@ -256,23 +264,31 @@ fn with_aggregate_input(plan: &LogicalPlan, input: LogicalPlan) -> Result<Logica
     plan.with_new_exprs(plan.expressions(), vec![child])
 }
 
-/// The smallest plan (by estimate) below `plan` that holds every value `plan` can have in
-/// `columns`, with the columns' names there: `plan` itself, or a plan reached through
-/// operators that pass the columns on unchanged and only remove or repeat rows.
-fn smallest_holding(plan: &LogicalPlan, columns: &[Column]) -> Option<(LogicalPlan, Vec<Column>)> {
-    let mut best = (plan.clone(), columns.to_vec());
-    let mut best_size = estimate(plan)?.size;
+/// The plan below `plan` that the keys come from, with the columns' names there: `plan`
+/// itself, or a plan reached through operators that pass the columns on unchanged and only
+/// remove or repeat rows; of those with an estimate, the one [`lowest_near_smallest`] picks.
+fn plan_holding_keys(plan: &LogicalPlan, columns: &[Column]) -> Option<(LogicalPlan, Vec<Column>)> {
+    let mut chain = vec![(plan, columns.to_vec(), estimate(plan)?.size)];
     let (mut at, mut cols) = (plan, columns.to_vec());
     while let Some((below, below_cols)) = step_down(at, &cols) {
-        if let Some(e) = estimate(below)
-            && e.size < best_size
-        {
-            best_size = e.size;
-            best = (below.clone(), below_cols.clone());
+        if let Some(e) = estimate(below) {
+            chain.push((below, below_cols.clone(), e.size));
         }
         (at, cols) = (below, below_cols);
     }
-    Some(best)
+    let sizes: Vec<f64> = chain.iter().map(|(_, _, size)| *size).collect();
+    let (chosen, cols, _) = chain.swap_remove(lowest_near_smallest(&sizes));
+    Some((chosen.clone(), cols))
+}
+
+/// Of plans each below the one before, estimated `sizes` (at least one), the index of the
+/// lowest within [`NEAR_SMALLEST`] of the smallest.
+fn lowest_near_smallest(sizes: &[f64]) -> usize {
+    let smallest = sizes.iter().copied().fold(f64::INFINITY, f64::min);
+    sizes
+        .iter()
+        .rposition(|s| *s <= smallest * NEAR_SMALLEST)
+        .unwrap_or(0)
 }
 
 /// The input of `plan` that all `columns` come from unchanged, with their names there.

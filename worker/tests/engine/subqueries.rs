@@ -45,6 +45,55 @@ async fn a_correlated_aggregation_computes_only_the_groups_the_outer_query_keeps
     assert_eq!(types, ["Int64", "Int64"]);
 }
 
+/// Each key of group 3 below 50 with its smallest value (q02's shape: a correlated
+/// aggregation joined back to an outer query whose keys come from a filtered table that is
+/// joined further with `fact` and `tiny`).
+const SMALLEST_OF_GROUP_3: &str = "SELECT mid.m, fact.v FROM mid, fact, tiny \
+                                   WHERE mid.m = fact.m AND mid.m < 50 AND mid.t = tiny.t \
+                                   AND tiny.name = 'n3' AND tiny.t < 5 AND fact.v = \
+                                   (SELECT min(f2.v) FROM fact AS f2 WHERE f2.m = mid.m)";
+
+#[tokio::test]
+async fn the_subquerys_keys_come_from_the_filtered_table_not_its_join_with_the_large_one() {
+    let lab = lab().await;
+    let plans = stage_plans(&lab, SMALLEST_OF_GROUP_3).await;
+    // The outer query scans `fact` once and the subquery once; keys taken from the outer
+    // query's whole join would scan it a third time.
+    let fact_scans = plans
+        .lines()
+        .filter(|l| l.contains("DataSourceExec") && l.contains("/fact/"))
+        .count();
+    assert_eq!(fact_scans, 2, "{plans}");
+    let aggregated = plans
+        .split("\n\n")
+        .find(|p| p.contains("AggregateExec: mode=Partial"))
+        .unwrap_or_else(|| panic!("a partial aggregation:\n{plans}"));
+    assert!(
+        joins_innermost_first(aggregated)
+            .first()
+            .is_some_and(|j| j.contains("Semi")),
+        "the aggregation reads fact semi-joined with keys:\n{plans}"
+    );
+    assert!(
+        aggregated.contains("/mid/"),
+        "the keys are mid's, read where they filter:\n{plans}"
+    );
+
+    lab.run(&job(SMALLEST_OF_GROUP_3)).await.expect("runs");
+    let (_, types, got) = lab.typed_result("out").await;
+    let want: Vec<Vec<V>> = mid()
+        .iter()
+        .filter(|(m, t)| *t == 3 && *m < 50)
+        .map(|(m, _)| {
+            let least = fact().iter().filter(|r| r.0 == *m).map(|r| r.1).min();
+            vec![V::I(*m), V::I(least.expect("every key has rows"))]
+        })
+        .collect();
+    assert_eq!(want.len(), 5);
+    assert_eq!(sorted(got), sorted(want));
+    assert_eq!(types, ["Int64", "Int64"]);
+}
+
 /// `fact` rows whose key is not one of group 3's.
 const NOT_IN_GROUP_3: &str =
     "SELECT count(*) AS n FROM fact WHERE m NOT IN (SELECT m FROM mid WHERE t = 3)";
