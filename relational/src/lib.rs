@@ -47,6 +47,7 @@ pub mod spill_join;
 pub mod steps;
 pub mod tables;
 pub mod task;
+pub mod view_eq;
 pub mod window_step;
 
 use std::collections::BTreeMap;

@@ -152,10 +152,12 @@ fn decoded(
             st.name
         )));
     }
-    // Decimal arithmetic without per-value overflow checks where none can overflow, and
-    // filters that do not copy the batches they keep whole: task-side rewrites, so the plan
-    // the plan pod recorded (and checked above) is unchanged.
+    // Decimal arithmetic without per-value overflow checks where none can overflow, string
+    // comparisons with constants view by view, and filters that do not copy the batches they
+    // keep whole: task-side rewrites, so the plan the plan pod recorded (and checked above) is
+    // unchanged.
     let root = crate::decimal_arith::exact_decimal_arithmetic(root)
+        .and_then(crate::view_eq::view_equalities)
         .and_then(crate::lean_filter::lean_filters)
         .map_err(|e| Error::internal(format!("stage {}: {e}", st.name)))?;
     let sink = match (hash, &st.sink) {
