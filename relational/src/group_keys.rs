@@ -159,13 +159,13 @@ fn filtered(
         return Ok(None);
     }
     let theirs: Vec<Column> = grouped.iter().map(|(_, c)| c.clone()).collect();
-    let Some((keys, columns)) = plan_holding_keys(other, &theirs) else {
+    // Keys that pay: much smaller than the aggregation's input, and small enough to send whole.
+    let Some(largest) = estimate(input).map(|i| (i.size / SMALLER_BY).min(most)) else {
         return Ok(None);
     };
-    match (estimate(&keys), estimate(input)) {
-        (Some(k), Some(i)) if k.size * SMALLER_BY <= i.size && k.size <= most => {}
-        _ => return Ok(None),
-    }
+    let Some((keys, columns)) = plan_holding_keys(other, &theirs, largest) else {
+        return Ok(None);
+    };
     let alias = format!("{KEYS}_{}", NEXT.fetch_add(1, Ordering::Relaxed));
     let names: Vec<String> = (0..columns.len()).map(|i| format!("k{i}")).collect();
     let projected = Projection::try_new(
@@ -266,29 +266,36 @@ fn with_aggregate_input(plan: &LogicalPlan, input: LogicalPlan) -> Result<Logica
 
 /// The plan below `plan` that the keys come from, with the columns' names there: `plan`
 /// itself, or a plan reached through operators that pass the columns on unchanged and only
-/// remove or repeat rows; of those with an estimate, the one [`lowest_near_smallest`] picks.
-fn plan_holding_keys(plan: &LogicalPlan, columns: &[Column]) -> Option<(LogicalPlan, Vec<Column>)> {
-    let mut chain = vec![(plan, columns.to_vec(), estimate(plan)?.size)];
+/// remove or repeat rows; of those with an estimate, the one [`lowest_near_smallest`] picks
+/// among those estimated at most `largest`. `None` if there is none.
+fn plan_holding_keys(
+    plan: &LogicalPlan,
+    columns: &[Column],
+    largest: f64,
+) -> Option<(LogicalPlan, Vec<Column>)> {
+    let mut chain = Vec::new();
     let (mut at, mut cols) = (plan, columns.to_vec());
-    while let Some((below, below_cols)) = step_down(at, &cols) {
-        if let Some(e) = estimate(below) {
-            chain.push((below, below_cols.clone(), e.size));
+    loop {
+        if let Some(e) = estimate(at) {
+            chain.push((at, cols.clone(), e.size));
         }
+        let Some((below, below_cols)) = step_down(at, &cols) else {
+            break;
+        };
         (at, cols) = (below, below_cols);
     }
     let sizes: Vec<f64> = chain.iter().map(|(_, _, size)| *size).collect();
-    let (chosen, cols, _) = chain.swap_remove(lowest_near_smallest(&sizes));
+    let (chosen, cols, _) = chain.swap_remove(lowest_near_smallest(&sizes, largest)?);
     Some((chosen.clone(), cols))
 }
 
-/// Of plans each below the one before, estimated `sizes` (at least one), the index of the
-/// lowest within [`NEAR_SMALLEST`] of the smallest.
-fn lowest_near_smallest(sizes: &[f64]) -> usize {
+/// Of plans each below the one before, estimated `sizes`, the index of the lowest within
+/// [`NEAR_SMALLEST`] of the smallest and at most `largest`; `None` if none is.
+fn lowest_near_smallest(sizes: &[f64], largest: f64) -> Option<usize> {
     let smallest = sizes.iter().copied().fold(f64::INFINITY, f64::min);
     sizes
         .iter()
-        .rposition(|s| *s <= smallest * NEAR_SMALLEST)
-        .unwrap_or(0)
+        .rposition(|s| *s <= smallest * NEAR_SMALLEST && *s <= largest)
 }
 
 /// The input of `plan` that all `columns` come from unchanged, with their names there.

@@ -85,14 +85,20 @@ fn key_columns_are_followed_down_to_the_side_of_a_join_that_holds_them() {
 
 #[test]
 fn the_keys_come_from_the_lowest_plan_near_the_smallest() {
+    let any = f64::INFINITY;
     // q02: the five-way join (0.47 MB) is estimated a little smaller than the filtered `part`
     // below it (0.69 MB), which is far smaller than `part` itself (69 MB).
-    assert_eq!(
-        lowest_near_smallest(&[0.47e6, 4.7e6, 4.7e6, 0.69e6, 0.69e6, 69e6]),
-        4
-    );
+    let q02 = [0.47e6, 4.7e6, 4.7e6, 0.69e6, 0.69e6, 69e6];
+    assert_eq!(lowest_near_smallest(&q02, any), Some(4));
     // A plan lower down more than four times the smallest is not taken.
-    assert_eq!(lowest_near_smallest(&[1.0e6, 5.0e6]), 0);
-    assert_eq!(lowest_near_smallest(&[8.0e6, 1.0e6, 4.0e6, 4.1e6]), 2);
-    assert_eq!(lowest_near_smallest(&[3.0]), 0);
+    assert_eq!(lowest_near_smallest(&[1.0e6, 5.0e6], any), Some(0));
+    assert_eq!(
+        lowest_near_smallest(&[8.0e6, 1.0e6, 4.0e6, 4.1e6], any),
+        Some(2)
+    );
+    assert_eq!(lowest_near_smallest(&[3.0], any), Some(0));
+    // Nor one too large to pay, while a smaller one above it does.
+    assert_eq!(lowest_near_smallest(&q02, 0.5e6), Some(0));
+    assert_eq!(lowest_near_smallest(&q02, 0.4e6), None);
+    assert_eq!(lowest_near_smallest(&[], any), None);
 }
