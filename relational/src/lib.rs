@@ -31,6 +31,7 @@ pub mod join_order;
 pub mod key_filter;
 mod kind;
 pub mod lean_filter;
+pub mod lean_logic;
 pub mod merge;
 pub mod one_input;
 pub mod pipeline;
