@@ -138,8 +138,12 @@ impl PhysicalExpr for ViewEqExpr {
 
     fn evaluate(&self, batch: &RecordBatch) -> Result<ColumnarValue> {
         let value = self.value.evaluate(batch)?;
-        let ColumnarValue::Array(array) = &value else {
-            // A constant on both sides after all: the plain comparison.
+        let views = match &value {
+            ColumnarValue::Array(array) => array.as_string_view_opt(),
+            ColumnarValue::Scalar(_) => None,
+        };
+        let Some(array) = views else {
+            // A constant on both sides after all, or not views: the plain comparison.
             let op = if self.negated {
                 Operator::NotEq
             } else {
@@ -149,7 +153,6 @@ impl PhysicalExpr for ViewEqExpr {
                 ColumnarValue::Scalar(ScalarValue::Utf8View(Some(self.constant.clone())));
             return datafusion::physical_expr_common::datum::apply_cmp(op, &value, &constant);
         };
-        let array = array.as_string_view();
         let mut equal = equal_to(array, &self.constant);
         if self.negated {
             equal = !&equal;
