@@ -27,7 +27,7 @@ use datafusion::logical_expr::{ColumnarValue, Operator};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::{BinaryExpr, Column};
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::physical_plan::filter::{FilterExec, FilterExecBuilder};
+use datafusion::physical_plan::filter::FilterExec;
 
 /// DataFusion's threshold: the right side is pre-selected when at most this share of rows
 /// needs it.
@@ -279,12 +279,7 @@ pub fn lean_logic(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>
         if !t.transformed {
             return Ok(Transformed::no(node));
         }
-        let rewritten = FilterExecBuilder::new(t.data, Arc::clone(f.input()))
-            .with_default_selectivity(f.default_selectivity())
-            .with_batch_size(f.batch_size())
-            .with_fetch(f.fetch())
-            .apply_projection_by_ref(f.projection().as_ref())?
-            .build()?;
+        let rewritten = crate::view_eq::with_predicate(f, t.data)?;
         Ok(Transformed::yes(
             Arc::new(rewritten) as Arc<dyn ExecutionPlan>
         ))

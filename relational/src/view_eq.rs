@@ -209,6 +209,20 @@ fn rewrite_expr(
     })
 }
 
+/// `f` with `predicate` in place of its own: the same input, projection, selectivity, batch
+/// size and limit.
+pub(crate) fn with_predicate(
+    f: &FilterExec,
+    predicate: Arc<dyn PhysicalExpr>,
+) -> Result<FilterExec> {
+    FilterExecBuilder::new(predicate, Arc::clone(f.input()))
+        .with_default_selectivity(f.default_selectivity())
+        .with_batch_size(f.batch_size())
+        .with_fetch(f.fetch())
+        .apply_projection_by_ref(f.projection().as_ref())?
+        .build()
+}
+
 /// `plan` with the string comparisons with constants of its filters and projections computed
 /// by [`ViewEqExpr`]. The plan's schema and results are unchanged.
 pub fn view_equalities(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
@@ -218,12 +232,7 @@ pub fn view_equalities(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn Execution
             if !t.transformed {
                 return Ok(Transformed::no(node));
             }
-            let rewritten = FilterExecBuilder::new(t.data, Arc::clone(f.input()))
-                .with_default_selectivity(f.default_selectivity())
-                .with_batch_size(f.batch_size())
-                .with_fetch(f.fetch())
-                .apply_projection_by_ref(f.projection().as_ref())?
-                .build()?;
+            let rewritten = with_predicate(f, t.data)?;
             return Ok(Transformed::yes(
                 Arc::new(rewritten) as Arc<dyn ExecutionPlan>
             ));
