@@ -41,6 +41,7 @@ pub mod range_sort;
 pub mod reshape;
 pub mod session;
 pub mod shared_build;
+pub mod shared_table;
 pub mod shares;
 pub mod size_hint;
 pub mod skew;
@@ -48,6 +49,8 @@ pub mod spill_join;
 pub mod steps;
 pub mod tables;
 pub mod task;
+#[cfg(test)]
+mod test_plans;
 pub mod view_eq;
 pub mod window_step;
 

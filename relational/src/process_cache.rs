@@ -35,6 +35,19 @@ impl<T> ProcessCache<T> {
         all.insert(key, Arc::downgrade(&cell));
         cell
     }
+
+    /// Tasks that ask for `key` from now on get a new cell, if `cell` is still its cell;
+    /// those that hold `cell` keep it.
+    pub fn forget(&self, key: &str, cell: &Arc<Cell<T>>) {
+        if let Ok(mut all) = self.cells.lock()
+            && all
+                .get(key)
+                .and_then(Weak::upgrade)
+                .is_some_and(|c| Arc::ptr_eq(&c, cell))
+        {
+            all.remove(key);
+        }
+    }
 }
 
 impl<T> Default for ProcessCache<T> {
@@ -57,5 +70,19 @@ mod tests {
         assert!(CACHE.cell("other".into()).get().is_none());
         drop((a, b));
         assert!(CACHE.cell("k".into()).get().is_none());
+
+        let failed = CACHE.cell("f".into());
+        assert!(failed.set(1).is_ok());
+        CACHE.forget("f", &failed);
+        let again = CACHE.cell("f".into());
+        assert!(again.get().is_none(), "a forgotten cell is not handed out");
+        assert_eq!(failed.get(), Some(&1), "its holders keep it");
+        CACHE.forget("f", &failed);
+        assert!(again.set(2).is_ok());
+        assert_eq!(
+            CACHE.cell("f".into()).get(),
+            Some(&2),
+            "an old cell forgets nothing new"
+        );
     }
 }

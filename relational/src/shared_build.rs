@@ -219,91 +219,13 @@ pub fn share_builds(
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use async_trait::async_trait;
     use datafusion::arrow::array::Int64Array;
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     use datafusion::datasource::memory::MemorySourceConfig;
     use datafusion::prelude::SessionContext;
 
     use super::*;
-    use crate::key_filter::KeyBloom;
-    use crate::shares::Shares;
-    use crate::skew::SharedJoin;
-    use kask_core::error::{Error, Result};
-    use kask_core::marker::TaskMarker;
-    use kask_core::shuffle::SliceReader;
-    use std::ops::Range;
-
-    /// A source that only names its job.
-    #[derive(Debug)]
-    struct Named;
-
-    #[async_trait]
-    impl ShuffleSource for Named {
-        async fn maps(&self, _stage: usize) -> Result<Vec<TaskMarker>> {
-            Err(Error::internal("no shuffles here"))
-        }
-        async fn open(&self, _map: TaskMarker, _partitions: Range<usize>) -> Result<SliceReader> {
-            Err(Error::internal("no shuffles here"))
-        }
-        async fn shares(&self, _join: SharedJoin, _partitions: usize) -> Result<Arc<Shares>> {
-            Err(Error::internal("no shuffles here"))
-        }
-        async fn next(&self, _slice: &mut SliceReader) -> Result<Option<RecordBatch>> {
-            Err(Error::internal("no shuffles here"))
-        }
-        fn scope(&self) -> Option<String> {
-            Some("shared-build-test".into())
-        }
-        async fn key_filter(&self, _stage: usize) -> Result<Option<Arc<KeyBloom>>> {
-            Ok(None)
-        }
-    }
-
-    /// A build side that counts how often it is run.
-    #[derive(Debug)]
-    struct Counted {
-        rows: Arc<dyn ExecutionPlan>,
-        runs: Arc<AtomicUsize>,
-    }
-
-    impl DisplayAs for Counted {
-        fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-            write!(f, "Counted")
-        }
-    }
-
-    impl ExecutionPlan for Counted {
-        fn name(&self) -> &str {
-            "Counted"
-        }
-        fn properties(&self) -> &Arc<PlanProperties> {
-            self.rows.properties()
-        }
-        fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-            vec![]
-        }
-        fn apply_expressions(
-            &self,
-            _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DfResult<TreeNodeRecursion>,
-        ) -> DfResult<TreeNodeRecursion> {
-            Ok(TreeNodeRecursion::Continue)
-        }
-        fn with_new_children(
-            self: Arc<Self>,
-            _children: Vec<Arc<dyn ExecutionPlan>>,
-        ) -> DfResult<Arc<dyn ExecutionPlan>> {
-            Ok(self)
-        }
-        fn execute(
-            &self,
-            partition: usize,
-            context: Arc<TaskContext>,
-        ) -> DfResult<SendableRecordBatchStream> {
-            self.runs.fetch_add(1, Ordering::SeqCst);
-            self.rows.execute(partition, context)
-        }
-    }
+    use crate::test_plans::{Counted, Named};
 
     #[tokio::test]
     async fn tasks_that_run_together_compute_a_build_side_once() {
@@ -314,11 +236,11 @@ mod tests {
         )
         .expect("a batch");
         let runs = Arc::new(AtomicUsize::new(0));
-        let counted: Arc<dyn ExecutionPlan> = Arc::new(Counted {
-            rows: MemorySourceConfig::try_new_exec(&[vec![batch]], schema, None).expect("rows"),
-            runs: Arc::clone(&runs),
-        });
-        let source: Arc<dyn ShuffleSource> = Arc::new(Named);
+        let counted: Arc<dyn ExecutionPlan> = Arc::new(Counted::new(
+            MemorySourceConfig::try_new_exec(&[vec![batch]], schema, None).expect("rows"),
+            Arc::clone(&runs),
+        ));
+        let source: Arc<dyn ShuffleSource> = Arc::new(Named("shared-build-test"));
         // Each task decodes its own plan: two instances of the same build side.
         let task_plan = || SharedBuildExec::new(Arc::clone(&counted), 3, 0, Arc::clone(&source));
         let ctx = SessionContext::new().task_ctx();

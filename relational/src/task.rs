@@ -46,6 +46,10 @@ pub async fn execute(
     let source: Arc<dyn ShuffleSource> = shuffles.clone();
     let ctx = session(store, &plan.spec, crate::SqlPlan::of(plan)?.partitions);
     let mut cut = decoded(plan, stage, &ctx, source)?;
+    // Held until the task ends, for the tasks after it in this process.
+    let tables;
+    (cut.root, tables) = crate::shared_table::share_tables(cut.root, stage, shuffles.scope())
+        .map_err(|e| Error::internal(format!("stage {}: {e}", st.name)))?;
     let exhausted = AtomicBool::new(false);
     let task_err = |e: DataFusionError| -> Error {
         if matches!(e.find_root(), DataFusionError::ResourcesExhausted(_)) {
@@ -96,6 +100,9 @@ pub async fn execute(
             )
             .await;
         }
+    }
+    if written.is_err() {
+        tables.forget();
     }
     let Written {
         files,
