@@ -10,6 +10,7 @@
 //! Kask's codec for its own nodes ([`codec`]): a task decodes its stage and runs it, and
 //! refuses to if the decoded sub-plan displays differently from the one the plan pod cut.
 
+pub mod build_side;
 pub mod coalesce;
 pub mod codec;
 pub mod csv_guard;

@@ -46,6 +46,9 @@ pub async fn execute(
     let source: Arc<dyn ShuffleSource> = shuffles.clone();
     let ctx = session(store, &plan.spec, crate::SqlPlan::of(plan)?.partitions);
     let mut cut = decoded(plan, stage, &ctx, source)?;
+    cut.root = crate::build_side::smaller_builds(cut.root, shuffles.as_ref())
+        .await
+        .map_err(|e| Error::internal(format!("stage {}: {e}", st.name)))?;
     // Held until the task ends, for the tasks after it in this process.
     let tables;
     (cut.root, tables) = crate::shared_table::share_tables(cut.root, stage, shuffles.scope())

@@ -1,6 +1,7 @@
 //! The order in which SQL jobs join their tables: a query that names its largest table first
 //! still joins the small tables first, and a subquery's semi join is applied to the table it
-//! filters before the inner joins; results equal plain implementations here either way.
+//! filters before the inner joins; a partitioned join whose planned build side turns out the
+//! larger builds from the other; results equal plain implementations here either way.
 
 use crate::support::{Lab, V, batch, ints, sorted, strs};
 use kask_worker::relational::SqlStage;
@@ -174,4 +175,69 @@ async fn a_selective_semi_join_filters_its_table_before_the_inner_joins() {
         .map(|(t, n)| vec![V::S(format!("n{t}")), V::I(n)])
         .collect();
     assert_eq!(sorted(lab.result("out").await.1), sorted(want));
+}
+
+/// `big(k, a)`: 2000 rows, each key once; `few(k, b)`: 50,000 rows over the same keys, in
+/// three files. The query's filters fool the estimate, which gives both the same share of
+/// their table: `a % 2 = 0` keeps every row of `big`, `b % 997 = 1` 51 of `few`'s.
+async fn misjudged_lab() -> Lab {
+    let lab = Lab::local();
+    let col = |v: Vec<i64>| ints(&v.into_iter().map(Some).collect::<Vec<_>>());
+    let big = batch(vec![
+        ("k", col((0..2000).collect())),
+        ("a", col((0..2000).map(|k| k * 10).collect())),
+    ]);
+    let few = batch(vec![
+        ("k", col((0..50_000).map(|b| (b * 7) % 2000).collect())),
+        ("b", col((0..50_000).collect())),
+    ]);
+    lab.put_partitioned("big", &big, 1, 2000).await;
+    lab.put_partitioned("few", &few, 3, 10_000).await;
+    lab
+}
+
+/// The planned build side of a partitioned join turns out the larger; each task builds from
+/// the other side (`kask_relational::build_side`), and the rows and columns are the join's.
+#[tokio::test]
+async fn a_join_builds_from_the_side_that_turned_out_smaller() {
+    let lab = misjudged_lab().await;
+    let query = "SELECT big.a, few.b, big.k FROM big JOIN few ON big.k = few.k \
+                 WHERE big.a % 2 = 0 AND few.b % 997 = 1";
+    let spec = format!(
+        "  sql:\n    tables:\n      big: {{path: \"big/*.parquet\"}}\n      few: {{path: \"few/*.parquet\"}}\n    query: {}\n  targetTaskBytes: 1\n  shufflePartitions: 2\n  broadcastBytes: 0\n  output: {{path: out, mode: overwrite}}\n",
+        serde_json::to_string(query).expect("json")
+    );
+    let plans = stage_plans_of(&lab, &spec).await;
+    let join_stage = plans
+        .split("\n\n")
+        .find(|p| p.contains("mode=Partitioned"))
+        .unwrap_or_else(|| panic!("a partitioned join:\n{plans}"));
+    let scan_of = |table: &str| {
+        plans
+            .split("\n\n")
+            .position(|p| p.contains(&format!("{table}/part-0.parquet")))
+            .unwrap_or_else(|| panic!("a scan of {table}:\n{plans}"))
+    };
+    let readers: Vec<&str> = join_stage
+        .lines()
+        .filter(|l| l.contains("ShuffleReaderExec"))
+        .collect();
+    assert!(
+        readers.len() == 2 && readers[0].contains(&format!("stage={}", scan_of("big"))),
+        "the plan builds from big, which the estimate thinks smaller:\n{plans}"
+    );
+
+    lab.run(&spec).await.expect("runs");
+    let (names, types, got) = lab.typed_result("out").await;
+    assert_eq!(names, ["a", "b", "k"]);
+    assert_eq!(types, ["Int64", "Int64", "Int64"]);
+    let want: Vec<Vec<V>> = (0..50_000i64)
+        .filter(|b| b % 997 == 1)
+        .map(|b| {
+            let k = (b * 7) % 2000;
+            vec![V::I(k * 10), V::I(b), V::I(k)]
+        })
+        .collect();
+    assert_eq!(want.len(), 51);
+    assert_eq!(sorted(got), sorted(want));
 }
