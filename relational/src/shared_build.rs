@@ -2,8 +2,10 @@
 //! q09's 17 `lineitem` tasks each scan all of `part` for its green parts. Tasks in one process
 //! (`kask run`, a worker that runs several) compute it once: [`SharedBuildExec`] stands over
 //! the build side, and the first task to run it keeps its rows for the others
-//! ([`crate::process_cache`]). Every task still builds its own hash table from those rows;
-//! a task in a process of its own computes them as before. The kept rows are held beside the
+//! ([`crate::process_cache`]). A join whose tasks share its hash table as well
+//! ([`crate::shared_table`]) drops this node at run time; for the others, every task still
+//! builds its own table from the kept rows. A task in a process of its own computes them as
+//! before. The kept rows are held beside the
 //! memory that DataFusion counts, so only a side of at most a sixteenth of the memory pool is
 //! kept; each task computes a larger one itself.
 
