@@ -27,11 +27,12 @@ use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::{ColumnarValue, Operator};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::BinaryExpr;
-use datafusion::physical_expr::projection::ProjectionExpr;
 use datafusion::physical_expr_common::datum::apply;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::projection::ProjectionExec;
+
+use crate::operator_exprs::{changed, projection_rewritten};
 
 /// The operations rewritten, with what each needs to compute its result from 64-bit values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -285,24 +286,8 @@ fn rewrite_expr(
 pub fn exact_decimal_arithmetic(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
     plan.transform_up(|node| {
         if let Some(p) = node.downcast_ref::<ProjectionExec>() {
-            let schema = p.input().schema();
-            let mut changed = false;
-            let mut exprs = Vec::with_capacity(p.expr().len());
-            for e in p.expr() {
-                let t = rewrite_expr(&e.expr, &schema)?;
-                changed |= t.transformed;
-                exprs.push(ProjectionExpr {
-                    expr: t.data,
-                    alias: e.alias.clone(),
-                });
-            }
-            if !changed {
-                return Ok(Transformed::no(node));
-            }
-            let rewritten = ProjectionExec::try_new(exprs, Arc::clone(p.input()))?;
-            return Ok(Transformed::yes(
-                Arc::new(rewritten) as Arc<dyn ExecutionPlan>
-            ));
+            let rewritten = projection_rewritten(p, rewrite_expr)?;
+            return Ok(changed(node, rewritten));
         }
         if let Some(a) = node.downcast_ref::<AggregateExec>() {
             // Only the modes that evaluate their arguments over their input's rows.

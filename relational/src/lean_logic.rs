@@ -29,6 +29,9 @@ use datafusion::physical_expr::expressions::{BinaryExpr, Column};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::filter::FilterExec;
 
+use crate::one_input::only_input;
+use crate::operator_exprs::{changed, filter_rewritten};
+
 /// DataFusion's threshold: the right side is pre-selected when at most this share of rows
 /// needs it.
 const PRE_SELECT: f64 = 0.2;
@@ -228,12 +231,7 @@ impl PhysicalExpr for LeanLogicExpr {
         children: Vec<Arc<dyn PhysicalExpr>>,
     ) -> Result<Arc<dyn PhysicalExpr>> {
         // Rebuilt from the new plain form, so that both paths stay the same expression.
-        let [plain] = <[_; 1]>::try_from(children).map_err(|c| {
-            datafusion::error::DataFusionError::Internal(format!(
-                "a logical operator takes 1 plain form, not {}",
-                c.len()
-            ))
-        })?;
+        let plain = only_input(children, "a lean AND/OR")?;
         Ok(
             match plain.downcast_ref::<BinaryExpr>().and_then(Self::of) {
                 Some(lean) => Arc::new(lean),
@@ -272,17 +270,11 @@ fn rewrite_expr(
 /// schema and results are unchanged.
 pub fn lean_logic(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
     plan.transform_up(|node| {
-        let Some(f) = node.downcast_ref::<FilterExec>() else {
-            return Ok(Transformed::no(node));
+        let rewritten = match node.downcast_ref::<FilterExec>() {
+            Some(f) => filter_rewritten(f, rewrite_expr)?,
+            None => None,
         };
-        let t = rewrite_expr(f.predicate(), &f.input().schema())?;
-        if !t.transformed {
-            return Ok(Transformed::no(node));
-        }
-        let rewritten = crate::view_eq::with_predicate(f, t.data)?;
-        Ok(Transformed::yes(
-            Arc::new(rewritten) as Arc<dyn ExecutionPlan>
-        ))
+        Ok(changed(node, rewritten))
     })
     .map(|t| t.data)
 }

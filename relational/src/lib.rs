@@ -35,6 +35,7 @@ pub mod lean_filter;
 pub mod lean_logic;
 pub mod merge;
 pub mod one_input;
+pub mod operator_exprs;
 pub mod pipeline;
 pub mod planner;
 pub mod process_cache;

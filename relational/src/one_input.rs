@@ -1,5 +1,5 @@
-//! Kask's plan nodes that stand over a single input rebuild themselves from new children; this
-//! is their shared check that there is exactly one.
+//! Kask's plan nodes and expressions that stand over a single input rebuild themselves from new
+//! children; this is their shared check that there is exactly one.
 
 use datafusion::error::{DataFusionError, Result};
 

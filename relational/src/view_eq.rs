@@ -24,10 +24,12 @@ use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::{ColumnarValue, Operator};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::{BinaryExpr, Literal};
-use datafusion::physical_expr::projection::ProjectionExpr;
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::physical_plan::filter::{FilterExec, FilterExecBuilder};
+use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::projection::ProjectionExec;
+
+use crate::one_input::only_input;
+use crate::operator_exprs::{changed, filter_rewritten, projection_rewritten};
 
 /// `value = constant` (or `<>`) over a `Utf8View` value.
 #[derive(Debug, Clone, Eq)]
@@ -171,12 +173,7 @@ impl PhysicalExpr for ViewEqExpr {
         self: Arc<Self>,
         children: Vec<Arc<dyn PhysicalExpr>>,
     ) -> Result<Arc<dyn PhysicalExpr>> {
-        let [value] = <[_; 1]>::try_from(children).map_err(|c| {
-            datafusion::error::DataFusionError::Internal(format!(
-                "a string comparison takes 1 operand, not {}",
-                c.len()
-            ))
-        })?;
+        let value = only_input(children, "a string comparison with a constant")?;
         Ok(Arc::new(Self {
             value,
             ..(*self).clone()
@@ -209,55 +206,18 @@ fn rewrite_expr(
     })
 }
 
-/// `f` with `predicate` in place of its own: the same input, projection, selectivity, batch
-/// size and limit.
-pub(crate) fn with_predicate(
-    f: &FilterExec,
-    predicate: Arc<dyn PhysicalExpr>,
-) -> Result<FilterExec> {
-    FilterExecBuilder::new(predicate, Arc::clone(f.input()))
-        .with_default_selectivity(f.default_selectivity())
-        .with_batch_size(f.batch_size())
-        .with_fetch(f.fetch())
-        .apply_projection_by_ref(f.projection().as_ref())?
-        .build()
-}
-
 /// `plan` with the string comparisons with constants of its filters and projections computed
 /// by [`ViewEqExpr`]. The plan's schema and results are unchanged.
 pub fn view_equalities(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
     plan.transform_up(|node| {
-        if let Some(f) = node.downcast_ref::<FilterExec>() {
-            let t = rewrite_expr(f.predicate(), &f.input().schema())?;
-            if !t.transformed {
-                return Ok(Transformed::no(node));
-            }
-            let rewritten = with_predicate(f, t.data)?;
-            return Ok(Transformed::yes(
-                Arc::new(rewritten) as Arc<dyn ExecutionPlan>
-            ));
-        }
-        if let Some(p) = node.downcast_ref::<ProjectionExec>() {
-            let schema = p.input().schema();
-            let mut changed = false;
-            let mut exprs = Vec::with_capacity(p.expr().len());
-            for e in p.expr() {
-                let t = rewrite_expr(&e.expr, &schema)?;
-                changed |= t.transformed;
-                exprs.push(ProjectionExpr {
-                    expr: t.data,
-                    alias: e.alias.clone(),
-                });
-            }
-            if !changed {
-                return Ok(Transformed::no(node));
-            }
-            let rewritten = ProjectionExec::try_new(exprs, Arc::clone(p.input()))?;
-            return Ok(Transformed::yes(
-                Arc::new(rewritten) as Arc<dyn ExecutionPlan>
-            ));
-        }
-        Ok(Transformed::no(node))
+        let rewritten = if let Some(f) = node.downcast_ref::<FilterExec>() {
+            filter_rewritten(f, rewrite_expr)?
+        } else if let Some(p) = node.downcast_ref::<ProjectionExec>() {
+            projection_rewritten(p, rewrite_expr)?
+        } else {
+            None
+        };
+        Ok(changed(node, rewritten))
     })
     .map(|t| t.data)
 }
