@@ -54,6 +54,7 @@ pub mod task;
 #[cfg(test)]
 mod test_plans;
 pub mod view_eq;
+pub mod whole_groups;
 pub mod window_step;
 
 use std::collections::BTreeMap;

@@ -21,6 +21,7 @@ use super::exchange::{PlanningOnly, ShuffleSource, SinkKind};
 use super::graph::{StageTable, shared_views};
 use super::pipeline;
 use super::session::{register_tables, session};
+use super::whole_groups::aggregate_whole_groups;
 use super::{SqlPlan, SqlStage};
 use kask_api::DaskJobSpec;
 use kask_core::error::{Error, Result};
@@ -205,6 +206,7 @@ pub async fn stages_of(store: &Store, plan: &Plan, source: &Arc<dyn ShuffleSourc
                 .create_physical_plan()
                 .await
                 .map_err(|e| query_error(&ctx, &at, &e))?;
+            let physical = aggregate_whole_groups(physical, store).await?;
             Arc::new(kept_as_table(
                 (&mut stages, &mut views),
                 name,
@@ -246,9 +248,14 @@ pub async fn stages_of(store: &Store, plan: &Plan, source: &Arc<dyn ShuffleSourc
         let physical = match shared_ctes(&ctx, query, &taken) {
             Some(shared) => {
                 let mark = (stages.len(), views.len());
-                let planned =
-                    plan_with_shared_ctes(&ctx, &shared, &mut stages, &mut views, source, shape)
-                        .await;
+                let planned = plan_with_shared_ctes(
+                    (&ctx, store),
+                    &shared,
+                    (&mut stages, &mut views),
+                    source,
+                    shape,
+                )
+                .await;
                 for (cte, _) in &shared.ctes {
                     let _ = ctx.deregister_table(TableReference::bare(cte.as_str()));
                 }
@@ -269,6 +276,7 @@ pub async fn stages_of(store: &Store, plan: &Plan, source: &Arc<dyn ShuffleSourc
                 .await
                 .map_err(|e| query_error(&ctx, &at, &e))?,
         };
+        let physical = aggregate_whole_groups(physical, store).await?;
         let last = cut_into(&mut stages, physical, source, shape, SinkKind::Output)?;
         in_folders(&mut stages[last], &plan.spec, &name)?;
         targets.push(OutputStage { name, stage: last });
@@ -298,16 +306,18 @@ fn in_folders(stage: &mut CutStage, spec: &DaskJobSpec, name: &str) -> Result<()
 /// The stages of a query's CTEs computed once ([`crate::ctes`]), each registered under its
 /// name for what follows, and the physical plan of the rest of the query.
 async fn plan_with_shared_ctes(
-    ctx: &SessionContext,
+    (ctx, store): (&SessionContext, &Store),
     shared: &SharedCtes,
-    stages: &mut Vec<CutStage>,
-    views: &mut Vec<(String, usize)>,
+    (stages, views): (&mut Vec<CutStage>, &mut Vec<(String, usize)>),
     source: &Arc<dyn ShuffleSource>,
     shape: (usize, u64),
 ) -> datafusion::error::Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
     let kask = |e: Error| datafusion::error::DataFusionError::External(Box::new(e));
     for (name, query) in &shared.ctes {
         let physical = ctx.sql(query).await?.create_physical_plan().await?;
+        let physical = aggregate_whole_groups(physical, store)
+            .await
+            .map_err(kask)?;
         let table = kept_as_table((stages, views), name, physical, source, shape).map_err(kask)?;
         ctx.register_table(TableReference::bare(name.as_str()), Arc::new(table))?;
     }
@@ -357,7 +367,7 @@ async fn pipeline_stages(
     for p in df.pipelines() {
         let lp = pipeline::logical(&ctx, store, plan, &p, &before)?;
         let lp = if shared.contains(&p.name) {
-            let physical = physical_of(&ctx, &lp, &p.field).await?;
+            let physical = physical_of((&ctx, store), &lp, &p.field).await?;
             let table = kept_as_table((&mut stages, &mut views), &p.name, physical, source, shape)?;
             let scan = LogicalPlanBuilder::scan(
                 TableReference::bare(p.name.as_str()),
@@ -372,7 +382,7 @@ async fn pipeline_stages(
             lp
         };
         if p.is_output {
-            let physical = physical_of(&ctx, &lp, &p.field).await?;
+            let physical = physical_of((&ctx, store), &lp, &p.field).await?;
             let last = cut_into(&mut stages, physical, source, shape, SinkKind::Output)?;
             in_folders(&mut stages[last], &plan.spec, &p.name)?;
             targets.push(OutputStage {
@@ -392,14 +402,16 @@ async fn pipeline_stages(
 }
 
 async fn physical_of(
-    ctx: &SessionContext,
+    (ctx, store): (&SessionContext, &Store),
     lp: &LogicalPlan,
     field: &str,
 ) -> Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
-    ctx.state()
+    let physical = ctx
+        .state()
         .create_physical_plan(lp)
         .await
-        .map_err(|e| pipeline_error(field, &e))
+        .map_err(|e| pipeline_error(field, &e))?;
+    aggregate_whole_groups(physical, store).await
 }
 
 /// An error that the pipeline's steps did not catch while they were built: a type that the

@@ -31,4 +31,5 @@ mod step_exprs;
 mod subqueries;
 mod support;
 mod uploads;
+mod whole_groups;
 mod window_step;
