@@ -15,6 +15,7 @@ use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::execution_plan::{ChildrenPropertiesMode, ReplaceChildrenOptions};
 use datafusion::physical_plan::joins::{HashJoinExec, NestedLoopJoinExec, PartitionMode};
 use datafusion::physical_plan::limit::GlobalLimitExec;
+use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
@@ -320,7 +321,7 @@ fn key_filter_of(
             .map(ShuffleReaderExec::stage)
     };
     let (from, to) = (reader(left)?, reader(right)?);
-    if from >= to {
+    if from >= to || reads_every_row(&stages.get(from)?.root) {
         return None;
     }
     let (SinkKind::Hash(from_keys, _), SinkKind::Hash(to_keys, _)) =
@@ -344,6 +345,21 @@ fn key_filter_of(
                     )
             });
     same.then_some((from, to))
+}
+
+/// Whether `plan` is a scan of whole tables without a filter: it holds every key of its
+/// table, which the rows of a table that refers to it usually all have, so a key filter would
+/// keep about every row, and the stage it filters would wait for this one to finish first
+/// for nothing.
+fn reads_every_row(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    if let Some(scan) = plan.downcast_ref::<DataSourceExec>() {
+        return scan
+            .data_source()
+            .downcast_ref::<FileScanConfig>()
+            .is_some_and(|c| c.file_source().filter().is_none() && c.limit.is_none());
+    }
+    let passes_rows = plan.is::<ProjectionExec>() || plan.name() == "CoalesceBatchesExec";
+    passes_rows && plan.children().into_iter().all(reads_every_row)
 }
 
 /// Whether a join's right rows that match no left row leave no trace in its result.

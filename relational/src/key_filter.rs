@@ -9,6 +9,9 @@
 //! filtered, only those orders' rows cross the store. Spark's runtime Bloom filters and
 //! DataFusion's dynamic join filters do the same within one process.
 //!
+//! A left side that scans a whole table without a filter gets none: it has every key of its
+//! table, and the right side would wait for it to keep about every row.
+//!
 //! A filter is an optimisation only: a source task with too many keys records none, and a
 //! stage whose tasks' hashes cannot all be read runs unfiltered.
 

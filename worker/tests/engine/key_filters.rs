@@ -152,3 +152,41 @@ async fn semi_and_anti_joins_keep_their_answers_with_null_keys() {
         assert_eq!(types, ["Int64"]);
     }
 }
+
+/// A left side that scans its whole table holds every key the right side refers to: no key
+/// filter, and the right side's stage does not wait for the left's.
+#[tokio::test]
+async fn a_whole_table_on_the_left_filters_nothing_and_is_not_waited_for() {
+    let lab = lab().await;
+    let query = "SELECT fact.m, fact.v, mid.t FROM mid JOIN fact ON fact.m = mid.m";
+    let (store, plan) = lab.staged(&partitioned(query)).await;
+    let subs = sub_plans(&plan);
+    assert!(
+        subs.iter()
+            .all(|s| s.filtered_by.is_empty() && !s.key_hashes),
+        "no key filter:\n{}",
+        subs.iter()
+            .map(|s| s.plan.as_str())
+            .collect::<Vec<_>>()
+            .join("\n\n")
+    );
+    let scan_of = |table: &str| {
+        subs.iter()
+            .position(|s| s.plan.contains(&format!("{table}/part-0.parquet")))
+            .unwrap_or_else(|| panic!("a scan of {table}"))
+    };
+    let (mid_stage, fact_stage) = (scan_of("mid"), scan_of("fact"));
+    assert!(
+        !plan.after(fact_stage).contains(&mid_stage),
+        "the scan of fact does not wait for the scan of mid"
+    );
+    commit_staged(&store, &plan).await;
+    let (_, types, got) = lab.typed_result("out").await;
+    let groups: std::collections::HashMap<i64, i64> = mid().into_iter().collect();
+    let want: Vec<Vec<V>> = fact()
+        .into_iter()
+        .map(|(m, v)| vec![V::I(m), V::I(v), V::I(groups[&m])])
+        .collect();
+    assert_eq!(sorted(got), sorted(want));
+    assert_eq!(types, ["Int64", "Int64", "Int64"]);
+}
