@@ -10,6 +10,8 @@
 //! computes with plain 64×64→128-bit products; any batch with a wider value, and any operand of
 //! another type, goes through arrow's own kernel, with its errors.
 //!
+//! Casts of integer operands to decimals get the same treatment ([`crate::widening_cast`]).
+//!
 //! A task applies [`exact_decimal_arithmetic`] to its stage's sub-plan after decoding it (the
 //! expression is not one datafusion-proto knows, and the plan pod's plan is unchanged).
 
@@ -26,13 +28,14 @@ use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::{ColumnarValue, Operator};
 use datafusion::physical_expr::PhysicalExpr;
-use datafusion::physical_expr::expressions::BinaryExpr;
+use datafusion::physical_expr::expressions::{BinaryExpr, CastExpr};
 use datafusion::physical_expr_common::datum::apply;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::projection::ProjectionExec;
 
 use crate::operator_exprs::{changed, projection_rewritten};
+use crate::widening_cast::WideningCastExpr;
 
 /// The operations rewritten, with what each needs to compute its result from 64-bit values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -263,12 +266,20 @@ impl PhysicalExpr for ExactDecimalExpr {
     }
 }
 
-/// `expr` with every decimal `+`, `-` and `*` over `schema`'s columns made exact and fast.
+/// `expr` with every decimal `+`, `-` and `*` over `schema`'s columns made exact and fast,
+/// and every cast of an integer to a decimal that holds all its values made plain
+/// ([`WideningCastExpr`]).
 fn rewrite_expr(
     expr: &Arc<dyn PhysicalExpr>,
     schema: &Schema,
 ) -> Result<Transformed<Arc<dyn PhysicalExpr>>> {
     Arc::clone(expr).transform_up(|e| {
+        if let Some(c) = e.downcast_ref::<CastExpr>() {
+            return Ok(match WideningCastExpr::try_new(c, schema) {
+                Some(w) => Transformed::yes(Arc::new(w) as Arc<dyn PhysicalExpr>),
+                None => Transformed::no(e),
+            });
+        }
         let Some(b) = e.downcast_ref::<BinaryExpr>() else {
             return Ok(Transformed::no(e));
         };

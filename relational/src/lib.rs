@@ -55,6 +55,7 @@ pub mod task;
 mod test_plans;
 pub mod view_eq;
 pub mod whole_groups;
+pub mod widening_cast;
 pub mod window_step;
 
 use std::collections::BTreeMap;
