@@ -176,7 +176,10 @@ fn in_one_step(
 fn after_one_step(
     node: &Arc<dyn ExecutionPlan>,
 ) -> datafusion::common::Result<Option<Arc<dyn ExecutionPlan>>> {
+    // A filter's fetch limits each partition's rows: below the shuffle it would limit each
+    // task's instead.
     if let Some(filter) = node.downcast_ref::<FilterExec>()
+        && filter.fetch().is_none()
         && let Some(shuffle) = finished_groups(filter.input())
         && let Partitioning::Hash(exprs, n) = shuffle.partitioning()
     {

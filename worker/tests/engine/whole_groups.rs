@@ -108,6 +108,34 @@ async fn groups_whole_in_their_tasks_are_aggregated_there() {
     assert_eq!(sorted(got), sorted(want));
 }
 
+/// A `HAVING` that keeps only the key: the filter drops the sums as it runs, before the
+/// shuffle, which is keyed by the key's new place.
+#[tokio::test]
+async fn a_having_that_keeps_only_the_key_runs_before_the_shuffle() {
+    let lab = lab(in_order).await;
+    let query = "SELECT id FROM events GROUP BY id HAVING sum(v) > 150";
+    let plans = stage_plans(&lab, query).await;
+    let scan = plans
+        .split("\n\n")
+        .find(|p| p.contains("events/part-0.parquet"))
+        .expect("a scan of events");
+    assert!(
+        scan.contains("projection=[id@0]") && scan.contains("mode=SinglePartitioned"),
+        "the filter and its projection in the scan's stage:\n{plans}"
+    );
+    lab.run(&job(query)).await.expect("runs");
+    let (names, types, got) = lab.typed_result("out").await;
+    assert_eq!(
+        (names, types),
+        (vec!["id".to_string()], vec!["Int64".to_string()])
+    );
+    let want: Vec<Vec<V>> = sums(&rows(in_order))
+        .into_iter()
+        .map(|r| vec![r[0].clone()])
+        .collect();
+    assert_eq!(sorted(got), sorted(want));
+}
+
 /// Every file holds every id: partial aggregates in the scan's tasks, combined after the
 /// shuffle.
 #[tokio::test]
