@@ -81,6 +81,10 @@ impl WideningCastExpr {
         })
     }
 
+    fn target(&self) -> DataType {
+        DataType::Decimal128(self.precision, self.scale)
+    }
+
     fn widened(&self, a: &ArrayRef) -> Result<ArrayRef> {
         // 10^scale fits: scale ≤ precision − digits ≤ 38 − 3.
         let m = 10i128.pow(u32::try_from(self.scale).unwrap_or(0));
@@ -110,12 +114,6 @@ impl WideningCastExpr {
 impl fmt::Display for WideningCastExpr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "CAST({} AS {})", self.input, self.target())
-    }
-}
-
-impl WideningCastExpr {
-    fn target(&self) -> DataType {
-        DataType::Decimal128(self.precision, self.scale)
     }
 }
 
