@@ -13,6 +13,7 @@
 pub mod build_side;
 pub mod coalesce;
 pub mod codec;
+mod common_subplans;
 pub mod csv_guard;
 pub mod ctes;
 pub mod cut;

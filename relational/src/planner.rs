@@ -10,10 +10,12 @@ use datafusion::common::TableReference;
 use datafusion::datasource::{ViewTable, provider_as_source};
 use datafusion::execution::context::SQLOptions;
 use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::{ExecutionPlanProperties, displayable};
-use datafusion::prelude::SessionContext;
+use datafusion::prelude::{DataFrame, SessionContext};
 use tracing::info;
 
+use super::common_subplans::{common_subplans, reading_common};
 use super::ctes::{SharedCtes, shared_ctes};
 use super::cut::{CutStage, cut_into};
 use super::errors::query_error;
@@ -271,10 +273,11 @@ pub async fn stages_of(store: &Store, plan: &Plan, source: &Arc<dyn ShuffleSourc
                     }
                 }
             }
-            None => df
-                .create_physical_plan()
-                .await
-                .map_err(|e| query_error(&ctx, &at, &e))?,
+            None => {
+                plan_sharing_subplans((&ctx, store), &df, (&mut stages, &mut views), source, shape)
+                    .await
+                    .map_err(|e| query_error(&ctx, &at, &e))?
+            }
         };
         let physical = aggregate_whole_groups(physical, store).await?;
         let last = cut_into(&mut stages, physical, source, shape, SinkKind::Output)?;
@@ -322,6 +325,63 @@ async fn plan_with_shared_ctes(
         ctx.register_table(TableReference::bare(name.as_str()), Arc::new(table))?;
     }
     ctx.sql(&shared.rest).await?.create_physical_plan().await
+}
+
+/// The physical plan of query `df` with its sub-plans used more than once computed once
+/// ([`crate::common_subplans`]): each is cut into stages of its own whose last keeps its rows
+/// for every use to read. A query whose shared sub-plans cannot be planned so is planned as
+/// it is.
+async fn plan_sharing_subplans(
+    (ctx, store): (&SessionContext, &Store),
+    df: &DataFrame,
+    (stages, views): (&mut Vec<CutStage>, &mut Vec<(String, usize)>),
+    source: &Arc<dyn ShuffleSource>,
+    shape: (usize, u64),
+) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+    let state = ctx.state();
+    let optimized = state.optimize(df.logical_plan())?;
+    let planner = Arc::clone(state.query_planner());
+    let broadcast = state
+        .config()
+        .options()
+        .optimizer
+        .hash_join_single_partition_threshold;
+    let mark = (stages.len(), views.len());
+    let mut plan = optimized.clone();
+    let shared = async {
+        // Each round shares the largest sub-plan left; the others' places change with it.
+        for _ in 0..MAX_COMMON_SUBPLANS {
+            let Some(common) = common_subplans(&plan, broadcast)?.into_iter().next() else {
+                break;
+            };
+            let name = format!("subplan-{}", views.len());
+            info!(uses = common.uses(), name = %name, "a sub-plan the query uses more than once is computed once");
+            let physical = planner.create_physical_plan(&common.plan, &state).await?;
+            let physical = aggregate_whole_groups(physical, store)
+                .await
+                .map_err(external)?;
+            let table = kept_as_table((&mut *stages, &mut *views), &name, physical, source, shape)
+                .map_err(external)?;
+            plan = reading_common(plan, &common, &name, provider_as_source(Arc::new(table)))?;
+        }
+        planner.create_physical_plan(&plan, &state).await
+    };
+    match shared.await {
+        Ok(physical) => Ok(physical),
+        Err(e) => {
+            tracing::warn!(error = %e, "the sub-plans the query uses twice could not be computed once: planned as written");
+            stages.truncate(mark.0);
+            views.truncate(mark.1);
+            planner.create_physical_plan(&optimized, &state).await
+        }
+    }
+}
+
+/// How many sub-plans of one query are computed once at most.
+const MAX_COMMON_SUBPLANS: usize = 8;
+
+fn external(e: Error) -> datafusion::error::DataFusionError {
+    datafusion::error::DataFusionError::External(Box::new(e))
 }
 
 /// Cuts `physical`, the plan of a result computed once for the plans that use it (a shared

@@ -9,6 +9,7 @@ mod bags;
 mod chaos;
 mod coalesce;
 mod commit;
+mod common_subplans;
 mod conformance;
 mod datagen;
 mod df_graph;
