@@ -315,13 +315,13 @@ async fn plan_with_shared_ctes(
     source: &Arc<dyn ShuffleSource>,
     shape: (usize, u64),
 ) -> datafusion::error::Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
-    let kask = |e: Error| datafusion::error::DataFusionError::External(Box::new(e));
     for (name, query) in &shared.ctes {
         let physical = ctx.sql(query).await?.create_physical_plan().await?;
         let physical = aggregate_whole_groups(physical, store)
             .await
-            .map_err(kask)?;
-        let table = kept_as_table((stages, views), name, physical, source, shape).map_err(kask)?;
+            .map_err(external)?;
+        let table =
+            kept_as_table((stages, views), name, physical, source, shape).map_err(external)?;
         ctx.register_table(TableReference::bare(name.as_str()), Arc::new(table))?;
     }
     ctx.sql(&shared.rest).await?.create_physical_plan().await
