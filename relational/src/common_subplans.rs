@@ -35,8 +35,9 @@ pub(crate) struct Common {
     /// The sub-plan widened to every use's columns, each renamed to a flat name of its own
     /// (the uses' columns are qualified by their tables, which a table of its own cannot keep).
     pub plan: LogicalPlan,
-    /// Where the uses are: their positions in the plan's pre-order walk.
-    uses: Vec<usize>,
+    /// Where the uses are in the plan's pre-order walk: each one's position and the position
+    /// after its subtree.
+    uses: Vec<(usize, usize)>,
     /// The column of the uses each of `plan`'s columns stands for.
     columns: Vec<Column>,
 }
@@ -73,10 +74,7 @@ pub(crate) fn common_subplans(plan: &LogicalPlan, min_bytes: usize) -> Result<Ve
             continue;
         }
         let plans: Vec<&LogicalPlan> = uses.iter().map(|&(at, _)| nodes[at].plan).collect();
-        found.push(widened_for(
-            &plans,
-            uses.iter().map(|&(at, _)| at).collect(),
-        )?);
+        found.push(widened_for(&plans, uses.clone())?);
         taken.extend(uses);
     }
     Ok(found)
@@ -151,23 +149,20 @@ struct Walked {
     replaced: usize,
 }
 
-/// `plan` with the nodes at the positions `uses` holds (in the walk of [`walk`], which
+/// `plan` with the subtrees at the positions `uses` holds (in the walk of [`walk`], which
 /// `map_children` follows) replaced by what `with` makes of them.
 fn replace(
     plan: LogicalPlan,
     walked: &mut Walked,
-    uses: &[usize],
+    uses: &[(usize, usize)],
     with: &dyn Fn(&LogicalPlan) -> Result<LogicalPlan>,
 ) -> Result<Transformed<LogicalPlan>> {
-    let here = walked.at;
-    walked.at += 1;
-    if uses.contains(&here) {
-        let mut nodes = Vec::new();
-        walk(&plan, &mut nodes);
-        walked.at += nodes.len() - 1;
+    if let Some(&(_, end)) = uses.iter().find(|&&(at, _)| at == walked.at) {
+        walked.at = end;
         walked.replaced += 1;
         return with(&plan).map(Transformed::yes);
     }
+    walked.at += 1;
     plan.map_children(|child| replace(child, walked, uses, with))
 }
 
@@ -292,10 +287,10 @@ fn same(a: &LogicalPlan, b: &LogicalPlan) -> bool {
     }
 }
 
-/// The common sub-plan of `uses` (the same by [`same`]), at the positions `at`: the first use
+/// The common sub-plan of `uses` (the same by [`same`]), at the places `at`: the first use
 /// with every scan keeping the columns it keeps in any use, and the columns of all uses on top
 /// under flat names.
-fn widened_for(uses: &[&LogicalPlan], at: Vec<usize>) -> Result<Common> {
+fn widened_for(uses: &[&LogicalPlan], at: Vec<(usize, usize)>) -> Result<Common> {
     let body = widened(uses)?;
     let mut columns: Vec<Column> = Vec::new();
     for u in uses {
