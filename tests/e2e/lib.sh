@@ -72,6 +72,10 @@ job_json() {
     | ${4:-.}"
 }
 
+apply_job() { # NAME FILE JQ-EXPR: job_json's job, applied
+  kubectl apply -f - <<<"$(job_json "$2" "$1" "out/$1" "$3")" >/dev/null
+}
+
 dj_field() { kubectl --namespace "$NS" get daskjob "$1" -o jsonpath="$2" 2>/dev/null; }
 
 # Waits up to $2 seconds for DaskJob $1 to reach a phase matching $3 (a regex).
@@ -193,6 +197,20 @@ created_once() {
   ((extra == 0)) || printf ' %s has %s unexpected Jobs;' "$job" "$extra"
 }
 
+# --- nodes ---------------------------------------------------------------------------------------
+
+# The nodes whose Ready condition is True.
+ready_nodes() {
+  kubectl get nodes -o json |
+    jq -r '[.items[] | select(any(.status.conditions[]; .type == "Ready" and .status == "True"))] | length'
+}
+
+# The nodes the pods of DaskJob $1's stage $2 ran on, sorted and unique, space-separated.
+stage_nodes() {
+  kubectl --namespace "$NS" get pods -l "kask.dev/job=$1,kask.dev/stage=$2" \
+    -o jsonpath='{range .items[*]}{.spec.nodeName}{"\n"}{end}' | sort -u | xargs
+}
+
 # The sum of the count column of the big job's output: every input row exactly once.
 counted_rows() { # OUTPUT
   output_rows "$1" | awk -F, '{s += $NF} END {printf "%d", s}'
@@ -233,4 +251,54 @@ example_files() { # FILE NAME
   else
     fail "example $1" "output differs from kask run: $(diff "$WORK/$name.cluster" "$WORK/$name.local" | head -n 5)"
   fi
+}
+
+# --- lanes: tests that run side by side ---------------------------------------------------------
+
+# Most tests spend their time waiting for pods to start and Jobs to finish, not computing, so
+# independent ones run at once. lane NAME CMD...: CMD (a test function, or `source FILE`) in the
+# background, with counters of its own and its output kept until join_lanes prints it.
+lane_names=()
+lane_pids=()
+lane() {
+  local name=$1
+  shift
+  mkdir -p "$WORK/lanes"
+  # shellcheck disable=SC2030  # the lane's own counters, which join_lanes adds up
+  (
+    passed=0 failed=0 lane_start=$SECONDS
+    "$@"
+    printf 'lane-result %s %s %s\n' "$passed" "$failed" "$((SECONDS - lane_start))"
+  ) >"$WORK/lanes/$name.log" 2>&1 &
+  lane_names+=("$name")
+  lane_pids+=($!)
+}
+
+# join_lanes: waits for every lane, printing each one's output as it ends and adding its counts
+# to passed and failed; a lane that ends without its counts (the shell itself failed) is a
+# failure of its own.
+join_lanes() {
+  local i done_pid status result log p f s
+  local -A name_of=()
+  for i in "${!lane_pids[@]}"; do name_of[${lane_pids[$i]}]=${lane_names[$i]}; done
+  while ((${#name_of[@]} > 0)); do
+    done_pid=""
+    wait -n -p done_pid "${!name_of[@]}"
+    status=$?
+    [[ -n "$done_pid" ]] || break
+    log="$WORK/lanes/${name_of[$done_pid]}.log"
+    grep -v '^lane-result ' "$log"
+    result=$(grep '^lane-result ' "$log" | tail -n 1)
+    if [[ -n "$result" ]]; then
+      read -r _ p f s <<<"$result"
+      # shellcheck disable=SC2031  # these are the caller's counters, not the lane's
+      { passed=$((passed + p)); failed=$((failed + f)); }
+      printf '%s: lane %s: %s passed, %s failed in %ss\n' "${SUITE:-e2e}" "${name_of[$done_pid]}" "$p" "$f" "$s"
+    else
+      fail "lane ${name_of[$done_pid]}" "ended without its counts (exit status $status)"
+    fi
+    unset "name_of[$done_pid]"
+  done
+  lane_names=()
+  lane_pids=()
 }

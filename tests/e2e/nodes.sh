@@ -1,23 +1,12 @@
 # shellcheck shell=bash
 # shellcheck disable=SC2154  # big_rows is the sourcing run's
-# More than one machine: a stage's pods spread over the bed's nodes, a node lost mid-stage and
-# a node drained mid-stage, each job still exact. Needs a bed of two nodes or more
-# (`tests/cluster/cluster up --nodes 2`, as tests/run starts it); node 2 is the one lost.
+# More than one machine: a node lost mid-stage and a node drained mid-stage, each job still
+# exact (a stage's pods spreading over the nodes is spread.sh's). Needs a bed of two nodes or
+# more (`tests/cluster/cluster up --nodes 2`, as tests/run starts it); node 2 is the one lost.
 # Sourced by tests/e2e/run after the big table is uploaded; uses its helpers and variables.
 
 readonly LOST_NODE=kask-node-2
 cluster=tests/cluster/cluster
-
-ready_nodes() {
-  kubectl get nodes -o json |
-    jq -r '[.items[] | select(any(.status.conditions[]; .type == "Ready" and .status == "True"))] | length'
-}
-
-# The nodes the pods of DaskJob $1's stage $2 ran on, sorted and unique, space-separated.
-stage_nodes() {
-  kubectl --namespace "$NS" get pods -l "kask.dev/job=$1,kask.dev/stage=$2" \
-    -o jsonpath='{range .items[*]}{.spec.nodeName}{"\n"}{end}' | sort -u | xargs
-}
 
 # Waits up to $1 seconds for node 2's Ready condition to leave True (it turns Unknown when the
 # kubelet's heartbeats stop).
@@ -56,21 +45,6 @@ nodes=$(ready_nodes)
 if ((nodes < 2)); then
   fail "the multi-node tests" "$nodes node(s) Ready: they need a bed of two or more (tests/cluster/cluster up --nodes 2)"
 else
-  name="a stage's pods spread over the $nodes nodes; the result is exact"
-  json=$(job_json "$WORK/big.yaml" spread out/spread '.spec.workers = 4')
-  kubectl apply -f - <<<"$json" >/dev/null
-  if kubectl --namespace "$NS" wait --for=condition=Complete daskjob/spread --timeout=240s >/dev/null; then
-    got=$(counted_rows out/spread)
-    on=$(stage_nodes spread s0-scan-g)
-    if [[ "$got" == "$big_rows" && $(wc -w <<<"$on") -ge 2 ]]; then
-      ok "$name ($got rows; stage s0 on $on)"
-    else
-      fail "$name" "counted $got rows (expected $big_rows); stage s0 ran on '$on'"
-    fi
-  else
-    fail "$name" "not Complete: $(dj_field spread '{.status.message}')"
-  fi
-
   name="a node lost mid-stage: its pods are evicted and released, its tasks run elsewhere, every row counted once"
   # Evicted 5 s after the node turns unreachable (the default is 300 s); no one acts on the
   # node: the operator must release the pods that its dead kubelet can never end.

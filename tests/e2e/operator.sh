@@ -1,9 +1,9 @@
 # shellcheck shell=bash
 # shellcheck disable=SC2154  # big_rows is the sourcing run's
-# End-to-end tests of how the operator fails, retries and explains, sourced by tests/e2e/run
-# (which sets KASK, NS, PREFIX, WORK, big_rows and $WORK/big.yaml): pods that cannot start, an
-# OOM kill, an eviction, a storage outage, odd input names, another controller's finalizer and
-# a Helm upgrade in the middle of a job.
+# End-to-end tests of how the operator fails, retries and explains, sourced by tests/e2e/run as a
+# lane of its own (it sets KASK, NS, PREFIX, WORK, big_rows and $WORK/big.yaml): pods that cannot
+# start, an OOM kill, an eviction, odd input names and another controller's finalizer. A storage
+# outage and a Helm upgrade mid-job are in disruptive.sh.
 
 # condition_reason JOB TYPE: the reason of the DaskJob's condition TYPE when it is True.
 condition_reason() {
@@ -14,9 +14,6 @@ condition_reason() {
 # --- jobs that run side by side -----------------------------------------------------------------
 
 # Each of these waits on something else (a deadline, a kill), so they start together.
-apply_job() { # NAME FILE JQ
-  kubectl apply -f - <<<"$(job_json "$2" "$1" "out/$1" "$3")" >/dev/null
-}
 apply_job unschedulable examples/groupby.yaml \
   '.spec.startupDeadlineSeconds = 20 | .spec.resources = {requests: {cpu: "64"}}'
 apply_job no-image examples/groupby.yaml \
@@ -121,24 +118,10 @@ else
   fail "$name" "not Complete: $(dj_field finalizers '{.status.message}')"
 fi
 
-# --- failing fast, retrying what can succeed ----------------------------------------------------
-
-name="a malformed input fails the job after exactly one pod"
-# The malformed-input test earlier left Job bad: its pods tell how many attempts it took.
-failed_pods=$(kubectl --namespace "$NS" get pods -l kask.dev/job=bad \
-  --field-selector=status.phase=Failed -o name | wc -l)
-job_reason=$(kubectl --namespace "$NS" get jobs -l kask.dev/job=bad \
-  -o jsonpath='{.items[*].status.conditions[?(@.type=="Failed")].reason}')
-if ((failed_pods == 1)) && [[ "$job_reason" == PodFailurePolicy ]]; then
-  ok "$name (retries: 3; the stage Job failed by its $job_reason)"
-else
-  fail "$name" "$failed_pods failed pods, stage Job failed by '$job_reason'"
-fi
-
 name="a pod evicted through the Eviction API does not count as a retry"
 # retries 0: a counted failure would fail the job.
 apply_job evicted "$WORK/big.yaml" \
-  '.spec.retries = 0 | .spec.resources = {requests: {cpu: "100m"}, limits: {cpu: "200m"}}'
+  '.spec.retries = 0 | .metadata.annotations = {"kask.dev/failpoint": "slow-tasks"}'
 if pod=$(running_pod evicted s0-scan-g 120); then
   sleep 2
   kubectl create --raw "/api/v1/namespaces/$NS/pods/${pod#pod/}/eviction" -f - >/dev/null <<EOF
@@ -155,57 +138,6 @@ EOF
   else
     fail "$name" "not Complete: $(dj_field evicted '{.status.message}')"
   fi
-else
-  fail "$name" "no running pod of stage s0-scan-g"
-fi
-
-name="MinIO down for 8s mid-stage: the job retries and ends exact"
-apply_job outage "$WORK/big.yaml" \
-  '.spec.resources = {requests: {cpu: "100m"}, limits: {cpu: "400m"}}'
-if running_pod outage s0-scan-g 120 >/dev/null; then
-  tests/cluster/cluster minio-outage 8 >/dev/null 2>&1
-  if kubectl --namespace "$NS" wait --for=condition=Complete daskjob/outage --timeout=300s >/dev/null; then
-    got=$(counted_rows out/outage)
-    attempts=$(kubectl --namespace "$NS" get pods -l kask.dev/job=outage --field-selector=status.phase=Failed -o name | wc -l)
-    if [[ "$got" == "$big_rows" ]]; then
-      ok "$name ($got rows; $attempts failed pods)"
-    else
-      fail "$name" "counted $got rows (expected $big_rows)"
-    fi
-  else
-    fail "$name" "not Complete: $(dj_field outage '{.status.message}')"
-  fi
-else
-  fail "$name" "no running pod of stage s0-scan-g"
-fi
-
-# --- one Kask version per job -------------------------------------------------------------------
-
-name="a Helm upgrade to a new worker image mid-job: the job finishes on the image it started with"
-old_image=$(kubectl --namespace kask-system get deployment kask-operator \
-  -o jsonpath='{.spec.template.spec.containers[0].env[?(@.name=="KASK_WORKER_IMAGE")].value}')
-new_image="localhost/kask:upgrade-test"
-apply_job upgraded "$WORK/big.yaml" \
-  '.spec.resources = {requests: {cpu: "100m"}, limits: {cpu: "200m"}}'
-if running_pod upgraded s0-scan-g 120 >/dev/null; then
-  tests/cluster/cluster tag-image "$old_image" "$new_image" >/dev/null
-  tests/cluster/cluster install-kask --set worker.image.tag=upgrade-test >/dev/null
-  if kubectl --namespace "$NS" wait --for=condition=Complete daskjob/upgraded --timeout=300s >/dev/null; then
-    images=$(kubectl --namespace "$NS" get pods -l kask.dev/job=upgraded \
-      -o jsonpath='{range .items[*]}{.spec.containers[0].image}{"\n"}{end}' | sort | uniq -c | xargs)
-    pinned=$(dj_field upgraded '{.status.workerImage}')
-    apply_job after-upgrade examples/groupby.yaml '.'
-    kubectl --namespace "$NS" wait --for=condition=Complete daskjob/after-upgrade --timeout=120s >/dev/null
-    later=$(dj_field after-upgrade '{.status.workerImage}')
-    if [[ "$pinned" == "$old_image" && "$images" != *"$new_image"* && "$later" == "$new_image" ]]; then
-      ok "$name (pods: $images; the next job: $later)"
-    else
-      fail "$name" "status.workerImage '$pinned', pods '$images', the next job's '$later'"
-    fi
-  else
-    fail "$name" "not Complete: $(dj_field upgraded '{.status.message}')"
-  fi
-  tests/cluster/cluster install-kask >/dev/null
 else
   fail "$name" "no running pod of stage s0-scan-g"
 fi

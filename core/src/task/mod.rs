@@ -41,6 +41,11 @@ pub async fn run_task(
                 skipped: true,
             });
         }
+        crate::failpoint::pause(
+            crate::failpoint::SLOW_TASKS,
+            crate::failpoint::SLOW_TASK_PAUSE,
+        )
+        .await;
         let attempt = format!("{:016x}", rand::random::<u64>());
         let recorder = Recorder::of(store, plan);
         let mut record = history::attempt_started(plan, stage, task, &attempt);
