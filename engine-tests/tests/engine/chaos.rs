@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::StreamExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
@@ -534,7 +535,21 @@ enum Outcome {
     KilledThenResumedExact,
 }
 
-/// Runs seeds `seeds` on fresh labs made by `lab`, and prints the tally.
+/// Seeds run at once: a run spends most of its time waiting (on injected delays, on retries'
+/// back-off, on MinIO), not computing, so several overlap well on two cores.
+const AT_ONCE: usize = 8;
+
+/// What one run did, for the tally.
+struct Run {
+    case: Case,
+    overwrite: bool,
+    faults: Tally,
+    outcome: Outcome,
+    error: Option<String>,
+}
+
+/// Runs seeds `seeds` on fresh labs made by `lab`, [`AT_ONCE`] at a time, and prints the
+/// tally.
 async fn chaos(name: &str, seeds: std::ops::Range<u64>, lab: impl Fn() -> Option<Lab>) {
     let mut faults = Tally::new();
     let mut outcomes: BTreeMap<Outcome, u64> = BTreeMap::new();
@@ -542,122 +557,24 @@ async fn chaos(name: &str, seeds: std::ops::Range<u64>, lab: impl Fn() -> Option
     let mut cases: BTreeMap<String, u64> = BTreeMap::new();
     let mut overwrites = 0;
     let runs = seeds.end - seeds.start;
+    let mut labs = Vec::new();
     for seed in seeds {
         let Some(lab) = lab() else { return };
-        let mut rng = StdRng::seed_from_u64(seed);
-        let case = CASES[rng.random_range(0..CASES.len())];
-        *cases.entry(format!("{case:?}")).or_default() += 1;
-        let (spec, want) = setup(&lab, case, &mut rng).await;
-        let out = if matches!(case, Case::Elementwise | Case::Reduce | Case::MatMul) {
-            "out.zarr"
-        } else {
-            "out"
-        };
-        let job = format!("{spec}  output: {{path: {out}, mode: overwrite}}\n");
-        // Some runs replace an earlier result of the same job, cut into other tasks.
-        if rng.random_bool(0.3) {
-            overwrites += 1;
-            let earlier = job.replace("targetTaskBytes:", "targetTaskBytes: 1\n  # was");
-            lab.run(&earlier)
-                .await
-                .unwrap_or_else(|e| panic!("seed {seed}: the earlier, fault-free run failed: {e}"));
-        }
-        let injected = Faults::new(seed, FaultRates::mixed(rng.random_range(0.2..2.0)));
-        let root = lab.store.root.as_ref().to_string();
-        let f = Arc::clone(&injected);
-        let wrap = StoreWrapper(Arc::new(move |inner| {
-            Arc::new(FaultStore::new(inner, Arc::clone(&f), &root))
-        }));
-        let stop = Arc::new(AtomicBool::new(false));
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let poller = poll(
-            lab.store.clone(),
-            out.to_string(),
-            Arc::clone(&stop),
-            Arc::clone(&seen),
-        );
-        let kill = rng
-            .random_bool(0.15)
-            .then(|| Duration::from_millis(rng.random_range(1..150)));
-        let result = match kill {
-            Some(after) => tokio::time::timeout(after, lab.run_wrapped(&job, Some(wrap)))
-                .await
-                .ok(),
-            None => Some(lab.run_wrapped(&job, Some(wrap)).await),
-        };
-        injected.disable();
-        let outcome = match result {
-            Some(Ok(_)) => Outcome::Exact,
-            Some(Err(e)) => {
-                // Every fault injected is the store's, so the error must say so (and be
-                // retryable), never blame the data, the spec or Kask.
-                assert!(
-                    matches!(e, Error::Storage { .. } | Error::DataLost(_)),
-                    "seed {seed} ({case:?}): a storage fault reported as something else: {e:?}"
-                );
-                *errors.entry(error_class(&e)).or_default() += 1;
-                // No result of its own: the output holds nothing, or an earlier whole result.
-                if let Some(m) = lab.manifest(out).await {
-                    let v = verify(&lab.store, out).await.expect("verify");
-                    assert!(
-                        v.ok(),
-                        "seed {seed} ({case:?}): after a failure ({e}) the output is not whole: {:?}",
-                        v.problems
-                    );
-                    let _ = m;
-                }
-                Outcome::FailedClearlyThenResumedExact
-            }
-            None => Outcome::KilledThenResumedExact,
-        };
-        if outcome != Outcome::Exact {
-            // Run again, without faults: it resumes and ends exact.
-            lab.run(&job).await.unwrap_or_else(|e| {
-                panic!("seed {seed} ({case:?}): the run after {outcome:?} failed: {e}")
-            });
-        }
-        stop.store(true, Ordering::SeqCst);
-        poller.await.expect("poller");
-        let seen = seen.lock().expect("seen").clone();
-        assert!(
-            seen.is_empty(),
-            "seed {seed} ({case:?}): a reader saw a partial result: {seen:?}"
-        );
-        if let Err(why) = check(&lab, out, &want).await {
-            panic!("seed {seed} ({case:?}, {outcome:?}): the result is wrong: {why}");
-        }
-        let v = verify(&lab.store, out).await.expect("verify");
-        assert!(
-            v.ok(),
-            "seed {seed} ({case:?}): kask verify: {:?}",
-            v.problems
-        );
-        assert!(
-            lock::holder(&lab.store, out).await.expect("lock").is_none(),
-            "seed {seed}: the commit lock is still held"
-        );
-        let left: Vec<String> = lab
-            .store
-            .list(&format!("{out}/_kask"))
-            .await
-            .expect("list")
-            .into_iter()
-            .map(|(p, _)| p)
-            // Commit records, the lock and the jobs' histories are kept; nothing else is.
-            .filter(|p| {
-                !p.contains("/_kask/commits/")
-                    && !p.contains("/_kask/history/")
-                    && !p.ends_with("/_kask/lock.json")
-            })
-            .collect();
-        assert!(
-            left.is_empty(),
-            "seed {seed} ({case:?}): scratch left behind: {left:?}"
-        );
-        for (k, n) in injected.tally() {
+        labs.push((seed, lab));
+    }
+    let mut done = futures::stream::iter(labs)
+        .map(|(seed, lab)| async move { one_run(seed, lab).await })
+        .buffer_unordered(AT_ONCE);
+    while let Some(run) = done.next().await {
+        *cases.entry(format!("{:?}", run.case)).or_default() += 1;
+        overwrites += u64::from(run.overwrite);
+        for (k, n) in run.faults {
             *faults.entry(k).or_default() += n;
         }
-        *outcomes.entry(outcome).or_default() += 1;
+        *outcomes.entry(run.outcome).or_default() += 1;
+        if let Some(e) = run.error {
+            *errors.entry(e).or_default() += 1;
+        }
     }
     println!("chaos {name}: {runs} runs ({overwrites} replacing an earlier result)");
     println!("chaos {name}: cases {cases:?}");
@@ -667,6 +584,128 @@ async fn chaos(name: &str, seeds: std::ops::Range<u64>, lab: impl Fn() -> Option
     );
     println!("chaos {name}: outcomes {outcomes:?}");
     println!("chaos {name}: errors before the rerun {errors:?}");
+}
+
+/// One seeded run on its own lab: the job under faults (perhaps killed part-way), then run
+/// again without faults when it did not end exact; every check on the way panics with the seed.
+async fn one_run(seed: u64, lab: Lab) -> Run {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let case = CASES[rng.random_range(0..CASES.len())];
+    let (spec, want) = setup(&lab, case, &mut rng).await;
+    let out = if matches!(case, Case::Elementwise | Case::Reduce | Case::MatMul) {
+        "out.zarr"
+    } else {
+        "out"
+    };
+    let job = format!("{spec}  output: {{path: {out}, mode: overwrite}}\n");
+    // Some runs replace an earlier result of the same job, cut into other tasks.
+    let overwrite = rng.random_bool(0.3);
+    if overwrite {
+        let earlier = job.replace("targetTaskBytes:", "targetTaskBytes: 1\n  # was");
+        lab.run(&earlier)
+            .await
+            .unwrap_or_else(|e| panic!("seed {seed}: the earlier, fault-free run failed: {e}"));
+    }
+    let injected = Faults::new(seed, FaultRates::mixed(rng.random_range(0.2..2.0)));
+    let root = lab.store.root.as_ref().to_string();
+    let f = Arc::clone(&injected);
+    let wrap = StoreWrapper(Arc::new(move |inner| {
+        Arc::new(FaultStore::new(inner, Arc::clone(&f), &root))
+    }));
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let poller = poll(
+        lab.store.clone(),
+        out.to_string(),
+        Arc::clone(&stop),
+        Arc::clone(&seen),
+    );
+    let kill = rng
+        .random_bool(0.15)
+        .then(|| Duration::from_millis(rng.random_range(1..150)));
+    let result = match kill {
+        Some(after) => tokio::time::timeout(after, lab.run_wrapped(&job, Some(wrap)))
+            .await
+            .ok(),
+        None => Some(lab.run_wrapped(&job, Some(wrap)).await),
+    };
+    injected.disable();
+    let mut error = None;
+    let outcome = match result {
+        Some(Ok(_)) => Outcome::Exact,
+        Some(Err(e)) => {
+            // Every fault injected is the store's, so the error must say so (and be
+            // retryable), never blame the data, the spec or Kask.
+            assert!(
+                matches!(e, Error::Storage { .. } | Error::DataLost(_)),
+                "seed {seed} ({case:?}): a storage fault reported as something else: {e:?}"
+            );
+            error = Some(error_class(&e));
+            // No result of its own: the output holds nothing, or an earlier whole result.
+            if let Some(m) = lab.manifest(out).await {
+                let v = verify(&lab.store, out).await.expect("verify");
+                assert!(
+                    v.ok(),
+                    "seed {seed} ({case:?}): after a failure ({e}) the output is not whole: {:?}",
+                    v.problems
+                );
+                let _ = m;
+            }
+            Outcome::FailedClearlyThenResumedExact
+        }
+        None => Outcome::KilledThenResumedExact,
+    };
+    if outcome != Outcome::Exact {
+        // Run again, without faults: it resumes and ends exact.
+        lab.run(&job).await.unwrap_or_else(|e| {
+            panic!("seed {seed} ({case:?}): the run after {outcome:?} failed: {e}")
+        });
+    }
+    stop.store(true, Ordering::SeqCst);
+    poller.await.expect("poller");
+    let seen = seen.lock().expect("seen").clone();
+    assert!(
+        seen.is_empty(),
+        "seed {seed} ({case:?}): a reader saw a partial result: {seen:?}"
+    );
+    if let Err(why) = check(&lab, out, &want).await {
+        panic!("seed {seed} ({case:?}, {outcome:?}): the result is wrong: {why}");
+    }
+    let v = verify(&lab.store, out).await.expect("verify");
+    assert!(
+        v.ok(),
+        "seed {seed} ({case:?}): kask verify: {:?}",
+        v.problems
+    );
+    assert!(
+        lock::holder(&lab.store, out).await.expect("lock").is_none(),
+        "seed {seed}: the commit lock is still held"
+    );
+    let left: Vec<String> = lab
+        .store
+        .list(&format!("{out}/_kask"))
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|(p, _)| p)
+        // Commit records, the lock and the jobs' histories are kept; nothing else is.
+        .filter(|p| {
+            !p.contains("/_kask/commits/")
+                && !p.contains("/_kask/history/")
+                && !p.ends_with("/_kask/lock.json")
+        })
+        .collect();
+    assert!(
+        left.is_empty(),
+        "seed {seed} ({case:?}): scratch left behind: {left:?}"
+    );
+    Run {
+        case,
+        overwrite,
+        faults: injected.tally(),
+        outcome,
+        error,
+    }
 }
 
 /// An error's class for the tally: its kind and the first words of its message.
