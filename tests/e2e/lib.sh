@@ -199,7 +199,7 @@ created_once() {
 
 # --- nodes ---------------------------------------------------------------------------------------
 
-# The nodes whose Ready condition is True.
+# How many nodes are Ready.
 ready_nodes() {
   kubectl get nodes -o json |
     jq -r '[.items[] | select(any(.status.conditions[]; .type == "Ready" and .status == "True"))] | length'
