@@ -167,7 +167,7 @@ fn replace(
 }
 
 /// Whether two schemas have the same columns: names, tables, types and nullability.
-fn same_fields(a: &DFSchema, b: &DFSchema) -> bool {
+pub(crate) fn same_fields(a: &DFSchema, b: &DFSchema) -> bool {
     a.fields().len() == b.fields().len()
         && a.iter().zip(b.iter()).all(|((qa, fa), (qb, fb))| {
             qa == qb
@@ -192,7 +192,7 @@ fn picks_columns(p: &Projection) -> bool {
 /// Whether `plan` may be shared and would pay to be: made of the nodes sharing can widen,
 /// with a join among them, reading more than `min_bytes` and estimated no larger than what
 /// it reads.
-fn worth_sharing(plan: &LogicalPlan, min_bytes: f64) -> bool {
+pub(crate) fn worth_sharing(plan: &LogicalPlan, min_bytes: f64) -> bool {
     if !shareable(plan) || !has_join(plan) {
         return false;
     }
@@ -257,7 +257,7 @@ fn scanned_bytes(plan: &LogicalPlan) -> Option<f64> {
 
 /// Whether `a` and `b` compute the same rows, up to the columns their scans and plain
 /// projections keep.
-fn same(a: &LogicalPlan, b: &LogicalPlan) -> bool {
+pub(crate) fn same(a: &LogicalPlan, b: &LogicalPlan) -> bool {
     use LogicalPlan as P;
     match (through(a), through(b)) {
         (P::TableScan(x), P::TableScan(y)) => {

@@ -48,6 +48,11 @@ const NEAR_SMALLEST: f64 = 4.0;
 /// The alias of the key plans this rule adds, by which it knows where it has been.
 const KEYS: &str = "__kask_group_keys";
 
+/// The alias of key plans whose aggregation gives the same answer when its input's rows come
+/// more than once (only `min`, `max` and `DISTINCT` aggregates): their semi join may then be
+/// computed as an inner join, which the query may compute anyway ([`crate::set_semi_joins`]).
+const SET_KEYS: &str = "__kask_group_keys_set";
+
 impl OptimizerRule for FilterGroupsByKeys {
     fn name(&self) -> &str {
         "kask_filter_groups_by_keys"
@@ -152,9 +157,10 @@ fn filtered(
     if grouped.is_empty() {
         return Ok(None);
     }
-    let Some(input) = aggregate_input(side) else {
+    let Some(aggregate) = aggregate_below(side) else {
         return Ok(None);
     };
+    let input = aggregate.input.as_ref();
     if input.exists(|p| Ok(is_keys(p)))? {
         return Ok(None);
     }
@@ -166,7 +172,12 @@ fn filtered(
     let Some((keys, columns)) = plan_holding_keys(other, &theirs, largest) else {
         return Ok(None);
     };
-    let alias = format!("{KEYS}_{}", NEXT.fetch_add(1, Ordering::Relaxed));
+    let prefix = if ignores_repeats(aggregate) {
+        SET_KEYS
+    } else {
+        KEYS
+    };
+    let alias = format!("{prefix}_{}", NEXT.fetch_add(1, Ordering::Relaxed));
     let names: Vec<String> = (0..columns.len()).map(|i| format!("k{i}")).collect();
     let projected = Projection::try_new(
         columns
@@ -236,14 +247,37 @@ fn column_of(expr: &Expr) -> Option<&Column> {
     }
 }
 
-/// The input of the aggregation below `plan`'s projections and aliases.
-fn aggregate_input(plan: &LogicalPlan) -> Option<&LogicalPlan> {
+/// The aggregation below `plan`'s projections and aliases.
+fn aggregate_below(plan: &LogicalPlan) -> Option<&Aggregate> {
     match plan {
-        LogicalPlan::SubqueryAlias(a) => aggregate_input(&a.input),
-        LogicalPlan::Projection(p) => aggregate_input(&p.input),
-        LogicalPlan::Aggregate(a) if !is_grouping_set(a) => Some(&a.input),
+        LogicalPlan::SubqueryAlias(a) => aggregate_below(&a.input),
+        LogicalPlan::Projection(p) => aggregate_below(&p.input),
+        LogicalPlan::Aggregate(a) if !is_grouping_set(a) => Some(a),
         _ => None,
     }
+}
+
+/// Whether `a` answers the same when rows of its input come more than once: each aggregate
+/// is a `min`, a `max` or a `DISTINCT` one (or there are none, as in `SELECT DISTINCT`).
+pub(crate) fn ignores_repeats(a: &Aggregate) -> bool {
+    a.aggr_expr.iter().all(|e| {
+        let mut e = e;
+        while let Expr::Alias(inner) = e {
+            e = &inner.expr;
+        }
+        match e {
+            Expr::AggregateFunction(f) => {
+                f.params.distinct || matches!(f.func.name(), "min" | "max")
+            }
+            _ => false,
+        }
+    })
+}
+
+/// Whether `alias` names keys that [`FilterGroupsByKeys`] added for an aggregation that
+/// [`ignores_repeats`].
+pub(crate) fn is_set_keys(alias: &str) -> bool {
+    alias.starts_with(SET_KEYS)
 }
 
 /// `plan` with the input of its aggregation replaced by `input` (whose schema is the same).

@@ -44,7 +44,7 @@ fn a_group_column_is_followed_through_projections_and_aliases() {
         None,
         "an aggregate is no group column"
     );
-    assert!(aggregate_input(&plan).is_some());
+    assert!(aggregate_below(&plan).is_some());
 }
 
 #[test]

@@ -43,6 +43,7 @@ pub mod process_cache;
 pub mod range_sort;
 pub mod reshape;
 pub mod session;
+mod set_semi_joins;
 pub mod shared_build;
 pub mod shared_table;
 pub mod shares;

@@ -23,6 +23,7 @@ use super::exchange::{PlanningOnly, ShuffleSource, SinkKind};
 use super::graph::{StageTable, shared_views};
 use super::pipeline;
 use super::session::{register_tables, session};
+use super::set_semi_joins::set_semi_joins_as_inner;
 use super::whole_groups::aggregate_whole_groups;
 use super::{SqlPlan, SqlStage};
 use kask_api::DaskJobSpec;
@@ -340,6 +341,7 @@ async fn plan_sharing_subplans(
 ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
     let state = ctx.state();
     let optimized = state.optimize(df.logical_plan())?;
+    tracing::debug!(plan = %optimized.display_indent(), "the optimised logical plan");
     let planner = Arc::clone(state.query_planner());
     let broadcast = state
         .config()
@@ -349,6 +351,7 @@ async fn plan_sharing_subplans(
     let mark = (stages.len(), views.len());
     let mut plan = optimized.clone();
     let shared = async {
+        plan = set_semi_joins_as_inner(plan, broadcast)?;
         // Each round shares the largest sub-plan left; the others' places change with it.
         for _ in 0..MAX_COMMON_SUBPLANS {
             let Some(common) = common_subplans(&plan, broadcast)?.into_iter().next() else {

@@ -3,8 +3,8 @@
     python sql.py KASK TPCH-DIR WORK-DIR QUERY-DIR [QUERY...]
 
 QUERY is a TPC-H query (q01 ... q22), `graph` (a job graph), `windows` (window filters that
-keep the first rows of each group) or `hive` (Hive-partitioned folders read and written); none
-runs them all.
+keep the first rows of each group), `hive` (Hive-partitioned folders read and written) or
+`lowest` (a correlated `min` whose keys repeat); none runs them all.
 
 TPCH-DIR holds the tables tpchgen-cli wrote. The jobs use its parent as their storage root,
 read the tables from there and write their results under <root>/runs/<pid>, removed at the
@@ -261,6 +261,64 @@ def graph(root, runs):
             ok(label, f"{len(got[1])} rows; the whole graph in {secs:.1f}s")
 
 
+# q02's shape: each part's suppliers at the part's lowest cost. Kask filters the correlated
+# `min` by the parts the outer query keeps, and computes that filter as the outer query's own
+# join of `part` and `partsupp`, once for both (a `min` ignores repeated rows). Every part is
+# listed twice, so the keys repeat and the join repeats rows.
+LOWEST_QUERY = """SELECT p_partkey, p_mfgr, ps_suppkey, ps_supplycost
+FROM part, partsupp
+WHERE p_partkey = ps_partkey AND p_size = 15 AND p_type LIKE '%BRASS'
+  AND ps_supplycost = (SELECT min(ps_supplycost) FROM partsupp WHERE ps_partkey = p_partkey)
+ORDER BY p_partkey, ps_suppkey"""
+
+
+def lowest_cost(root, runs):
+    """The query above with a small broadcast limit (so that, at SF1, the join is worth
+    keeping): `partsupp` is scanned by one stage (from `kask explain`), and the answer equals
+    DuckDB's over the same files."""
+    twice = root / runs / "twice"
+    twice.mkdir(parents=True, exist_ok=True)
+    single = TPCH / "part.parquet"
+    files = [single] if single.is_file() else sorted((TPCH / "part").glob("*.parquet"))
+    for copy in ("a", "b"):
+        for i, f in enumerate(files):
+            shutil.copyfile(f, twice / f"{copy}{i}.parquet")
+    con, tables = duck_with_tpch(root)
+    tables["part"] = {"path": f"{runs}/twice/*.parquet"}
+    con.execute(f"CREATE OR REPLACE VIEW part AS SELECT * FROM read_parquet('{twice}/*.parquet')")
+    job = sql_job("lowest-cost", root, tables, LOWEST_QUERY, f"{runs}/lowest")
+    job["spec"]["broadcastBytes"] = 1 << 20
+    path = WORK / "lowest.json"
+    path.write_text(json.dumps(job))
+    label = "a semi join for a min is the join the query computes anyway"
+    p = subprocess.run([KASK, "explain", str(path)], capture_output=True, text=True)
+    if p.returncode != 0:
+        fail(label, f"kask explain exited {p.returncode}: {p.stderr.strip()[-600:]}")
+    else:
+        scans = sum(1 for line in p.stdout.splitlines()
+                    if line.strip().startswith("reads") and "table partsupp" in line)
+        if scans != 1:
+            fail(label, f"{scans} stages scan partsupp")
+        else:
+            ok(label, "one stage scans partsupp")
+    label = "the lowest cost per part, every part twice, equals DuckDB"
+    p, secs = kask_run(job, path)
+    if p.returncode != 0:
+        fail(label, f"kask run exited {p.returncode}: {p.stderr.strip()[-600:]}")
+        return
+    ref = con.execute(LOWEST_QUERY)
+    expected = ([d[1] for d in ref.description], ref.fetchall())
+    got = result_of(con, root / runs / "lowest")
+    if got is None:
+        fail(label, "no Parquet file in the output")
+        return
+    why = compare(expected, got, True)
+    if why:
+        fail(label, why)
+    else:
+        ok(label, f"{len(got[1])} rows in {secs:.1f}s")
+
+
 WINDOW_QUERIES = {
     # Ties everywhere: every order of a customer's most urgent priority.
     "rank_ties": "SELECT o_custkey, o_orderkey, o_orderpriority FROM (SELECT *, rank() OVER "
@@ -353,6 +411,8 @@ def main():
             windows(root, runs)
         if not ONLY or "hive" in ONLY:
             hive(root, runs)
+        if not ONLY or "lowest" in ONLY:
+            lowest_cost(root, runs)
         tpch(root, runs)
     finally:
         shutil.rmtree(root / runs, ignore_errors=True)
