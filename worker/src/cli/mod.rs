@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use kask_api::{DaskJob, load_job};
 use kask_worker::Error;
 use kask_worker::datagen::{
-    GenFormat, array::ArrayGen, groupby::GroupbyGen, join::JoinGen, text::TextGen,
+    GenFormat, array::ArrayGen, groupby::GroupbyGen, join::JoinGen, sort::SortGen, text::TextGen,
 };
 use kask_worker::runner::{self, Progress, RunOptions, job_dir};
 
@@ -256,6 +256,22 @@ enum GenCommand {
         /// parquet or csv.
         #[arg(long, value_enum, default_value_t = FormatArg::Parquet)]
         format: FormatArg,
+    },
+    /// Records for a sort benchmark (GraySort's: a 10-byte random key, a 90-byte payload), as
+    /// Parquet files under <out>/sort_<records>.
+    Sort {
+        /// Bytes of records, 100 each: e.g. 10G (decimal units: 1e8 records) or 1000000.
+        #[arg(long, value_parser = parse_memory)]
+        bytes: u64,
+        /// Seed of the random generator: the same seed gives the same data.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Files.
+        #[arg(long, default_value_t = 16)]
+        partitions: usize,
+        /// The folder written to.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// The join tables x, small, medium and big.
     Join {
@@ -622,6 +638,19 @@ pub async fn dispatch(cli: Cli) -> Result<(), Error> {
                     .write(&out)
                     .await?;
                     out
+                }
+                GenCommand::Sort {
+                    bytes,
+                    seed,
+                    partitions,
+                    out,
+                } => {
+                    let g = SortGen {
+                        records: bytes / kask_worker::datagen::sort::RECORD,
+                        seed,
+                        partitions,
+                    };
+                    tokio::task::block_in_place(|| g.write(&out))?
                 }
                 GenCommand::Text {
                     bytes,

@@ -4,6 +4,7 @@
 pub mod array;
 pub mod groupby;
 pub mod join;
+pub mod sort;
 pub mod text;
 
 use std::path::Path;

@@ -1,0 +1,254 @@
+//! Records for a sort benchmark, after the Sort Benchmark's GraySort: 100 bytes each, a 10-byte
+//! key of random bytes and a 90-byte payload, here as two fixed-size binary columns of Parquet.
+//!
+//! The payload is, as `gensort`'s, mostly ASCII that compresses: the record's number in 32 hex
+//! digits (so a sorted output can be checked to hold every record once), two spaces, then 52
+//! letters in blocks of four that follow the record's number, and `\r\n`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, FixedSizeBinaryBuilder};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::basic::Compression;
+use datafusion::parquet::file::properties::WriterProperties;
+use rand::rngs::StdRng;
+use rand::{RngCore, SeedableRng};
+
+use super::{GenFormat, part_name, row_ranges};
+use crate::error::{Error, Result};
+
+/// Bytes of one record.
+pub const RECORD: u64 = 100;
+/// Bytes of a record's key.
+pub const KEY: usize = 10;
+/// Bytes of a record's payload.
+pub const PAYLOAD: usize = 90;
+
+/// Records per row group and per batch written: 100 MB of records.
+const BATCH: u64 = 1 << 20;
+
+/// Parameters of `kask gen sort`.
+#[derive(Clone, Debug)]
+pub struct SortGen {
+    /// Records (`--bytes` / 100).
+    pub records: u64,
+    /// Random seed.
+    pub seed: u64,
+    /// Files.
+    pub partitions: usize,
+}
+
+impl SortGen {
+    /// The data set's name, its number of records: `sort_100000000` for 10 GB.
+    pub fn table_name(&self) -> String {
+        format!("sort_{}", self.records)
+    }
+
+    /// Writes the records under `out/<table name>/`, one file per partition, as many files at
+    /// once as the machine has cores; returns that directory.
+    pub fn write(&self, out: &Path) -> Result<PathBuf> {
+        if self.records == 0 {
+            return Err(Error::spec(
+                "--bytes",
+                "needs at least one record (100 bytes)",
+            ));
+        }
+        let dir = out.join(self.table_name());
+        std::fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
+        let ranges = row_ranges(self.records, self.partitions);
+        let threads = std::thread::available_parallelism()
+            .map(usize::from)
+            .unwrap_or(1)
+            .min(ranges.len());
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let results: Vec<Result<()>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    let (ranges, next, dir) = (&ranges, &next, &dir);
+                    scope.spawn(move || -> Result<()> {
+                        loop {
+                            let p = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(range) = ranges.get(p) else {
+                                return Ok(());
+                            };
+                            let seed = self.seed.wrapping_mul(1_000_003).wrapping_add(p as u64);
+                            let path = dir.join(part_name(p, GenFormat::Parquet));
+                            write_part(&path, range.clone(), seed)?;
+                        }
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(Error::internal("a generator thread panicked")))
+                })
+                .collect()
+        });
+        for r in results {
+            r?;
+        }
+        Ok(dir)
+    }
+}
+
+/// The records' schema: `key` and `payload`, fixed-size binary, never null.
+pub fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("key", DataType::FixedSizeBinary(KEY as i32), false),
+        Field::new("payload", DataType::FixedSizeBinary(PAYLOAD as i32), false),
+    ]))
+}
+
+/// Writes records `rows` (their numbers) with keys from a generator seeded with `seed`.
+fn write_part(path: &Path, rows: std::ops::Range<u64>, seed: u64) -> Result<()> {
+    let file = std::fs::File::create(path).map_err(|e| io_err(path, e))?;
+    // Random keys do not repeat: dictionaries would only cost time.
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_dictionary_enabled(false)
+        .set_max_row_group_row_count(Some(BATCH as usize))
+        .build();
+    let mut w = ArrowWriter::try_new(file, schema(), Some(props)).map_err(|e| io_err(path, e))?;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut at = rows.start;
+    while at < rows.end {
+        let end = (at + BATCH).min(rows.end);
+        let batch = records(&mut rng, at..end)?;
+        w.write(&batch).map_err(|e| io_err(path, e))?;
+        at = end;
+    }
+    w.close().map_err(|e| io_err(path, e))?;
+    Ok(())
+}
+
+/// Records `rows` (their numbers), keys drawn from `rng`.
+pub fn records(rng: &mut StdRng, rows: std::ops::Range<u64>) -> Result<RecordBatch> {
+    let n = (rows.end - rows.start) as usize;
+    let mut keys = FixedSizeBinaryBuilder::with_capacity(n, KEY as i32);
+    let mut payloads = FixedSizeBinaryBuilder::with_capacity(n, PAYLOAD as i32);
+    let mut key = [0u8; KEY];
+    for row in rows {
+        rng.fill_bytes(&mut key);
+        keys.append_value(key).map_err(internal)?;
+        payloads.append_value(payload(row)).map_err(internal)?;
+    }
+    let columns: Vec<ArrayRef> = vec![Arc::new(keys.finish()), Arc::new(payloads.finish())];
+    RecordBatch::try_new(schema(), columns).map_err(internal)
+}
+
+/// Record `row`'s payload: its number in 32 hex digits, two spaces, 13 blocks of four letters,
+/// `\r\n`.
+pub fn payload(row: u64) -> [u8; PAYLOAD] {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut p = [0u8; PAYLOAD];
+    let number = u128::from(row);
+    for (i, b) in p[..32].iter_mut().enumerate() {
+        *b = HEX[((number >> (4 * (31 - i))) & 0xF) as usize];
+    }
+    p[32] = b' ';
+    p[33] = b' ';
+    for block in 0..13 {
+        let letter = b'A' + ((row + block as u64) % 26) as u8;
+        p[34 + 4 * block..38 + 4 * block].fill(letter);
+    }
+    p[86] = b'\r';
+    p[87] = b'\n';
+    p[88] = b' ';
+    p[89] = b' ';
+    p
+}
+
+fn internal(e: impl std::fmt::Display) -> Error {
+    Error::internal(e.to_string())
+}
+
+fn io_err(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::Output {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    fn read(dir: &Path) -> Vec<RecordBatch> {
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .expect("dir")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        files.sort();
+        files
+            .into_iter()
+            .flat_map(|f| {
+                ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(f).expect("file"))
+                    .expect("parquet")
+                    .build()
+                    .expect("reader")
+                    .map(|b| b.expect("batch"))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_record_is_100_bytes_numbered_once_and_the_same_seed_writes_the_same_keys() {
+        let records = SortGen {
+            records: 10_001,
+            seed: 7,
+            partitions: 3,
+        };
+        let root = std::env::temp_dir().join(format!("kask-gen-sort-{}", std::process::id()));
+        let da = records.write(&root.join("a")).expect("written");
+        let db = records.write(&root.join("b")).expect("written");
+        assert_eq!(da.file_name(), Some(std::ffi::OsStr::new("sort_10001")));
+        assert_eq!(std::fs::read_dir(&da).expect("dir").count(), 3);
+        let (ra, rb) = (read(&da), read(&db));
+        let mut numbers = Vec::new();
+        let mut keys = Vec::new();
+        for batch in &ra {
+            assert_eq!(batch.schema(), schema());
+            let k = batch.column(0).as_fixed_size_binary();
+            let p = batch.column(1).as_fixed_size_binary();
+            for i in 0..batch.num_rows() {
+                assert_eq!(k.value(i).len() + p.value(i).len(), RECORD as usize);
+                let hex = std::str::from_utf8(&p.value(i)[..32]).expect("ascii");
+                numbers.push(u64::from_str_radix(hex, 16).expect("a number"));
+                keys.push(k.value(i).to_vec());
+            }
+        }
+        numbers.sort_unstable();
+        assert_eq!(numbers, (0..10_001).collect::<Vec<u64>>());
+        let keys_b: Vec<Vec<u8>> = rb
+            .iter()
+            .flat_map(|b| {
+                let k = b.column(0).as_fixed_size_binary().clone();
+                (0..k.len()).map(move |i| k.value(i).to_vec())
+            })
+            .collect();
+        assert_eq!(keys, keys_b);
+        // Random keys: no two of 10,001 10-byte keys alike.
+        let mut distinct = keys.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), keys.len());
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn a_payload_spells_its_record_number() {
+        let p = payload(0xABC);
+        assert_eq!(&p[..32], b"00000000000000000000000000000ABC");
+        assert_eq!(&p[32..34], b"  ");
+        assert_eq!(&p[34..38], &[b'A' + (0xABC % 26) as u8; 4]);
+        assert_eq!(&p[86..88], b"\r\n");
+    }
+}
