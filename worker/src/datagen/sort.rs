@@ -3,7 +3,7 @@
 //!
 //! The payload is, as `gensort`'s, mostly ASCII that compresses: the record's number in 32 hex
 //! digits (so a sorted output can be checked to hold every record once), two spaces, then 52
-//! letters in blocks of four that follow the record's number, and `\r\n`.
+//! letters in blocks of four that follow the record's number, `\r\n` and two spaces.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -142,7 +142,7 @@ pub fn records(rng: &mut StdRng, rows: std::ops::Range<u64>) -> Result<RecordBat
 }
 
 /// Record `row`'s payload: its number in 32 hex digits, two spaces, 13 blocks of four letters,
-/// `\r\n`.
+/// `\r\n`, two spaces.
 pub fn payload(row: u64) -> [u8; PAYLOAD] {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut p = [0u8; PAYLOAD];
