@@ -123,6 +123,23 @@ def result_of(con, out_dir):
     return [d[1] for d in rel.description], rel.fetchall()
 
 
+def expected_of(con, query):
+    """DuckDB's answer to `query`: its column names and rows."""
+    ref = con.execute(query)
+    return [d[1] for d in ref.description], ref.fetchall()
+
+
+def check_output(label, expected, con, out_dir, ordered, detail):
+    """Passes `label` if the Parquet files in `out_dir` hold `expected` (DuckDB's answer), in
+    its order if `ordered`; `detail(rows)` says what passed."""
+    got = result_of(con, out_dir)
+    why = "no Parquet file in the output" if got is None else compare(expected, got, ordered)
+    if why:
+        fail(label, why)
+    else:
+        ok(label, detail(len(got[1])))
+
+
 def tpch_tables(root_name):
     """Each table's path relative to the storage root, as tpchgen-cli laid them out."""
     tables = {}
@@ -167,8 +184,7 @@ def tpch(root, runs):
             continue
         text = q.read_text()
         started = time.monotonic()
-        ref = con.execute(text)
-        expected = ([d[1] for d in ref.description], ref.fetchall())
+        expected = expected_of(con, text)
         duck_s = time.monotonic() - started
         job = sql_job(f"tpch-{name}", root, tables, text, f"{runs}/{name}")
         p, secs = kask_run(job, WORK / f"{name}.json")
@@ -176,15 +192,8 @@ def tpch(root, runs):
         if p.returncode != 0:
             fail(label, f"kask run exited {p.returncode}: {p.stderr.strip()[-600:]}")
             continue
-        got = result_of(con, root / runs / name)
-        if got is None:
-            fail(label, "no Parquet file in the output")
-            continue
-        why = compare(expected, got, "order by" in text.lower())
-        if why:
-            fail(label, why)
-        else:
-            ok(label, f"{len(got[1])} rows; kask {secs:.1f}s, duckdb {duck_s:.2f}s")
+        check_output(label, expected, con, root / runs / name, "order by" in text.lower(),
+                     lambda n: f"{n} rows; kask {secs:.1f}s, duckdb {duck_s:.2f}s")
 
 
 GRAPH_VIEWS = {
@@ -247,18 +256,9 @@ def graph(root, runs):
         fail("a job graph's outputs equal DuckDB", f"kask run exited {p.returncode}: {p.stderr.strip()[-600:]}")
         return
     for name, q in GRAPH_OUTPUTS.items():
-        label = f"job graph output {name} equals DuckDB"
-        ref = con.execute(q)
-        expected = ([d[1] for d in ref.description], ref.fetchall())
-        got = result_of(con, root / runs / "graph" / name)
-        if got is None:
-            fail(label, "no Parquet file in the output")
-            continue
-        why = compare(expected, got, True)
-        if why:
-            fail(label, why)
-        else:
-            ok(label, f"{len(got[1])} rows; the whole graph in {secs:.1f}s")
+        check_output(f"job graph output {name} equals DuckDB", expected_of(con, q), con,
+                     root / runs / "graph" / name, True,
+                     lambda n: f"{n} rows; the whole graph in {secs:.1f}s")
 
 
 # q02's shape: each part's suppliers at the part's lowest cost. Kask filters the correlated
@@ -306,17 +306,8 @@ def lowest_cost(root, runs):
     if p.returncode != 0:
         fail(label, f"kask run exited {p.returncode}: {p.stderr.strip()[-600:]}")
         return
-    ref = con.execute(LOWEST_QUERY)
-    expected = ([d[1] for d in ref.description], ref.fetchall())
-    got = result_of(con, root / runs / "lowest")
-    if got is None:
-        fail(label, "no Parquet file in the output")
-        return
-    why = compare(expected, got, True)
-    if why:
-        fail(label, why)
-    else:
-        ok(label, f"{len(got[1])} rows in {secs:.1f}s")
+    check_output(label, expected_of(con, LOWEST_QUERY), con, root / runs / "lowest", True,
+                 lambda n: f"{n} rows in {secs:.1f}s")
 
 
 WINDOW_QUERIES = {
@@ -349,14 +340,8 @@ def windows(root, runs):
         if p.returncode != 0:
             fail(label, f"kask run exited {p.returncode}: {p.stderr.strip()[-600:]}")
             continue
-        ref = con.execute(q)
-        expected = ([d[1] for d in ref.description], ref.fetchall())
-        got = result_of(con, root / runs / "window" / name)
-        why = "no Parquet file in the output" if got is None else compare(expected, got, False)
-        if why:
-            fail(label, why)
-        else:
-            ok(label, f"{len(got[1])} rows; kask {secs:.1f}s")
+        check_output(label, expected_of(con, q), con, root / runs / "window" / name, False,
+                     lambda n: f"{n} rows; kask {secs:.1f}s")
 
 
 def hive(root, runs):
@@ -380,11 +365,11 @@ def hive(root, runs):
     if p.returncode != 0:
         fail(label, f"kask run exited {p.returncode}: {p.stderr.strip()[-600:]}")
         return
-    ref = con.execute(
+    expected = expected_of(
+        con,
         "SELECT year(o_orderdate) AS y, o_orderpriority AS p, count(*) AS n, "
         "sum(o_totalprice) AS total FROM orders "
         "WHERE year(o_orderdate) >= 1995 AND o_orderpriority <> '5-LOW' GROUP BY ALL")
-    expected = ([d[1] for d in ref.description], ref.fetchall())
     out = root / runs / "hive" / "out"
     folders = sorted(d.name for d in out.iterdir() if d.is_dir() and not d.name.startswith("_"))
     years = sorted({f"y={r[0]}" for r in expected[1]})

@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use datafusion::arrow::array::{Array, Int64Array, RecordBatch};
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
+use kask_worker::datagen::sort::{RECORD, SortGen, schema};
 use kask_worker::datagen::{GenFormat, groupby::GroupbyGen, join::JoinGen};
 
 fn read_dir(dir: &std::path::Path) -> Vec<RecordBatch> {
@@ -173,4 +174,52 @@ fn array_data_is_the_same_values_raw_or_compressed() {
             "the codec changes only the bytes stored"
         );
     });
+}
+
+#[test]
+fn sort_records_are_100_bytes_numbered_once_and_the_same_seed_writes_the_same_keys() {
+    use datafusion::arrow::array::AsArray;
+    let records = SortGen {
+        records: 10_001,
+        seed: 7,
+        partitions: 3,
+    };
+    let (a, b) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    let da = records.write(a.path()).expect("written");
+    let db = records.write(b.path()).expect("written");
+    assert_eq!(da.file_name(), Some(std::ffi::OsStr::new("sort_10001")));
+    assert_eq!(std::fs::read_dir(&da).expect("dir").count(), 3);
+    let keys_of = |batches: &[RecordBatch]| -> Vec<Vec<u8>> {
+        batches
+            .iter()
+            .flat_map(|b| {
+                let k = b.column(0).as_fixed_size_binary().clone();
+                (0..k.len()).map(move |i| k.value(i).to_vec())
+            })
+            .collect()
+    };
+    let ra = read_dir(&da);
+    let mut numbers = Vec::new();
+    for batch in &ra {
+        assert_eq!(batch.schema(), schema());
+        let k = batch.column(0).as_fixed_size_binary();
+        let p = batch.column(1).as_fixed_size_binary();
+        for i in 0..batch.num_rows() {
+            assert_eq!(k.value(i).len() + p.value(i).len(), RECORD as usize);
+            let hex = std::str::from_utf8(&p.value(i)[..32]).expect("ascii");
+            numbers.push(u64::from_str_radix(hex, 16).expect("a number"));
+        }
+    }
+    numbers.sort_unstable();
+    assert_eq!(numbers, (0..10_001).collect::<Vec<u64>>());
+    let keys = keys_of(&ra);
+    assert_eq!(keys, keys_of(&read_dir(&db)));
+    // Random keys: no two of 10,001 10-byte keys alike.
+    let mut distinct = keys.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), keys.len());
 }

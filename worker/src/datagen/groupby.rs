@@ -8,7 +8,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use super::{GenFormat, Nulls, part_name, row_ranges, sci, write_file};
+use super::{GenFormat, Nulls, joined, part_name, row_ranges, sci, write_file};
 use crate::error::{Error, Result};
 
 /// Parameters of `kask gen groupby`.
@@ -65,7 +65,7 @@ impl GroupbyGen {
             pct: f64::from(self.nas),
         };
         let ranges = row_ranges(self.rows, self.partitions);
-        let results: Vec<Result<()>> = std::thread::scope(|scope| {
+        std::thread::scope(|scope| {
             let handles: Vec<_> = ranges
                 .iter()
                 .enumerate()
@@ -94,17 +94,8 @@ impl GroupbyGen {
                     })
                 })
                 .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(Error::internal("a generator thread panicked")))
-                })
-                .collect()
-        });
-        for r in results {
-            r?;
-        }
+            joined(handles)
+        })?;
         Ok(dir)
     }
 }

@@ -76,6 +76,18 @@ pub fn write_file(path: &Path, batch: &RecordBatch, format: GenFormat) -> Result
     Ok(())
 }
 
+/// Waits for every generator thread; the first error (or panic) among them, if any.
+pub(crate) fn joined(handles: Vec<std::thread::ScopedJoinHandle<'_, Result<()>>>) -> Result<()> {
+    let results: Vec<Result<()>> = handles
+        .into_iter()
+        .map(|h| {
+            h.join()
+                .unwrap_or_else(|_| Err(Error::internal("a generator thread panicked")))
+        })
+        .collect();
+    results.into_iter().collect()
+}
+
 /// The file name of part `i`.
 pub fn part_name(i: usize, format: GenFormat) -> String {
     match format {

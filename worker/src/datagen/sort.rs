@@ -17,7 +17,7 @@ use datafusion::parquet::file::properties::WriterProperties;
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 
-use super::{GenFormat, part_name, row_ranges};
+use super::{GenFormat, joined, part_name, row_ranges};
 use crate::error::{Error, Result};
 
 /// Bytes of one record.
@@ -64,7 +64,7 @@ impl SortGen {
             .unwrap_or(1)
             .min(ranges.len());
         let next = std::sync::atomic::AtomicUsize::new(0);
-        let results: Vec<Result<()>> = std::thread::scope(|scope| {
+        std::thread::scope(|scope| {
             let handles: Vec<_> = (0..threads)
                 .map(|_| {
                     let (ranges, next, dir) = (&ranges, &next, &dir);
@@ -81,17 +81,8 @@ impl SortGen {
                     })
                 })
                 .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(Error::internal("a generator thread panicked")))
-                })
-                .collect()
-        });
-        for r in results {
-            r?;
-        }
+            joined(handles)
+        })?;
         Ok(dir)
     }
 }
@@ -177,71 +168,6 @@ fn io_err(path: &Path, e: impl std::fmt::Display) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::arrow::array::{Array, AsArray};
-    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-
-    fn read(dir: &Path) -> Vec<RecordBatch> {
-        let mut files: Vec<_> = std::fs::read_dir(dir)
-            .expect("dir")
-            .map(|e| e.expect("entry").path())
-            .collect();
-        files.sort();
-        files
-            .into_iter()
-            .flat_map(|f| {
-                ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(f).expect("file"))
-                    .expect("parquet")
-                    .build()
-                    .expect("reader")
-                    .map(|b| b.expect("batch"))
-                    .collect::<Vec<_>>()
-            })
-            .collect()
-    }
-
-    #[test]
-    fn every_record_is_100_bytes_numbered_once_and_the_same_seed_writes_the_same_keys() {
-        let records = SortGen {
-            records: 10_001,
-            seed: 7,
-            partitions: 3,
-        };
-        let root = std::env::temp_dir().join(format!("kask-gen-sort-{}", std::process::id()));
-        let da = records.write(&root.join("a")).expect("written");
-        let db = records.write(&root.join("b")).expect("written");
-        assert_eq!(da.file_name(), Some(std::ffi::OsStr::new("sort_10001")));
-        assert_eq!(std::fs::read_dir(&da).expect("dir").count(), 3);
-        let (ra, rb) = (read(&da), read(&db));
-        let mut numbers = Vec::new();
-        let mut keys = Vec::new();
-        for batch in &ra {
-            assert_eq!(batch.schema(), schema());
-            let k = batch.column(0).as_fixed_size_binary();
-            let p = batch.column(1).as_fixed_size_binary();
-            for i in 0..batch.num_rows() {
-                assert_eq!(k.value(i).len() + p.value(i).len(), RECORD as usize);
-                let hex = std::str::from_utf8(&p.value(i)[..32]).expect("ascii");
-                numbers.push(u64::from_str_radix(hex, 16).expect("a number"));
-                keys.push(k.value(i).to_vec());
-            }
-        }
-        numbers.sort_unstable();
-        assert_eq!(numbers, (0..10_001).collect::<Vec<u64>>());
-        let keys_b: Vec<Vec<u8>> = rb
-            .iter()
-            .flat_map(|b| {
-                let k = b.column(0).as_fixed_size_binary().clone();
-                (0..k.len()).map(move |i| k.value(i).to_vec())
-            })
-            .collect();
-        assert_eq!(keys, keys_b);
-        // Random keys: no two of 10,001 10-byte keys alike.
-        let mut distinct = keys.clone();
-        distinct.sort();
-        distinct.dedup();
-        assert_eq!(distinct.len(), keys.len());
-        let _ = std::fs::remove_dir_all(&root);
-    }
 
     #[test]
     fn a_payload_spells_its_record_number() {
