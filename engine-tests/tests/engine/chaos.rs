@@ -624,9 +624,7 @@ async fn one_run(seed: u64, lab: Lab) -> Run {
         .random_bool(0.15)
         .then(|| Duration::from_millis(rng.random_range(1..150)));
     let result = match kill {
-        Some(after) => tokio::time::timeout(after, lab.run_wrapped(&job, Some(wrap)))
-            .await
-            .ok(),
+        Some(after) => killed_run(&lab, &job, wrap, after),
         None => Some(lab.run_wrapped(&job, Some(wrap)).await),
     };
     injected.disable();
@@ -706,6 +704,40 @@ async fn one_run(seed: u64, lab: Lab) -> Run {
         outcome,
         error,
     }
+}
+
+/// Runs `job` for at most `after` and then kills it as a process dies: on a runtime of its
+/// own, shut down before this returns. Dropping the run's future alone would leave its writes
+/// in flight (a local file write already started on a blocking thread cannot be stopped), and
+/// one landing after the next run cleaned the scratch space would be a leftover no real
+/// process could leave. `None` if it was killed.
+fn killed_run(
+    lab: &Lab,
+    job: &str,
+    wrap: StoreWrapper,
+    after: Duration,
+) -> Option<Result<kask_worker::runner::RunSummary, Error>> {
+    tokio::task::block_in_place(|| {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                let result = runtime
+                    .block_on(async {
+                        tokio::time::timeout(after, lab.run_wrapped(job, Some(wrap))).await
+                    })
+                    .ok();
+                // Waits for the run's blocking work to end.
+                drop(runtime);
+                result
+            })
+            .join()
+            .expect("the killed run's thread")
+        })
+    })
 }
 
 /// An error's class for the tally: its kind and the first words of its message.
