@@ -30,8 +30,12 @@ json=$(job_json "$WORK/big.yaml" deadline out/deadline '.spec.activeDeadlineSeco
 kubectl apply -f - <<<"$json" >/dev/null
 if kubectl --namespace "$NS" wait --for=condition=Failed daskjob/deadline --timeout=60s >/dev/null; then
   reason=$(dj_field deadline '{.status.conditions[?(@.type=="Failed")].reason}')
-  sleep 3
-  running=$(kubectl --namespace "$NS" get pods -l kask.dev/job=deadline --field-selector=status.phase=Running -o name | wc -l)
+  # Its pods are told to stop; under the lanes' load their termination can take seconds.
+  for _ in $(seq 60); do
+    running=$(kubectl --namespace "$NS" get pods -l kask.dev/job=deadline --field-selector=status.phase=Running -o name | wc -l)
+    ((running == 0)) && break
+    sleep 1
+  done
   if [[ "$reason" == DeadlineExceeded ]] && ((running == 0)); then
     ok "$name"
   else
