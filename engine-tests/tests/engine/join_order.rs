@@ -177,6 +177,53 @@ async fn a_selective_semi_join_filters_its_table_before_the_inner_joins() {
     assert_eq!(sorted(lab.result("out").await.1), sorted(want));
 }
 
+/// A `NOT EXISTS` whose other side is smaller than the table it reads from removes few of that
+/// table's rows, so it is applied to what the inner joins keep (a tenth of `fact` here), not to
+/// the whole table before them.
+#[tokio::test]
+async fn an_anti_join_filters_what_the_inner_joins_keep() {
+    let lab = lab().await;
+    let query = "SELECT tiny.name, count(*) AS n, sum(fact.v) AS s FROM tiny, mid, fact \
+                 WHERE tiny.t = mid.t AND mid.m = fact.m AND tiny.name = 'n3' AND NOT EXISTS \
+                 (SELECT 1 FROM fact AS late WHERE late.m = fact.m AND late.v > 2990) \
+                 GROUP BY tiny.name";
+    let plans = stage_plans(&lab, query).await;
+    let stages: Vec<&str> = plans.split("\n\n").collect();
+    let anti = stages
+        .iter()
+        .position(|p| p.contains("Anti"))
+        .unwrap_or_else(|| panic!("an anti join:\n{plans}"));
+    let joins: Vec<&str> = stages[..=anti]
+        .iter()
+        .flat_map(|p| joins_innermost_first(p))
+        .collect();
+    assert_eq!(joins.len(), 3, "the inner joins come first:\n{plans}");
+    assert!(
+        joins[2].contains("Anti") && !stages[anti + 1..].iter().any(|p| p.contains("JoinExec")),
+        "the anti join is the last join, over the inner joins' rows:\n{plans}"
+    );
+
+    lab.run(&job(query)).await.expect("runs");
+    let (_, types, got) = lab.typed_result("out").await;
+    let late: Vec<i64> = fact().iter().filter(|r| r.1 > 2990).map(|r| r.0).collect();
+    let kept: Vec<i64> = fact()
+        .iter()
+        .filter(|r| r.0 % 10 == 3 && !late.contains(&r.0))
+        .map(|r| r.1)
+        .collect();
+    assert!(
+        late.iter().any(|m| m % 10 == 3) && !kept.is_empty(),
+        "the subquery removes some of group 3's rows and keeps others: {late:?}"
+    );
+    let want = vec![vec![
+        V::S("n3".into()),
+        V::I(kept.len() as i64),
+        V::I(kept.iter().sum()),
+    ]];
+    assert_eq!(got, want);
+    assert_eq!(types, ["Utf8", "Int64", "Int64"]);
+}
+
 /// `big(k, a)`: 2000 rows, each key once; `few(k, b)`: 50,000 rows over the same keys, in
 /// three files. The query's filters fool the estimate, which gives both the same share of
 /// their table: `a % 2 = 0` keeps every row of `big`, `b % 997 = 1` 51 of `few`'s.
