@@ -19,6 +19,8 @@ pub mod ctes;
 pub mod cut;
 pub mod decimal_arith;
 pub mod diagnose;
+pub mod dict_groups;
+pub mod dict_route;
 pub mod errors;
 mod estimate;
 pub mod exchange;
