@@ -412,3 +412,49 @@ async fn projections_and_filters_between_are_planned_again() {
     }
     assert_eq!(sums, want);
 }
+
+/// A projection that hands a group column on twice, once into a column that is no group
+/// column, would give that column as a dictionary too: no route. Handed on once, there is one.
+#[tokio::test]
+async fn a_group_column_handed_on_twice_has_no_route() {
+    use datafusion::physical_expr::expressions::col;
+    use datafusion::physical_plan::projection::ProjectionExec;
+
+    let ctx = context(1_000_000);
+    let _files = table(&ctx, 1_000, 8, true).await;
+    let df = ctx.sql("SELECT a, b, v FROM t").await.expect("the query");
+    let plan = df.create_physical_plan().await.expect("planned");
+    let mut scan = None;
+    plan.apply(|n| {
+        if n.name() == "DataSourceExec" {
+            scan = Some(Arc::clone(n));
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })
+    .expect("walked");
+    let scan = scan.expect("a scan");
+    let schema = scan.schema();
+    let a = col("a", &schema).expect("a");
+    let v = col("v", &schema).expect("v");
+    let once = ProjectionExec::try_new(
+        vec![
+            (Arc::clone(&a), "g".to_string()),
+            (Arc::clone(&v), "v".into()),
+        ],
+        Arc::clone(&scan),
+    )
+    .expect("projection");
+    let once: Arc<dyn ExecutionPlan> = Arc::new(once);
+    assert!(crate::dict_route::route(&once, &[0]).is_some());
+    let twice = ProjectionExec::try_new(
+        vec![
+            (Arc::clone(&a), "g".to_string()),
+            (a, "other".into()),
+            (v, "v".into()),
+        ],
+        scan,
+    )
+    .expect("projection");
+    let twice: Arc<dyn ExecutionPlan> = Arc::new(twice);
+    assert!(crate::dict_route::route(&twice, &[0]).is_none());
+}

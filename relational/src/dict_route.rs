@@ -59,21 +59,30 @@ pub fn route(input: &Arc<dyn ExecutionPlan>, groups: &[usize]) -> Option<Route> 
             for &i in &at {
                 next.push(p.expr().get(i)?.expr.downcast_ref::<Column>()?.index());
             }
-            // Another expression that reads a group column would get a dictionary.
+            // Any other output that reads a group column, even as it is, would get a dictionary.
             let plain = p
                 .expr()
                 .iter()
-                .all(|e| e.expr.downcast_ref::<Column>().is_some() || !reads_any(&e.expr, &next));
+                .enumerate()
+                .all(|(j, e)| at.contains(&j) || !reads_any(&e.expr, &next));
             if !plain {
                 return None;
             }
             at = next;
         } else if let Some(f) = plan.downcast_ref::<FilterExec>() {
             if let Some(projection) = f.projection() {
-                at = at
+                let next: Vec<usize> = at
                     .iter()
                     .map(|&i| projection.get(i).copied())
                     .collect::<Option<_>>()?;
+                let plain = projection
+                    .iter()
+                    .enumerate()
+                    .all(|(j, i)| at.contains(&j) || !next.contains(i));
+                if !plain {
+                    return None;
+                }
+                at = next;
             }
             if !split_conjunction(f.predicate())
                 .into_iter()
@@ -119,8 +128,8 @@ fn tests_nulls_only(term: &Arc<dyn PhysicalExpr>) -> bool {
 }
 
 /// The file column names of output columns `at` of `scan`, when it is a Parquet scan that reads
-/// them as strings, whose projection reads them only as columns and whose pruning predicate
-/// only tests them for nulls.
+/// them as strings into those columns only, and whose pruning predicate only tests them for
+/// nulls.
 fn scan_columns(scan: &Arc<dyn ExecutionPlan>, at: &[usize]) -> Option<Vec<String>> {
     let config = files_of(scan)?;
     config.file_source().downcast_ref::<ParquetSource>()?;
@@ -136,7 +145,8 @@ fn scan_columns(scan: &Arc<dyn ExecutionPlan>, at: &[usize]) -> Option<Vec<Strin
         && !p
             .as_ref()
             .iter()
-            .all(|e| e.expr.downcast_ref::<Column>().is_some() || !reads_any(&e.expr, &file_at))
+            .enumerate()
+            .all(|(j, e)| at.contains(&j) || !reads_any(&e.expr, &file_at))
     {
         return None;
     }
