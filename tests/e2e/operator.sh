@@ -14,16 +14,17 @@ condition_reason() {
 # --- jobs that run side by side -----------------------------------------------------------------
 
 # Each of these waits on something else (a deadline, a kill), so they start together. The two
-# with a startup deadline are watched from their start: each must show Stalled within 30 s, and
+# with a startup deadline are watched from their start: each must show Stalled within 45 s, and
 # its Stalled condition lasts only until its 20 s deadline fails it, so the watch begins before
-# the other jobs are applied (under the lanes' load one `kubectl apply` took 8 s).
+# the other jobs are applied. (Under the lanes' load one `kubectl apply` took 8 s, and the
+# operator showed Stalled 15 s and 27 s after the applies began; alone it takes 0-6 s.)
 stall_start=$SECONDS
 apply_job unschedulable examples/groupby.yaml \
   '.spec.startupDeadlineSeconds = 20 | .spec.resources = {requests: {cpu: "64"}}'
 apply_job no-image examples/groupby.yaml \
   '.spec.startupDeadlineSeconds = 20 | .spec.image = "localhost/kask:no-such-version"'
 declare -A stalled_reason=() stalled_after=()
-while ((SECONDS - stall_start < 30 && ${#stalled_reason[@]} < 2)); do
+while ((SECONDS - stall_start < 45 && ${#stalled_reason[@]} < 2)); do
   for job in unschedulable no-image; do
     [[ -n "${stalled_reason[$job]:-}" ]] && continue
     reason=$(condition_reason "$job" Stalled)
@@ -40,10 +41,10 @@ sed -e 's/^      orders:/      _:/; s/^      regions:/      "数据":/' \
 for what in "unschedulable:a request no node can satisfy:Unschedulable" \
   "no-image:an image that does not exist:ErrImagePull|ImagePullBackOff"; do
   IFS=: read -r job desc reasons <<<"$what"
-  name="$desc: the job says why within 30s and fails with it at its startup deadline"
+  name="$desc: the job says why within 45s and fails with it at its startup deadline"
   reason=${stalled_reason[$job]:-}
   if [[ -z "$reason" ]]; then
-    fail "$name" "no Stalled condition within 30s"
+    fail "$name" "no Stalled condition within 45s"
     continue
   fi
   if kubectl --namespace "$NS" wait --for=condition=Failed "daskjob/$job" --timeout=90s >/dev/null; then
