@@ -48,11 +48,12 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, InputOrderMode, PlanProperties,
     SendableRecordBatchStream, displayable, replace_children_if_necessary,
 };
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use tracing::debug;
 
 use crate::dict_route::{Route, dictionary_type, route};
 use crate::one_input::only_input;
+use crate::queued_stream::{Queue, queued};
 
 /// At most this many group columns (their codes are packed into 128 bits).
 const MOST_COLUMNS: usize = 4;
@@ -67,24 +68,37 @@ pub fn dictionary_group_aggregates(
     plan: Arc<dyn ExecutionPlan>,
 ) -> DfResult<Arc<dyn ExecutionPlan>> {
     plan.transform_up(|node| {
-        let Some(agg) = node.downcast_ref::<AggregateExec>() else {
-            return Ok(Transformed::no(node));
-        };
-        let Some(route) = groups(agg).and_then(|g| route(agg.input(), &g)) else {
-            if *agg.mode() == AggregateMode::Partial {
-                debug!(
-                    aggregation = %displayable(node.as_ref()).one_line(),
-                    "a partial aggregation left to DataFusion: not grouped by string columns \
-                     that a Parquet scan hands on untouched"
-                );
-            }
-            return Ok(Transformed::no(node));
-        };
-        Ok(Transformed::yes(
-            Arc::new(DictGroupsExec::new(Arc::clone(&node), route)) as Arc<dyn ExecutionPlan>,
-        ))
+        let wrapped = wrapped(Arc::clone(&node));
+        Ok(match Arc::ptr_eq(&wrapped, &node) {
+            true => Transformed::no(node),
+            false => Transformed::yes(wrapped),
+        })
     })
     .map(|t| t.data)
+}
+
+/// `node` (an `AggregateExec`) in a [`DictGroupsExec`] when one can run it, else as it is.
+fn wrapped(node: Arc<dyn ExecutionPlan>) -> Arc<dyn ExecutionPlan> {
+    let Some(agg) = node.downcast_ref::<AggregateExec>() else {
+        return node;
+    };
+    let found = groups(agg).and_then(|columns| Some((route(agg.input(), &columns)?, columns)));
+    let Some((route, columns)) = found else {
+        if *agg.mode() == AggregateMode::Partial {
+            debug!(
+                aggregation = %displayable(node.as_ref()).one_line(),
+                "a partial aggregation left to DataFusion: not grouped by string columns \
+                 that a Parquet scan hands on untouched"
+            );
+        }
+        return node;
+    };
+    Arc::new(DictGroupsExec {
+        agg: node,
+        route,
+        columns,
+        metrics: ExecutionPlanMetricsSet::new(),
+    })
 }
 
 /// The input columns `agg` groups by, when [`DictGroupsExec`] runs `agg` as `agg` would: a
@@ -132,19 +146,13 @@ pub struct DictGroupsExec {
     /// The aggregation it runs (its input is this node's child).
     agg: Arc<dyn ExecutionPlan>,
     route: Route,
+    /// The input columns it groups by.
+    columns: Vec<usize>,
     /// `coded_partitions`: the partitions grouped by dictionary codes.
     metrics: ExecutionPlanMetricsSet,
 }
 
 impl DictGroupsExec {
-    fn new(agg: Arc<dyn ExecutionPlan>, route: Route) -> DictGroupsExec {
-        DictGroupsExec {
-            agg,
-            route,
-            metrics: ExecutionPlanMetricsSet::new(),
-        }
-    }
-
     fn aggregate(&self) -> DfResult<&AggregateExec> {
         self.agg.downcast_ref::<AggregateExec>().ok_or_else(|| {
             DataFusionError::Internal("DictGroupsExec holds no AggregateExec".into())
@@ -190,15 +198,7 @@ impl ExecutionPlan for DictGroupsExec {
         let input = only_input(children, "DictGroupsExec")?;
         let agg = replace_children_if_necessary(Arc::clone(&self.agg), vec![input])?;
         // The route was found below the old input; a new one may not have it.
-        let route = self
-            .aggregate()
-            .ok()
-            .and_then(groups)
-            .and_then(|g| route(agg.children().first()?, &g));
-        match route {
-            Some(route) => Ok(Arc::new(DictGroupsExec::new(agg, route))),
-            None => Ok(agg),
-        }
+        Ok(wrapped(agg))
     }
 
     fn execute(
@@ -211,13 +211,10 @@ impl ExecutionPlan for DictGroupsExec {
         let route = self.route.clone();
         let plain = Arc::clone(&self.agg);
         let options = &context.session_config().options().execution;
-        let group_columns = groups(agg).ok_or_else(|| {
-            DataFusionError::Internal("DictGroupsExec over an aggregation it cannot run".into())
-        })?;
-        let coded_columns = group_columns.clone();
+        let coded_columns = self.columns.clone();
         let groups = Groups {
             schema: Arc::clone(&schema),
-            keys: group_columns.iter().map(|&i| KeyColumn::new(i)).collect(),
+            keys: self.columns.iter().map(|&i| KeyColumn::new(i)).collect(),
             arguments: agg.aggr_expr().iter().map(|e| e.expressions()).collect(),
             filters: agg.filter_expr().to_vec(),
             aggregates: agg.aggr_expr().to_vec(),
@@ -261,44 +258,11 @@ impl ExecutionPlan for DictGroupsExec {
             };
             coded_partitions.add(1);
             let input = coded.execute(0, context)?;
-            Ok(aggregated(input, groups, stream_schema))
+            Ok(queued(input, groups, stream_schema))
         })
         .try_flatten();
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
     }
-}
-
-/// The partial aggregation of `input` (with dictionary group columns) by `groups`.
-fn aggregated(
-    input: SendableRecordBatchStream,
-    groups: Groups,
-    schema: SchemaRef,
-) -> SendableRecordBatchStream {
-    let batches = futures::stream::unfold(
-        (input, groups, false),
-        |(mut input, mut groups, mut done)| async move {
-            loop {
-                if let Some(b) = groups.ready.pop_front() {
-                    return Some((Ok(b), (input, groups, done)));
-                }
-                if done {
-                    return None;
-                }
-                let step = match input.next().await {
-                    Some(Ok(b)) => groups.push(&b),
-                    Some(Err(e)) => return Some((Err(e), (input, groups, true))),
-                    None => {
-                        done = true;
-                        groups.emit()
-                    }
-                };
-                if let Err(e) = step {
-                    return Some((Err(e), (input, groups, true)));
-                }
-            }
-        },
-    );
-    Box::pin(RecordBatchStreamAdapter::new(schema, batches))
 }
 
 fn accumulators(
@@ -435,8 +399,9 @@ struct Groups {
     ready: VecDeque<RecordBatch>,
 }
 
-impl Groups {
-    fn push(&mut self, batch: &RecordBatch) -> DfResult<()> {
+impl Queue for Groups {
+    fn push(&mut self, batch: RecordBatch) -> DfResult<()> {
+        let batch = &batch;
         let n = batch.num_rows();
         if n == 0 {
             return Ok(());
@@ -505,6 +470,16 @@ impl Groups {
         Ok(())
     }
 
+    fn finish(&mut self) -> DfResult<()> {
+        self.emit()
+    }
+
+    fn ready(&mut self) -> &mut VecDeque<RecordBatch> {
+        &mut self.ready
+    }
+}
+
+impl Groups {
     /// Numbers each row's group in `indices`, adding groups for combinations not seen before.
     fn intern(&mut self, columns: &[&DictionaryArray<Int32Type>]) {
         for (key, array) in self.keys.iter_mut().zip(columns) {

@@ -84,10 +84,7 @@ pub fn route(input: &Arc<dyn ExecutionPlan>, groups: &[usize]) -> Option<Route> 
                 }
                 at = next;
             }
-            if !split_conjunction(f.predicate())
-                .into_iter()
-                .all(|term| !reads_any(term, &at) || tests_nulls_only(term))
-            {
+            if !tests_only_nulls_of(f.predicate(), &at) {
                 return None;
             }
         } else if matches!(plan.name(), "CoalesceBatchesExec" | "SmallBatchesExec") {
@@ -115,8 +112,16 @@ fn reads_any(expr: &Arc<dyn PhysicalExpr>, at: &[usize]) -> bool {
         .any(|c| at.contains(&c.index()))
 }
 
-/// `x IS NULL` or `x IS NOT NULL` of a column: true of a dictionary's row when of its string.
-fn tests_nulls_only(term: &Arc<dyn PhysicalExpr>) -> bool {
+/// Whether every term of the conjunction `predicate` that reads any of the columns `at` is a
+/// null test of a column, which holds of a dictionary's row as of its string.
+fn tests_only_nulls_of(predicate: &Arc<dyn PhysicalExpr>, at: &[usize]) -> bool {
+    split_conjunction(predicate)
+        .into_iter()
+        .all(|term| !reads_any(term, at) || is_null_test(term))
+}
+
+/// `x IS NULL` or `x IS NOT NULL` of a column.
+fn is_null_test(term: &Arc<dyn PhysicalExpr>) -> bool {
     let arg = if let Some(e) = term.downcast_ref::<IsNotNullExpr>() {
         e.arg()
     } else if let Some(e) = term.downcast_ref::<IsNullExpr>() {
@@ -152,9 +157,7 @@ fn scan_columns(scan: &Arc<dyn ExecutionPlan>, at: &[usize]) -> Option<Vec<Strin
     }
     // The pruning predicate may test the columns for nulls (a `dropna` pushed into the scan).
     if let Some(p) = config.file_source().filter()
-        && !split_conjunction(&p)
-            .into_iter()
-            .all(|term| !reads_any(term, &file_at) || tests_nulls_only(term))
+        && !tests_only_nulls_of(&p, &file_at)
     {
         return None;
     }

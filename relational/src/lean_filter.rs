@@ -24,13 +24,12 @@ use datafusion::error::Result as DfResult;
 use datafusion::execution::TaskContext;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::filter::FilterExec;
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream,
 };
-use futures::StreamExt;
 
 use crate::one_input::only_input;
+use crate::queued_stream::{Queue, queued};
 
 /// Hands on its input's batches of at least half of `target` rows as they are, and gathers
 /// smaller ones into batches of `target` rows, keeping the rows' order.
@@ -103,31 +102,7 @@ impl ExecutionPlan for SmallBatchesExec {
             big: self.target / 2,
             ready: VecDeque::new(),
         };
-        let batches = futures::stream::unfold(
-            (input, gather, false),
-            |(mut input, mut gather, mut done)| async move {
-                loop {
-                    if let Some(b) = gather.ready.pop_front() {
-                        return Some((Ok(b), (input, gather, done)));
-                    }
-                    if done {
-                        return None;
-                    }
-                    let step = match input.next().await {
-                        Some(Ok(b)) => gather.push(b),
-                        Some(Err(e)) => return Some((Err(e), (input, gather, true))),
-                        None => {
-                            done = true;
-                            gather.finish()
-                        }
-                    };
-                    if let Err(e) = step {
-                        return Some((Err(e.into()), (input, gather, true)));
-                    }
-                }
-            },
-        );
-        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, batches)))
+        Ok(queued(input, gather, schema))
     }
 }
 
@@ -140,8 +115,8 @@ struct Gather {
     ready: VecDeque<RecordBatch>,
 }
 
-impl Gather {
-    fn push(&mut self, batch: RecordBatch) -> Result<(), datafusion::arrow::error::ArrowError> {
+impl Queue for Gather {
+    fn push(&mut self, batch: RecordBatch) -> DfResult<()> {
         if batch.num_rows() >= self.big {
             // The gathered rows came first, so they go first, however few.
             self.small.finish_buffered_batch()?;
@@ -154,12 +129,18 @@ impl Gather {
         Ok(())
     }
 
-    fn finish(&mut self) -> Result<(), datafusion::arrow::error::ArrowError> {
+    fn finish(&mut self) -> DfResult<()> {
         self.small.finish_buffered_batch()?;
         self.take_completed();
         Ok(())
     }
 
+    fn ready(&mut self) -> &mut VecDeque<RecordBatch> {
+        &mut self.ready
+    }
+}
+
+impl Gather {
     fn take_completed(&mut self) {
         while let Some(b) = self.small.next_completed_batch() {
             self.ready.push_back(b);

@@ -42,6 +42,7 @@ pub mod operator_exprs;
 pub mod pipeline;
 pub mod planner;
 pub mod process_cache;
+pub mod queued_stream;
 pub mod range_sort;
 pub mod reshape;
 pub mod session;
