@@ -54,6 +54,7 @@ use tracing::debug;
 use crate::dict_route::{Route, dictionary_type, route};
 use crate::one_input::only_input;
 use crate::queued_stream::{Queue, queued};
+use crate::radix_groups::RadixGroupsExec;
 
 /// At most this many group columns (their codes are packed into 128 bits).
 const MOST_COLUMNS: usize = 4;
@@ -79,7 +80,7 @@ pub fn dictionary_group_aggregates(
 
 /// `node` (an `AggregateExec`) in a [`DictGroupsExec`] when one can run it, else as it is.
 fn wrapped(node: Arc<dyn ExecutionPlan>) -> Arc<dyn ExecutionPlan> {
-    let Some(agg) = node.downcast_ref::<AggregateExec>() else {
+    let Some(agg) = aggregate_of(&node) else {
         return node;
     };
     let found = groups(agg).and_then(|columns| Some((route(agg.input(), &columns)?, columns)));
@@ -143,7 +144,8 @@ fn groups(agg: &AggregateExec) -> Option<Vec<usize>> {
 /// its partition's files hold them so.
 #[derive(Debug)]
 pub struct DictGroupsExec {
-    /// The aggregation it runs (its input is this node's child).
+    /// The aggregation it runs when the files are not dictionary-encoded (its input is this
+    /// node's child): an `AggregateExec` or a [`RadixGroupsExec`].
     agg: Arc<dyn ExecutionPlan>,
     route: Route,
     /// The input columns it groups by.
@@ -152,9 +154,18 @@ pub struct DictGroupsExec {
     metrics: ExecutionPlanMetricsSet,
 }
 
+/// The aggregation `node` runs: an `AggregateExec`, or the one a [`RadixGroupsExec`] runs
+/// (which then runs the partitions whose files are not dictionary-encoded).
+fn aggregate_of(node: &Arc<dyn ExecutionPlan>) -> Option<&AggregateExec> {
+    node.downcast_ref::<AggregateExec>().or_else(|| {
+        node.downcast_ref::<RadixGroupsExec>()
+            .and_then(|r| r.aggregate().ok())
+    })
+}
+
 impl DictGroupsExec {
     fn aggregate(&self) -> DfResult<&AggregateExec> {
-        self.agg.downcast_ref::<AggregateExec>().ok_or_else(|| {
+        aggregate_of(&self.agg).ok_or_else(|| {
             DataFusionError::Internal("DictGroupsExec holds no AggregateExec".into())
         })
     }
@@ -188,7 +199,12 @@ impl ExecutionPlan for DictGroupsExec {
     }
 
     fn metrics(&self) -> Option<MetricsSet> {
-        Some(self.metrics.clone_inner())
+        // With the metrics of the aggregation that ran the partitions not read by codes.
+        let mut metrics = self.metrics.clone_inner();
+        for m in self.agg.metrics().iter().flat_map(|m| m.iter()) {
+            metrics.push(Arc::clone(m));
+        }
+        Some(metrics)
     }
 
     fn with_new_children(
@@ -212,13 +228,14 @@ impl ExecutionPlan for DictGroupsExec {
         let plain = Arc::clone(&self.agg);
         let options = &context.session_config().options().execution;
         let coded_columns = self.columns.clone();
+        let accumulators = accumulators(agg.aggr_expr())?;
         let groups = Groups {
             schema: Arc::clone(&schema),
             keys: self.columns.iter().map(|&i| KeyColumn::new(i)).collect(),
             arguments: agg.aggr_expr().iter().map(|e| e.expressions()).collect(),
             filters: agg.filter_expr().to_vec(),
             aggregates: agg.aggr_expr().to_vec(),
-            accumulators: accumulators(agg.aggr_expr())?,
+            accumulators,
             combos: Vec::new(),
             combo_dictionaries: Vec::new(),
             by_codes: HashMap::new(),

@@ -43,6 +43,7 @@ pub mod pipeline;
 pub mod planner;
 pub mod process_cache;
 pub mod queued_stream;
+pub mod radix_groups;
 pub mod range_sort;
 pub mod reshape;
 pub mod session;
