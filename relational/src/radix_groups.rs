@@ -57,7 +57,7 @@ const PART_BITS: u32 = 6;
 
 /// Tables a partitioned aggregation keeps: a million groups make 16,000 a table, under a
 /// megabyte with their sums, which a core's L2 cache holds.
-pub const PARTS: usize = 1 << PART_BITS;
+const PARTS: usize = 1 << PART_BITS;
 
 /// Groups the single table holds before the aggregation splits into parts: beyond this its
 /// buckets, keys and sums outgrow the cache.
