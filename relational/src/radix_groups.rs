@@ -27,7 +27,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, UInt32Array};
-use datafusion::arrow::compute::take;
+use datafusion::arrow::compute::{concat_batches, take};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::hash_utils::{QualityRandomState, create_hashes};
@@ -517,6 +517,10 @@ impl Groups {
 
     /// Queues every table's groups and partial states, and leaves the tables empty.
     fn emit(&mut self) -> DfResult<()> {
+        // Tables emptied often (a small pool) hold few groups each: their rows are handed on
+        // together, not as a batch of a handful of rows per table.
+        let mut small = Vec::new();
+        let mut small_rows = 0;
         for table in &mut self.tables {
             let Some(batch) = table.emit(&self.schema)? else {
                 continue;
@@ -524,12 +528,25 @@ impl Groups {
             // Emptied accumulators keep their allocations; new ones hand the memory back.
             *table = Table::new(&self.group_schema, &self.aggregates)?;
             let rows = batch.num_rows();
+            if rows < self.batch_size {
+                small_rows += rows;
+                small.push(batch);
+                if small_rows >= self.batch_size {
+                    self.ready.push_back(concat_batches(&self.schema, &small)?);
+                    small.clear();
+                    small_rows = 0;
+                }
+                continue;
+            }
             let mut at = 0;
             while at < rows {
                 let len = self.batch_size.min(rows - at);
                 self.ready.push_back(batch.slice(at, len));
                 at += len;
             }
+        }
+        if !small.is_empty() {
+            self.ready.push_back(concat_batches(&self.schema, &small)?);
         }
         Ok(())
     }

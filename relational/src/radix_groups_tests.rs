@@ -268,6 +268,12 @@ async fn a_pool_too_small_for_the_groups_makes_it_emit_early() {
         emitted > 2 * distinct,
         "{emitted} partial rows for {distinct} groups"
     );
+    // The many small tables of each early emission are handed on together.
+    assert!(
+        emitted / out.len() > 2_000,
+        "{emitted} partial rows in {} batches",
+        out.len()
+    );
     // The partial sums add up to each key's sum.
     let mut sums: BTreeMap<Option<i64>, i64> = BTreeMap::new();
     for b in &out {
