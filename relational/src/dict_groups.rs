@@ -83,15 +83,23 @@ fn wrapped(node: Arc<dyn ExecutionPlan>) -> Arc<dyn ExecutionPlan> {
     let Some(agg) = aggregate_of(&node) else {
         return node;
     };
-    let found = groups(agg).and_then(|columns| Some((route(agg.input(), &columns)?, columns)));
-    let Some((route, columns)) = found else {
+    let Some(columns) = groups(agg) else {
         if *agg.mode() == AggregateMode::Partial {
             debug!(
                 aggregation = %displayable(node.as_ref()).one_line(),
-                "a partial aggregation left to DataFusion: not grouped by string columns \
-                 that a Parquet scan hands on untouched"
+                "a partial aggregation left to DataFusion: not grouped by string columns only, \
+                 or an aggregate reads one"
             );
         }
+        return node;
+    };
+    let Some(route) = route(agg.input(), &columns) else {
+        debug!(
+            aggregation = %displayable(node.as_ref()).one_line(),
+            input = %displayable(agg.input().as_ref()).indent(true),
+            "a partial aggregation left to DataFusion: its group columns do not come untouched \
+             from a Parquet scan"
+        );
         return node;
     };
     Arc::new(DictGroupsExec {

@@ -31,6 +31,8 @@ use datafusion::physical_plan::projection::ProjectionExec;
 use futures::FutureExt;
 use tracing::debug;
 
+use crate::lean_logic::LeanLogicExpr;
+
 /// The type the scan reads a group column as: the codes of its column chunk's dictionary.
 pub fn dictionary_type() -> DataType {
     DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
@@ -115,6 +117,11 @@ fn reads_any(expr: &Arc<dyn PhysicalExpr>, at: &[usize]) -> bool {
 /// Whether every term of the conjunction `predicate` that reads any of the columns `at` is a
 /// null test of a column, which holds of a dictionary's row as of its string.
 fn tests_only_nulls_of(predicate: &Arc<dyn PhysicalExpr>, at: &[usize]) -> bool {
+    // A task makes its filters' `AND`s lean before this rewrite; the terms are those planned.
+    let predicate = match predicate.downcast_ref::<LeanLogicExpr>() {
+        Some(lean) => lean.plain(),
+        None => predicate,
+    };
     split_conjunction(predicate)
         .into_iter()
         .all(|term| !reads_any(term, at) || is_null_test(term))

@@ -63,6 +63,11 @@ impl Hash for LeanLogicExpr {
 }
 
 impl LeanLogicExpr {
+    /// The expression as planned.
+    pub fn plain(&self) -> &Arc<dyn PhysicalExpr> {
+        &self.plain
+    }
+
     /// `b` made lean, if it is an `AND` or `OR` of two boolean expressions over `schema`.
     pub fn try_new(b: &BinaryExpr, schema: &Schema) -> Option<Self> {
         let boolean =
