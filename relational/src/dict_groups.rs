@@ -236,14 +236,13 @@ impl ExecutionPlan for DictGroupsExec {
         let plain = Arc::clone(&self.agg);
         let options = &context.session_config().options().execution;
         let coded_columns = self.columns.clone();
-        let accumulators = accumulators(agg.aggr_expr())?;
         let groups = Groups {
             schema: Arc::clone(&schema),
             keys: self.columns.iter().map(|&i| KeyColumn::new(i)).collect(),
             arguments: agg.aggr_expr().iter().map(|e| e.expressions()).collect(),
             filters: agg.filter_expr().to_vec(),
             aggregates: agg.aggr_expr().to_vec(),
-            accumulators,
+            accumulators: accumulators(agg.aggr_expr())?,
             combos: Vec::new(),
             combo_dictionaries: Vec::new(),
             by_codes: HashMap::new(),
