@@ -18,6 +18,7 @@ pub mod csv_guard;
 pub mod ctes;
 pub mod cut;
 pub mod decimal_arith;
+pub mod dense_groups;
 pub mod diagnose;
 pub mod dict_groups;
 pub mod dict_route;

@@ -13,9 +13,10 @@
 //! splits the groups by the top bits of a hash of their keys into [`PARTS`] tables. Each input
 //! batch is reordered by part (within the batch, which the cache holds) and its parts queued;
 //! every [`CHUNK_ROWS`] rows the queued rows are aggregated part after part, so that each table
-//! is loaded into the cache once for thousands of rows instead of once for each. The tables and
-//! aggregates are DataFusion's own (`new_group_values` and the group accumulators), so the
-//! partial states are those of the `AggregateExec` it replaces.
+//! is loaded into the cache once for thousands of rows instead of once for each. The aggregates
+//! are DataFusion's group accumulators, so the partial states are those of the `AggregateExec`
+//! it replaces; the tables are DataFusion's (`new_group_values`), or for one integer key over a
+//! narrow range an array indexed by the key ([`crate::dense_groups`]).
 //!
 //! Like DataFusion's partial aggregation it hands on what it holds when the memory pool refuses
 //! it more (a partial aggregation's output is merged later, so emitting early is always right),
@@ -38,8 +39,7 @@ use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
-use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
-use datafusion::physical_plan::aggregates::order::GroupOrdering;
+use datafusion::physical_plan::aggregates::group_values::GroupValues;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::metrics::{
     Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet,
@@ -49,6 +49,7 @@ use datafusion::physical_plan::{
     SendableRecordBatchStream, replace_children_if_necessary,
 };
 
+use crate::dense_groups::group_values;
 use crate::one_input::only_input;
 use crate::queued_stream::{Queue, queued};
 
@@ -281,7 +282,7 @@ struct Table {
 impl Table {
     fn new(group_schema: &SchemaRef, aggregates: &[Arc<AggregateFunctionExpr>]) -> DfResult<Table> {
         Ok(Table {
-            values: new_group_values(Arc::clone(group_schema), &GroupOrdering::None)?,
+            values: group_values(group_schema)?,
             accumulators: accumulators(aggregates)?,
             indices: Vec::new(),
         })
