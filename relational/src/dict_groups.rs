@@ -53,8 +53,8 @@ use tracing::debug;
 
 use crate::dict_route::{Route, dictionary_type, route};
 use crate::one_input::only_input;
-use crate::queued_stream::{Queue, queued};
-use crate::radix_groups::RadixGroupsExec;
+use crate::queued_stream::{Queue, queue_sliced, queued};
+use crate::radix_groups::{RadixGroupsExec, accumulators, boolean};
 
 /// At most this many group columns (their codes are packed into 128 bits).
 const MOST_COLUMNS: usize = 4;
@@ -289,15 +289,6 @@ impl ExecutionPlan for DictGroupsExec {
     }
 }
 
-fn accumulators(
-    aggregates: &[Arc<AggregateFunctionExpr>],
-) -> DfResult<Vec<Box<dyn GroupsAccumulator>>> {
-    aggregates
-        .iter()
-        .map(|e| e.create_groups_accumulator())
-        .collect()
-}
-
 /// One group column: the code of each value seen (numbered in order of first use), and for
 /// the dictionary of the last batch, the code of each of its keys.
 struct KeyColumn {
@@ -471,12 +462,7 @@ impl Queue for Groups {
         }
         self.intern(&columns);
         for ((acc, values), filter) in self.accumulators.iter_mut().zip(&arguments).zip(&filters) {
-            acc.update_batch(
-                values,
-                &self.indices,
-                filter.as_ref().map(|f| f.as_boolean()),
-                self.count,
-            )?;
+            acc.update_batch(values, &self.indices, boolean(filter)?, self.count)?;
         }
         self.rows += n;
         if !self.decided && self.rows >= self.probe_rows {
@@ -583,7 +569,7 @@ impl Groups {
             out.push(cast(*c, &DataType::Utf8View)?);
         }
         for ((acc, values), filter) in self.accumulators.iter().zip(arguments).zip(filters) {
-            let filter = filter.as_ref().map(|f| f.as_boolean());
+            let filter = boolean(filter)?;
             out.extend(acc.convert_to_state(values, filter)?);
         }
         self.ready
@@ -623,13 +609,7 @@ impl Groups {
         self.by_codes.clear();
         self.group_codes.clear();
         self.count = 0;
-        let rows = batch.num_rows();
-        let mut at = 0;
-        while at < rows {
-            let len = self.batch_size.min(rows - at);
-            self.ready.push_back(batch.slice(at, len));
-            at += len;
-        }
+        queue_sliced(&mut self.ready, &batch, self.batch_size);
         Ok(())
     }
 

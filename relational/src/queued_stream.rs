@@ -20,6 +20,17 @@ pub trait Queue: Send + 'static {
     fn ready(&mut self) -> &mut VecDeque<RecordBatch>;
 }
 
+/// Queues `batch` onto `ready` in slices of at most `batch_size` rows.
+pub fn queue_sliced(ready: &mut VecDeque<RecordBatch>, batch: &RecordBatch, batch_size: usize) {
+    let rows = batch.num_rows();
+    let mut at = 0;
+    while at < rows {
+        let len = batch_size.min(rows - at);
+        ready.push_back(batch.slice(at, len));
+        at += len;
+    }
+}
+
 /// The batches `queue` hands on from `input`, as a stream of `schema`. The first error ends it.
 pub fn queued(
     input: SendableRecordBatchStream,

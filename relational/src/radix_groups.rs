@@ -51,7 +51,7 @@ use datafusion::physical_plan::{
 
 use crate::dense_groups::group_values;
 use crate::one_input::only_input;
-use crate::queued_stream::{Queue, queued};
+use crate::queued_stream::{Queue, queue_sliced, queued};
 
 /// Bits of the hash that choose a row's part.
 const PART_BITS: u32 = 6;
@@ -211,7 +211,8 @@ impl ExecutionPlan for RadixGroupsExec {
     }
 }
 
-fn accumulators(
+/// A fresh group accumulator of each aggregate.
+pub(crate) fn accumulators(
     aggregates: &[Arc<AggregateFunctionExpr>],
 ) -> DfResult<Vec<Box<dyn GroupsAccumulator>>> {
     aggregates
@@ -259,12 +260,12 @@ impl Rows {
 }
 
 /// Filter `f` of an aggregate, a boolean array by planning.
-fn boolean(f: &Option<ArrayRef>) -> DfResult<Option<&BooleanArray>> {
+pub(crate) fn boolean(f: &Option<ArrayRef>) -> DfResult<Option<&BooleanArray>> {
     f.as_ref()
         .map(|a| {
             a.as_boolean_opt().ok_or_else(|| {
                 DataFusionError::Internal(format!(
-                    "RadixGroupsExec: an aggregate filter evaluated to {}, not booleans",
+                    "an aggregate filter evaluated to {}, not booleans",
                     a.data_type()
                 ))
             })
@@ -539,12 +540,7 @@ impl Groups {
                 }
                 continue;
             }
-            let mut at = 0;
-            while at < rows {
-                let len = self.batch_size.min(rows - at);
-                self.ready.push_back(batch.slice(at, len));
-                at += len;
-            }
+            queue_sliced(&mut self.ready, &batch, self.batch_size);
         }
         if !small.is_empty() {
             self.ready.push_back(concat_batches(&self.schema, &small)?);
