@@ -40,6 +40,8 @@ pub mod lean_logic;
 pub mod merge;
 pub mod one_input;
 pub mod operator_exprs;
+pub mod packed_merge;
+pub mod packed_sort;
 pub mod pipeline;
 pub mod planner;
 pub mod process_cache;

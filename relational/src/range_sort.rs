@@ -34,6 +34,7 @@ use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
 use futures::{StreamExt, TryStreamExt};
 
 use super::exchange::ShuffleSource;
+use crate::packed_merge;
 use kask_core::error::{Error, Result};
 use kask_core::marker::{KeySample, PartRange, TaskFile, TaskMarker};
 use kask_core::shuffle::Partitioner;
@@ -434,12 +435,26 @@ impl RangeRead {
         }
         let reservation = MemoryConsumer::new(format!("kask range merge {}", self.range))
             .register(context.memory_pool());
+        let batch_rows = context.session_config().batch_size();
+        if streams.len() > 1
+            && let Some(width) = packed_merge::packed_width(&self.ordering, &self.schema)
+        {
+            return Ok(packed_merge::merged(
+                streams,
+                keys,
+                width,
+                Arc::clone(&self.schema),
+                batch_rows,
+                Some(reservation),
+                baseline,
+            ));
+        }
         StreamingMergeBuilder::new()
             .with_streams(streams)
             .with_schema(Arc::clone(&self.schema))
             .with_expressions(&self.ordering)
             .with_metrics(baseline)
-            .with_batch_size(context.session_config().batch_size())
+            .with_batch_size(batch_rows)
             .with_reservation(reservation)
             .build()
             .map_err(|e| df_err("merging the runs of a sort", e))
@@ -501,7 +516,7 @@ fn capped(context: &Arc<TaskContext>) -> Result<Arc<TaskContext>> {
 }
 
 /// A stream handed to DataFusion as a plan's one partition, once.
-struct Once(SchemaRef, Mutex<Option<SendableRecordBatchStream>>);
+pub(crate) struct Once(pub SchemaRef, pub Mutex<Option<SendableRecordBatchStream>>);
 
 impl std::fmt::Debug for Once {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -164,15 +164,17 @@ fn decoded(
     }
     // Decimal arithmetic without per-value overflow checks where none can overflow, string
     // comparisons with constants view by view, `AND`s and `OR`s that pre-select cheaply,
-    // partial aggregations in cache-sized tables or grouped by dictionary codes, and filters
-    // that do not copy the batches they keep whole: task-side rewrites, so the plan the plan
-    // pod recorded (and checked above) is unchanged.
+    // partial aggregations in cache-sized tables or grouped by dictionary codes, filters
+    // that do not copy the batches they keep whole, and sorts by keys that pack into an
+    // integer: task-side rewrites, so the plan the plan pod recorded (and checked above) is
+    // unchanged.
     let root = crate::decimal_arith::exact_decimal_arithmetic(root)
         .and_then(crate::view_eq::view_equalities)
         .and_then(crate::lean_logic::lean_logic)
         .and_then(crate::radix_groups::radix_group_aggregates)
         .and_then(crate::dict_groups::dictionary_group_aggregates)
         .and_then(crate::lean_filter::lean_filters)
+        .and_then(crate::packed_sort::packed_sorts)
         .map_err(|e| Error::internal(format!("stage {}: {e}", st.name)))?;
     let sink = match (hash, &st.sink) {
         (Some(hash), _) => hash,
