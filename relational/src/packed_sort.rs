@@ -22,7 +22,9 @@ use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::TaskContext;
 use datafusion::execution::memory_pool::MemoryConsumer;
 use datafusion::physical_expr::{LexOrdering, PhysicalExpr};
-use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
+use datafusion::physical_plan::metrics::{
+    BaselineMetrics, Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet,
+};
 use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::StreamingTableExec;
@@ -155,6 +157,7 @@ impl ExecutionPlan for PackedSortExec {
             partition,
             context,
             baseline: BaselineMetrics::new(&self.metrics, partition),
+            groups: MetricBuilder::new(&self.metrics).counter("sorted_groups", partition),
             spilling: Arc::clone(&self.spilling),
         };
         let sorted = futures::stream::once(run.sorted()).try_flatten();
@@ -168,6 +171,9 @@ impl ExecutionPlan for PackedSortExec {
 /// the benchmark's samples in that gather alone.
 const GROUP_ROWS: usize = 1 << 15;
 
+/// Bytes of batches that make a group however few their rows, for wide rows.
+const GROUP_BYTES: usize = 4 << 20;
+
 /// One partition's sort.
 struct Sorting {
     keys: SortKeys,
@@ -178,6 +184,8 @@ struct Sorting {
     partition: usize,
     context: Arc<TaskContext>,
     baseline: BaselineMetrics,
+    /// `sorted_groups`: the groups of rows it sorted and gathered before merging them.
+    groups: Count,
     spilling: Arc<Mutex<Vec<Arc<dyn ExecutionPlan>>>>,
 }
 
@@ -199,6 +207,7 @@ impl Sorting {
         let mut runs: Vec<Vec<RecordBatch>> = Vec::new();
         let mut group: Vec<RecordBatch> = Vec::new();
         let mut entries: Vec<Entry> = Vec::new();
+        let mut group_bytes = 0;
         loop {
             let next = self.input.next().await.transpose()?;
             let ended = next.is_none();
@@ -219,19 +228,22 @@ impl Sorting {
                     low: key as u64,
                     at: b << 32 | row as u64,
                 }));
+                group_bytes += batch.get_array_memory_size();
                 group.push(batch);
                 self.baseline.elapsed_compute().add_elapsed(start);
             }
-            if entries.len() >= GROUP_ROWS || (ended && !entries.is_empty()) {
+            let full = entries.len() >= GROUP_ROWS || group_bytes >= GROUP_BYTES;
+            if full || (ended && !entries.is_empty()) {
                 let start = Instant::now();
-                let before: usize = group.iter().map(|b| b.get_array_memory_size()).sum();
-                let before = before + entries.len() * size_of::<Entry>();
+                let before = group_bytes + entries.len() * size_of::<Entry>();
+                group_bytes = 0;
                 let run = self.sorted_group(&mut group, &mut entries, batch_rows)?;
                 // The run takes the place of the group and its entries, reused for the next.
                 let after: usize = run.iter().map(|b| b.get_array_memory_size()).sum();
                 reservation.grow(after.saturating_sub(before));
                 reservation.shrink(before.saturating_sub(after));
                 runs.push(run);
+                self.groups.add(1);
                 self.baseline.elapsed_compute().add_elapsed(start);
             }
             if ended {

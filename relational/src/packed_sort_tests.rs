@@ -170,12 +170,41 @@ async fn each_partition_comes_out_as_a_stable_sort_of_its_rows() {
         expected.sort_by(by_keys);
         assert_eq!(rows_of(&out), expected, "partition {p}");
     }
+    assert_eq!(groups(&sort), 3 + 1, "groups sorted and merged");
     // The whole plan, through DataFusion's merge of the two partitions.
     let got = rows_of(&collect(plan, ctx.task_ctx()).await.expect("ran"));
     assert!(got.windows(2).all(|w| by_keys(&w[0], &w[1]).is_le()));
     let mut by_id = got.clone();
     by_id.sort_by_key(|r| r.id);
     assert_eq!(by_id, all, "every row once");
+}
+
+/// The groups of rows `sort` (a `PackedSortExec`) sorted, in all its partitions.
+fn groups(sort: &Arc<dyn ExecutionPlan>) -> usize {
+    sort.metrics()
+        .and_then(|m| m.sum_by_name("sorted_groups"))
+        .map_or(0, |v| v.as_usize())
+}
+
+#[tokio::test]
+async fn wide_rows_are_grouped_by_their_bytes() {
+    // 8,000 rows of about 1 KB: two groups of at most 4 MiB, not one of 32,768 rows.
+    let mut all = rows(6, 8_000);
+    for r in &mut all {
+        r.s = r.s.as_ref().map(|s| s.repeat(200));
+    }
+    let ctx = context(std::slice::from_ref(&all));
+    let plan = rewritten(&ctx, QUERY).await;
+    let got = rows_of(
+        &collect(Arc::clone(&plan), ctx.task_ctx())
+            .await
+            .expect("ran"),
+    );
+    let mut expected = all;
+    expected.sort_by(by_keys);
+    assert_eq!(got, expected);
+    let sort = find(&plan, "PackedSortExec").expect("the packed sort");
+    assert!(groups(&sort) >= 2, "{} groups", groups(&sort));
 }
 
 #[tokio::test]
