@@ -6,7 +6,6 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use datafusion::catalog::MemTable;
-use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::execution::TaskContext;
 use datafusion::execution::memory_pool::GreedyMemoryPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
@@ -17,6 +16,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::packed_sorts;
+use crate::test_plans::node_named;
 
 #[derive(Clone, Debug, PartialEq)]
 struct Row {
@@ -136,18 +136,6 @@ async fn rewritten(ctx: &SessionContext, query: &str) -> Arc<dyn ExecutionPlan> 
     packed_sorts(df.create_physical_plan().await.expect("planned")).expect("rewritten")
 }
 
-fn find(plan: &Arc<dyn ExecutionPlan>, name: &str) -> Option<Arc<dyn ExecutionPlan>> {
-    let mut found = None;
-    plan.apply(|n| {
-        if n.name() == name {
-            found = Some(Arc::clone(n));
-        }
-        Ok(TreeNodeRecursion::Continue)
-    })
-    .expect("walked");
-    found
-}
-
 #[tokio::test]
 async fn each_partition_comes_out_as_a_stable_sort_of_its_rows() {
     // The first partition sorts three groups of rows and merges them; the second, one.
@@ -156,7 +144,7 @@ async fn each_partition_comes_out_as_a_stable_sort_of_its_rows() {
     let parts = vec![all[..70_000].to_vec(), all[70_000..].to_vec()];
     let ctx = context(&parts);
     let plan = rewritten(&ctx, QUERY).await;
-    let sort = find(&plan, "PackedSortExec")
+    let sort = node_named(&plan, "PackedSortExec")
         .unwrap_or_else(|| panic!("{}", displayable(plan.as_ref()).indent(true)));
     for (p, rows) in parts.iter().enumerate() {
         let out: Vec<RecordBatch> = sort
@@ -203,7 +191,7 @@ async fn wide_rows_are_grouped_by_their_bytes() {
     let mut expected = all;
     expected.sort_by(by_keys);
     assert_eq!(got, expected);
-    let sort = find(&plan, "PackedSortExec").expect("the packed sort");
+    let sort = node_named(&plan, "PackedSortExec").expect("the packed sort");
     assert!(groups(&sort) >= 2, "{} groups", groups(&sort));
 }
 
@@ -226,7 +214,7 @@ async fn a_sort_the_pool_cannot_hold_spills_through_datafusions_sort() {
     let mut by_id = got;
     by_id.sort_by_key(|r| r.id);
     assert_eq!(by_id, all, "every row once");
-    let sort = find(&plan, "PackedSortExec").expect("the packed sort");
+    let sort = node_named(&plan, "PackedSortExec").expect("the packed sort");
     let spilled = sort.metrics().and_then(|m| m.spilled_bytes()).unwrap_or(0);
     assert!(spilled > 0, "the sort it handed its rows to spilled");
 }
@@ -240,10 +228,10 @@ async fn keys_that_do_not_pack_and_top_n_sorts_stay_datafusions() {
         "SELECT * FROM t ORDER BY k LIMIT 5",
     ] {
         let plan = rewritten(&ctx, query).await;
-        assert!(find(&plan, "PackedSortExec").is_none(), "{query}");
+        assert!(node_named(&plan, "PackedSortExec").is_none(), "{query}");
         assert!(
-            find(&plan, "SortExec")
-                .or_else(|| find(&plan, "SortExec(TopK)"))
+            node_named(&plan, "SortExec")
+                .or_else(|| node_named(&plan, "SortExec(TopK)"))
                 .is_some(),
             "{query}: {}",
             displayable(plan.as_ref()).indent(true)

@@ -5,7 +5,7 @@ use datafusion::arrow::array::{
     Array, AsArray, Float64Array, Int64Array, RecordBatch, StringArray,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema, SchemaRef};
-use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::tree_node::TreeNode;
 use datafusion::datasource::MemTable;
 use datafusion::execution::TaskContext;
 use datafusion::execution::memory_pool::GreedyMemoryPool;
@@ -17,6 +17,7 @@ use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 
 use super::{CHUNK_ROWS, radix_group_aggregates};
 use crate::dict_groups::dictionary_group_aggregates;
+use crate::test_plans::node_named;
 
 fn schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
@@ -127,15 +128,7 @@ async fn rewritten(ctx: &SessionContext, query: &str) -> Arc<dyn ExecutionPlan> 
 }
 
 fn find(plan: &Arc<dyn ExecutionPlan>, name: &str) -> Arc<dyn ExecutionPlan> {
-    let mut found = None;
-    plan.apply(|n| {
-        if n.name() == name {
-            found = Some(Arc::clone(n));
-        }
-        Ok(TreeNodeRecursion::Continue)
-    })
-    .expect("walked");
-    found.unwrap_or_else(|| panic!("no {name}"))
+    node_named(plan, name).unwrap_or_else(|| panic!("no {name}"))
 }
 
 /// Rows of `plan`'s `RadixGroupsExec` aggregated in parts.

@@ -1,5 +1,5 @@
 //! Plans for the crate's tests: a build side that counts its runs, a source that only names
-//! its job.
+//! its job, and finding a node of a plan by name.
 
 use std::fmt;
 use std::ops::Range;
@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
-use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::error::Result as DfResult;
 use datafusion::execution::TaskContext;
 use datafusion::physical_expr::PhysicalExpr;
@@ -99,4 +99,17 @@ impl ExecutionPlan for Counted {
         self.runs.fetch_add(1, Ordering::SeqCst);
         self.rows.execute(partition, context)
     }
+}
+
+/// The last node named `name` in `plan` (walked from the root down), if any.
+pub fn node_named(plan: &Arc<dyn ExecutionPlan>, name: &str) -> Option<Arc<dyn ExecutionPlan>> {
+    let mut found = None;
+    plan.apply(|n| {
+        if n.name() == name {
+            found = Some(Arc::clone(n));
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })
+    .expect("walked");
+    found
 }
