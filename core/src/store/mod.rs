@@ -20,6 +20,7 @@ pub const STORE_URL: &str = "kask://store";
 pub mod cas;
 pub mod checksum;
 pub mod lines;
+pub mod mapped;
 pub mod upload;
 pub mod uploads;
 pub mod verified;
@@ -82,7 +83,7 @@ impl Store {
                     url: url.clone(),
                     message: format!("cannot create directory {}: {e}", dir.display()),
                 })?;
-                Arc::new(object_store::local::LocalFileSystem::new())
+                Arc::new(mapped::Mapped::new())
             }
             "s3" | "s3a" => {
                 let mut b = object_store::aws::AmazonS3Builder::from_env()
