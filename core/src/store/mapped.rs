@@ -4,10 +4,11 @@
 //! kernel clears every fresh page, the buffer is zeroed again, and the read copies the page
 //! cache into it. For a job over local Parquet those three took most of the CPU that was not
 //! decoding (`perf` of db-benchmark groupby q4 at 1e7 rows: 28% of the samples clearing pages
-//! for `read_range`'s buffers, 10% copying, 6% `memset`). Here the ranges of a file are slices
-//! of one read-only mapping of it, so the Parquet decoder reads the page cache itself; the
-//! pages are mapped in bulk (`MADV_POPULATE_READ`) on the blocking pool, where a read from
-//! disk would have waited too, not in the decoding thread.
+//! for `read_range`'s buffers, 10% copying, 6% `memset`). Here the ranges of a file, and what a
+//! whole or ranged get returns (shuffle objects, markers), are slices of one read-only mapping
+//! of it, so the decoders read the page cache itself; the pages are mapped in bulk
+//! (`MADV_POPULATE_READ`) on the blocking pool, where a read from disk would have waited too,
+//! not in the decoding thread.
 //!
 //! Every other call, and any read the mapping cannot serve exactly (a file that cannot be
 //! opened or mapped, an empty file, a range past its end), goes to the local store, so errors
@@ -22,12 +23,13 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use futures::stream::BoxStream;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result,
+    CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload, ObjectMeta,
+    ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result,
 };
 
 /// The local file system, with ranged reads served from memory maps.
@@ -52,23 +54,27 @@ impl std::fmt::Display for Mapped {
 /// The requested ranges as slices of one mapping of the file at `path`, or `None` where the
 /// local store should answer (and give its own error).
 fn mapped_ranges(path: &std::path::Path, ranges: &[Range<u64>]) -> Option<Vec<Bytes>> {
-    let file = std::fs::File::open(path).ok()?;
+    file_ranges(&std::fs::File::open(path).ok()?, ranges)
+}
+
+/// The requested ranges as slices of one mapping of `file`, or `None` where the file is empty,
+/// cannot be mapped, or does not hold every range whole.
+fn file_ranges(file: &std::fs::File, ranges: &[Range<u64>]) -> Option<Vec<Bytes>> {
     let len = file.metadata().ok()?.len();
     if len == 0 || ranges.iter().any(|r| r.start > r.end || r.end > len) {
         return None;
     }
-    let map = map_file(&file)?;
+    let map = map_file(file)?;
+    let mut within = Vec::with_capacity(ranges.len());
     for r in ranges {
         let (start, end) = (usize::try_from(r.start).ok()?, usize::try_from(r.end).ok()?);
         // Advice only: a kernel without MADV_POPULATE_READ (before 5.14) faults the pages in
         // as the decoder reads them instead.
         let _ = map.advise_range(memmap2::Advice::PopulateRead, start, end - start);
+        within.push(start..end);
     }
     let whole = Bytes::from_owner(map);
-    ranges
-        .iter()
-        .map(|r| Some(whole.slice(usize::try_from(r.start).ok()?..usize::try_from(r.end).ok()?)))
-        .collect()
+    Some(within.into_iter().map(|r| whole.slice(r)).collect())
 }
 
 /// A read-only mapping of all of `file`.
@@ -101,8 +107,35 @@ impl ObjectStore for Mapped {
         self.local.put_multipart_opts(location, opts).await
     }
 
+    /// The local store's answer (its checks of the options, the range resolved, the metadata),
+    /// with the file it opened read from a mapping: whole reads of shuffle objects and markers,
+    /// footers, ranged reads of one piece.
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
-        self.local.get_opts(location, options).await
+        let head = options.head;
+        let result = self.local.get_opts(location, options).await?;
+        if head || result.range.is_empty() {
+            return Ok(result);
+        }
+        let GetResultPayload::File(file, path) = result.payload else {
+            return Ok(result);
+        };
+        let range = result.range.clone();
+        let (mapped, file, path) = tokio::task::spawn_blocking(move || {
+            let mapped = file_ranges(&file, std::slice::from_ref(&range));
+            (mapped, file, path)
+        })
+        .await
+        .map_err(|e| object_store::Error::Generic {
+            store: "kask",
+            source: format!("mapping {location}: {e}").into(),
+        })?;
+        let payload = match mapped.and_then(|mut m| m.pop()) {
+            Some(bytes) => {
+                GetResultPayload::Stream(futures::stream::once(async move { Ok(bytes) }).boxed())
+            }
+            None => GetResultPayload::File(file, path),
+        };
+        Ok(GetResult { payload, ..result })
     }
 
     async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
@@ -187,6 +220,53 @@ mod tests {
         std::fs::write(dir.path().join("g"), b"other").expect("write");
         std::fs::rename(dir.path().join("g"), dir.path().join("f")).expect("rename");
         assert_eq!(got[1].as_ref(), &bytes[4096..70_000]);
+    }
+
+    /// Whole and ranged gets return the file's bytes (as a stream the caller need not read from
+    /// the file), with the local store's metadata and range; a head request reads nothing, and
+    /// a precondition that fails fails as it does there.
+    #[tokio::test]
+    async fn gets_are_the_files_bytes_with_the_local_stores_answer() {
+        use object_store::{GetRange, ObjectStoreExt};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bytes: Vec<u8> = (0..50_000u32).map(|i| (i * 13 % 241) as u8).collect();
+        std::fs::write(dir.path().join("f"), &bytes).expect("write");
+        let (store, f) = (Mapped::new(), at(&dir, "f"));
+        let whole = store.get(&f).await.expect("get");
+        assert!(matches!(whole.payload, GetResultPayload::Stream(_)));
+        assert_eq!(whole.range, 0..50_000);
+        assert_eq!(whole.meta.size, 50_000);
+        assert_eq!(whole.bytes().await.expect("bytes").as_ref(), &bytes[..]);
+        for range in [
+            GetRange::Bounded(100..4_200),
+            GetRange::Offset(49_000),
+            GetRange::Suffix(8),
+        ] {
+            let opts = GetOptions {
+                range: Some(range.clone()),
+                ..Default::default()
+            };
+            let got = store.get_opts(&f, opts.clone()).await.expect("ranged get");
+            let plain = LocalFileSystem::new()
+                .get_opts(&f, opts)
+                .await
+                .expect("plain ranged get");
+            assert_eq!(got.range, plain.range, "{range:?}");
+            let (r, got) = (got.range.clone(), got.bytes().await.expect("bytes"));
+            assert_eq!(got, plain.bytes().await.expect("plain bytes"), "{range:?}");
+            assert_eq!(got.as_ref(), &bytes[r.start as usize..r.end as usize]);
+        }
+        assert_eq!(store.head(&f).await.expect("head").size, 50_000);
+        let stale = GetOptions {
+            if_match: Some("not-its-tag".into()),
+            ..Default::default()
+        };
+        let err = store.get_opts(&f, stale.clone()).await.expect_err("stale");
+        let plain = LocalFileSystem::new()
+            .get_opts(&f, stale)
+            .await
+            .expect_err("plain stale");
+        assert_eq!(err.to_string(), plain.to_string());
     }
 
     /// What a mapping cannot serve goes to the local store and fails as it does there: a
