@@ -30,16 +30,22 @@ const UNSEEN: u32 = u32::MAX;
 /// The group values for `schema`: [`DenseGroups`] for one integer column, DataFusion's
 /// otherwise.
 pub fn group_values(schema: &SchemaRef) -> DfResult<Box<dyn GroupValues>> {
+    group_values_within(schema, MOST_SPAN)
+}
+
+/// [`group_values`] with keys numbered through an array while they span at most `most_span`
+/// values: for an operator whose own state per group outweighs the array's four bytes a key.
+pub fn group_values_within(schema: &SchemaRef, most_span: u64) -> DfResult<Box<dyn GroupValues>> {
     let dense: Option<Box<dyn GroupValues>> = match schema.fields().as_ref() {
         [field] => match field.data_type() {
-            DataType::Int8 => Some(Box::new(DenseGroups::<Int8Type>::new(schema))),
-            DataType::Int16 => Some(Box::new(DenseGroups::<Int16Type>::new(schema))),
-            DataType::Int32 => Some(Box::new(DenseGroups::<Int32Type>::new(schema))),
-            DataType::Int64 => Some(Box::new(DenseGroups::<Int64Type>::new(schema))),
-            DataType::UInt8 => Some(Box::new(DenseGroups::<UInt8Type>::new(schema))),
-            DataType::UInt16 => Some(Box::new(DenseGroups::<UInt16Type>::new(schema))),
-            DataType::UInt32 => Some(Box::new(DenseGroups::<UInt32Type>::new(schema))),
-            DataType::UInt64 => Some(Box::new(DenseGroups::<UInt64Type>::new(schema))),
+            DataType::Int8 => Some(Box::new(DenseGroups::<Int8Type>::new(schema, most_span))),
+            DataType::Int16 => Some(Box::new(DenseGroups::<Int16Type>::new(schema, most_span))),
+            DataType::Int32 => Some(Box::new(DenseGroups::<Int32Type>::new(schema, most_span))),
+            DataType::Int64 => Some(Box::new(DenseGroups::<Int64Type>::new(schema, most_span))),
+            DataType::UInt8 => Some(Box::new(DenseGroups::<UInt8Type>::new(schema, most_span))),
+            DataType::UInt16 => Some(Box::new(DenseGroups::<UInt16Type>::new(schema, most_span))),
+            DataType::UInt32 => Some(Box::new(DenseGroups::<UInt32Type>::new(schema, most_span))),
+            DataType::UInt64 => Some(Box::new(DenseGroups::<UInt64Type>::new(schema, most_span))),
             _ => None,
         },
         _ => None,
@@ -60,13 +66,16 @@ pub struct DenseGroups<T: ArrowNumericType> {
     /// Each group's key (a default value for the null group).
     values: Vec<T::Native>,
     null_group: Option<usize>,
+    /// The widest span of keys `slots` may cover.
+    most_span: u64,
     /// DataFusion's table, once the keys spread too wide.
     hashed: Option<Box<dyn GroupValues>>,
 }
 
 impl<T: ArrowNumericType> DenseGroups<T> {
-    fn new(schema: &SchemaRef) -> Self {
+    fn new(schema: &SchemaRef, most_span: u64) -> Self {
         DenseGroups {
+            most_span,
             schema: Arc::clone(schema),
             base: 0,
             slots: Vec::new(),
@@ -76,7 +85,7 @@ impl<T: ArrowNumericType> DenseGroups<T> {
         }
     }
 
-    /// Makes `slots` cover keys `low..=high`, or says it cannot within [`MOST_SPAN`].
+    /// Makes `slots` cover keys `low..=high`, or says it cannot within `most_span`.
     fn cover(&mut self, low: i128, high: i128) -> bool {
         let (low, high) = match self.slots.is_empty() {
             true => (low, high),
@@ -85,7 +94,7 @@ impl<T: ArrowNumericType> DenseGroups<T> {
                 high.max(self.base + self.slots.len() as i128 - 1),
             ),
         };
-        if high - low >= i128::from(MOST_SPAN) {
+        if high - low >= i128::from(self.most_span) {
             return false;
         }
         let span = (high - low + 1) as usize;

@@ -16,16 +16,15 @@ use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::ScalarValue;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::error::Result as DfResult;
+use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::TaskContext;
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::logical_expr::Operator;
 use datafusion::physical_expr::expressions::{BinaryExpr, CastExpr, Column, Literal};
 use datafusion::physical_expr::window::{StandardWindowExpr, WindowExpr};
-use datafusion::physical_expr::{PhysicalExpr, PhysicalSortExpr};
+use datafusion::physical_expr::{LexOrdering, PhysicalExpr, PhysicalSortExpr};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
-use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
-use datafusion::physical_plan::aggregates::order::GroupOrdering;
+use datafusion::physical_plan::aggregates::group_values::GroupValues;
 use datafusion::physical_plan::execution_plan::{ChildrenPropertiesMode, ReplaceChildrenOptions};
 use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::metrics::{
@@ -40,7 +39,9 @@ use datafusion::physical_plan::{
 };
 use futures::StreamExt;
 
+use crate::dense_groups;
 use crate::one_input::only_input;
+use crate::packed_merge::packed_width;
 
 /// The most rows per group kept: each is held as its sort key, per group, while a task runs.
 pub const MAX_N: usize = 1000;
@@ -175,16 +176,15 @@ impl ExecutionPlan for GroupTopKExec {
         let reservation = MemoryConsumer::new(format!("GroupTopKExec[{partition}]"))
             .register(context.memory_pool());
         let mut pruning = Pruning {
-            groups: Some(new_group_values(
-                Arc::new(Schema::new(key_fields)),
-                &GroupOrdering::None,
+            groups: Some(dense_groups::group_values_within(
+                &Arc::new(Schema::new(key_fields)),
+                DENSE_SPAN,
             )?),
             converter: RowConverter::new(sort_fields)?,
             keys: self.keys.clone(),
             order: self.order.clone(),
             n: self.n,
-            best: Vec::new(),
-            best_bytes: 0,
+            best: Best::new(LexOrdering::new(self.order.clone()), &schema, self.n),
             ids: Vec::new(),
             reservation,
             seen: 0,
@@ -203,15 +203,134 @@ struct Pruning {
     keys: Vec<Arc<dyn PhysicalExpr>>,
     order: Vec<PhysicalSortExpr>,
     n: usize,
-    /// Per group, the sort keys (row format: bytes order as the rows do) of the first `n`
-    /// rows seen, first first.
-    best: Vec<Vec<Box<[u8]>>>,
-    best_bytes: usize,
+    /// Per group, the sort keys of the first `n` rows seen, first first.
+    best: Best,
     ids: Vec<usize>,
     reservation: MemoryReservation,
     seen: u64,
     kept: u64,
     removed: Count,
+}
+
+/// The first `n` sort keys seen of each group.
+enum Best {
+    /// Keys of fixed width that together fit 16 bytes, as `u128`s that order as their rows do
+    /// (`packed_merge::packed_width`), `n` slots a group side by side: a row is judged against
+    /// its group's last kept key in one load. Per group, `filled` slots are in use.
+    Packed {
+        width: usize,
+        keys: Vec<u128>,
+        filled: Vec<u16>,
+    },
+    /// Any other keys, as their rows (bytes order as the rows do), one list a group.
+    Rows {
+        lists: Vec<Vec<Box<[u8]>>>,
+        bytes: usize,
+    },
+}
+
+/// Integer group keys spanning up to this many values are numbered through an array (4 MiB),
+/// not hashed: each group holds `n` keys of up to 16 bytes besides, and db-benchmark's
+/// groupby q8 groups by `id6`, which spans a million values at 1e8 rows.
+const DENSE_SPAN: u64 = 1 << 20;
+
+/// Groups take `n` packed slots each from their first row: beyond this many, the lists.
+const MOST_PACKED_N: usize = 16;
+
+impl Best {
+    fn new(order: Option<LexOrdering>, schema: &Schema, n: usize) -> Best {
+        match order.and_then(|o| packed_width(&o, schema)) {
+            Some(width) if n <= MOST_PACKED_N => Best::Packed {
+                width,
+                keys: Vec::new(),
+                filled: Vec::new(),
+            },
+            _ => Best::Rows {
+                lists: Vec::new(),
+                bytes: 0,
+            },
+        }
+    }
+
+    /// Makes room for `groups` groups.
+    fn grow(&mut self, groups: usize, n: usize) {
+        match self {
+            Best::Packed { keys, filled, .. } if filled.len() < groups => {
+                keys.resize(groups * n, 0);
+                filled.resize(groups, 0);
+            }
+            Best::Rows { lists, .. } if lists.len() < groups => lists.resize_with(groups, Vec::new),
+            _ => {}
+        }
+    }
+
+    /// Whether row `row`, of group `g`, may be among its first `n`, noting its key if it is
+    /// among the first `n` seen.
+    fn judge(&mut self, g: usize, row: &[u8], n: usize) -> DfResult<bool> {
+        match self {
+            Best::Packed {
+                width,
+                keys,
+                filled,
+            } => {
+                if row.len() != *width {
+                    return Err(DataFusionError::Internal(format!(
+                        "a sort key of {} bytes where its types give {width}",
+                        row.len()
+                    )));
+                }
+                let mut word = [0u8; 16];
+                word[..*width].copy_from_slice(row);
+                let key = u128::from_be_bytes(word);
+                let used = usize::from(filled[g]);
+                let slots = &mut keys[g * n..(g + 1) * n];
+                if used == n && slots[n - 1] < key {
+                    return Ok(false);
+                }
+                let pos = slots[..used].partition_point(|&b| b <= key);
+                let strictly_before = slots[..pos].partition_point(|&b| b < key);
+                if pos < n {
+                    let end = used.min(n - 1);
+                    slots.copy_within(pos..end, pos + 1);
+                    slots[pos] = key;
+                    filled[g] = u16::try_from(end + 1).unwrap_or(u16::MAX);
+                }
+                Ok(strictly_before < n)
+            }
+            Best::Rows { lists, bytes } => {
+                let best = &mut lists[g];
+                if best.len() == n && best.last().is_some_and(|w| before(w, row)) {
+                    // After the first rows of a group, most rows come after all `n` kept.
+                    return Ok(false);
+                }
+                let pos = best.partition_point(|b| !before(row, b));
+                // Kept unless `n` rows before it are strictly before it; ties stay for `rank`.
+                let strictly_before = best.partition_point(|b| before(b, row));
+                if pos < n {
+                    if best.len() == n
+                        && let Some(last) = best.pop()
+                    {
+                        *bytes -= last.len();
+                    }
+                    best.insert(pos, row.into());
+                    *bytes += row.len();
+                }
+                Ok(strictly_before < n)
+            }
+        }
+    }
+
+    /// The bytes held.
+    fn size(&self, n: usize) -> usize {
+        match self {
+            Best::Packed { keys, filled, .. } => keys.capacity() * 16 + filled.capacity() * 2,
+            Best::Rows { lists, bytes } => {
+                bytes
+                    + lists.capacity() * std::mem::size_of::<Vec<Box<[u8]>>>()
+                    + lists.len() * n * std::mem::size_of::<Box<[u8]>>()
+            }
+        }
+    }
 }
 
 impl Pruning {
@@ -223,49 +342,27 @@ impl Pruning {
         groups.intern(&keys, &mut self.ids)?;
         let sort_keys = evaluate(self.order.iter().map(|o| &o.expr), &batch)?;
         let rows = self.converter.convert_columns(&sort_keys)?;
-        if self.best.len() < groups.len() {
-            self.best.resize_with(groups.len(), Vec::new);
-        }
+        self.best.grow(groups.len(), self.n);
         let mut keep = Vec::with_capacity(batch.num_rows());
         for (i, &g) in self.ids.iter().enumerate() {
-            let row = rows.row(i);
-            let row = row.as_ref();
-            let best = &mut self.best[g];
-            if best.len() == self.n && best.last().is_some_and(|w| before(w, row)) {
-                // After the first rows of a group, most rows come after all `n` kept.
-                keep.push(false);
-                continue;
-            }
-            let pos = best.partition_point(|b| !before(row, b));
-            // Kept unless `n` rows before it are strictly before it; ties stay for `rank`.
-            let strictly_before = best.partition_point(|b| before(b, row));
-            keep.push(strictly_before < self.n);
-            if pos < self.n {
-                if best.len() == self.n
-                    && let Some(last) = best.pop()
-                {
-                    self.best_bytes -= last.len();
-                }
-                best.insert(pos, row.into());
-                self.best_bytes += row.len();
-            }
+            keep.push(self.best.judge(g, rows.row(i).as_ref(), self.n)?);
         }
         let keep = BooleanArray::from(keep);
         let kept = filter_record_batch(&batch, &keep)?;
         self.seen += batch.num_rows() as u64;
         self.kept += kept.num_rows() as u64;
         self.removed.add(batch.num_rows() - kept.num_rows());
-        let held = self.best_bytes
-            + self.best.capacity() * std::mem::size_of::<Vec<Box<[u8]>>>()
-            + self.best.len() * self.n * std::mem::size_of::<Box<[u8]>>()
-            + groups.size();
+        let held = self.best.size(self.n) + groups.size();
         let worth =
             self.seen < JUDGE_AFTER_ROWS || (self.kept as f64) <= WORTH_KEEPING * self.seen as f64;
         // Without the memory for its groups, or when nearly every row passes, the pruning
         // stops: every later row passes, which is always right.
         if !worth || self.reservation.try_resize(held).is_err() {
             self.groups = None;
-            self.best = Vec::new();
+            self.best = Best::Rows {
+                lists: Vec::new(),
+                bytes: 0,
+            };
             self.reservation.free();
         }
         Ok(kept)
@@ -443,6 +540,10 @@ impl Spec {
         Ok(self.top_k(Arc::clone(node)))
     }
 }
+
+#[cfg(test)]
+#[path = "group_top_k_tests.rs"]
+mod pruning_tests;
 
 #[cfg(test)]
 mod tests {
