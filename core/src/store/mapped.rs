@@ -68,8 +68,9 @@ fn file_ranges(file: &std::fs::File, ranges: &[Range<u64>]) -> Option<Vec<Bytes>
     let mut within = Vec::with_capacity(ranges.len());
     for r in ranges {
         let (start, end) = (usize::try_from(r.start).ok()?, usize::try_from(r.end).ok()?);
-        // Advice only: a kernel without MADV_POPULATE_READ (before 5.14) faults the pages in
-        // as the decoder reads them instead.
+        // Advice only: a kernel without MADV_POPULATE_READ (Linux before 5.14, other systems)
+        // faults the pages in as the decoder reads them instead.
+        #[cfg(target_os = "linux")]
         let _ = map.advise_range(memmap2::Advice::PopulateRead, start, end - start);
         within.push(start..end);
     }
