@@ -240,7 +240,7 @@ const MOST_PACKED_N: usize = 16;
 impl Best {
     fn new(order: Option<LexOrdering>, schema: &Schema, n: usize) -> Best {
         match order.and_then(|o| packed_width(&o, schema)) {
-            Some(width) if n <= MOST_PACKED_N => Best::Packed {
+            Some(width) if (1..=MOST_PACKED_N).contains(&n) => Best::Packed {
                 width,
                 keys: Vec::new(),
                 filled: Vec::new(),
