@@ -505,3 +505,34 @@ async fn null_tests_of_both_group_columns_keep_the_codes() {
     }
     assert_eq!(sums, want);
 }
+
+/// A dictionary is the one held when it is the same array or an array over the same buffers
+/// (as the Parquet reader hands on a column chunk's dictionary, batch after batch); equal
+/// strings in other buffers, a slice of the same buffers, or the same strings with nulls are
+/// other dictionaries.
+#[test]
+fn a_dictionary_over_the_same_buffers_is_the_same_dictionary() {
+    use datafusion::arrow::array::{ArrayRef, make_array};
+    let strings = || StringArray::from(vec!["x", "yy", "zzz"]);
+    let held: ArrayRef = Arc::new(strings());
+    let rebuilt = make_array(held.to_data());
+    assert!(!Arc::ptr_eq(&held, &rebuilt));
+    assert!(super::same_dictionary(&held, &held));
+    assert!(super::same_dictionary(&held, &rebuilt));
+    let equal: ArrayRef = Arc::new(strings());
+    assert!(!super::same_dictionary(&held, &equal));
+    assert!(!super::same_dictionary(&held, &held.slice(1, 2)));
+    assert!(!super::same_dictionary(&held, &held.slice(0, 2)));
+    let with_nulls = make_array(
+        held.to_data()
+            .into_builder()
+            .null_bit_buffer(Some(datafusion::arrow::buffer::Buffer::from([0b101u8])))
+            .build()
+            .expect("valid"),
+    );
+    assert!(!super::same_dictionary(&held, &with_nulls));
+    assert!(super::same_dictionary(
+        &with_nulls,
+        &make_array(with_nulls.to_data())
+    ));
+}
