@@ -22,7 +22,11 @@ cmd_install_kask() {
   done
   # Helm installs CRDs only once; applying them keeps a changed CRD current.
   admin_kubectl apply -f "$ROOT/crds/" >/dev/null
-  admin_kubectl wait --for=condition=Established crd/daskjobs.kask.dev --timeout=60s >/dev/null
+  # Asked before the API server has written the new CRD's first conditions (a null list),
+  # `kubectl wait` fails at once ("accessor error: <nil> ... expected []interface{}") instead
+  # of waiting: a loaded machine met it. So it is asked again until the CRD is established.
+  wait_until 60 "CRD daskjobs.kask.dev to be established" kube-apiserver \
+    admin_kubectl wait --for=condition=Established crd/daskjobs.kask.dev --timeout=5s
   admin_kubectl create namespace "$KASK_NAMESPACE" --dry-run=client -o yaml | admin_kubectl apply -f - >/dev/null
   admin_kubectl label namespace "$KASK_NAMESPACE" --overwrite \
     pod-security.kubernetes.io/enforce=restricted >/dev/null
