@@ -14,6 +14,7 @@ pub mod build_side;
 pub mod coalesce;
 pub mod codec;
 mod common_subplans;
+pub mod corr_groups;
 pub mod csv_guard;
 pub mod ctes;
 pub mod cut;

@@ -14,9 +14,10 @@
 //! batch is reordered by part (within the batch, which the cache holds) and its parts queued;
 //! every [`CHUNK_ROWS`] rows the queued rows are aggregated part after part, so that each table
 //! is loaded into the cache once for thousands of rows instead of once for each. The aggregates
-//! are DataFusion's group accumulators, so the partial states are those of the `AggregateExec`
-//! it replaces; the tables are DataFusion's (`new_group_values`), or for one integer key over a
-//! narrow range an array indexed by the key ([`crate::dense_groups`]).
+//! are DataFusion's group accumulators (for `corr`, [`crate::corr_groups`]), so the partial
+//! states are those of the `AggregateExec` it replaces; the tables are DataFusion's
+//! (`new_group_values`), or for one integer key over a narrow range an array indexed by the key
+//! ([`crate::dense_groups`]).
 //!
 //! Like DataFusion's partial aggregation it hands on what it holds when the memory pool refuses
 //! it more (a partial aggregation's output is merged later, so emitting early is always right),
@@ -49,6 +50,7 @@ use datafusion::physical_plan::{
     SendableRecordBatchStream, replace_children_if_necessary,
 };
 
+use crate::corr_groups::{self, CorrGroups};
 use crate::dense_groups::group_values;
 use crate::one_input::only_input;
 use crate::queued_stream::{Queue, queue_sliced, queued};
@@ -211,13 +213,17 @@ impl ExecutionPlan for RadixGroupsExec {
     }
 }
 
-/// A fresh group accumulator of each aggregate.
+/// A fresh group accumulator of each aggregate: DataFusion's, or for `corr` Kask's
+/// ([`crate::corr_groups`]), whose partial states are the same.
 pub(crate) fn accumulators(
     aggregates: &[Arc<AggregateFunctionExpr>],
 ) -> DfResult<Vec<Box<dyn GroupsAccumulator>>> {
     aggregates
         .iter()
-        .map(|e| e.create_groups_accumulator())
+        .map(|e| match corr_groups::computes(e) {
+            true => Ok(Box::new(CorrGroups::default()) as Box<dyn GroupsAccumulator>),
+            false => e.create_groups_accumulator(),
+        })
         .collect()
 }
 
