@@ -48,7 +48,7 @@ fn feed(acc: &mut dyn GroupsAccumulator, batches: &[Batch], groups: usize, filte
             filter,
             groups,
         )
-        .unwrap();
+        .expect("update");
     }
 }
 
@@ -88,12 +88,12 @@ fn states_are_datafusions_bit_for_bit_with_nulls_and_filters() {
         feed(&mut ours, &batches, groups, filtered);
         feed(&mut theirs, &batches, groups, filtered);
         // The first ten groups, then the rest, as a partial aggregation emits under pressure.
-        let first = ours.state(EmitTo::First(10)).unwrap();
-        assert_same_states(&first, &theirs.state(EmitTo::First(10)).unwrap());
+        let first = ours.state(EmitTo::First(10)).expect("state");
+        assert_same_states(&first, &theirs.state(EmitTo::First(10)).expect("state"));
         assert_eq!(first[0].len(), 10);
         assert_same_states(
-            &ours.state(EmitTo::All).unwrap(),
-            &theirs.state(EmitTo::All).unwrap(),
+            &ours.state(EmitTo::All).expect("state"),
+            &theirs.state(EmitTo::All).expect("state"),
         );
     }
 }
@@ -106,8 +106,8 @@ fn states_of_single_rows_are_datafusions() {
     let theirs = CorrelationGroupsAccumulator::new();
     for filter in [None, Some(&b.filter)] {
         assert_same_states(
-            &ours.convert_to_state(&values, filter).unwrap(),
-            &theirs.convert_to_state(&values, filter).unwrap(),
+            &ours.convert_to_state(&values, filter).expect("states"),
+            &theirs.convert_to_state(&values, filter).expect("states"),
         );
     }
 }
@@ -142,11 +142,13 @@ fn merged_states_give_pearsons_r_of_each_groups_counted_pairs() {
     for part in batches.chunks(3) {
         let mut partial = CorrGroups::default();
         feed(&mut partial, part, groups, true);
-        let states = partial.state(EmitTo::All).unwrap();
+        let states = partial.state(EmitTo::All).expect("state");
         let indices: Vec<usize> = (0..states[0].len()).collect();
-        merged.merge_batch(&states, &indices, groups).unwrap();
+        merged
+            .merge_batch(&states, &indices, groups)
+            .expect("merge");
     }
-    let r = merged.evaluate(EmitTo::All).unwrap();
+    let r = merged.evaluate(EmitTo::All).expect("evaluate");
     let r = r.as_primitive::<Float64Type>();
     assert_eq!(r.len(), groups);
     for g in 0..groups {
@@ -195,7 +197,7 @@ fn wrong_arguments_are_an_error_not_a_panic() {
     let x: ArrayRef = Arc::new(Float64Array::from(vec![1.0, 2.0]));
     let err = acc
         .update_batch(std::slice::from_ref(&x), &[0, 0], None, 1)
-        .unwrap_err();
+        .expect_err("one argument");
     assert!(err.to_string().contains("1 arguments, not 2"), "{err}");
     let short: ArrayRef = Arc::new(Float64Array::from(vec![1.0]));
     assert!(acc.update_batch(&[x, short], &[0, 0], None, 1).is_err());
