@@ -15,7 +15,10 @@
 //! limited: the next task of a stage starts a moment after one ends, and when no other task
 //! held the table then, it built it again (q03's table three times in 17 tasks). A failed
 //! task forgets the tables it used ([`Held::forget`]), since DataFusion keeps a build side's
-//! error as it keeps its table: a retried task builds again.
+//! error as it keeps its table: a retried task builds again. So does a task dropped before it
+//! ended ([`Held::finished`] not called): cancelled, or its runtime shut down, it may leave a
+//! table whose build was cancelled with it, which would fail the task that ran next ("task
+//! was cancelled"; the engine's chaos test met it when a run resumed at once after one killed).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,16 +44,24 @@ pub const LINGER: Duration = Duration::from_millis(250);
 
 /// The tables a task shares, held while it runs so that tasks after it find them.
 #[derive(Default)]
-pub struct Held(Vec<(String, Table)>);
+pub struct Held {
+    tables: Vec<(String, Table)>,
+    /// Whether the task ended with its tables whole ([`Held::finished`]).
+    finished: bool,
+}
 
 impl Drop for Held {
     fn drop(&mut self) {
-        // Under a memory limit the table's memory goes back at once: it is counted in the
-        // pool of the task that built it, which has ended.
-        if self.0.is_empty() || kask_core::memory::limited() {
+        if !self.finished {
+            self.forget();
             return;
         }
-        let cells = std::mem::take(&mut self.0);
+        // Under a memory limit the table's memory goes back at once: it is counted in the
+        // pool of the task that built it, which has ended.
+        if self.tables.is_empty() || kask_core::memory::limited() {
+            return;
+        }
+        let cells = std::mem::take(&mut self.tables);
         // A thread rather than a timer of the async runtime, which may have none.
         let _ = std::thread::Builder::new()
             .name("kask-table-linger".into())
@@ -65,19 +76,25 @@ impl Held {
     /// Lets later tasks build these tables again: a build side that failed stays failed in the
     /// join that ran it.
     pub fn forget(&self) {
-        for (key, cell) in &self.0 {
+        for (key, cell) in &self.tables {
             TABLES.forget(key, cell);
         }
     }
 
+    /// Says that the task ended with its joins run through: its tables are whole, and stay a
+    /// moment for the next task. Tables of a task dropped without this are forgotten.
+    pub fn finished(&mut self) {
+        self.finished = true;
+    }
+
     /// How many joins share a table.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.tables.len()
     }
 
     /// Whether no join shares a table.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.tables.is_empty()
     }
 }
 
@@ -149,7 +166,7 @@ fn kept(
     cell: Table,
     held: &mut Held,
 ) -> DfResult<Transformed<Arc<dyn ExecutionPlan>>> {
-    held.0.push((key, cell));
+    held.tables.push((key, cell));
     Ok(Transformed::yes(node))
 }
 

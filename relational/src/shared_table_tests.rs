@@ -157,15 +157,30 @@ async fn tasks_of_one_process_build_an_inner_joins_table_once() {
 }
 
 #[tokio::test]
+async fn a_task_dropped_before_it_ended_leaves_no_table() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let (a, held) = shared(task_plan(JoinType::Inner, &runs, false), "table-dropped");
+    assert_eq!(run(&a, 0).await, expected(0));
+    // Dropped without `finished`, as a cancelled task's future is: the next task, starting
+    // at once, builds its own table rather than inherit one that may hold a cancelled build.
+    drop((a, held));
+    let (b, _held) = shared(task_plan(JoinType::Inner, &runs, false), "table-dropped");
+    assert_eq!(run(&b, 1).await, expected(1));
+    assert_eq!(runs.load(Ordering::SeqCst), 2, "built again");
+}
+
+#[tokio::test]
 async fn a_table_outlives_its_last_task_a_moment() {
     let runs = Arc::new(AtomicUsize::new(0));
-    let (a, held) = shared(task_plan(JoinType::Inner, &runs, false), "table-linger");
+    let (a, mut held) = shared(task_plan(JoinType::Inner, &runs, false), "table-linger");
     assert_eq!(run(&a, 0).await, expected(0));
+    held.finished();
     drop((a, held));
     // The next task starts right after: the table is still there.
-    let (b, held) = shared(task_plan(JoinType::Inner, &runs, false), "table-linger");
+    let (b, mut held) = shared(task_plan(JoinType::Inner, &runs, false), "table-linger");
     assert_eq!(run(&b, 1).await, expected(1));
     assert_eq!(runs.load(Ordering::SeqCst), 1);
+    held.finished();
     drop((b, held));
     std::thread::sleep(LINGER * 3);
     let (c, _held) = shared(task_plan(JoinType::Inner, &runs, false), "table-linger");

@@ -50,7 +50,7 @@ pub async fn execute(
         .await
         .map_err(|e| Error::internal(format!("stage {}: {e}", st.name)))?;
     // Held until the task ends, for the tasks after it in this process.
-    let tables;
+    let mut tables;
     (cut.root, tables) = crate::shared_table::share_tables(cut.root, stage, shuffles.scope())
         .map_err(|e| Error::internal(format!("stage {}: {e}", st.name)))?;
     let exhausted = AtomicBool::new(false);
@@ -104,8 +104,9 @@ pub async fn execute(
             .await;
         }
     }
-    if written.is_err() {
-        tables.forget();
+    match written {
+        Ok(_) => tables.finished(),
+        Err(_) => tables.forget(),
     }
     let Written {
         files,
