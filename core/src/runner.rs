@@ -116,6 +116,11 @@ pub async fn prepare(
     let budget = crate::memory::Budget::detect(opts.memory)?;
     budget.log();
     let store = store.with_budget(&budget)?;
+    // Without a job id this is `kask run`, which runs every task itself.
+    let store = match job_id {
+        None => store.running_every_task(),
+        Some(_) => store,
+    };
     let mut spec = job.spec.clone();
     spec.storage = Some(storage);
     let kind = crate::kind::of_spec(&spec)?;

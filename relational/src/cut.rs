@@ -42,6 +42,19 @@ pub struct CutStage {
     pub key_hashes: bool,
 }
 
+/// How a plan is cut into stages.
+#[derive(Clone, Copy, Debug)]
+pub struct Shape {
+    /// Partitions per exchange.
+    pub partitions: usize,
+    /// The fewest rows of a sorted result worth a task and a part of their own.
+    pub min_range_rows: u64,
+    /// The most bytes of files every task reads whole for the build side of a join whose
+    /// tasks share one table: at least [`READ_WHOLE_BYTES`], more where one process runs
+    /// every task and so reads it once ([`crate::session::read_whole_bytes`]).
+    pub read_whole_bytes: u64,
+}
+
 /// Cuts `plan` into stages in the order they must run, after the `stages` cut before it (a
 /// job graph's views and other outputs), which its shuffle readers may read, into
 /// `partitions` per exchange; the last stage sinks into `sink`. Returns the last stage's id.
@@ -49,17 +62,17 @@ pub fn cut_into(
     stages: &mut Vec<CutStage>,
     plan: Arc<dyn ExecutionPlan>,
     source: &Arc<dyn ShuffleSource>,
-    (partitions, min_range_rows): (usize, u64),
+    shape: Shape,
     sink: SinkKind,
 ) -> Result<usize> {
     if matches!(sink, SinkKind::Output)
         && let Some(merge) = plan.downcast_ref::<SortPreservingMergeExec>()
         && merge.fetch().is_none()
-        && partitions > 1
+        && shape.partitions > 1
     {
-        return sort_by_ranges(stages, &plan, source, (partitions, min_range_rows));
+        return sort_by_ranges(stages, &plan, source, shape);
     }
-    let root = cut_node(plan, source, partitions, stages)?;
+    let root = cut_node(plan, source, shape, stages)?;
     push(stages, root, sink, source)
 }
 
@@ -72,12 +85,12 @@ fn sort_by_ranges(
     stages: &mut Vec<CutStage>,
     plan: &Arc<dyn ExecutionPlan>,
     source: &Arc<dyn ShuffleSource>,
-    (partitions, min_range_rows): (usize, u64),
+    shape: Shape,
 ) -> Result<usize> {
     let merge = plan
         .downcast_ref::<SortPreservingMergeExec>()
         .ok_or_else(|| Error::internal("a sort by key range of a plan that is no sorted merge"))?;
-    let input = cut_node(Arc::clone(merge.input()), source, partitions, stages)?;
+    let input = cut_node(Arc::clone(merge.input()), source, shape, stages)?;
     if self::partitions(&input) <= 1 {
         let root = renew(Arc::clone(plan), vec![input])?;
         return push(stages, root, SinkKind::Output, source);
@@ -93,8 +106,8 @@ fn sort_by_ranges(
     let reader: Arc<dyn ExecutionPlan> = Arc::new(ShuffleReaderExec::ranges(
         runs,
         schema,
-        (ordering, min_range_rows),
-        partitions,
+        (ordering, shape.min_range_rows),
+        shape.partitions,
         Arc::clone(source),
     ));
     push(stages, reader, SinkKind::Output, source)
@@ -182,10 +195,10 @@ pub(crate) fn renew(
 fn cut_node(
     plan: Arc<dyn ExecutionPlan>,
     source: &Arc<dyn ShuffleSource>,
-    n_partitions: usize,
+    shape: Shape,
     stages: &mut Vec<CutStage>,
 ) -> Result<Arc<dyn ExecutionPlan>> {
-    let plan = one_probe_partition(plan, n_partitions)?;
+    let plan = one_probe_partition(plan, shape.partitions)?;
     if let Some(rep) = plan.downcast_ref::<RepartitionExec>() {
         let Partitioning::Hash(exprs, n) = rep.partitioning().clone() else {
             return Err(Error::internal(format!(
@@ -194,7 +207,7 @@ fn cut_node(
             )));
         };
         let preserve_order = rep.preserve_order();
-        let input = cut_node(Arc::clone(rep.input()), source, n_partitions, stages)?;
+        let input = cut_node(Arc::clone(rep.input()), source, shape, stages)?;
         let schema = input.schema();
         let ordering = input.output_ordering().cloned();
         let id = push(stages, input, SinkKind::Hash(exprs.clone(), n), source)?;
@@ -217,7 +230,7 @@ fn cut_node(
     if (coalesces || plan.is::<SortPreservingMergeExec>())
         && let [input] = plan.children().as_slice()
     {
-        let input = cut_node(Arc::clone(input), source, n_partitions, stages)?;
+        let input = cut_node(Arc::clone(input), source, shape, stages)?;
         let maps = partitions(&input);
         if maps <= 1 {
             return renew(plan, vec![input]);
@@ -258,13 +271,13 @@ fn cut_node(
     if children.is_empty() {
         return Ok(plan);
     }
-    let broadcast = read_whole_in_every_task(&plan);
+    let broadcast = read_whole_in_every_task(&plan, shape.read_whole_bytes);
     let cut_children = children
         .into_iter()
         .enumerate()
         .map(|(i, c)| match (i, &broadcast) {
             (0, Some(left)) => Ok(Arc::clone(left)),
-            _ => cut_node(c, source, n_partitions, stages),
+            _ => cut_node(c, source, shape, stages),
         })
         .collect::<Result<Vec<_>>>()?;
     if let Some((from, to)) = key_filter_of(&plan, &cut_children, stages) {
@@ -400,25 +413,33 @@ fn filter_by_keys(
 
 /// The build side of a join that collects it whole, when every task can read it whole on its
 /// own: a coalesce over a sub-plan without exchanges (a small table, filtered and projected)
-/// whose files are at most [`READ_WHOLE_BYTES`]. Every task then scans the table itself, as a
+/// whose files are at most [`READ_WHOLE_BYTES`], or `shared_up_to` when the join's tasks
+/// share its table ([`crate::shared_table`]). Every task then scans the table itself, as a
 /// broadcast, instead of waiting for a stage that would gather the same rows into the shuffle
 /// for each task to read whole anyway. A larger table that its filters make small (TPC-H q12's
 /// `lineitem`) is scanned once, in a stage of its own.
-fn read_whole_in_every_task(plan: &Arc<dyn ExecutionPlan>) -> Option<Arc<dyn ExecutionPlan>> {
+fn read_whole_in_every_task(
+    plan: &Arc<dyn ExecutionPlan>,
+    shared_up_to: u64,
+) -> Option<Arc<dyn ExecutionPlan>> {
     let j = plan.downcast_ref::<HashJoinExec>()?;
     if *j.partition_mode() != PartitionMode::CollectLeft {
         return None;
     }
+    let most = match crate::shared_table::shares_table(j) {
+        true => shared_up_to.max(READ_WHOLE_BYTES),
+        false => READ_WHOLE_BYTES,
+    };
     let left = j.left();
     let whole = left.is::<CoalescePartitionsExec>()
         && left.children().len() == 1
         && !left.children().into_iter().any(has_exchange)
-        && scanned_bytes(left).is_none_or(|b| b <= READ_WHOLE_BYTES);
+        && scanned_bytes(left).is_none_or(|b| b <= most);
     whole.then(|| Arc::clone(left))
 }
 
 /// The most files a task reads whole for a join's build side.
-const READ_WHOLE_BYTES: u64 = 64 << 20;
+pub const READ_WHOLE_BYTES: u64 = 64 << 20;
 
 /// The bytes of the files that `plan` scans; `None` when it has a leaf other than a file scan.
 fn scanned_bytes(plan: &Arc<dyn ExecutionPlan>) -> Option<u64> {

@@ -17,7 +17,7 @@ use tracing::info;
 
 use super::common_subplans::{common_subplans, reading_common};
 use super::ctes::{SharedCtes, shared_ctes};
-use super::cut::{CutStage, cut_into};
+use super::cut::{CutStage, Shape, cut_into};
 use super::errors::query_error;
 use super::exchange::{PlanningOnly, ShuffleSource, SinkKind};
 use super::graph::{StageTable, shared_views};
@@ -184,7 +184,11 @@ fn min_range_rows(spec: &kask_api::DaskJobSpec) -> u64 {
 /// readers: the shared views' stages first, then each output's.
 pub async fn stages_of(store: &Store, plan: &Plan, source: &Arc<dyn ShuffleSource>) -> Result<Cut> {
     let partitions = SqlPlan::of(plan)?.partitions;
-    let shape = (partitions, min_range_rows(&plan.spec));
+    let shape = Shape {
+        partitions,
+        min_range_rows: min_range_rows(&plan.spec),
+        read_whole_bytes: crate::session::read_whole_bytes(&plan.spec, store),
+    };
     super::cut::key_filters_enabled()?;
     let Some(sql) = plan.spec.sql.as_ref() else {
         return pipeline_stages(store, plan, source, shape).await;
@@ -314,7 +318,7 @@ async fn plan_with_shared_ctes(
     shared: &SharedCtes,
     (stages, views): (&mut Vec<CutStage>, &mut Vec<(String, usize)>),
     source: &Arc<dyn ShuffleSource>,
-    shape: (usize, u64),
+    shape: Shape,
 ) -> datafusion::error::Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
     for (name, query) in &shared.ctes {
         let physical = ctx.sql(query).await?.create_physical_plan().await?;
@@ -337,7 +341,7 @@ async fn plan_sharing_subplans(
     df: &DataFrame,
     (stages, views): (&mut Vec<CutStage>, &mut Vec<(String, usize)>),
     source: &Arc<dyn ShuffleSource>,
-    shape: (usize, u64),
+    shape: Shape,
 ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
     let state = ctx.state();
     let optimized = state.optimize(df.logical_plan())?;
@@ -395,7 +399,7 @@ fn kept_as_table(
     name: &str,
     physical: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
     source: &Arc<dyn ShuffleSource>,
-    shape: (usize, u64),
+    shape: Shape,
 ) -> Result<StageTable> {
     let last = cut_into(stages, physical, source, shape, SinkKind::Single)?;
     views.push((name.to_string(), last));
@@ -415,9 +419,9 @@ async fn pipeline_stages(
     store: &Store,
     plan: &Plan,
     source: &Arc<dyn ShuffleSource>,
-    shape: (usize, u64),
+    shape: Shape,
 ) -> Result<Cut> {
-    let partitions = shape.0;
+    let partitions = shape.partitions;
     let df = plan
         .spec
         .dataframe

@@ -172,7 +172,7 @@ fn kept(
 
 /// Whether `join`'s table may serve several tasks: built whole, and nothing to emit after
 /// the probe side ends.
-fn shares_table(join: &HashJoinExec) -> bool {
+pub(crate) fn shares_table(join: &HashJoinExec) -> bool {
     *join.partition_mode() == PartitionMode::CollectLeft
         && matches!(
             *join.join_type(),

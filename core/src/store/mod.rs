@@ -58,6 +58,8 @@ pub struct Store {
     /// For S3 stores, what listing unfinished multipart uploads needs (object_store has no
     /// call for it).
     s3: Option<Arc<uploads::S3Access>>,
+    /// Whether this process runs every task of its job ([`Store::running_every_task`]).
+    every_task_here: bool,
 }
 
 impl Store {
@@ -154,6 +156,7 @@ impl Store {
             root,
             runtime,
             s3,
+            every_task_here: false,
         })
     }
 
@@ -183,6 +186,21 @@ impl Store {
             self.root.clone(),
             self.s3.clone(),
         )
+    }
+
+    /// The same store, in a process that runs every task of its job (`kask run`): what tasks
+    /// in one process compute once (a join's build side and its hash table) is then computed
+    /// once for the whole job, which the planner weighs against shuffling.
+    pub fn running_every_task(self) -> Store {
+        Store {
+            every_task_here: true,
+            ..self
+        }
+    }
+
+    /// Whether this process runs every task of its job ([`Store::running_every_task`]).
+    pub fn runs_every_task(&self) -> bool {
+        self.every_task_here
     }
 
     /// Whether this is a local directory (`file://`), where some guarantees come from the

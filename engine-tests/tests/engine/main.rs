@@ -20,6 +20,7 @@ mod hive;
 mod hive_out;
 mod join_order;
 mod key_filters;
+mod local_broadcast;
 mod malformed;
 mod memory;
 mod pods;
