@@ -84,20 +84,27 @@ pub fn session(store: &Store, spec: &DaskJobSpec, partitions: usize) -> SessionC
 /// but no more than a sixteenth of the memory pool. A table's bytes in its files grow several
 /// times once decoded and hashed, and the tasks that run at once each hold their own copy;
 /// a side too large for that is shuffled instead, and a partitioned join can spill. Where one
-/// process runs every task (`kask run`) and the spec sets no size, a sixteenth of the pool:
-/// the tasks there share one table ([`crate::shared_table`]), so collecting a side costs the
-/// job one read and one table, against writing both sides to the store and reading them
-/// back. db-benchmark's join q5 at 1e7 rows (two tables of 10 million rows, 252 MB of files
-/// each) shuffled both; collected, see `bench/results/2026-12-07-local-broadcast.md`.
+/// process runs every task (`kask run`) and the spec sets no size, a 32nd of the pool
+/// ([`LOCAL_COLLECT_SHARE`]): the tasks there share one table ([`crate::shared_table`]), so
+/// collecting a side costs the job one read and one table, against writing both sides to the
+/// store and reading them back. db-benchmark's join q5 at 1e7 rows (two tables of 10 million
+/// rows, 252 MB of files each) shuffled both; collected, see
+/// `bench/results/2026-12-07-local-broadcast.md`.
 pub(crate) fn broadcast_bytes(spec: &DaskJobSpec, store: &Store) -> u64 {
     match store.runtime.memory_pool.memory_limit() {
         MemoryLimit::Finite(pool) if spec.broadcast_bytes.is_none() && store.runs_every_task() => {
-            pool as u64 / 16
+            pool as u64 / LOCAL_COLLECT_SHARE
         }
         MemoryLimit::Finite(pool) => spec.broadcast_bytes().min(pool as u64 / 16),
         _ => spec.broadcast_bytes(),
     }
 }
+
+/// The share of the pool whose worth of files `kask run` collects: a collected side cannot
+/// spill, and files that decode to ten times their bytes (long runs of a dictionary) still
+/// leave two thirds of the pool to the other operators. join q5's side, 252 MB of files (the
+/// whole run peaked at 1.94 GB resident), is below a 24 GiB machine's 372 MB.
+const LOCAL_COLLECT_SHARE: u64 = 32;
 
 /// The most bytes of files each task reads whole for a join's build side whose table the
 /// tasks share ([`crate::cut::Shape::read_whole_bytes`]): where one process runs every task,

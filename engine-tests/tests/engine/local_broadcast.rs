@@ -1,6 +1,6 @@
 //! Where one process runs every task (`kask run`), a join collects a side whole that a cluster
-//! would shuffle: the tasks there share one table, so a side of up to a sixteenth of the
-//! memory pool costs the job one read, against writing both sides to the store and reading
+//! would shuffle: the tasks there share one table, so a side of up to a 32nd of the memory
+//! pool costs the job one read, against writing both sides to the store and reading
 //! them back. On a cluster (a job id given, as the plan pod has) each task would build its
 //! own, and the spec's 64 MiB default stands. Results equal a plain join here.
 
@@ -17,8 +17,8 @@ const SIDE_KEYS: i64 = 72;
 const PROBE_ROWS: i64 = 160;
 const MIB: usize = 1 << 20;
 
-/// A memory limit whose pool (half of it, less 64 MiB) has a sixteenth above 72 MiB.
-const MEMORY: u64 = 4 << 30;
+/// A memory limit whose pool (half of it, less 64 MiB) has a 32nd above 72 MiB.
+const MEMORY: u64 = 8 << 30;
 
 const QUERY: &str = "SELECT p.k, p.i, length(s.blob) AS n FROM probe p JOIN side s ON p.k = s.k";
 
