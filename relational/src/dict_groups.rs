@@ -548,17 +548,37 @@ impl Groups {
         indices.clear();
         indices.reserve(n);
         if combinations.is_some() {
-            for row in 0..n {
-                let mut combo = 0usize;
-                for (c, s) in columns.iter().zip(&slots) {
-                    combo = combo * s + slot(c, row);
+            // Without null keys a row's slots are its keys, read straight from their buffers:
+            // `perf` of groupby q1 at 1e7 put 25% of the samples in this loop when every row
+            // asked each column whether it was null.
+            let dense: Option<Vec<&[i32]>> = columns
+                .iter()
+                .map(|c| (c.null_count() == 0).then(|| c.keys().values().as_ref()))
+                .collect();
+            match dense.as_deref() {
+                Some([keys]) => {
+                    for (row, key) in keys.iter().enumerate() {
+                        indices.push(self.combination_group(columns, *key as usize, row));
+                    }
                 }
-                let mut group = self.combos[combo];
-                if group == UNSEEN {
-                    group = self.group_of(columns, row);
-                    self.combos[combo] = group;
+                Some(keys) => {
+                    for row in 0..n {
+                        let combo = keys
+                            .iter()
+                            .zip(&slots)
+                            .fold(0usize, |combo, (k, s)| combo * s + k[row] as usize);
+                        indices.push(self.combination_group(columns, combo, row));
+                    }
                 }
-                indices.push(group as usize);
+                None => {
+                    for row in 0..n {
+                        let mut combo = 0usize;
+                        for (c, s) in columns.iter().zip(&slots) {
+                            combo = combo * s + slot(c, row);
+                        }
+                        indices.push(self.combination_group(columns, combo, row));
+                    }
+                }
             }
         } else {
             for row in 0..n {
@@ -566,6 +586,22 @@ impl Groups {
             }
         }
         self.indices = indices;
+    }
+
+    /// The group of combination `combo` of key slots, which row `row` has, added if new.
+    #[inline]
+    fn combination_group(
+        &mut self,
+        columns: &[&DictionaryArray<Int32Type>],
+        combo: usize,
+        row: usize,
+    ) -> usize {
+        let mut group = self.combos[combo];
+        if group == UNSEEN {
+            group = self.group_of(columns, row);
+            self.combos[combo] = group;
+        }
+        group as usize
     }
 
     /// The group of row `row`, added if new.
