@@ -40,7 +40,6 @@ use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
-use datafusion::physical_plan::aggregates::group_values::GroupValues;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::metrics::{
     Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet,
@@ -51,7 +50,7 @@ use datafusion::physical_plan::{
 };
 
 use crate::corr_groups::{self, CorrGroups};
-use crate::dense_groups::group_values;
+use crate::dense_groups::{IndexedGroups, group_values};
 use crate::one_input::only_input;
 use crate::queued_stream::{Queue, queue_sliced, queued};
 
@@ -281,7 +280,7 @@ pub(crate) fn boolean(f: &Option<ArrayRef>) -> DfResult<Option<&BooleanArray>> {
 
 /// One hash table of groups with the aggregates' states.
 struct Table {
-    values: Box<dyn GroupValues>,
+    values: Box<dyn IndexedGroups>,
     accumulators: Vec<Box<dyn GroupsAccumulator>>,
     indices: Vec<usize>,
 }
@@ -377,7 +376,12 @@ impl Queue for Groups {
         if self.tables.len() == 1 {
             self.tables[0].update(&rows)?;
             self.rows += n;
-            if self.tables[0].values.len() > SINGLE_TABLE_GROUPS {
+            // A table that numbers its keys through an array stays whole: its groups are
+            // bounded by the array's span, and split, each row would cost a reordering and a
+            // hash. groupby q5 at 1e7 (sums of three columns by `id6`, 100,000 integers):
+            // 0.54 s of CPU a run split, 0.41 s whole.
+            if self.tables[0].values.len() > SINGLE_TABLE_GROUPS && !self.tables[0].values.indexed()
+            {
                 self.split()?;
             }
         } else {

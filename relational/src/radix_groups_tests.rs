@@ -237,9 +237,17 @@ async fn rows_that_mostly_start_groups_are_handed_on_and_the_answer_holds() {
     check(answer(&got), rows, groups);
 }
 
+/// 100,000 integer keys span less than `dense_groups::MOST_SPAN`: numbered through an array,
+/// they stay in one table.
+#[tokio::test]
+async fn keys_numbered_through_an_array_stay_in_one_table() {
+    assert_eq!(checked_run(600_000, 100_000).await, 0);
+}
+
 #[tokio::test]
 async fn a_pool_too_small_for_the_groups_makes_it_emit_early() {
-    let (rows, groups) = (600_000, 100_000);
+    // Keys spanning more than an array numbers, so that the table splits.
+    let (rows, groups) = (1_200_000, 400_000);
     let ctx = context(10_000_000);
     register(&ctx, rows, groups);
     let plan = rewritten(&ctx, QUERY).await;
