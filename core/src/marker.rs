@@ -162,7 +162,7 @@ pub async fn latest_marker(
 
 /// The task and epoch a marker file name stands for: `7.json` is task 7 epoch 0, `7.2.json`
 /// task 7 epoch 2.
-fn marker_name(name: &str) -> Option<(usize, u32)> {
+pub fn marker_name(name: &str) -> Option<(usize, u32)> {
     let stem = name.strip_suffix(".json")?;
     match stem.split_once('.') {
         None => Some((stem.parse().ok()?, 0)),
@@ -229,17 +229,6 @@ pub async fn commit_task(
         .await?
         .map(Some)
         .ok_or_else(|| Error::internal(format!("marker {path} exists but cannot be read")))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn marker_names_carry_task_and_epoch() {
-        assert_eq!(super::marker_name("7.json"), Some((7, 0)));
-        assert_eq!(super::marker_name("7.2.json"), Some((7, 2)));
-        assert_eq!(super::marker_name("probe.json"), None);
-        assert_eq!(super::marker_name("7.json.tmp"), None);
-    }
 }
 
 /// Where one reduce partition sits in a map task's shuffle object.

@@ -31,7 +31,7 @@ use crate::estimate::estimate;
 
 /// A sub-plan that a plan holds more than once, with the columns of all its uses.
 #[derive(Debug)]
-pub(crate) struct Common {
+pub struct Common {
     /// The sub-plan widened to every use's columns, each renamed to a flat name of its own
     /// (the uses' columns are qualified by their tables, which a table of its own cannot keep).
     pub plan: LogicalPlan,
@@ -52,7 +52,7 @@ impl Common {
 /// The sub-plans of `plan` to compute once, largest first, none inside another, each reading
 /// more than `min_bytes` of tables (less is read again faster than it is kept and read back:
 /// the size under which a join's side is sent whole to every task).
-pub(crate) fn common_subplans(plan: &LogicalPlan, min_bytes: usize) -> Result<Vec<Common>> {
+pub fn common_subplans(plan: &LogicalPlan, min_bytes: usize) -> Result<Vec<Common>> {
     let mut nodes = Vec::new();
     walk(plan, &mut nodes);
     let mut taken: Vec<(usize, usize)> = Vec::new();
@@ -82,7 +82,7 @@ pub(crate) fn common_subplans(plan: &LogicalPlan, min_bytes: usize) -> Result<Ve
 
 /// `plan` with each use of `common` replaced by a scan of `source`, the table of the common
 /// sub-plan's rows, named `name`.
-pub(crate) fn reading_common(
+pub fn reading_common(
     plan: LogicalPlan,
     common: &Common,
     name: &str,
@@ -129,12 +129,12 @@ pub(crate) fn reading_common(
 }
 
 /// A node of a plan in a pre-order walk, and where its subtree ends in that walk.
-struct Node<'a> {
-    plan: &'a LogicalPlan,
+pub struct Node<'a> {
+    pub plan: &'a LogicalPlan,
     end: usize,
 }
 
-fn walk<'a>(plan: &'a LogicalPlan, out: &mut Vec<Node<'a>>) {
+pub fn walk<'a>(plan: &'a LogicalPlan, out: &mut Vec<Node<'a>>) {
     let at = out.len();
     out.push(Node { plan, end: at });
     for input in plan.inputs() {
@@ -167,7 +167,7 @@ fn replace(
 }
 
 /// Whether two schemas have the same columns: names, tables, types and nullability.
-pub(crate) fn same_fields(a: &DFSchema, b: &DFSchema) -> bool {
+pub fn same_fields(a: &DFSchema, b: &DFSchema) -> bool {
     a.fields().len() == b.fields().len()
         && a.iter().zip(b.iter()).all(|((qa, fa), (qb, fb))| {
             qa == qb
@@ -192,7 +192,7 @@ fn picks_columns(p: &Projection) -> bool {
 /// Whether `plan` may be shared and would pay to be: made of the nodes sharing can widen,
 /// with a join among them, reading more than `min_bytes` and estimated no larger than what
 /// it reads.
-pub(crate) fn worth_sharing(plan: &LogicalPlan, min_bytes: f64) -> bool {
+pub fn worth_sharing(plan: &LogicalPlan, min_bytes: f64) -> bool {
     if !shareable(plan) || !has_join(plan) {
         return false;
     }
@@ -257,7 +257,7 @@ fn scanned_bytes(plan: &LogicalPlan) -> Option<f64> {
 
 /// Whether `a` and `b` compute the same rows, up to the columns their scans and plain
 /// projections keep.
-pub(crate) fn same(a: &LogicalPlan, b: &LogicalPlan) -> bool {
+pub fn same(a: &LogicalPlan, b: &LogicalPlan) -> bool {
     use LogicalPlan as P;
     match (through(a), through(b)) {
         (P::TableScan(x), P::TableScan(y)) => {
@@ -350,7 +350,3 @@ fn widened(uses: &[&LogicalPlan]) -> Result<LogicalPlan> {
         .collect::<Result<Vec<_>>>()?;
     first.with_new_exprs(first.expressions(), inputs)
 }
-
-#[cfg(test)]
-#[path = "common_subplans_tests.rs"]
-mod tests;

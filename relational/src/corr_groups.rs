@@ -257,7 +257,3 @@ fn states(groups: &[Moments]) -> Vec<ArrayRef> {
         column(|m| m.yy),
     ]
 }
-
-#[cfg(test)]
-#[path = "corr_groups_tests.rs"]
-mod tests;

@@ -343,7 +343,3 @@ pub fn exact_decimal_arithmetic(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn 
     })
     .map(|t| t.data)
 }
-
-#[cfg(test)]
-#[path = "decimal_arith_tests.rs"]
-mod tests;

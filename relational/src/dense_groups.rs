@@ -308,7 +308,3 @@ impl<T: ArrowNumericType> GroupValues for DenseGroups<T> {
         self.hashed = None;
     }
 }
-
-#[cfg(test)]
-#[path = "dense_groups_tests.rs"]
-mod tests;

@@ -382,7 +382,7 @@ impl KeyColumn {
 /// dictionary: `perf` of db-benchmark groupby q2 at 1e7 rows put 35% of the samples in looking
 /// up codes again. `held` is kept while it is compared, so its buffers cannot have been freed
 /// and their memory reused by another dictionary.
-fn same_dictionary(held: &ArrayRef, next: &ArrayRef) -> bool {
+pub fn same_dictionary(held: &ArrayRef, next: &ArrayRef) -> bool {
     if Arc::ptr_eq(held, next) {
         return true;
     }
@@ -691,7 +691,3 @@ impl Groups {
             + self.indices.capacity() * size_of::<usize>()
     }
 }
-
-#[cfg(test)]
-#[path = "dict_groups_tests.rs"]
-mod tests;

@@ -39,7 +39,7 @@ pub fn query_error(ctx: &SessionContext, at: &str, e: &DataFusionError) -> Error
 
 /// A syntax error's message with its place first: sqlparser ends it with `at Line: L,
 /// Column: C`, or says it found the end of the query.
-fn syntax(raw: &str) -> String {
+pub fn syntax(raw: &str) -> String {
     let msg = raw.strip_prefix("sql parser error: ").unwrap_or(raw).trim();
     if let Some(at) = msg.rfind(" at Line: ")
         && let Some((line, column)) = msg[at + " at Line: ".len()..].split_once(", Column: ")
@@ -50,21 +50,4 @@ fn syntax(raw: &str) -> String {
         return format!("at the end of the query: {msg}");
     }
     msg.to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::syntax;
-
-    #[test]
-    fn a_syntax_error_says_its_place_first() {
-        assert_eq!(
-            syntax("sql parser error: Expected: end of statement, found: y at Line: 1, Column: 12"),
-            "line 1, column 12: Expected: end of statement, found: y"
-        );
-        assert_eq!(
-            syntax("sql parser error: Expected: an expression, found: EOF"),
-            "at the end of the query: Expected: an expression, found: EOF"
-        );
-    }
 }

@@ -12,7 +12,7 @@ use crate::tables::ScanTable;
 /// A plan's estimated size in bytes, and the size of the table its keys come from (the
 /// number of distinct keys it can have, in the same unit).
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) struct Estimate {
+pub struct Estimate {
     pub size: f64,
     pub base: f64,
 }
@@ -23,15 +23,15 @@ pub(crate) fn estimated_bytes(plan: &LogicalPlan) -> Option<usize> {
 }
 
 /// What share of rows a filter keeps when nothing is known of the data.
-pub(crate) const EQUAL: f64 = 0.1;
-pub(crate) const RANGE: f64 = 1.0 / 3.0;
-pub(crate) const BETWEEN: f64 = 0.25;
-pub(crate) const UNKNOWN: f64 = 0.5;
+pub const EQUAL: f64 = 0.1;
+pub const RANGE: f64 = 1.0 / 3.0;
+pub const BETWEEN: f64 = 0.25;
+pub const UNKNOWN: f64 = 0.5;
 /// What share of its rows an aggregation's groups are.
 pub(crate) const GROUPS: f64 = 0.1;
 
 /// `plan`'s estimated size, if the sizes of its tables are known.
-pub(crate) fn estimate(plan: &LogicalPlan) -> Option<Estimate> {
+pub fn estimate(plan: &LogicalPlan) -> Option<Estimate> {
     let scaled = |e: Estimate, by: f64| Estimate {
         size: (e.size * by).max(1.0),
         base: e.base,
@@ -121,7 +121,7 @@ pub(crate) fn estimate(plan: &LogicalPlan) -> Option<Estimate> {
 /// tables it reads, all of whose columns the estimates count: TPC-H q18's `GROUP BY l_orderkey`
 /// with one sum keeps 24 of each `lineitem` row's 200-odd bytes. The same in the join order
 /// (before projections reach the scans) and for the joins' build sides (after).
-fn narrowing(a: &Aggregate) -> f64 {
+pub fn narrowing(a: &Aggregate) -> f64 {
     match tables_width(&a.input) {
         Some(full) if full > 0.0 => (row_width(a.schema.as_arrow()) / full).min(1.0),
         _ => 1.0,
@@ -172,7 +172,7 @@ fn row_width(schema: &Schema) -> f64 {
 const STRING_WIDTH: f64 = 24.0;
 
 /// The share of rows `predicate` keeps, from fixed guesses by its form.
-pub(crate) fn selectivity(predicate: &Expr) -> f64 {
+pub fn selectivity(predicate: &Expr) -> f64 {
     match predicate {
         Expr::BinaryExpr(BinaryExpr { left, op, right }) => match op {
             Operator::And => selectivity(left) * selectivity(right),
@@ -204,66 +204,5 @@ pub(crate) fn selectivity(predicate: &Expr) -> f64 {
         Expr::IsNotNull(_) => 1.0 - EQUAL,
         Expr::Not(inner) => 1.0 - selectivity(inner),
         _ => UNKNOWN,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use datafusion::logical_expr::{col, lit};
-
-    #[test]
-    fn an_aggregation_is_as_much_narrower_as_its_keys_and_results_are_than_the_tables_rows() {
-        use datafusion::arrow::datatypes::Field;
-        use datafusion::functions_aggregate::expr_fn::sum;
-        use datafusion::logical_expr::table_scan;
-        // 8 + 16 + 24 bytes a row; grouped by the key with one decimal sum: 8 + 16.
-        let schema = Schema::new(vec![
-            Field::new("key", DataType::Int64, false),
-            Field::new("qty", DataType::Decimal128(15, 2), false),
-            Field::new("comment", DataType::Utf8View, false),
-        ]);
-        let narrowing_of = |plan: LogicalPlan| match &plan {
-            LogicalPlan::Aggregate(a) => narrowing(a),
-            other => panic!("not an aggregation: {other}"),
-        };
-        let aggregate = table_scan(Some("t"), &schema, None)
-            .and_then(|b| b.aggregate(vec![col("key")], vec![sum(col("qty"))]))
-            .and_then(|b| b.build())
-            .expect("plan");
-        // sum() of a Decimal128(15, 2) is a Decimal128(25, 2): 16 bytes.
-        assert_eq!(narrowing_of(aggregate), 24.0 / 48.0);
-        // Through a join, the rows are both tables' columns.
-        let joined = table_scan(Some("t"), &schema, None)
-            .and_then(|b| {
-                b.join_on(
-                    table_scan(Some("u"), &schema, None)?.build()?,
-                    JoinType::Inner,
-                    vec![col("t.key").eq(col("u.key"))],
-                )
-            })
-            .and_then(|b| b.aggregate(vec![col("t.key")], vec![sum(col("u.qty"))]))
-            .and_then(|b| b.build())
-            .expect("plan");
-        assert_eq!(narrowing_of(joined), 24.0 / 96.0);
-    }
-
-    #[test]
-    fn filters_keep_shares_by_their_form() {
-        let eq = col("a").eq(lit(1));
-        assert_eq!(selectivity(&eq), EQUAL);
-        assert_eq!(selectivity(&col("a").gt(lit(1))), RANGE);
-        assert_eq!(
-            selectivity(&eq.clone().and(col("b").lt(lit(2)))),
-            EQUAL * RANGE
-        );
-        assert_eq!(selectivity(&eq.clone().or(eq.clone())), 2.0 * EQUAL);
-        assert_eq!(selectivity(&col("a").between(lit(1), lit(2))), BETWEEN);
-        assert_eq!(
-            selectivity(&col("a").in_list(vec![lit(1), lit(2)], false)),
-            2.0 * EQUAL
-        );
-        assert!((selectivity(&Expr::Not(Box::new(eq))) - (1.0 - EQUAL)).abs() < 1e-12);
-        assert_eq!(selectivity(&col("a")), UNKNOWN);
     }
 }

@@ -219,7 +219,7 @@ fn is_keys(plan: &LogicalPlan) -> bool {
 
 /// The column of the aggregation's input that `column` of `plan` (an aggregation below
 /// projections and aliases) groups by, if it is one.
-fn group_column(plan: &LogicalPlan, column: &Column) -> Option<Column> {
+pub fn group_column(plan: &LogicalPlan, column: &Column) -> Option<Column> {
     let at = plan.schema().index_of_column(column).ok()?;
     match plan {
         LogicalPlan::SubqueryAlias(a) => {
@@ -248,7 +248,7 @@ fn column_of(expr: &Expr) -> Option<&Column> {
 }
 
 /// The aggregation below `plan`'s projections and aliases.
-fn aggregate_below(plan: &LogicalPlan) -> Option<&Aggregate> {
+pub fn aggregate_below(plan: &LogicalPlan) -> Option<&Aggregate> {
     match plan {
         LogicalPlan::SubqueryAlias(a) => aggregate_below(&a.input),
         LogicalPlan::Projection(p) => aggregate_below(&p.input),
@@ -259,7 +259,7 @@ fn aggregate_below(plan: &LogicalPlan) -> Option<&Aggregate> {
 
 /// Whether `a` answers the same when rows of its input come more than once: each aggregate
 /// is a `min`, a `max` or a `DISTINCT` one (or there are none, as in `SELECT DISTINCT`).
-pub(crate) fn ignores_repeats(a: &Aggregate) -> bool {
+pub fn ignores_repeats(a: &Aggregate) -> bool {
     a.aggr_expr.iter().all(|e| {
         let mut e = e;
         while let Expr::Alias(inner) = e {
@@ -276,7 +276,7 @@ pub(crate) fn ignores_repeats(a: &Aggregate) -> bool {
 
 /// Whether `alias` names keys that [`FilterGroupsByKeys`] added for an aggregation that
 /// [`ignores_repeats`].
-pub(crate) fn is_set_keys(alias: &str) -> bool {
+pub fn is_set_keys(alias: &str) -> bool {
     alias.starts_with(SET_KEYS)
 }
 
@@ -325,7 +325,7 @@ fn plan_holding_keys(
 
 /// Of plans each below the one before, estimated `sizes`, the index of the lowest within
 /// [`NEAR_SMALLEST`] of the smallest and at most `largest`; `None` if none is.
-fn lowest_near_smallest(sizes: &[f64], largest: f64) -> Option<usize> {
+pub fn lowest_near_smallest(sizes: &[f64], largest: f64) -> Option<usize> {
     let smallest = sizes.iter().copied().fold(f64::INFINITY, f64::min);
     sizes
         .iter()
@@ -333,7 +333,7 @@ fn lowest_near_smallest(sizes: &[f64], largest: f64) -> Option<usize> {
 }
 
 /// The input of `plan` that all `columns` come from unchanged, with their names there.
-fn step_down<'a>(
+pub fn step_down<'a>(
     plan: &'a LogicalPlan,
     columns: &[Column],
 ) -> Option<(&'a LogicalPlan, Vec<Column>)> {
@@ -381,7 +381,3 @@ fn step_down<'a>(
         _ => None,
     }
 }
-
-#[cfg(test)]
-#[path = "group_keys_tests.rs"]
-pub(crate) mod tests;

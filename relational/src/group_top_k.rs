@@ -213,7 +213,7 @@ struct Pruning {
 }
 
 /// The first `n` sort keys seen of each group.
-enum Best {
+pub enum Best {
     /// Keys of fixed width that together fit 16 bytes, as `u128`s that order as their rows do
     /// (`packed_merge::packed_width`), `n` slots a group side by side: a row is judged against
     /// its group's last kept key in one load. Per group, `filled` slots are in use.
@@ -235,10 +235,10 @@ enum Best {
 const DENSE_SPAN: u64 = 1 << 20;
 
 /// Groups take `n` packed slots each from their first row: beyond this many, the lists.
-const MOST_PACKED_N: usize = 16;
+pub const MOST_PACKED_N: usize = 16;
 
 impl Best {
-    fn new(order: Option<LexOrdering>, schema: &Schema, n: usize) -> Best {
+    pub fn new(order: Option<LexOrdering>, schema: &Schema, n: usize) -> Best {
         match order.and_then(|o| packed_width(&o, schema)) {
             Some(width) if (1..=MOST_PACKED_N).contains(&n) => Best::Packed {
                 width,
@@ -373,7 +373,7 @@ impl Pruning {
 /// Eight bytes at a time: sort keys are short, and a call to `memcmp` per comparison cost
 /// more than the comparison.
 #[inline]
-fn before(a: &[u8], b: &[u8]) -> bool {
+pub fn before(a: &[u8], b: &[u8]) -> bool {
     let (mut a, mut b) = (a, b);
     while let (Some((x, ra)), Some((y, rb))) =
         (a.split_first_chunk::<8>(), b.split_first_chunk::<8>())
@@ -472,7 +472,7 @@ fn over(
 }
 
 /// `#column <= n` or `#column < n + 1`, the column possibly cast: the column and `n`.
-fn at_most(predicate: &Arc<dyn PhysicalExpr>) -> Option<(usize, usize)> {
+pub fn at_most(predicate: &Arc<dyn PhysicalExpr>) -> Option<(usize, usize)> {
     let b = predicate.downcast_ref::<BinaryExpr>()?;
     let mut left = b.left();
     if let Some(cast) = left.downcast_ref::<CastExpr>() {
@@ -538,73 +538,5 @@ impl Spec {
             return Ok(if sort { rebuilt } else { self.top_k(rebuilt) });
         }
         Ok(self.top_k(Arc::clone(node)))
-    }
-}
-
-#[cfg(test)]
-#[path = "group_top_k_tests.rs"]
-mod pruning_tests;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use datafusion::arrow::datatypes::DataType;
-
-    #[test]
-    fn rows_compare_eight_bytes_at_a_time_as_bytes_do() {
-        let rows: Vec<Vec<u8>> = (0..300u32)
-            .map(|i| {
-                let len = (i % 19) as usize;
-                (0..len)
-                    .map(|j| (i.wrapping_mul(2654435761).rotate_left(j as u32) % 4) as u8 * 85)
-                    .collect()
-            })
-            .collect();
-        for a in &rows {
-            for b in &rows {
-                assert_eq!(before(a, b), a < b, "{a:?} {b:?}");
-            }
-        }
-    }
-
-    #[test]
-    fn only_an_upper_bound_on_a_column_is_a_first_rows_filter() {
-        let col = || Arc::new(Column::new("rn", 3)) as Arc<dyn PhysicalExpr>;
-        let lit = |v: ScalarValue| Arc::new(Literal::new(v)) as Arc<dyn PhysicalExpr>;
-        let cmp = |l, op, r| Arc::new(BinaryExpr::new(l, op, r)) as Arc<dyn PhysicalExpr>;
-        let cast = Arc::new(CastExpr::new(col(), DataType::Int64, None)) as Arc<dyn PhysicalExpr>;
-        let cases = [
-            (
-                cmp(col(), Operator::LtEq, lit(ScalarValue::UInt64(Some(2)))),
-                Some((3, 2)),
-            ),
-            (
-                cmp(col(), Operator::Lt, lit(ScalarValue::Int64(Some(3)))),
-                Some((3, 2)),
-            ),
-            (
-                cmp(cast, Operator::LtEq, lit(ScalarValue::Int64(Some(5)))),
-                Some((3, 5)),
-            ),
-            (
-                cmp(col(), Operator::Lt, lit(ScalarValue::Int64(Some(0)))),
-                None,
-            ),
-            (
-                cmp(col(), Operator::GtEq, lit(ScalarValue::Int64(Some(2)))),
-                None,
-            ),
-            (
-                cmp(col(), Operator::LtEq, lit(ScalarValue::Int64(None))),
-                None,
-            ),
-            (
-                cmp(col(), Operator::LtEq, lit(ScalarValue::Float64(Some(2.0)))),
-                None,
-            ),
-        ];
-        for (predicate, want) in cases {
-            assert_eq!(at_most(&predicate), want, "{predicate}");
-        }
     }
 }

@@ -145,19 +145,19 @@ fn only_columns(p: &Projection) -> bool {
 
 /// How a tree of inner joins combines its tables (by index).
 #[derive(Clone, Debug, PartialEq)]
-enum Shape {
+pub enum Shape {
     Table(usize),
     Join(Box<Shape>, Box<Shape>),
 }
 
 /// A tree of inner joins taken apart: its tables and its conditions.
-struct Tree {
-    tables: Vec<LogicalPlan>,
+pub struct Tree {
+    pub tables: Vec<LogicalPlan>,
     /// Equality conditions, each a pair of expressions that the join hashes.
-    keys: Vec<(Expr, Expr)>,
+    pub keys: Vec<(Expr, Expr)>,
     /// Other conditions.
-    filters: Vec<Expr>,
-    null_equality: NullEquality,
+    pub filters: Vec<Expr>,
+    pub null_equality: NullEquality,
 }
 
 impl Tree {
@@ -334,14 +334,14 @@ fn best_order(tree: &Tree) -> Option<Shape> {
 
 /// Two tables that a key condition connects, and the most distinct keys it can see.
 #[derive(Clone, Copy, Debug, PartialEq)]
-struct Edge {
-    tables: (usize, usize),
-    distinct: f64,
+pub struct Edge {
+    pub tables: (usize, usize),
+    pub distinct: f64,
 }
 
 /// The key columns that conditions make equal, in classes, each with the smallest size of a
 /// table among its columns.
-struct KeyClasses {
+pub struct KeyClasses {
     /// Per key condition, its class (conditions between expressions other than columns have
     /// none).
     class_of_key: Vec<Option<usize>>,
@@ -349,7 +349,7 @@ struct KeyClasses {
 }
 
 impl KeyClasses {
-    fn of(tree: &Tree, sizes: &[Estimate]) -> Option<KeyClasses> {
+    pub fn of(tree: &Tree, sizes: &[Estimate]) -> Option<KeyClasses> {
         // Union-find over (table, column).
         let mut columns: Vec<(usize, &Column)> = Vec::new();
         let mut parent: Vec<usize> = Vec::new();
@@ -383,7 +383,7 @@ impl KeyClasses {
     }
 
     /// The most distinct keys that key condition `i` can see.
-    fn distinct(&self, i: usize) -> Option<f64> {
+    pub fn distinct(&self, i: usize) -> Option<f64> {
         self.class_of_key[i].map(|c| self.smallest[c])
     }
 }
@@ -410,7 +410,7 @@ fn root(parent: &mut [usize], mut node: usize) -> usize {
     node
 }
 
-fn greedy_from(start: usize, sizes: &[Estimate], edges: &[Edge]) -> Option<(f64, Shape)> {
+pub fn greedy_from(start: usize, sizes: &[Estimate], edges: &[Edge]) -> Option<(f64, Shape)> {
     let n = sizes.len();
     let mut joined = vec![false; n];
     joined[start] = true;
@@ -558,7 +558,3 @@ fn restore_columns(joined: LogicalPlan, original: &LogicalPlan) -> Result<Logica
         Arc::new(joined),
     )?))
 }
-
-#[cfg(test)]
-#[path = "join_order_tests.rs"]
-mod tests;

@@ -167,7 +167,3 @@ pub fn lean_filters(plan: Arc<dyn ExecutionPlan>) -> DfResult<Arc<dyn ExecutionP
     })
     .map(|t| t.data)
 }
-
-#[cfg(test)]
-#[path = "lean_filter_tests.rs"]
-mod tests;

@@ -252,7 +252,7 @@ impl PhysicalExpr for LeanLogicExpr {
 
 /// `expr` with each outermost `AND` or `OR` over `schema` made a [`LeanLogicExpr`] (whose
 /// operands lean in turn).
-fn rewrite_expr(
+pub fn rewrite_expr(
     expr: &Arc<dyn PhysicalExpr>,
     schema: &Schema,
 ) -> Result<Transformed<Arc<dyn PhysicalExpr>>> {
@@ -283,7 +283,3 @@ pub fn lean_logic(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>
     })
     .map(|t| t.data)
 }
-
-#[cfg(test)]
-#[path = "lean_logic_tests.rs"]
-mod tests;

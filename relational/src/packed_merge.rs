@@ -321,7 +321,3 @@ pub fn merged(
     });
     Box::pin(RecordBatchStreamAdapter::new(schema, batches))
 }
-
-#[cfg(test)]
-#[path = "packed_merge_tests.rs"]
-mod tests;

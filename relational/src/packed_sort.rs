@@ -169,7 +169,7 @@ impl ExecutionPlan for PackedSortExec {
 /// the sort benchmark's 100-byte records, so that the gather's random reads hit the cache.
 /// Sorting all of a task's rows at once and gathering them from memory at random took 19% of
 /// the benchmark's samples in that gather alone.
-const GROUP_ROWS: usize = 1 << 15;
+pub const GROUP_ROWS: usize = 1 << 15;
 
 /// Bytes of batches that make a group however few their rows, for wide rows.
 const GROUP_BYTES: usize = 4 << 20;
@@ -325,7 +325,3 @@ impl Sorting {
         execute_stream(sort, self.context)
     }
 }
-
-#[cfg(test)]
-#[path = "packed_sort_tests.rs"]
-mod tests;

@@ -565,7 +565,3 @@ impl Groups {
             + self.hashes.capacity() * size_of::<u64>()
     }
 }
-
-#[cfg(test)]
-#[path = "radix_groups_tests.rs"]
-mod tests;

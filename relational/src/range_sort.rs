@@ -46,11 +46,11 @@ use kask_core::store::Store;
 pub const CHUNK_ROWS: u64 = 16_384;
 
 /// A map task records the key of every this-many-th row of its run...
-const SAMPLE_EVERY: u64 = 256;
+pub const SAMPLE_EVERY: u64 = 256;
 
 /// ...and keeps at most this many of them, evenly spread: the ranges then come out even to
 /// within a thousandth of each run, whatever its length.
-const MAX_SAMPLES: usize = 1_024;
+pub const MAX_SAMPLES: usize = 1_024;
 
 /// Rows in each batch of a run: a reducer's merge holds a batch of every run at once.
 const RUN_BATCH_ROWS: usize = 1_024;
@@ -99,7 +99,7 @@ impl SortKeys {
     }
 
     /// The key of row `i` of `batch`.
-    fn key(&self, batch: &RecordBatch, i: usize) -> Result<Vec<u8>> {
+    pub fn key(&self, batch: &RecordBatch, i: usize) -> Result<Vec<u8>> {
         let rows = self.rows(&batch.slice(i, 1))?;
         Ok(rows.row(0).as_ref().to_vec())
     }
@@ -181,7 +181,7 @@ pub async fn write_chunks(
 
 /// Every `n / most`-th of `samples` (rounded up), so that at most `most` are left; which ones
 /// depends only on how many there are.
-fn spread(samples: Vec<KeySample>, most: usize) -> Vec<KeySample> {
+pub fn spread(samples: Vec<KeySample>, most: usize) -> Vec<KeySample> {
     let step = samples.len().div_ceil(most.max(1)).max(1);
     samples.into_iter().step_by(step).collect()
 }
@@ -228,7 +228,7 @@ fn chunks_of(maps: &[TaskMarker]) -> Result<Vec<Vec<Chunk>>> {
 
 /// The memory a reader holds of chunk `r` at once, decoded: all of it, or two windows of a
 /// long one (windows are of its compressed bytes).
-fn held_of(r: &PartRange, window: u64) -> u64 {
+pub fn held_of(r: &PartRange, window: u64) -> u64 {
     let decoded = r.decoded_bytes();
     if window == 0 || r.len <= 2 * window {
         return decoded;
@@ -239,7 +239,7 @@ fn held_of(r: &PartRange, window: u64) -> u64 {
 
 /// The runs' samples as keys with the rows each stands for: those from it up to the next
 /// sample of its run.
-fn weighted_samples(maps: &[TaskMarker]) -> Result<Vec<(Vec<u8>, u64)>> {
+pub fn weighted_samples(maps: &[TaskMarker]) -> Result<Vec<(Vec<u8>, u64)>> {
     let mut out = Vec::new();
     for f in maps.iter().flat_map(|m| &m.files) {
         for (i, s) in f.samples.iter().enumerate() {
@@ -254,7 +254,7 @@ fn weighted_samples(maps: &[TaskMarker]) -> Result<Vec<(Vec<u8>, u64)>> {
 /// How many of `tasks` key ranges hold rows: one per `min_rows` rows at least, so that a
 /// small result is one part, not one per task. It depends on the row count alone, which
 /// every reducer finds the same.
-fn ranges_for(rows: u64, min_rows: u64, tasks: usize) -> usize {
+pub fn ranges_for(rows: u64, min_rows: u64, tasks: usize) -> usize {
     let wanted = rows.div_ceil(min_rows.max(1)).max(1);
     usize::try_from(wanted)
         .unwrap_or(usize::MAX)
@@ -265,7 +265,7 @@ fn ranges_for(rows: u64, min_rows: u64, tasks: usize) -> usize {
 /// holds the keys from cut `r - 1` (inclusive; the first range from the smallest key) up to
 /// cut `r` (exclusive; the last range to the largest). Each cut is the key of the sample, in
 /// key order, in whose rows its range's first row falls. `None` when there are no rows.
-fn cut_points(samples: &[(Vec<u8>, u64)], k: usize) -> Option<Vec<Vec<u8>>> {
+pub fn cut_points(samples: &[(Vec<u8>, u64)], k: usize) -> Option<Vec<Vec<u8>>> {
     let mut sorted: Vec<&(Vec<u8>, u64)> = samples.iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
     let total: u64 = sorted.iter().map(|s| s.1).sum();
@@ -299,7 +299,7 @@ fn compare_range(key: &[u8], lo: Option<&[u8]>, hi: Option<&[u8]>) -> Ordering {
 }
 
 /// The rows of sorted `batch` whose keys lie in `[lo, hi)`.
-fn keep_range(
+pub fn keep_range(
     keys: &SortKeys,
     batch: RecordBatch,
     lo: Option<&[u8]>,
@@ -589,7 +589,7 @@ fn run_stream(
     Box::pin(RecordBatchStreamAdapter::new(schema, stream))
 }
 
-fn to_hex(bytes: &[u8]) -> String {
+pub fn to_hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
@@ -599,7 +599,7 @@ fn to_hex(bytes: &[u8]) -> String {
     s
 }
 
-fn from_hex(text: &str) -> std::result::Result<Vec<u8>, String> {
+pub fn from_hex(text: &str) -> std::result::Result<Vec<u8>, String> {
     let digit = |c: u8| match c {
         b'0'..=b'9' => Ok(c - b'0'),
         b'a'..=b'f' => Ok(c - b'a' + 10),
@@ -613,7 +613,3 @@ fn from_hex(text: &str) -> std::result::Result<Vec<u8>, String> {
         .map(|p| Ok(digit(p[0])? << 4 | digit(p[1])?))
         .collect()
 }
-
-#[cfg(test)]
-#[path = "range_sort_tests.rs"]
-mod tests;

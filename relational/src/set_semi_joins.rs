@@ -30,7 +30,7 @@ use crate::group_keys::is_set_keys;
 /// `plan` with each semi join by set keys that the plan also computes as an inner join (one
 /// worth sharing, reading more than `min_bytes`) replaced by that inner join under a
 /// projection of the semi join's columns.
-pub(crate) fn set_semi_joins_as_inner(plan: LogicalPlan, min_bytes: usize) -> Result<LogicalPlan> {
+pub fn set_semi_joins_as_inner(plan: LogicalPlan, min_bytes: usize) -> Result<LogicalPlan> {
     let whole = plan.clone();
     let found = |candidate: &LogicalPlan| -> Result<bool> {
         whole.exists(|node| {
@@ -158,7 +158,3 @@ fn kept_columns(j: &Join, inner: LogicalPlan) -> Result<LogicalPlan> {
         Arc::new(inner),
     )?))
 }
-
-#[cfg(test)]
-#[path = "set_semi_joins_tests.rs"]
-mod tests;

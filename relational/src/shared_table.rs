@@ -185,10 +185,6 @@ pub(crate) fn shares_table(join: &HashJoinExec) -> bool {
 }
 
 /// The join, on one line.
-fn line(plan: &Arc<dyn ExecutionPlan>) -> String {
+pub fn line(plan: &Arc<dyn ExecutionPlan>) -> String {
     displayable(plan.as_ref()).one_line().to_string()
 }
-
-#[cfg(test)]
-#[path = "shared_table_tests.rs"]
-mod tests;

@@ -283,7 +283,3 @@ fn deal(mut units: Vec<(u64, Piece)>, tasks: usize) -> (Shares, u64) {
     }
     (Shares { tasks: out }, load.into_iter().max().unwrap_or(0))
 }
-
-#[cfg(test)]
-#[path = "shares_tests.rs"]
-mod tests;

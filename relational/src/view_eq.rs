@@ -221,7 +221,3 @@ pub fn view_equalities(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn Execution
     })
     .map(|t| t.data)
 }
-
-#[cfg(test)]
-#[path = "view_eq_tests.rs"]
-mod tests;

@@ -416,7 +416,3 @@ pub fn disjoint_ranges(ranges: &[Option<(i64, i64)>]) -> bool {
     r.sort_unstable();
     r.windows(2).all(|w| w[0].1 < w[1].0)
 }
-
-#[cfg(test)]
-#[path = "whole_groups_tests.rs"]
-mod tests;

@@ -157,7 +157,3 @@ impl PhysicalExpr for WideningCastExpr {
         write!(f, " AS {})", self.target())
     }
 }
-
-#[cfg(test)]
-#[path = "widening_cast_tests.rs"]
-mod tests;

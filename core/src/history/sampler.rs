@@ -15,7 +15,7 @@ const EVERY: Duration = Duration::from_millis(200);
 
 /// Most samples kept: beyond it every other one is dropped, so a long run keeps its whole
 /// span at a coarser step (8,192 samples are 27 minutes at 200 ms, then 54 at 400 ms, ...).
-const KEEP: usize = 8192;
+pub const KEEP: usize = 8192;
 
 /// The process's samples.
 pub struct Sampler {
@@ -132,39 +132,5 @@ impl Sampler {
                 .collect(),
             Err(_) => Vec::new(),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_full_list_is_thinned_to_every_other_sample_and_keeps_its_span() {
-        let mut v: Vec<Sample> = (0..KEEP as u64)
-            .map(|ms| Sample {
-                ms,
-                ..Sample::default()
-            })
-            .collect();
-        push(
-            &mut v,
-            Sample {
-                ms: 99_999,
-                ..Sample::default()
-            },
-        );
-        assert_eq!(v.len(), KEEP / 2 + 1);
-        assert_eq!(v[0].ms, 0);
-        assert_eq!(v[1].ms, 2);
-        assert_eq!(v.last().map(|s| s.ms), Some(99_999));
-    }
-
-    #[test]
-    fn the_peak_counts_the_memory_of_now() {
-        let s = sampler();
-        let peak = s.peak_since(u64::MAX);
-        assert!(peak > 1 << 20, "{peak}");
-        assert!(!s.since(0).is_empty());
     }
 }

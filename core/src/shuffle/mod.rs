@@ -22,24 +22,24 @@ use crate::plan::Plan;
 use crate::store::Store;
 
 /// Every process must send a key to the same partition, so the hash seed is fixed.
-const HASH_STATE: RandomState = RandomState::with_seed(0x6b61_736b_7368_7566);
+pub const HASH_STATE: RandomState = RandomState::with_seed(0x6b61_736b_7368_7566);
 
 /// Reduce partitions get batches of at least this many rows, however finely a map task's
 /// batches were split.
-const MIN_BATCH_ROWS: usize = 16 * 1024;
+pub const MIN_BATCH_ROWS: usize = 16 * 1024;
 
 pub use crate::marker::PartRange;
 pub use reader::SliceReader;
 pub use writer::{Partitioner, WINDOW_BYTES, write};
 
-mod reader;
+pub mod reader;
 pub mod runs;
-mod writer;
+pub mod writer;
 
 /// How the IPC streams of shuffle objects and their spill files are compressed:
 /// `KASK_SHUFFLE_COMPRESSION` (`none`, `lz4` or `zstd`) for measuring, else [`DEFAULT_COMPRESSION`].
 /// Readers need no setting: each IPC message says how its buffers are compressed.
-fn ipc_options() -> Result<IpcWriteOptions> {
+pub fn ipc_options() -> Result<IpcWriteOptions> {
     static CHOSEN: std::sync::OnceLock<std::result::Result<Option<CompressionType>, String>> =
         std::sync::OnceLock::new();
     let chosen = CHOSEN
@@ -52,7 +52,7 @@ fn ipc_options() -> Result<IpcWriteOptions> {
 }
 
 /// The compression `KASK_SHUFFLE_COMPRESSION` names.
-fn compression_named(
+pub fn compression_named(
     value: Option<String>,
 ) -> std::result::Result<Option<CompressionType>, String> {
     match value.as_deref() {
@@ -76,7 +76,7 @@ const DEFAULT_COMPRESSION: Option<CompressionType> = Some(CompressionType::LZ4_F
 
 /// String views taken from a larger batch still point into all of its buffers, which IPC
 /// would write out whole for every partition: keep only the bytes the rows use.
-fn compact_views(batch: RecordBatch) -> Result<RecordBatch> {
+pub fn compact_views(batch: RecordBatch) -> Result<RecordBatch> {
     let views = |dt: &DataType| matches!(dt, DataType::Utf8View | DataType::BinaryView);
     if !batch.schema().fields().iter().any(|f| views(f.data_type())) {
         return Ok(batch);
@@ -97,7 +97,7 @@ fn compact_views(batch: RecordBatch) -> Result<RecordBatch> {
 
 /// The value a key is hashed as: equal values of different integer, float or string types
 /// must land in the same partition.
-fn hashable(a: &ArrayRef) -> Result<ArrayRef> {
+pub fn hashable(a: &ArrayRef) -> Result<ArrayRef> {
     let target = match a.data_type() {
         dt if dt.is_integer() => DataType::Int64,
         DataType::Float16 | DataType::Float32 => DataType::Float64,
@@ -160,26 +160,4 @@ async fn fetch(
         .await?
         .read_all()
         .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_shuffle_compression_is_lz4_unless_named_and_a_wrong_name_is_an_error() {
-        assert_eq!(
-            compression_named(None),
-            Ok(Some(CompressionType::LZ4_FRAME))
-        );
-        assert_eq!(compression_named(Some("none".into())), Ok(None));
-        assert_eq!(
-            compression_named(Some("zstd".into())),
-            Ok(Some(CompressionType::ZSTD))
-        );
-        assert_eq!(
-            compression_named(Some("lz".into())),
-            Err("KASK_SHUFFLE_COMPRESSION=\"lz\": expected none, lz4 or zstd".into())
-        );
-    }
 }
