@@ -1,4 +1,4 @@
-//! Plans for the crate's tests: a build side that counts its runs, a source that only names
+//! Plans for these tests: a build side that counts its runs, a source that only names
 //! its job, and finding a node of a plan by name.
 
 use std::fmt;
