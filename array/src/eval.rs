@@ -311,16 +311,3 @@ impl<'a> Evaluator<'a> {
         step.max(1)
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_lone_task_gets_every_core_and_many_tasks_one_each() {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        assert_eq!(product_threads(1), cores);
-        assert_eq!(product_threads(0), cores);
-        assert_eq!(product_threads(cores * 8), 1);
-    }
-}

@@ -634,3 +634,72 @@ fn an_unsupported_dtype_is_named() {
         assert!(err.contains("nothing.zarr is not a Zarr array"), "{err}");
     });
 }
+
+/// The array library's block cache: a block is read once, the block used longest ago leaves
+/// past the budget, one larger than the budget is returned but not kept, and a failed read is
+/// not remembered.
+#[tokio::test]
+async fn a_block_is_read_once_and_the_oldest_leaves_past_the_budget() {
+    use kask_worker::array::block_cache::BlockCache;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn block(n: usize) -> Block {
+        Block::F64(ArrayD::zeros(vec![n]))
+    }
+    let cache = BlockCache::default();
+    let reads = AtomicUsize::new(0);
+    let read = |n: usize| {
+        reads.fetch_add(1, Ordering::SeqCst);
+        async move { Ok(block(n)) }
+    };
+    // 100 f64 = 800 bytes each; a budget of two.
+    for key in ["a", "b", "a", "b"] {
+        cache
+            .get_or_read(key, 1600, || read(100))
+            .await
+            .expect("read");
+    }
+    assert_eq!(reads.load(Ordering::SeqCst), 2);
+    assert_eq!(cache.bytes(), 1600);
+    // `c` pushes out `a`, used longest ago; `b` stays.
+    cache
+        .get_or_read("c", 1600, || read(100))
+        .await
+        .expect("read");
+    cache
+        .get_or_read("b", 1600, || read(100))
+        .await
+        .expect("read");
+    assert_eq!(reads.load(Ordering::SeqCst), 3);
+    cache
+        .get_or_read("a", 1600, || read(100))
+        .await
+        .expect("read");
+    assert_eq!(reads.load(Ordering::SeqCst), 4);
+    // A block larger than the budget is returned, not kept.
+    let big = cache
+        .get_or_read("big", 1600, || read(1000))
+        .await
+        .expect("read");
+    assert_eq!(big.len(), 1000);
+    assert!(cache.bytes() <= 1600);
+    let failed = cache
+        .get_or_read("bad", 1600, || async {
+            Err(kask_worker::Error::internal("no"))
+        })
+        .await;
+    assert!(failed.is_err());
+    cache
+        .get_or_read("bad", 1600, || read(1))
+        .await
+        .expect("read after a failure");
+}
+
+#[test]
+fn a_lone_task_gets_every_core_and_many_tasks_one_each() {
+    use kask_worker::array::eval::product_threads;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(product_threads(1), cores);
+    assert_eq!(product_threads(0), cores);
+    assert_eq!(product_threads(cores * 8), 1);
+}

@@ -223,3 +223,12 @@ fn sort_records_are_100_bytes_numbered_once_and_the_same_seed_writes_the_same_ke
     distinct.dedup();
     assert_eq!(distinct.len(), keys.len());
 }
+
+#[test]
+fn a_payload_spells_its_record_number() {
+    let p = kask_worker::datagen::sort::payload(0xABC);
+    assert_eq!(&p[..32], b"00000000000000000000000000000ABC");
+    assert_eq!(&p[32..34], b"  ");
+    assert_eq!(&p[34..38], &[b'A' + (0xABC % 26) as u8; 4]);
+    assert_eq!(&p[86..88], b"\r\n");
+}

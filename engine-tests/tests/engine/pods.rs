@@ -139,3 +139,48 @@ async fn pod_steps_match_local_mode_on_s3() {
         steps_match_local_mode(lab).await;
     }
 }
+
+fn spec_with_storage(secret: &str) -> DaskJobSpec {
+    let text = format!(
+        "apiVersion: kask.dev/v1alpha1\nkind: DaskJob\nmetadata: {{name: j}}\nspec:\n  \
+         storage: {{url: \"s3://lake/x\"{secret}}}\n  dataframe:\n    \
+         inputs: {{o: {{path: \"o/*.csv\", format: csv}}}}\n    pipeline: [{{source: o}}]\n  \
+         output: {{path: out}}\n"
+    );
+    kask_api::parse_job("job.yaml", &text)
+        .expect("the test job parses")
+        .spec
+}
+
+#[test]
+fn a_storage_secret_that_set_no_key_is_an_error_naming_it() {
+    let named = spec_with_storage(", secretRef: {name: lake}");
+    let err = pod::check_credentials(&named, |_| false)
+        .expect_err("no key set")
+        .to_string();
+    assert!(err.contains("spec.storage.secretRef"), "{err}");
+    assert!(err.contains("\"lake\""), "{err}");
+    assert!(err.contains("AWS_ACCESS_KEY_ID"), "{err}");
+    assert!(pod::check_credentials(&named, |k| k == "AWS_ACCESS_KEY_ID").is_ok());
+    // Without a secretRef, credentials come from wherever object_store finds them.
+    assert!(pod::check_credentials(&spec_with_storage(""), |_| false).is_ok());
+}
+
+#[test]
+fn a_plan_of_another_plan_version_is_refused_as_a_lasting_error() {
+    use kask_worker::Error;
+    let other = format!(
+        "{{\"version\": {}, \"anything\": true}}",
+        kask_worker::plan::PLAN_VERSION + 1
+    );
+    let err = pod::parse_plan(other.as_bytes(), "x/_kask/u/plan.json").expect_err("refused");
+    assert!(matches!(err, Error::Incompatible(_)), "{err}");
+    assert_eq!(err.exit_code(), 4);
+    let msg = err.to_string();
+    assert!(
+        msg.contains("x/_kask/u/plan.json") && msg.contains("plan version"),
+        "{msg}"
+    );
+    let garbage = pod::parse_plan(b"[1, 2]", "p.json").expect_err("not a plan");
+    assert!(matches!(garbage, Error::Internal(_)), "{garbage}");
+}

@@ -164,17 +164,3 @@ fn io_err(path: &Path, e: impl std::fmt::Display) -> Error {
         message: e.to_string(),
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_payload_spells_its_record_number() {
-        let p = payload(0xABC);
-        assert_eq!(&p[..32], b"00000000000000000000000000000ABC");
-        assert_eq!(&p[32..34], b"  ");
-        assert_eq!(&p[34..38], &[b'A' + (0xABC % 26) as u8; 4]);
-        assert_eq!(&p[86..88], b"\r\n");
-    }
-}

@@ -63,7 +63,7 @@ fn job_name() -> String {
 /// object_store's fallback to cloud metadata endpoints. The kubelet resolves the name in the
 /// pod's own namespace, with optional keys: a Secret that is missing there (perhaps it exists
 /// in another namespace, which a job cannot use) simply sets nothing.
-fn check_credentials(spec: &DaskJobSpec, is_set: impl Fn(&str) -> bool) -> Result<()> {
+pub fn check_credentials(spec: &DaskJobSpec, is_set: impl Fn(&str) -> bool) -> Result<()> {
     let Some(secret) = spec.storage.as_ref().and_then(|s| s.secret_ref.as_ref()) else {
         return Ok(());
     };
@@ -160,7 +160,7 @@ pub async fn plan(spec: &DaskJobSpec, job_id: &str) -> Result<PlanReport> {
 
 /// A plan this Kask can run: one written by another plan version (another Kask release,
 /// through a changed `spec.image`) is refused rather than misread.
-fn parse_plan(body: &[u8], path: &str) -> Result<Plan> {
+pub fn parse_plan(body: &[u8], path: &str) -> Result<Plan> {
     #[derive(serde::Deserialize)]
     struct Versioned {
         version: u32,
@@ -353,50 +353,4 @@ pub async fn cleanup(spec: &DaskJobSpec, job_id: &str) -> Result<TaskReport> {
     };
     Usage::now().fill(&mut report);
     Ok(report)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn spec(secret: &str) -> DaskJobSpec {
-        let text = format!(
-            "apiVersion: kask.dev/v1alpha1\nkind: DaskJob\nmetadata: {{name: j}}\nspec:\n  \
-             storage: {{url: \"s3://lake/x\"{secret}}}\n  dataframe:\n    \
-             inputs: {{o: {{path: \"o/*.csv\", format: csv}}}}\n    pipeline: [{{source: o}}]\n  \
-             output: {{path: out}}\n"
-        );
-        kask_api::parse_job("job.yaml", &text)
-            .expect("the test job parses")
-            .spec
-    }
-
-    #[test]
-    fn a_storage_secret_that_set_no_key_is_an_error_naming_it() {
-        let named = spec(", secretRef: {name: lake}");
-        let err = check_credentials(&named, |_| false)
-            .expect_err("no key set")
-            .to_string();
-        assert!(err.contains("spec.storage.secretRef"), "{err}");
-        assert!(err.contains("\"lake\""), "{err}");
-        assert!(err.contains("AWS_ACCESS_KEY_ID"), "{err}");
-        assert!(check_credentials(&named, |k| k == "AWS_ACCESS_KEY_ID").is_ok());
-        // Without a secretRef, credentials come from wherever object_store finds them.
-        assert!(check_credentials(&spec(""), |_| false).is_ok());
-    }
-
-    #[test]
-    fn a_plan_of_another_plan_version_is_refused_as_a_lasting_error() {
-        let other = format!("{{\"version\": {}, \"anything\": true}}", PLAN_VERSION + 1);
-        let err = parse_plan(other.as_bytes(), "x/_kask/u/plan.json").expect_err("refused");
-        assert!(matches!(err, Error::Incompatible(_)), "{err}");
-        assert_eq!(err.exit_code(), 4);
-        let msg = err.to_string();
-        assert!(
-            msg.contains("x/_kask/u/plan.json") && msg.contains("plan version"),
-            "{msg}"
-        );
-        let garbage = parse_plan(b"[1, 2]", "p.json").expect_err("not a plan");
-        assert!(matches!(garbage, Error::Internal(_)), "{garbage}");
-    }
 }
